@@ -1,0 +1,39 @@
+# flashsale: `make report` runs the experiments and renders the reports; `make test` runs the test suite.
+# Both create .venv and install the project into it first if needed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+.PHONY: install
+install: $(STAMP) ## create .venv and install flashsale with its test tools
+
+.PHONY: test
+test: $(STAMP) ## run the whole test suite (starts and stops its own PostgreSQL)
+	$(BIN)/python -m pytest
+
+.PHONY: report
+report: $(STAMP) ## run the main job on the embedded PostgreSQL, then stop the server
+	$(BIN)/flashsale db up
+	$(BIN)/flashsale demo --strategy pessimistic; status=$$?; $(BIN)/flashsale db down; exit $$status
+
+.PHONY: lint
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check flashsale tests
+	$(BIN)/ruff format --check flashsale tests
+
+.PHONY: clean
+clean: ## remove the virtual environment, the database directory and generated output
+	rm -rf $(VENV) .flashsale data/runs reports/*.html reports/runs

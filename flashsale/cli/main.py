@@ -1,0 +1,68 @@
+"""Entry point of the `flashsale` command: builds the parser from each command module and turns every
+expected failure into one line on stderr and a non-zero exit status."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import psycopg
+
+from flashsale.db.connection import DatabaseUnavailable
+from flashsale.domain import DomainError
+
+# Exit statuses: 1 for a refused or failed operation, 2 for bad usage (as argparse), 3 for an unreachable database.
+EXIT_FAILED, EXIT_USAGE, EXIT_DB = 1, 2, 3
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Usage errors as one line ("flashsale db reset: error: ... (see --help)"), not the whole usage block."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from flashsale.cli import db, demo, order
+
+    parser = OneLineErrorParser(
+        prog="flashsale",
+        description="A laboratory for flash-sale inventory concurrency on PostgreSQL.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (db, order, demo):
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except DomainError as exc:
+        return _fail(args, exc.code, str(exc), EXIT_FAILED)
+    except DatabaseUnavailable as exc:
+        return _fail(args, "database_unavailable", str(exc), EXIT_DB)
+    except psycopg.OperationalError as exc:
+        return _fail(args, "database_unavailable", _first_line(exc), EXIT_DB)
+    except (ValueError, LookupError) as exc:
+        return _fail(args, "invalid_input", str(exc), EXIT_USAGE)
+    except KeyboardInterrupt:
+        return _fail(args, "interrupted", "interrupted", 130)
+
+
+def _fail(args: argparse.Namespace, code: str, message: str, status: int) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps({"error": code, "message": message}))
+    print(f"flashsale: error: {message}", file=sys.stderr)
+    return status
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""How commands print: human text by default, one JSON document with --json."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+
+def emit(args, data: Any, text: str) -> None:
+    if getattr(args, "json", False):
+        json.dump(data, sys.stdout, default=str)
+        sys.stdout.write("\n")
+    else:
+        print(text)
+
+
+def add_json_flag(parser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")

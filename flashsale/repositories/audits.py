@@ -1,0 +1,33 @@
+"""The correctness audit's one query: what the database says was sold, against what the inventory row says."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from psycopg import AsyncConnection
+from psycopg.rows import class_row
+
+from flashsale.records import AuditRecord
+
+
+async def read(conn: AsyncConnection, flash_sale_id: UUID) -> AuditRecord | None:
+    cur = conn.cursor(row_factory=class_row(AuditRecord))
+    await cur.execute(
+        """
+        WITH confirmed AS (
+            SELECT user_id, sum(quantity)::bigint AS quantity, count(*) AS orders
+              FROM orders WHERE flash_sale_id = %(sale)s AND status = 'CONFIRMED'
+             GROUP BY user_id
+        )
+        SELECT s.id AS flash_sale_id,
+               s.total_inventory AS total,
+               s.remaining_inventory AS remaining,
+               s.per_user_limit,
+               coalesce((SELECT sum(orders) FROM confirmed), 0)::bigint AS orders,
+               coalesce((SELECT sum(quantity) FROM confirmed), 0)::bigint AS confirmed_quantity,
+               (SELECT count(*) FROM confirmed WHERE quantity > s.per_user_limit) AS limit_violations
+          FROM flash_sales s WHERE s.id = %(sale)s
+        """,
+        {"sale": flash_sale_id},
+    )
+    return await cur.fetchone()

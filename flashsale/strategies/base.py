@@ -1,0 +1,48 @@
+"""What every locking strategy provides, so that the CLI, the HTTP service, the load runner and the notebooks
+can swap one for another by name."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter
+from importlib import resources
+from typing import ClassVar
+
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from flashsale.domain import Order, PlaceOrder
+
+
+class OrderStrategy(ABC):
+    """A way of placing an order on a flash sale without overselling (unless `safe` is False).
+
+    `create_order(conn, command)` is the order logic on one connection: it owns the transaction on that
+    connection, commits on success, rolls back and raises a `DomainError` otherwise.
+    `place_order(pool, command)` is what callers with a pool use; strategies that queue or batch override it.
+    """
+
+    name: ClassVar[str]
+    safe: ClassVar[bool] = True
+    summary: ClassVar[str]
+
+    def __init__(self) -> None:
+        # Counters a strategy wants reported (retries, conflicts, ...): the load runner and /metrics read them.
+        self.counters: Counter[str] = Counter()
+
+    @abstractmethod
+    async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order: ...
+
+    async def place_order(self, pool: AsyncConnectionPool, command: PlaceOrder) -> Order:
+        async with pool.connection() as conn:
+            return await self.create_order(conn, command)
+
+    async def start(self, pool: AsyncConnectionPool) -> None:
+        """Called once before the first order (strategies with background workers start them here)."""
+
+    async def stop(self) -> None:
+        """Called once after the last order."""
+
+    def pgbench_script(self) -> str:
+        """The SQL this strategy sends, as a pgbench script (variables: :sale, :users, :quantity)."""
+        return (resources.files("flashsale.strategies") / "pgbench" / f"{self.name}.sql").read_text()

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+
+from flashsale import scenario as scenario_module
+from flashsale.db import connection
+from flashsale.testing import TestDatabase
+
+
+@pytest.fixture(scope="session")
+def database_url():
+    """The URL of a migrated test database; the embedded server is stopped at the end of the session."""
+    with TestDatabase() as url:
+        yield url
+
+
+@pytest.fixture
+async def conn(database_url):
+    """An autocommit async connection to the test database."""
+    c = await connection.connect_async(database_url)
+    async with c:
+        yield c
+
+
+@pytest.fixture
+async def make_scenario(database_url):
+    """Call it to empty the database and create a fresh scenario; returns the `Scenario`."""
+
+    async def make(**kwargs):
+        c = await connection.connect_async(database_url)
+        async with c:
+            return await scenario_module.reset(c, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+async def pool(database_url):
+    """A pool of 70 connections, enough for every concurrent buyer in the concurrency tests to hold its own."""
+    p = connection.make_pool(database_url, size=70)
+    async with p:
+        yield p
