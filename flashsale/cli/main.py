@@ -11,6 +11,7 @@ import psycopg
 
 from flashsale.db.connection import DatabaseUnavailable
 from flashsale.domain import DomainError
+from flashsale.strategies import StrategyUnavailable
 
 # Exit statuses: 1 for a refused or failed operation, 2 for bad usage (as argparse), 3 for an unreachable database.
 EXIT_FAILED, EXIT_USAGE, EXIT_DB = 1, 2, 3
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
-    except DomainError as exc:
+    except (DomainError, StrategyUnavailable) as exc:
         return _fail(args, exc.code, str(exc), EXIT_FAILED)
     except DatabaseUnavailable as exc:
         return _fail(args, "database_unavailable", str(exc), EXIT_DB)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flashsale.strategies.base import OrderStrategy
+from flashsale.strategies.base import Busy, OrderStrategy, Rejected, StrategyUnavailable
 from flashsale.strategies.pessimistic import Pessimistic
 
 STRATEGIES: dict[str, type[OrderStrategy]] = {cls.name: cls for cls in (Pessimistic,)}
@@ -29,4 +29,14 @@ def get_strategy(name: str, **params: Any) -> OrderStrategy:
     return cls(**params)
 
 
-__all__ = ["DEFAULT_STRATEGY", "STRATEGIES", "OrderStrategy", "UnknownStrategy", "get_strategy", "names"]
+__all__ = [
+    "DEFAULT_STRATEGY",
+    "STRATEGIES",
+    "Busy",
+    "OrderStrategy",
+    "Rejected",
+    "StrategyUnavailable",
+    "UnknownStrategy",
+    "get_strategy",
+    "names",
+]

@@ -14,6 +14,31 @@ from psycopg_pool import AsyncConnectionPool
 from flashsale.domain import Order, PlaceOrder
 
 
+class StrategyUnavailable(Exception):
+    """The strategy could not take the order now (not a rule of the sale): the caller may retry later.
+
+    The HTTP service answers these with 503 and `Retry-After`; the load runner counts them by `code`.
+    """
+
+    code: ClassVar[str] = "unavailable"
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class Busy(StrategyUnavailable):
+    """The inventory row stayed locked through every bounded retry (e.g. FOR UPDATE NOWAIT)."""
+
+    code = "busy"
+
+
+class Rejected(StrategyUnavailable):
+    """Admission control refused the order (e.g. a full queue)."""
+
+    code = "rejected"
+
+
 class OrderStrategy(ABC):
     """A way of placing an order on a flash sale without overselling (unless `safe` is False).
 
