@@ -1,0 +1,103 @@
+"""The order service as an ASGI application: `create_app(url, strategy=..., pool_size=...)`.
+
+One `AsyncConnectionPool` is opened in the lifespan and waited for (so the server accepts no request before the
+database is reachable), then the strategy is started on it; both are stopped at shutdown.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from psycopg_pool import PoolTimeout
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from flashsale import strategies
+from flashsale.db.connection import DatabaseUnavailable, describe, make_pool
+from flashsale.http import errors, openapi
+from flashsale.http.flash_sale_handler import get_flash_sale
+from flashsale.http.health_handler import health
+from flashsale.http.middleware import RequestMiddleware
+from flashsale.http.order_handler import get_order, place_order
+from flashsale.http.service import Service
+from flashsale.http.user_handler import list_users
+from flashsale.strategies import OrderStrategy
+
+DEFAULT_POOL_SIZE = 8  # the issue measured 5-10 connections as best for one hot row
+DEFAULT_POOL_TIMEOUT_S = 5.0
+DEFAULT_OPEN_TIMEOUT_S = 30.0
+
+log = logging.getLogger("flashsale.http")
+
+
+def create_app(
+    url: str,
+    *,
+    strategy: str | OrderStrategy = strategies.DEFAULT_STRATEGY,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    pool_timeout: float = DEFAULT_POOL_TIMEOUT_S,
+    open_timeout: float = DEFAULT_OPEN_TIMEOUT_S,
+    access_log: bool = True,
+) -> Starlette:
+    """The application for the database at `url`, placing orders through `strategy` (a name or an instance).
+
+    `pool_timeout` bounds how long a request waits for a free connection before it is answered 503;
+    `open_timeout` how long startup waits for the pool's first connections.
+    """
+    if pool_size < 1:
+        raise ValueError(f"pool size must be at least 1, got {pool_size}")
+    if pool_timeout <= 0:
+        raise ValueError(f"pool timeout must be positive, got {pool_timeout}")
+    if isinstance(strategy, str):
+        strategy = strategies.get_strategy(strategy)
+    service = Service(strategy=strategy, pool_timeout_s=pool_timeout)
+    openapi_json = json.dumps(openapi.document()).encode()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pool = make_pool(url, size=pool_size, timeout=pool_timeout)
+        try:
+            await pool.open(wait=True, timeout=open_timeout)
+        except PoolTimeout as exc:
+            await pool.close()
+            raise DatabaseUnavailable(f"cannot open {pool_size} connections to {describe(url)}: {exc}") from exc
+        try:
+            await strategy.start(pool)
+            service.pool = pool
+            log.info(
+                "ready",
+                extra={"fields": {"strategy": strategy.name, "pool_size": pool_size, "pool_timeout_s": pool_timeout}},
+            )
+            try:
+                yield
+            finally:
+                service.pool = None
+                await strategy.stop()
+        finally:
+            await pool.close()
+
+    async def openapi_endpoint(request: Request) -> Response:
+        return Response(openapi_json, media_type="application/json")
+
+    app = Starlette(
+        routes=[
+            Route("/api/orders", place_order, methods=["POST"]),
+            Route("/api/orders/{order_id}", get_order, methods=["GET"]),
+            Route("/api/flash-sales/{flash_sale_id}", get_flash_sale, methods=["GET"]),
+            Route("/users", list_users, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/metrics", service.metrics.endpoint, methods=["GET"]),
+            Route("/openapi.json", openapi_endpoint, methods=["GET"]),
+        ],
+        middleware=[Middleware(RequestMiddleware, metrics=service.metrics, access_log=access_log)],
+        exception_handlers=dict.fromkeys(errors.HANDLED, errors.handle),
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    return app

@@ -1,0 +1,121 @@
+"""Every failure becomes `{"error": code, "message": text}` with the right status: domain refusals keep the
+domain error's code, a missing or saturated database is a 503 with `Retry-After`, and anything unexpected is a bare
+`{"error": "internal"}` (its details go to the log, with the request id, never to the caller)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+
+import psycopg
+from psycopg_pool import PoolTimeout
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from flashsale.domain import DomainError
+from flashsale.strategies import StrategyUnavailable
+
+log = logging.getLogger("flashsale.http")
+
+# Domain codes whose status is not the default for refusals (409: the sale's state forbids the order).
+STATUS_BY_DOMAIN_CODE = {
+    "sale_not_found": 404,
+    "user_not_found": 404,
+    "invalid_quantity": 422,
+}
+CODE_BY_HTTP_STATUS = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+}
+RETRY_AFTER_UNAVAILABLE_S = 1
+INTERNAL_BODY = b'{"error":"internal","message":"internal server error"}'
+
+
+class ApiError(Exception):
+    """A refusal decided by the HTTP layer itself (bad input, unknown order, ...)."""
+
+    def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def to_api_error(exc: Exception) -> ApiError | None:
+    """The answer for an exception the service knows how to explain, or None for an unexpected one."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, DomainError):
+        return ApiError(STATUS_BY_DOMAIN_CODE.get(exc.code, 409), exc.code, str(exc))
+    if isinstance(exc, StrategyUnavailable):
+        return ApiError(503, exc.code, str(exc), {"Retry-After": retry_after(exc.retry_after_s)})
+    if isinstance(exc, PoolTimeout):
+        return ApiError(
+            503,
+            "unavailable",
+            "no database connection became free in time; retry later",
+            {"Retry-After": retry_after(RETRY_AFTER_UNAVAILABLE_S)},
+        )
+    if isinstance(exc, psycopg.OperationalError):
+        return ApiError(
+            503,
+            "unavailable",
+            "the database is unavailable; retry later",
+            {"Retry-After": retry_after(RETRY_AFTER_UNAVAILABLE_S)},
+        )
+    if isinstance(exc, HTTPException):
+        code = CODE_BY_HTTP_STATUS.get(exc.status_code, "http_error")
+        return ApiError(exc.status_code, code, _http_message(exc), exc.headers)
+    return None
+
+
+def retry_after(seconds: float) -> str:
+    """`Retry-After` takes whole seconds; round up so that a client never comes back too early."""
+    return str(max(1, math.ceil(seconds)))
+
+
+def error_response(error: ApiError) -> Response:
+    from flashsale.http.order_dto import ErrorResponse
+
+    body = ErrorResponse(error=error.code, message=error.message).model_dump_json()
+    return Response(body, status_code=error.status, headers=error.headers, media_type="application/json")
+
+
+def internal_error_response() -> Response:
+    return Response(INTERNAL_BODY, status_code=500, media_type="application/json")
+
+
+async def handle(request: Request, exc: Exception) -> Response:
+    """Starlette exception handler for every class in `HANDLED`."""
+    error = to_api_error(exc)
+    if error is None:  # pragma: no cover - only HANDLED classes are routed here
+        raise exc
+    if error.status >= 500:
+        cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        log.warning("answered 503", extra={"fields": {"error": error.code, "cause": f"{type(exc).__name__}: {cause}"}})
+    return error_response(error)
+
+
+HANDLED: tuple[type[Exception], ...] = (
+    ApiError,
+    DomainError,
+    StrategyUnavailable,
+    psycopg.OperationalError,
+    HTTPException,
+)
+
+
+def _http_message(exc: HTTPException) -> str:
+    if exc.status_code == 404:
+        return "no such route"
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        return f"method not allowed here; allowed: {allowed}" if allowed else "method not allowed here"
+    return str(exc.detail)

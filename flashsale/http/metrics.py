@@ -1,0 +1,112 @@
+"""Prometheus metrics of one service instance, on its own registry: request durations by route and status,
+order outcomes by strategy, the connection pool's `get_stats()`, the strategy's own counters, and the process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from psycopg_pool import AsyncConnectionPool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from flashsale.strategies import OrderStrategy
+
+DURATION_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# psycopg_pool's get_stats() keys: instant measures become gauges, running counts become counters (ms as seconds).
+POOL_GAUGES = {
+    "pool_min": ("flashsale_pool_min_connections", "pool min_size"),
+    "pool_max": ("flashsale_pool_max_connections", "pool max_size"),
+    "pool_size": ("flashsale_pool_connections", "connections currently managed by the pool"),
+    "pool_available": ("flashsale_pool_available_connections", "connections idle in the pool"),
+    "requests_waiting": ("flashsale_pool_requests_waiting", "requests waiting for a connection now"),
+}
+POOL_COUNTERS = {
+    "requests_num": ("flashsale_pool_requests", "connections requested from the pool", 1),
+    "requests_queued": ("flashsale_pool_requests_queued", "requests that had to wait for a connection", 1),
+    "requests_wait_ms": ("flashsale_pool_requests_wait_seconds", "time spent waiting for a connection", 1e-3),
+    "requests_errors": ("flashsale_pool_requests_errors", "requests that got no connection (timeout, ...)", 1),
+    "usage_ms": ("flashsale_pool_usage_seconds", "time connections were out of the pool", 1e-3),
+    "returns_bad": ("flashsale_pool_returns_bad", "connections returned in a bad state", 1),
+    "connections_num": ("flashsale_pool_connection_attempts", "connection attempts to the server", 1),
+    "connections_ms": ("flashsale_pool_connection_seconds", "time spent establishing connections", 1e-3),
+    "connections_errors": ("flashsale_pool_connection_errors", "failed connection attempts", 1),
+    "connections_lost": ("flashsale_pool_connections_lost", "connections found broken", 1),
+}
+
+
+class PoolCollector(Collector):
+    def __init__(self, pool: Callable[[], AsyncConnectionPool | None]) -> None:
+        self._pool = pool
+
+    def collect(self) -> Iterator[Metric]:
+        pool = self._pool()
+        if pool is None:
+            return
+        stats = pool.get_stats()
+        for key, (name, doc) in POOL_GAUGES.items():
+            family = GaugeMetricFamily(name, doc, labels=["pool"])
+            family.add_metric([pool.name], stats.get(key, 0))
+            yield family
+        for key, (name, doc, scale) in POOL_COUNTERS.items():
+            family = CounterMetricFamily(name, doc, labels=["pool"])
+            family.add_metric([pool.name], stats.get(key, 0) * scale)
+            yield family
+
+
+class StrategyCollector(Collector):
+    """What the strategy counts itself (retries, conflicts, queue rejections, ...)."""
+
+    def __init__(self, strategy: OrderStrategy) -> None:
+        self._strategy = strategy
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "flashsale_strategy_events", "events counted by the order strategy", labels=["strategy", "event"]
+        )
+        for event, count in sorted(self._strategy.counters.items()):
+            family.add_metric([self._strategy.name, event], count)
+        yield family
+
+
+class Metrics:
+    def __init__(self, strategy: OrderStrategy, pool: Callable[[], AsyncConnectionPool | None]) -> None:
+        self.registry = CollectorRegistry()
+        self.request_duration = Histogram(
+            "flashsale_http_request_duration_seconds",
+            "time from the request's arrival to the end of its response",
+            ["method", "route", "status"],
+            buckets=DURATION_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.orders = Counter(
+            "flashsale_orders",
+            'outcomes of POST /api/orders: "created" or the error code',
+            ["strategy", "outcome"],
+            registry=self.registry,
+        )
+        self._strategy_name = strategy.name
+        self.registry.register(PoolCollector(pool))
+        self.registry.register(StrategyCollector(strategy))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.request_duration.labels(method, route, str(status)).observe(seconds)
+
+    def count_order(self, outcome: str) -> None:
+        self.orders.labels(self._strategy_name, outcome).inc()
+
+    async def endpoint(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

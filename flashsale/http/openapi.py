@@ -1,0 +1,168 @@
+"""The OpenAPI 3.1 document of the service, generated from the pydantic models in `order_dto`."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from flashsale.http import order_dto as dto
+from flashsale.http.request_id import HEADER as REQUEST_ID_HEADER
+
+_SCHEMA_REF = "#/components/schemas/{model}"
+_ERROR_STATUS_TEXT = {
+    404: "not found: `sale_not_found`, `user_not_found`, `order_not_found`",
+    409: "refused by the sale: `sold_out`, `per_user_limit_exceeded`, `sale_not_active`",
+    413: "`payload_too_large`: the body is over the size limit",
+    415: "`unsupported_media_type`: the body is not declared as UTF-8 application/json",
+    422: "`invalid_request` (malformed JSON, missing, extra or mistyped fields or parameters, ids that are not "
+    "UUIDs) or `invalid_quantity`",
+    503: "try again after `Retry-After` seconds: `unavailable` (database down, or no pooled connection free in time), "
+    "`busy` or `rejected` (the strategy could not take the order now)",
+}
+
+
+def document() -> dict[str, Any]:
+    models: list[tuple[type[BaseModel], str]] = [
+        (dto.PlaceOrderRequest, "validation"),
+        (dto.OrderResponse, "serialization"),
+        (dto.FlashSaleResponse, "serialization"),
+        (dto.UserIdsPage, "serialization"),
+        (dto.HealthResponse, "serialization"),
+        (dto.ErrorResponse, "serialization"),
+    ]
+    refs, schemas = models_json_schema(models, ref_template=_SCHEMA_REF)
+    ref = {model: refs[(model, mode)] for model, mode in models}
+    error = ref[dto.ErrorResponse]
+
+    def ok(description: str, model: type[BaseModel], status: int = 200, headers: dict | None = None) -> dict:
+        return {
+            str(status): {
+                "description": description,
+                "headers": {REQUEST_ID_HEADER: {"$ref": "#/components/headers/RequestId"}, **(headers or {})},
+                "content": {"application/json": {"schema": ref[model]}},
+            }
+        }
+
+    def errors(*statuses: int) -> dict:
+        out = {}
+        for status in statuses:
+            headers = {REQUEST_ID_HEADER: {"$ref": "#/components/headers/RequestId"}}
+            if status == 503:
+                headers["Retry-After"] = {"$ref": "#/components/headers/RetryAfter"}
+            out[str(status)] = {
+                "description": _ERROR_STATUS_TEXT[status],
+                "headers": headers,
+                "content": {"application/json": {"schema": error}},
+            }
+        return out
+
+    def uuid_path_parameter(name: str, description: str) -> dict:
+        return {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "description": description,
+            "schema": {"type": "string", "format": "uuid"},
+        }
+
+    query_schema = dto.UsersQuery.model_json_schema()["properties"]
+    users_parameters = [
+        {"name": name, "in": "query", "required": False, "description": field.description, "schema": query_schema[name]}
+        for name, field in dto.UsersQuery.model_fields.items()
+    ]
+    location = {
+        "Location": {
+            "description": "where the new order can be read",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    }
+
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "flashsale order service",
+            "version": version("flashsale"),
+            "description": "Orders on flash sales through a chosen inventory-locking strategy. Every response "
+            f"carries `{REQUEST_ID_HEADER}` (the caller's, when it sends a sane one); every error is "
+            '`{"error": code, "message": text}`.',
+        },
+        "paths": {
+            "/api/orders": {
+                "post": {
+                    "operationId": "placeOrder",
+                    "summary": "Place an order on a flash sale",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": ref[dto.PlaceOrderRequest]}},
+                    },
+                    "responses": {
+                        **ok("the order, confirmed", dto.OrderResponse, 201, location),
+                        **errors(404, 409, 413, 415, 422, 503),
+                    },
+                }
+            },
+            "/api/orders/{order_id}": {
+                "get": {
+                    "operationId": "getOrder",
+                    "summary": "Read one order",
+                    "parameters": [uuid_path_parameter("order_id", "the order's id")],
+                    "responses": {**ok("the order", dto.OrderResponse), **errors(404, 422, 503)},
+                }
+            },
+            "/api/flash-sales/{flash_sale_id}": {
+                "get": {
+                    "operationId": "getFlashSale",
+                    "summary": "Read a flash sale: window, stock, per-user limit",
+                    "parameters": [uuid_path_parameter("flash_sale_id", "the flash sale's id")],
+                    "responses": {**ok("the flash sale", dto.FlashSaleResponse), **errors(404, 422, 503)},
+                }
+            },
+            "/users": {
+                "get": {
+                    "operationId": "listUserIds",
+                    "summary": "User ids in a stable order, a page at a time",
+                    "parameters": users_parameters,
+                    "responses": {**ok("one page of user ids", dto.UserIdsPage), **errors(422, 503)},
+                }
+            },
+            "/health": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Is the service up and its database reachable",
+                    "responses": {**ok("up", dto.HealthResponse), **errors(503)},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics in the text exposition format",
+                    "responses": {
+                        "200": {
+                            "description": "the metrics",
+                            "headers": {REQUEST_ID_HEADER: {"$ref": "#/components/headers/RequestId"}},
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": schemas["$defs"],
+            "headers": {
+                "RequestId": {
+                    "description": "the request's id, as the caller sent it or generated; logs carry the same",
+                    "required": True,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+                },
+                "RetryAfter": {
+                    "description": "seconds to wait before trying again",
+                    "required": True,
+                    "schema": {"type": "integer", "minimum": 1},
+                },
+            },
+        },
+    }

@@ -1,0 +1,133 @@
+"""`flashsale serve` as a child process on a free loopback port, ready when `/health` says so, and stopped by its
+pid: for the end-to-end tests, the benchmark, and anyone who wants a real server from a script or notebook.
+
+    with ServerProcess(strategy="pessimistic", pool_size=8) as server:
+        ... server.url ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS just handed out and released; free unless someone else grabs it first."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class ServerNotReady(RuntimeError):
+    pass
+
+
+class ServerProcess:
+    def __init__(
+        self,
+        *,
+        strategy: str | None = None,
+        pool_size: int | None = None,
+        pool_timeout: float | None = None,
+        access_log: bool = True,
+        log_path: Path | None = None,
+        env: dict[str, str] | None = None,
+        ready_timeout: float = 60.0,
+    ) -> None:
+        self.host = "127.0.0.1"
+        self.port = free_port(self.host)
+        self.url = f"http://{self.host}:{self.port}"
+        self.args = ["--host", self.host, "--port", str(self.port)]
+        if strategy is not None:
+            self.args += ["--strategy", strategy]
+        if pool_size is not None:
+            self.args += ["--pool-size", str(pool_size)]
+        if pool_timeout is not None:
+            self.args += ["--pool-timeout", str(pool_timeout)]
+        if not access_log:
+            self.args.append("--no-access-log")
+        self.log_path = log_path
+        self.env = {**os.environ, **(env or {})}
+        self.ready_timeout = ready_timeout
+        self.process: subprocess.Popen | None = None
+        self._log_file: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def start(self) -> ServerProcess:
+        self._log_file = open(self.log_path, "wb") if self.log_path else None  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flashsale.cli.main", "serve", *self.args],
+            stdout=subprocess.DEVNULL,
+            stderr=self._log_file or subprocess.DEVNULL,
+            env=self.env,
+        )
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self) -> dict:
+        """Poll `/health` until it answers 200; returns its body."""
+        assert self.process is not None
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if (code := self.process.poll()) is not None:
+                raise ServerNotReady(f"flashsale serve exited with status {code} before it was ready{self._log_hint()}")
+            with (
+                contextlib.suppress(OSError, urllib.error.URLError),
+                urllib.request.urlopen(f"{self.url}/health", timeout=2) as response,
+            ):
+                if response.status == 200:
+                    return json.load(response)
+            time.sleep(0.05)
+        raise ServerNotReady(f"flashsale serve was not ready after {self.ready_timeout:.0f} s{self._log_hint()}")
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM (uvicorn's graceful shutdown), SIGKILL if it has not exited within `timeout`; the exit status."""
+        code = None
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+                try:
+                    self.process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+            code = self.process.returncode
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        return code
+
+    def log_lines(self) -> list[dict]:
+        """The JSON log lines written so far (needs `log_path`)."""
+        if self.log_path is None or not self.log_path.exists():
+            return []
+        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.startswith("{")]
+
+    def _log_hint(self) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        tail = self.log_path.read_text().strip().splitlines()[-5:]
+        return ":\n" + "\n".join(tail) if tail else ""
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

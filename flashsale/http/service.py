@@ -1,0 +1,39 @@
+"""What the handlers share: the strategy, the pool (open between startup and shutdown), the metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from psycopg_pool import AsyncConnectionPool
+from starlette.requests import Request
+
+from flashsale.http.metrics import Metrics
+from flashsale.strategies import OrderStrategy
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Service:
+    strategy: OrderStrategy
+    pool_timeout_s: float
+    metrics: Metrics = field(init=False)
+    pool: AsyncConnectionPool | None = None
+    clock: Callable[[], datetime] = utc_now
+
+    def __post_init__(self) -> None:
+        self.metrics = Metrics(self.strategy, lambda: self.pool)
+
+    @property
+    def open_pool(self) -> AsyncConnectionPool:
+        if self.pool is None:  # pragma: no cover - Starlette serves no request before the lifespan has started
+            raise RuntimeError("the service is not started")
+        return self.pool
+
+
+def service_of(request: Request) -> Service:
+    return request.app.state.service
