@@ -18,7 +18,12 @@ MAX_OFFSET = 2**31 - 1
 
 
 def _quantity_or_domain_error(value: Any, handler) -> int:
-    """Any unusable quantity (0, negative, beyond 2^31 - 1, not an integer) is the domain's `invalid_quantity`."""
+    """Any unusable quantity (0, negative, beyond 2^31 - 1, not an integer) is the domain's `invalid_quantity`.
+
+    `2.0` is an integer to JSON Schema (and so to the OpenAPI document), so it is taken as 2; `"2"` and `true` are not.
+    """
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     try:
         return handler(value)
     except ValidationError:

@@ -1,0 +1,36 @@
+"""`flashsale serve` refuses bad options before it binds anything."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--pool-size", "0"],
+        ["--pool-timeout", "0"],
+        ["--pool-timeout", "soon"],
+        ["--port", "70000"],
+        ["--port", "http"],
+        ["--strategy", "nope"],
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(args, database_url):
+    proc = subprocess.run(
+        [sys.executable, "-m", "flashsale.cli.main", "serve", *args], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in proc.stderr
+
+
+def test_help_lists_the_options():
+    out = subprocess.run(
+        [sys.executable, "-m", "flashsale.cli.main", "serve", "--help"], capture_output=True, text=True, timeout=60
+    ).stdout
+    for option in ("--host", "--port", "--strategy", "--pool-size", "--pool-timeout", "--no-access-log"):
+        assert option in out

@@ -1,0 +1,95 @@
+"""503 with Retry-After when no pooled connection is free in time or the database connection is gone,
+and a clean refusal to start without a database."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg
+
+from flashsale.http.server_process import ServerProcess
+from tests.e2e.api import Api
+
+POOL_TIMEOUT_S = 0.5
+
+
+def wait_for(predicate, timeout=10.0, interval=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def blocked_on_lock(database_url) -> int:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'").fetchone()[0]
+
+
+class TestPoolExhausted:
+    def test_503_with_retry_after_within_the_pool_timeout(self, database_url, sale, tmp_path):
+        """Pool of one; its connection waits on a row lock the test holds; the next order cannot get a connection."""
+        with ServerProcess(pool_size=1, pool_timeout=POOL_TIMEOUT_S, log_path=tmp_path / "serve.log") as server:
+            api = Api(server.url)
+            first: dict = {}
+            with psycopg.connect(database_url) as holder:
+                holder.execute("SELECT 1 FROM flash_sales WHERE id = %s FOR UPDATE", [sale.id])
+                worker = threading.Thread(target=lambda: first.update(reply=api.order(sale.user_ids[0], sale.id)))
+                worker.start()
+                assert wait_for(lambda: blocked_on_lock(database_url) == 1), "the first order never reached the lock"
+
+                started = time.monotonic()
+                reply = api.order(sale.user_ids[1], sale.id)
+                elapsed = time.monotonic() - started
+                holder.commit()  # release the row: the first order goes through
+            worker.join(10)
+
+            assert (reply.status, reply.json["error"]) == (503, "unavailable")
+            assert reply.header("retry-after") == "1"
+            assert POOL_TIMEOUT_S * 0.9 <= elapsed < POOL_TIMEOUT_S + 1.5
+            assert first["reply"].status == 201
+            assert api.get("/health").status == 200
+            warnings = [line for line in server.log_lines() if line["level"] == "warning"]
+            assert [(w["error"], w["request_id"]) for w in warnings] == [("unavailable", reply.header("x-request-id"))]
+            assert "PoolTimeout" in warnings[0]["cause"]
+
+
+class TestConnectionLost:
+    def test_503_then_recovers_with_fresh_connections(self, database_url, sale, tmp_path):
+        name = "flashsale-connection-lost-test"  # libpq's application_name, so that only this server's are killed
+        env = {"PGAPPNAME": name}
+        with ServerProcess(pool_size=1, pool_timeout=2, log_path=tmp_path / "serve.log", env=env) as server:
+            api = Api(server.url)
+            assert api.get("/health").status == 200
+            with psycopg.connect(database_url, autocommit=True) as admin:
+                killed = admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s", [name]
+                ).fetchone()[0]
+            assert killed == 1
+
+            reply = api.order(sale.user_ids[0], sale.id)
+            assert (reply.status, reply.json["error"]) == (503, "unavailable")
+            assert reply.header("retry-after") == "1"
+            assert "terminat" not in reply.json["message"]  # no internals
+
+            assert wait_for(lambda: api.get("/health").status == 200, timeout=15)
+            assert api.order(sale.user_ids[0], sale.id).status == 201
+
+
+class TestNoDatabase:
+    def test_serve_refuses_to_start_with_one_line(self, tmp_path):
+        url = f"postgresql://postgres@/flashsale?host={tmp_path}&port=1"
+        proc = subprocess.run(
+            [sys.executable, "-m", "flashsale.cli.main", "serve", "--port", "1"],
+            capture_output=True,
+            text=True,
+            env={"FLASHSALE_DATABASE_URL": url, "PATH": ""},
+            timeout=60,
+        )
+        assert proc.returncode == 3
+        assert proc.stderr.startswith("flashsale: error: cannot connect to")
+        assert len(proc.stderr.strip().splitlines()) == 1

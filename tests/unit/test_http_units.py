@@ -1,0 +1,145 @@
+"""The HTTP layer's pure parts: request ids, error mapping, content types, request validation, the document."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+from psycopg_pool import PoolTimeout
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+
+from flashsale.domain import PerUserLimitExceeded, SaleNotActive, SaleNotFound, SoldOut, UserNotFound
+from flashsale.http import openapi, request_id
+from flashsale.http.errors import ApiError, retry_after, to_api_error
+from flashsale.http.json_body import check_content_type, from_validation_error
+from flashsale.http.order_dto import PlaceOrderRequest
+from flashsale.strategies import Busy, Rejected
+
+SALE, USER = uuid.uuid4(), uuid.uuid4()
+
+
+class TestRequestId:
+    def test_keeps_a_sane_id(self):
+        assert request_id.from_headers([(b"x-request-id", b"abc-123_:/.")]) == "abc-123_:/."
+
+    @pytest.mark.parametrize("value", [b"", b"a b", b"x" * 129, b"caf\xc3\xa9", b"line\r\nbreak"])
+    def test_replaces_an_unsafe_id_with_a_uuid(self, value):
+        assert uuid.UUID(request_id.from_headers([(b"x-request-id", value)])).version == 4
+
+    def test_makes_one_when_there_is_none(self):
+        first, second = (request_id.from_headers([(b"accept", b"*/*")]) for _ in range(2))
+        assert first != second
+
+
+class TestErrorMapping:
+    @pytest.mark.parametrize(
+        ("exc", "status", "code"),
+        [
+            (SaleNotFound(SALE), 404, "sale_not_found"),
+            (UserNotFound(USER), 404, "user_not_found"),
+            (SoldOut(SALE), 409, "sold_out"),
+            (PerUserLimitExceeded(limit=1), 409, "per_user_limit_exceeded"),
+            (SaleNotActive(SALE), 409, "sale_not_active"),
+            (Busy("locked"), 503, "busy"),
+            (Rejected("queue full"), 503, "rejected"),
+            (PoolTimeout("couldn't get a connection after 0.50 sec"), 503, "unavailable"),
+            (psycopg.OperationalError("server closed the connection unexpectedly"), 503, "unavailable"),
+            (HTTPException(404), 404, "not_found"),
+            (HTTPException(405, headers={"Allow": "GET"}), 405, "method_not_allowed"),
+        ],
+    )
+    def test_status_and_code(self, exc, status, code):
+        error = to_api_error(exc)
+        assert (error.status, error.code) == (status, code)
+        assert ("Retry-After" in error.headers) == (status == 503)
+
+    def test_database_details_stay_out_of_the_message(self):
+        error = to_api_error(psycopg.OperationalError("connection to server at 10.0.0.5 failed: password"))
+        assert "10.0.0.5" not in error.message
+
+    def test_unexpected_errors_are_not_explained(self):
+        assert to_api_error(KeyError("x")) is None
+
+    @pytest.mark.parametrize(("seconds", "header"), [(0, "1"), (0.01, "1"), (1.0, "1"), (1.2, "2"), (30, "30")])
+    def test_retry_after_is_whole_seconds_rounded_up(self, seconds, header):
+        assert retry_after(seconds) == header
+
+
+class TestContentType:
+    @pytest.mark.parametrize(
+        "value", ["application/json", "Application/JSON", "application/json; charset=utf-8", "application/vnd.a+json"]
+    )
+    def test_json_is_accepted(self, value):
+        check_content_type(value)
+
+    @pytest.mark.parametrize(
+        "value", [None, "", "text/plain", "text/json", "application/xml", "application/json; charset=latin-1"]
+    )
+    def test_anything_else_is_415(self, value):
+        with pytest.raises(ApiError) as info:
+            check_content_type(value)
+        assert (info.value.status, info.value.code) == (415, "unsupported_media_type")
+
+
+def validate(body: dict) -> ApiError | PlaceOrderRequest:
+    import json
+
+    try:
+        return PlaceOrderRequest.model_validate_json(json.dumps(body))
+    except ValidationError as exc:
+        return from_validation_error(exc)
+
+
+class TestPlaceOrderRequest:
+    def test_valid_body_becomes_the_domain_command(self):
+        parsed = validate({"user_id": str(USER), "flash_sale_id": str(SALE), "quantity": 2})
+        command = parsed.to_command()
+        assert (command.user_id, command.flash_sale_id, command.quantity) == (USER, SALE, 2)
+
+    @pytest.mark.parametrize("quantity", [0, -5, 2**31, 1.5, "1", True, None, [1]])
+    def test_a_bad_quantity_alone_is_invalid_quantity(self, quantity):
+        error = validate({"user_id": str(USER), "flash_sale_id": str(SALE), "quantity": quantity})
+        assert (error.status, error.code) == (422, "invalid_quantity")
+        assert error.message.startswith("quantity must be a whole number from 1 to 2147483647, got ")
+
+    def test_a_huge_value_is_shortened_in_the_message(self):
+        error = validate({"user_id": str(USER), "flash_sale_id": str(SALE), "quantity": "9" * 500})
+        assert len(error.message) < 120
+
+    def test_other_problems_are_invalid_request_naming_each_field(self):
+        error = validate({"user_id": "nope", "quantity": 0, "extra": 1})
+        assert (error.status, error.code) == (422, "invalid_request")
+        for field in ("user_id", "flash_sale_id", "quantity", "extra"):
+            assert field in error.message
+
+
+class TestOpenApiDocument:
+    def test_every_schema_reference_resolves(self):
+        doc = openapi.document()
+        refs = set()
+
+        def walk(node):
+            if isinstance(node, dict):
+                if "$ref" in node:
+                    refs.add(node["$ref"])
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    walk(value)
+
+        walk(doc)
+        for ref in refs:
+            _, section, kind, name = ref.split("/")
+            assert name in doc[section][kind], ref
+
+    def test_every_error_response_is_the_error_model(self):
+        doc = openapi.document()
+        for item in doc["paths"].values():
+            for operation in item.values():
+                for status, response in operation["responses"].items():
+                    if int(status) >= 400:
+                        schema = response["content"]["application/json"]["schema"]
+                        assert schema == {"$ref": "#/components/schemas/ErrorResponse"}
