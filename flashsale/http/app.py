@@ -56,7 +56,7 @@ def create_app(
         raise ValueError(f"pool timeout must be positive, got {pool_timeout}")
     if isinstance(strategy, str):
         strategy = strategies.get_strategy(strategy)
-    service = Service(strategy=strategy, pool_timeout_s=pool_timeout)
+    service = Service(strategy=strategy)
     openapi_json = json.dumps(openapi.document()).encode()
 
     @asynccontextmanager

@@ -10,11 +10,13 @@ from collections.abc import Mapping
 
 import psycopg
 from psycopg_pool import PoolTimeout
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from flashsale.domain import DomainError
+from flashsale.http.order_dto import ErrorResponse
 from flashsale.strategies import StrategyUnavailable
 
 log = logging.getLogger("flashsale.http")
@@ -76,14 +78,22 @@ def to_api_error(exc: Exception) -> ApiError | None:
     return None
 
 
+def from_validation_error(exc: ValidationError) -> ApiError:
+    """`invalid_quantity` when the quantity is the only problem, else `invalid_request` naming every problem."""
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    if errors and all(e["type"] == "invalid_quantity" for e in errors):
+        return ApiError(422, "invalid_quantity", errors[0]["msg"])
+    problems = [f"{'.'.join(str(part) for part in e['loc']) or 'body'}: {e['msg']}" for e in errors[:10]]
+    more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
+    return ApiError(422, "invalid_request", "; ".join(problems) + more)
+
+
 def retry_after(seconds: float) -> str:
     """`Retry-After` takes whole seconds; round up so that a client never comes back too early."""
     return str(max(1, math.ceil(seconds)))
 
 
 def error_response(error: ApiError) -> Response:
-    from flashsale.http.order_dto import ErrorResponse
-
     body = ErrorResponse(error=error.code, message=error.message).model_dump_json()
     return Response(body, status_code=error.status, headers=error.headers, media_type="application/json")
 

@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from flashsale.domain import SaleNotFound
 from flashsale.http.order_dto import FlashSaleResponse
-from flashsale.http.order_handler import path_uuid
+from flashsale.http.params import path_uuid
 from flashsale.http.responses import model_response
 from flashsale.http.service import service_of
 from flashsale.repositories import flash_sales

@@ -8,7 +8,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 
-from flashsale.http.errors import ApiError
+from flashsale.http.errors import ApiError, from_validation_error
 
 MAX_BODY_BYTES = 8 * 1024  # an order is about 120 bytes
 M = TypeVar("M", bound=BaseModel)
@@ -54,13 +54,3 @@ async def read_body(request: Request, *, max_bytes: int) -> bytes:
     except ClientDisconnect:
         raise ApiError(400, "client_disconnected", "the client went away before sending the whole body") from None
     return b"".join(chunks)
-
-
-def from_validation_error(exc: ValidationError) -> ApiError:
-    """`invalid_quantity` when the quantity is the only problem, else `invalid_request` naming every problem."""
-    errors = exc.errors(include_url=False, include_input=False, include_context=False)
-    if errors and all(e["type"] == "invalid_quantity" for e in errors):
-        return ApiError(422, "invalid_quantity", errors[0]["msg"])
-    problems = [f"{'.'.join(str(part) for part in e['loc']) or 'body'}: {e['msg']}" for e in errors[:10]]
-    more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
-    return ApiError(422, "invalid_request", "; ".join(problems) + more)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from uuid import UUID
-
 from starlette.requests import Request
 from starlette.responses import Response
 
 from flashsale.http.errors import ApiError, to_api_error
 from flashsale.http.json_body import read_model
 from flashsale.http.order_dto import OrderResponse, PlaceOrderRequest
+from flashsale.http.params import path_uuid
 from flashsale.http.responses import model_response
 from flashsale.http.service import service_of
 from flashsale.repositories import orders
@@ -35,11 +34,3 @@ async def get_order(request: Request) -> Response:
     if order is None:
         raise ApiError(404, "order_not_found", f"order {order_id} does not exist")
     return model_response(OrderResponse.from_domain(order))
-
-
-def path_uuid(request: Request, name: str) -> UUID:
-    text = request.path_params[name]
-    try:
-        return UUID(text)
-    except ValueError:
-        raise ApiError(422, "invalid_request", f"{name}: {text[:64]!r} is not a UUID") from None

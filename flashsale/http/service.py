@@ -20,7 +20,6 @@ def utc_now() -> datetime:
 @dataclass
 class Service:
     strategy: OrderStrategy
-    pool_timeout_s: float
     metrics: Metrics = field(init=False)
     pool: AsyncConnectionPool | None = None
     clock: Callable[[], datetime] = utc_now

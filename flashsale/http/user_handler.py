@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from flashsale.http.json_body import from_validation_error
 from flashsale.http.order_dto import UserIdsPage, UsersQuery
+from flashsale.http.params import query_model
 from flashsale.http.responses import model_response
 from flashsale.http.service import service_of
 from flashsale.repositories import users
 
 
 async def list_users(request: Request) -> Response:
-    try:
-        query = UsersQuery.model_validate(dict(request.query_params))  # unknown parameters are ignored
-    except ValidationError as exc:
-        raise from_validation_error(exc) from None
+    query = query_model(request, UsersQuery)
     async with service_of(request).open_pool.connection() as conn:
         ids = await users.list_ids(conn, limit=query.limit, offset=query.offset)
         total = await users.count(conn)

@@ -12,8 +12,8 @@ from starlette.exceptions import HTTPException
 
 from flashsale.domain import PerUserLimitExceeded, SaleNotActive, SaleNotFound, SoldOut, UserNotFound
 from flashsale.http import openapi, request_id
-from flashsale.http.errors import ApiError, retry_after, to_api_error
-from flashsale.http.json_body import check_content_type, from_validation_error
+from flashsale.http.errors import ApiError, from_validation_error, retry_after, to_api_error
+from flashsale.http.json_body import check_content_type
 from flashsale.http.order_dto import PlaceOrderRequest
 from flashsale.strategies import Busy, Rejected
 
