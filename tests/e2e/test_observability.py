@@ -8,6 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from flashsale.http.server_process import ServerProcess
+from tests.e2e.api import Api
 from tests.e2e.conftest import POOL_SIZE, make_sale
 
 
@@ -81,8 +82,6 @@ class TestAccessLog:
 
     def test_can_be_turned_off(self, database_url, tmp_path):
         with ServerProcess(access_log=False, pool_size=1, log_path=tmp_path / "serve.log") as quiet:
-            from tests.e2e.api import Api
-
             assert Api(quiet.url).get("/users").status == 200
             lines = quiet.log_lines()
         assert not [line for line in lines if line["logger"] == "flashsale.http.access"]
