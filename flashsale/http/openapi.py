@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from importlib.metadata import version
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from flashsale import __version__
 from flashsale.http import order_dto as dto
 from flashsale.http.request_id import HEADER as REQUEST_ID_HEADER
 
@@ -85,7 +85,7 @@ def document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "flashsale order service",
-            "version": version("flashsale"),
+            "version": __version__,
             "description": "Orders on flash sales through a chosen inventory-locking strategy. Every response "
             f"carries `{REQUEST_ID_HEADER}` (the caller's, when it sends a sane one); every error is "
             '`{"error": code, "message": text}`.',
