@@ -25,14 +25,14 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from flashsale.cli import db, demo, order, serve
+    from flashsale.cli import bench, db, demo, load, order, serve
 
     parser = OneLineErrorParser(
         prog="flashsale",
         description="A laboratory for flash-sale inventory concurrency on PostgreSQL.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (db, order, demo, serve):
+    for module in (db, order, demo, serve, load, bench):
         module.register(subparsers)
     return parser
 

@@ -1,0 +1,124 @@
+"""`flashsale load`: a load test against the order logic (`--target db`) or the HTTP service (`--target http`),
+with the oversell audit after the run (exit status 1 when it fails)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+
+from flashsale import strategies
+from flashsale.cli.output import add_json_flag, emit
+from flashsale.units import seconds
+
+
+def fail(args: argparse.Namespace, code: str, message: str, status: int = 1) -> int:
+    """A failure of the run itself (not of the input) as main() reports errors: one line, and JSON with --json."""
+    if getattr(args, "json", False):
+        print(json.dumps({"error": code, "message": message}))
+    print(f"flashsale: error: {message}", file=sys.stderr)
+    return status
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+positive_int.__name__ = "positive integer"
+
+
+def uuid_arg(text: str) -> uuid.UUID:
+    return uuid.UUID(text)
+
+
+uuid_arg.__name__ = "UUID"
+
+
+def add_scenario_arguments(parser: argparse.ArgumentParser) -> None:
+    """The scenario options `load` and `bench` share."""
+    parser.add_argument(
+        "--strategy", default=strategies.DEFAULT_STRATEGY, choices=strategies.names(), help="locking strategy"
+    )
+    parser.add_argument("--users", type=positive_int, default=100, help="users in the fresh scenario (default 100)")
+    parser.add_argument("--inventory", type=int, default=50, help="units for sale (default 50)")
+    parser.add_argument("--per-user-limit", type=positive_int, default=1, help="units one user may buy (default 1)")
+    parser.add_argument("--shards", type=positive_int, help="inventory shards, for strategies that shard the row")
+    parser.add_argument("--quantity", type=positive_int, default=1, help="units per order (default 1)")
+    parser.add_argument(
+        "--no-reset", dest="reset", action="store_false", help="keep the database as it is: load the newest sale"
+    )
+    parser.add_argument("--sale", type=uuid_arg, help="with --no-reset: the flash sale to load (default the newest)")
+
+
+def register(subparsers) -> None:
+    load = subparsers.add_parser(
+        "load",
+        help="load test the order flow, then audit for overselling",
+        description="Closed model (--vus, --think-ms) unless --rate is given (open model, orders per second). "
+        "A fresh scenario is created first unless --no-reset. Exit status 1 when the audit finds an oversell.",
+    )
+    load.add_argument("--target", choices=("db", "http"), default="db", help="db: in-process; http: the service")
+    load.add_argument("--base-url", help="http target: a running service (default: start one on a free port)")
+    add_scenario_arguments(load)
+    load.add_argument("--vus", type=positive_int, default=10, help="closed model: virtual users (default 10)")
+    load.add_argument(
+        "--think-ms", type=float, default=100.0, help="closed model: pause after each order, ms (default 100)"
+    )
+    load.add_argument("--rate", type=float, help="open model: orders per second on a fixed schedule")
+    load.add_argument("--max-inflight", type=positive_int, default=1000, help="open model: bound on requests in flight")
+    load.add_argument("--duration", type=seconds, default=30.0, help="measured time (default 30s)")
+    load.add_argument("--warmup", type=seconds, default=0.0, help="run first, left out of the figures (default 0s)")
+    load.add_argument("--seed", type=int, default=0, help="seed of the random choice of users (default 0)")
+    load.add_argument(
+        "--pool-size", type=positive_int, help="database connections (default: --vus; 32 in the open model)"
+    )
+    load.add_argument("--out", help="save the per-request records as Parquet (and the lock timeline beside them)")
+    load.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_json_flag(load)
+    load.set_defaults(func=cmd_load)
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from flashsale.load import LoadConfig, run_load
+    from flashsale.load.service import ServiceFailed
+
+    config = LoadConfig(
+        target=args.target,
+        base_url=args.base_url,
+        strategy=args.strategy,
+        vus=args.vus,
+        think_ms=args.think_ms,
+        rate=args.rate,
+        max_inflight=args.max_inflight,
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        users=args.users,
+        inventory=args.inventory,
+        per_user_limit=args.per_user_limit,
+        shards=args.shards,
+        quantity=args.quantity,
+        reset=args.reset,
+        sale_id=args.sale,
+        seed=args.seed,
+        pool_size=args.pool_size,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    try:
+        result = run_load(config)
+    except ServiceFailed as exc:
+        return fail(args, "service_failed", str(exc))
+    if args.out:
+        records, locks = result.to_parquet(args.out)
+        result.summary["meta"]["records_path"] = str(records)
+        result.summary["meta"]["lock_timeline_path"] = str(locks)
+    text = result.text() + (f"\n  records saved to {args.out}" if args.out else "")
+    emit(args, result.summary, text)
+    if not result.ok:
+        print("flashsale: error: the audit failed: " + "; ".join(result.summary["meta"]["audit_problems"]),
+              file=sys.stderr)  # fmt: skip
+        return 1
+    return 0

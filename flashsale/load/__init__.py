@@ -1,0 +1,41 @@
+"""The load runner: closed (virtual users) and open (arrival rate) workloads against the order logic in-process
+(`db`) or the HTTP service (`http`), exact latency summaries, lock contention sampling, the oversell audit after
+every run, and the pgbench reference line.
+
+    from flashsale.load import LoadConfig, run_load
+
+    result = run_load(LoadConfig(target="db", vus=32, think_ms=0, duration_s=10))
+    result.summary          # the `flashsale load --json` document
+    result.summary_frame()  # one row, for concatenating sweeps
+    result.records          # one row a request: start_s, latency_ms, outcome, status, warmup
+    result.lock_timeline    # pg_stat_activity samples: t_s, tuple, transactionid, other_lock, active
+"""
+
+from flashsale.load.outcomes import Outcomes
+from flashsale.load.pgbench import PgbenchFailed, PgbenchResult, run_pgbench
+from flashsale.load.records import RecordBuffer
+from flashsale.load.runner import LoadConfig, LoadResult, run_load, run_load_async
+from flashsale.load.summary import latency_stats, render_text, summarize, summary_frame
+from flashsale.load.workloads import Closed, Open, WorkloadStats, run_closed, run_open, schedule
+
+__all__ = [
+    "Closed",
+    "LoadConfig",
+    "LoadResult",
+    "Open",
+    "Outcomes",
+    "PgbenchFailed",
+    "PgbenchResult",
+    "RecordBuffer",
+    "WorkloadStats",
+    "latency_stats",
+    "render_text",
+    "run_closed",
+    "run_load",
+    "run_load_async",
+    "run_open",
+    "run_pgbench",
+    "schedule",
+    "summarize",
+    "summary_frame",
+]

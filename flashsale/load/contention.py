@@ -1,0 +1,85 @@
+"""Lock contention made visible: while a run goes, sample `pg_stat_activity` for the sessions waiting on a row
+lock (`Lock:tuple`: queued behind another waiter for the same row; `Lock:transactionid`: waiting for the
+transaction that holds the row to end) and keep the timeline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import pandas as pd
+
+from flashsale.db import connection
+
+SAMPLE = """
+SELECT count(*) FILTER (WHERE wait_event_type = 'Lock' AND wait_event = 'tuple'),
+       count(*) FILTER (WHERE wait_event_type = 'Lock' AND wait_event = 'transactionid'),
+       count(*) FILTER (WHERE wait_event_type = 'Lock' AND wait_event NOT IN ('tuple', 'transactionid')),
+       count(*) FILTER (WHERE state = 'active')
+  FROM pg_stat_activity
+ WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+"""
+COLUMNS = ("t_s", "tuple", "transactionid", "other_lock", "active")
+
+
+class LockSampler:
+    """Samples every `interval_s` on its own connection; `t_s` is the time since `origin_ns` (perf_counter_ns)."""
+
+    def __init__(self, url: str, *, interval_s: float = 0.1, origin_ns: int | None = None) -> None:
+        self.url = url
+        self.interval_s = interval_s
+        self.origin_ns = origin_ns
+        self.rows: list[tuple[float, int, int, int, int]] = []
+        self._task: asyncio.Task | None = None
+        self._conn = None
+        self.error: str | None = None
+
+    async def start(self) -> None:
+        self._conn = await connection.connect_async(self.url)
+        if self.origin_ns is None:
+            self.origin_ns = time.perf_counter_ns()
+        self._task = asyncio.create_task(self._run())
+
+    async def sample(self) -> tuple[float, int, int, int, int]:
+        cur = await self._conn.execute(SAMPLE, prepare=True)
+        tuple_, transactionid, other, active = await cur.fetchone()
+        row = ((time.perf_counter_ns() - self.origin_ns) / 1e9, tuple_, transactionid, other, active)
+        self.rows.append(row)
+        return row
+
+    async def _run(self) -> None:
+        next_at = time.perf_counter()
+        try:
+            while True:
+                await self.sample()
+                next_at += self.interval_s
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+        except Exception as exc:  # sampling is an observation: losing it must not stop the run
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    async def stop(self) -> pd.DataFrame:
+        """Stop sampling and close the connection; the timeline of every sample taken."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+        return self.timeline()
+
+    def timeline(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.rows, columns=list(COLUMNS))
+        return frame.astype({"t_s": "float64", **{c: "int32" for c in COLUMNS[1:]}})
+
+
+def mean_row_lock_waiters(timeline: pd.DataFrame, *, start_s: float = 0.0, end_s: float | None = None) -> float | None:
+    """Mean of `tuple + transactionid` waiters over the samples taken in [start_s, end_s); None without samples."""
+    window = timeline[timeline["t_s"] >= start_s]
+    if end_s is not None:
+        window = window[window["t_s"] < end_s]
+    if window.empty:
+        return None
+    return float((window["tuple"] + window["transactionid"]).mean())

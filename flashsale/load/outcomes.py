@@ -1,0 +1,56 @@
+"""What happened to one request: a stable name for the summary, a small integer for the records.
+
+The names are the same for both targets: a refusal by the rules of the sale (`sold_out`, ...), a strategy that
+could not take the order now (`busy`, `rejected`, `unavailable`), or an error, named by its class
+(`PoolTimeout`, `ClientConnectorError`, ...) or, for an HTTP answer outside the contract, by its status (`http_500`).
+"""
+
+from __future__ import annotations
+
+CREATED = "created"
+REFUSALS = ("sold_out", "per_user_limit_exceeded", "sale_not_active", "not_found", "invalid")
+UNAVAILABLE = ("busy", "rejected", "unavailable")
+KNOWN = (CREATED, *REFUSALS, *UNAVAILABLE)
+
+# Domain error codes (and the HTTP service's error codes) that share one outcome.
+ALIASES = {
+    "sale_not_found": "not_found",
+    "user_not_found": "not_found",
+    "invalid_quantity": "invalid",
+}
+
+OTHER_ERROR = "other_error"  # every error class past the 255th distinct one (the records keep one byte)
+_MAX_IDS = 256
+
+
+def is_error(name: str) -> bool:
+    """An outcome that is neither an order, a refusal nor an unavailable strategy."""
+    return name not in KNOWN
+
+
+class Outcomes:
+    """Interns outcome names as ids 0..255: the known outcomes first (stable ids), error classes as they appear."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self._ids: dict[str, int] = {}
+        for name in KNOWN:
+            self.id(name)
+
+    def id(self, name: str) -> int:
+        """The id of `name`, registered on first sight."""
+        found = self._ids.get(name)
+        if found is not None:
+            return found
+        if len(self.names) == _MAX_IDS - 1 and name != OTHER_ERROR:
+            return self.id(OTHER_ERROR)
+        self._ids[name] = len(self.names)
+        self.names.append(name)
+        return self._ids[name]
+
+    def for_code(self, code: str) -> int:
+        """The id for an error code of the domain, a strategy or the HTTP service."""
+        return self.id(ALIASES.get(code, code))
+
+    def name(self, outcome_id: int) -> str:
+        return self.names[outcome_id]

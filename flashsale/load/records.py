@@ -1,0 +1,55 @@
+"""Per-request records, kept in compact typed columns while the run goes (19 bytes a request: 20 MB a million)."""
+
+from __future__ import annotations
+
+from array import array
+
+import numpy as np
+import pandas as pd
+
+from flashsale.load.outcomes import Outcomes
+
+COLUMNS = ("start_s", "latency_ms", "outcome", "status", "warmup")
+
+
+class RecordBuffer:
+    """Append-only columns: start offset and latency in nanoseconds, outcome id, HTTP status (0 for the db target).
+
+    For the open model the start is the *scheduled* start, and the latency runs from it.
+    """
+
+    __slots__ = ("latency_ns", "outcome", "start_ns", "status")
+
+    def __init__(self) -> None:
+        self.start_ns = array("q")
+        self.latency_ns = array("q")
+        self.outcome = array("B")
+        self.status = array("H")
+
+    def add(self, start_ns: int, latency_ns: int, outcome: int, status: int) -> None:
+        self.start_ns.append(start_ns)
+        self.latency_ns.append(latency_ns)
+        self.outcome.append(outcome)
+        self.status.append(status)
+
+    def __len__(self) -> int:
+        return len(self.outcome)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(col.itemsize * len(col) for col in (self.start_ns, self.latency_ns, self.outcome, self.status))
+
+    def to_frame(self, outcomes: Outcomes, *, warmup_s: float = 0.0) -> pd.DataFrame:
+        """One row a request: `start_s` (from the run's start), `latency_ms`, `outcome` (categorical), `status`,
+        `warmup` (True for requests started before the end of the warmup, which the summary leaves out)."""
+        start_ns = np.frombuffer(self.start_ns, dtype=np.int64)
+        codes = np.frombuffer(self.outcome, dtype=np.uint8)
+        return pd.DataFrame(
+            {
+                "start_s": start_ns / 1e9,
+                "latency_ms": np.frombuffer(self.latency_ns, dtype=np.int64) / 1e6,
+                "outcome": pd.Categorical.from_codes(codes.astype(np.int16), categories=outcomes.names),
+                "status": np.frombuffer(self.status, dtype=np.uint16).copy(),
+                "warmup": start_ns < round(warmup_s * 1e9),
+            }
+        )

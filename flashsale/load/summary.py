@@ -1,0 +1,221 @@
+"""The end-of-run summary: exact latency percentiles over every measured request and per outcome, as a dict
+(the `--json` document), a one-row DataFrame for notebooks, and text in the spirit of k6's end-of-test summary.
+
+Percentiles are exact: computed from every recorded latency, with linear interpolation between the two closest
+ranks (numpy's default, which is also how k6 computes its trend percentiles), never from buckets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from flashsale.load.outcomes import CREATED, is_error
+
+LATENCY_KEYS = ("avg", "min", "p50", "p90", "p95", "p99", "max")
+OUTCOME_KEYS = ("count", "avg", "p50", "p95", "p99", "max")
+SUMMARY_KEYS = (
+    "target",
+    "strategy",
+    "model",
+    "vus",
+    "rate",
+    "think_ms",
+    "duration_s",
+    "requests",
+    "rps",
+    "orders",
+    "orders_per_s",
+    "latency_ms",
+    "outcomes",
+    "by_outcome",
+    "audit",
+    "lock_waiters_mean",
+    "client_cpu_percent",
+    "meta",
+)
+AUDIT_KEYS = ("ok", "total", "remaining", "orders", "oversold", "limit_violations")
+CPU_WARNING_PERCENT = 90.0
+
+_PERCENTILES = {"p50": 50, "p90": 90, "p95": 95, "p99": 99}
+
+
+def latency_stats(latency_ms: np.ndarray, keys: tuple[str, ...] = LATENCY_KEYS) -> dict[str, float | None]:
+    """avg/min/max and exact percentiles of `latency_ms`; every value None when there are no latencies."""
+    values = np.asarray(latency_ms, dtype=np.float64)
+    if values.size == 0:
+        return {key: (0 if key == "count" else None) for key in keys}
+    wanted = [key for key in keys if key in _PERCENTILES]
+    ranks = dict(zip(wanted, np.percentile(values, [_PERCENTILES[k] for k in wanted]), strict=True))
+    stats: dict[str, Any] = {
+        "count": int(values.size),
+        "avg": float(values.mean()),
+        "min": float(values.min()),
+        "max": float(values.max()),
+        **{key: float(value) for key, value in ranks.items()},
+    }
+    return {key: stats[key] for key in keys}
+
+
+def summarize(
+    records: pd.DataFrame,
+    *,
+    target: str,
+    strategy: str,
+    model: str,
+    vus: int | None,
+    rate: float | None,
+    think_ms: float | None,
+    duration_s: float,
+    audit: dict[str, Any] | None,
+    lock_waiters_mean: float | None,
+    client_cpu_percent: float | None,
+    meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The summary of the requests started after the warmup (`records.warmup` False), over `duration_s`."""
+    measured = records[~records["warmup"]] if "warmup" in records else records
+    latency = measured["latency_ms"].to_numpy(dtype=np.float64)
+    outcome = measured["outcome"].astype(str).to_numpy()
+    names, counts = np.unique(outcome, return_counts=True)
+    outcomes = {str(name): int(count) for name, count in sorted(zip(names, counts, strict=True), key=_by_count)}
+    by_outcome = {name: latency_stats(latency[outcome == name], OUTCOME_KEYS) for name in outcomes}
+    requests = int(latency.size)
+    orders = outcomes.get(CREATED, 0)
+    meta = dict(meta or {})
+    meta.setdefault("errors", {name: count for name, count in outcomes.items() if is_error(name)})
+    warnings = list(meta.get("warnings", []))
+    if client_cpu_percent is not None and client_cpu_percent > CPU_WARNING_PERCENT:
+        warnings.append(
+            f"the load runner used {client_cpu_percent:.0f}% of a CPU core: the figures measure the client, "
+            "not the server (fewer VUs, a lower rate, or a second client machine)"
+        )
+    if audit is not None and not audit["ok"]:
+        warnings.insert(0, "AUDIT FAILED: " + "; ".join(meta.get("audit_problems", [])))
+    meta["warnings"] = warnings
+    return {
+        "target": target,
+        "strategy": strategy,
+        "model": model,
+        "vus": vus,
+        "rate": rate,
+        "think_ms": think_ms,
+        "duration_s": duration_s,
+        "requests": requests,
+        "rps": requests / duration_s if duration_s > 0 else None,
+        "orders": orders,
+        "orders_per_s": orders / duration_s if duration_s > 0 else None,
+        "latency_ms": latency_stats(latency),
+        "outcomes": outcomes,
+        "by_outcome": by_outcome,
+        "audit": None if audit is None else {key: audit[key] for key in AUDIT_KEYS},
+        "lock_waiters_mean": lock_waiters_mean,
+        "client_cpu_percent": client_cpu_percent,
+        "meta": meta,
+    }
+
+
+def _by_count(item: tuple[Any, Any]) -> tuple[int, str]:
+    return (-int(item[1]), str(item[0]))
+
+
+def summary_frame(summary: dict[str, Any]) -> pd.DataFrame:
+    """The summary as one row, nested keys joined by dots (`latency_ms.p95`, `by_outcome.created.p95`, ...),
+    so that the rows of many runs concatenate into one table."""
+    return pd.json_normalize(summary, sep=".")
+
+
+def render_text(summary: dict[str, Any]) -> str:
+    """The summary as a k6-style block of dotted lines."""
+    s, meta = summary, summary["meta"]
+    lines = [_scenario_line(s), _sale_line(meta), ""]
+    lines.append(_row("requests", f"{s['requests']:<8} {_rate(s['rps'])}"))
+    lines.append(_row("orders (created)", f"{s['orders']:<8} {_rate(s['orders_per_s'])}"))
+    lat = s["latency_ms"]
+    lines.append(_row("latency", " ".join(f"{_label(k)}={_ms(lat[k])}" for k in LATENCY_KEYS)))
+    for name, stats in s["by_outcome"].items():
+        values = " ".join(f"{_label(k)}={_ms(stats[k])}" for k in OUTCOME_KEYS[1:])
+        lines.append(_row(f"  {{ {name} }}", f"count={stats['count']:<7} {values}", width=33))
+    errors = meta.get("errors", {})
+    lines.append(_row("errors", ", ".join(f"{n}={c}" for n, c in errors.items()) if errors else "0"))
+    if s["model"] == "open":
+        lines.append(
+            _row(
+                "starts",
+                f"late={meta.get('late_starts', 0)} dropped={meta.get('dropped_starts', 0)} "
+                f"(max in flight {meta.get('max_inflight')})",
+            )
+        )
+    waiters = s["lock_waiters_mean"]
+    lines.append(
+        _row(
+            "lock waiters",
+            "n/a"
+            if waiters is None
+            else f"{waiters:.2f} mean (Lock:tuple + Lock:transactionid), {meta.get('lock_samples', 0)} samples",
+        )
+    )
+    cpu = s["client_cpu_percent"]
+    lines.append(_row("client cpu", "n/a" if cpu is None else f"{cpu:.0f}% of one core"))
+    if counters := meta.get("strategy_counters"):
+        lines.append(_row("strategy counters", ", ".join(f"{k}={v}" for k, v in counters.items())))
+    lines.append(_row("audit", _audit_text(s["audit"])))
+    for problem in meta.get("audit_problems", []):
+        lines.append(f"    !! {problem}")
+    for warning in meta.get("warnings", []):
+        lines.append(f"  WARNING: {warning}")
+    return "\n".join(lines)
+
+
+def _scenario_line(s: dict[str, Any]) -> str:
+    meta = s["meta"]
+    if s["model"] == "open":
+        shape = f"open model: {s['rate']:g} orders/s"
+    else:
+        shape = f"closed model: {s['vus']} VUs, think {s['think_ms']:g} ms"
+    warmup = meta.get("warmup_s") or 0
+    where = f" at {meta['base_url']}" if meta.get("base_url") else ""
+    return (
+        f"  scenario: {shape}, {s['duration_s']:g} s"
+        + (f" (+{warmup:g} s warmup)" if warmup else "")
+        + f", target {s['target']}{where}, strategy {s['strategy']}"
+    )
+
+
+def _sale_line(meta: dict[str, Any]) -> str:
+    return (
+        f"  sale:     {meta.get('users')} users, inventory {meta.get('inventory')}, "
+        f"limit {meta.get('per_user_limit')} per user, seed {meta.get('seed')}"
+    )
+
+
+def _audit_text(audit: dict[str, Any] | None) -> str:
+    if audit is None:
+        return "not run"
+    sold = audit["total"] - audit["remaining"]
+    verdict = "ok" if audit["ok"] else "FAILED"
+    return (
+        f"{verdict}: {audit['orders']} orders, {sold} sold of {audit['total']}, {audit['remaining']} remaining, "
+        f"oversold {audit['oversold']}, {audit['limit_violations']} limit violations"
+    )
+
+
+def _row(name: str, value: str, width: int = 33) -> str:
+    return f"  {name} ".ljust(width, ".") + f": {value}"
+
+
+def _label(key: str) -> str:
+    return {"p50": "med"}.get(key, key if not key.startswith("p") else f"p({key[1:]})")
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 1000:
+        return f"{value / 1000:.2f}s"
+    return f"{value:.2f}ms" if value >= 1 else f"{value * 1000:.0f}µs"
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}/s"

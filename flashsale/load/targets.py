@@ -1,0 +1,231 @@
+"""What the load is aimed at: the order logic in-process over a pool (`db`), or a running order service (`http`).
+
+A target turns every answer into an `(outcome id, HTTP status)` pair (status 0 for `db`); errors become outcomes
+named by their class, so one failing request never stops the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+from uuid import UUID
+
+import aiohttp
+from psycopg import AsyncConnection, pq
+from psycopg_pool import AsyncConnectionPool
+
+from flashsale.domain import DomainError, PlaceOrder
+from flashsale.load.outcomes import ALIASES, CREATED, KNOWN, Outcomes
+from flashsale.load.workloads import OrderFn, shared
+from flashsale.strategies import OrderStrategy, StrategyUnavailable
+
+USERS_PAGE = 1000
+
+
+class _Target:
+    name: ClassVar[str]
+
+    def __init__(self, outcomes: Outcomes) -> None:
+        self.outcomes = outcomes
+        self._error_ids: dict[type, tuple[int, int]] = {}
+
+    def _failed(self, exc: BaseException, status: int = 0) -> tuple[int, int]:
+        kind = type(exc)
+        found = self._error_ids.get(kind)
+        if found is None:
+            found = self._error_ids[kind] = (self.outcomes.id(kind.__name__), status)
+        return found
+
+
+class DbTarget(_Target):
+    """The strategy called in-process, as the service would call it, minus HTTP.
+
+    Strategies that keep the default `place_order` (take a pooled connection, run `create_order` on it) get one
+    connection pinned to each virtual user for the whole run when the pool has one for every VU: the same work
+    without the pool's check-out and return on every request (tens of microseconds of client CPU each), as
+    pgbench keeps one connection a client. Strategies with their own `place_order` (queues, batches) and the
+    open model go through the pool on every request.
+    """
+
+    name = "db"
+
+    def __init__(
+        self,
+        strategy: OrderStrategy,
+        pool: AsyncConnectionPool,
+        flash_sale_id: UUID,
+        user_ids: list[UUID],
+        *,
+        outcomes: Outcomes,
+        quantity: int = 1,
+        pin_connections: bool = True,
+    ) -> None:
+        super().__init__(outcomes)
+        self.strategy = strategy
+        self.pool = pool
+        self.user_ids = user_ids
+        self._commands = [PlaceOrder(user_id=u, flash_sale_id=flash_sale_id, quantity=quantity) for u in user_ids]
+        self._created = (outcomes.id(CREATED), 0)
+        self._refusals = {code: (outcomes.for_code(code), 0) for code in (*KNOWN, *ALIASES)}
+        default_flow = type(strategy).place_order is OrderStrategy.place_order
+        self.pinned = pin_connections and default_flow
+
+    @property
+    def users(self) -> int:
+        return len(self._commands)
+
+    def _refused(self, code: str) -> tuple[int, int]:
+        found = self._refusals.get(code)
+        if found is None:
+            found = self._refusals[code] = (self.outcomes.for_code(code), 0)
+        return found
+
+    async def order(self, user: int) -> tuple[int, int]:
+        """One order through `strategy.place_order` on the pool."""
+        try:
+            await self.strategy.place_order(self.pool, self._commands[user])
+        except (DomainError, StrategyUnavailable) as exc:
+            return self._refused(exc.code)
+        except Exception as exc:
+            return self._failed(exc)
+        return self._created
+
+    def session(self) -> contextlib.AbstractAsyncContextManager[OrderFn]:
+        return self._pinned_session() if self.pinned else shared(self.order)
+
+    @contextlib.asynccontextmanager
+    async def _pinned_session(self) -> AsyncIterator[OrderFn]:
+        held: list[AsyncConnection | None] = [await self.pool.getconn()]
+        create, commands, created = self.strategy.create_order, self._commands, self._created
+
+        async def order(user: int) -> tuple[int, int]:
+            conn = held[0]
+            if conn is None:  # the pinned connection broke: carry on through the pool
+                return await self.order(user)
+            try:
+                await create(conn, commands[user])
+            except (DomainError, StrategyUnavailable) as exc:
+                return self._refused(exc.code)
+            except Exception as exc:
+                await self._recover(held, conn)
+                return self._failed(exc)
+            return created
+
+        try:
+            yield order
+        finally:
+            if held[0] is not None:
+                await self.pool.putconn(held[0])
+
+    async def _recover(self, held: list[AsyncConnection | None], conn: AsyncConnection) -> None:
+        if conn.closed or conn.broken:
+            held[0] = None
+            await self.pool.putconn(conn)  # the pool discards it and opens a replacement
+        elif conn.info.transaction_status != pq.TransactionStatus.IDLE:
+            with contextlib.suppress(Exception):
+                await conn.rollback()
+
+
+class HttpTarget(_Target):
+    """The order service over HTTP: `POST {base_url}/api/orders`, as the seed's k6 script did.
+
+    `open()` is the setup phase: it reads the real user ids from `GET /users` (every page) and encodes each
+    user's request body once, so the hot path only sends bytes and reads the answer.
+    """
+
+    name = "http"
+    HEADERS: ClassVar[dict[str, str]] = {"Content-Type": "application/json"}
+
+    def __init__(
+        self,
+        base_url: str,
+        flash_sale_id: UUID,
+        *,
+        outcomes: Outcomes,
+        quantity: int = 1,
+        connections: int = 100,
+        timeout_s: float = 30.0,
+    ) -> None:
+        super().__init__(outcomes)
+        self.base_url = base_url.rstrip("/")
+        self.flash_sale_id = flash_sale_id
+        self.quantity = quantity
+        self.connections = connections
+        self.timeout_s = timeout_s
+        self.user_ids: list[str] = []
+        self._bodies: list[bytes] = []
+        self._session: aiohttp.ClientSession | None = None
+        self._orders_url = f"{self.base_url}/api/orders"
+        self._answers: dict[tuple[int, str | None], tuple[int, int]] = {}
+        self._created = (outcomes.id(CREATED), 201)
+
+    @property
+    def users(self) -> int:
+        return len(self._bodies)
+
+    async def open(self) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.connections, limit_per_host=self.connections),
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+        )
+        self.user_ids = await fetch_user_ids(self._session, self.base_url)
+        if not self.user_ids:
+            raise LookupError(f"GET {self.base_url}/users returned no users")
+        sale = str(self.flash_sale_id)
+        self._bodies = [
+            json.dumps({"user_id": u, "flash_sale_id": sale, "quantity": self.quantity}).encode() for u in self.user_ids
+        ]
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def order(self, user: int) -> tuple[int, int]:
+        try:
+            async with self._session.post(self._orders_url, data=self._bodies[user], headers=self.HEADERS) as resp:
+                status = resp.status
+                body = await resp.read()
+        except Exception as exc:
+            return self._failed(exc)
+        if status == 201:
+            return self._created
+        return self._answer(status, body)
+
+    def session(self) -> contextlib.AbstractAsyncContextManager[OrderFn]:
+        return shared(self.order)
+
+    def _answer(self, status: int, body: bytes) -> tuple[int, int]:
+        code = _error_code(body)
+        key = (status, code)
+        found = self._answers.get(key)
+        if found is None:
+            name = ALIASES.get(code, code) if code else None
+            if name not in KNOWN or name == CREATED:
+                name = f"http_{status}"
+            found = self._answers[key] = (self.outcomes.id(name), status)
+        return found
+
+
+def _error_code(body: bytes) -> str | None:
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        return None
+    code = data.get("error") if isinstance(data, dict) else None
+    return code if isinstance(code, str) else None
+
+
+async def fetch_user_ids(session: aiohttp.ClientSession, base_url: str, *, page: int = USERS_PAGE) -> list[str]:
+    """Every user id the service lists, page by page (`GET /users?limit=&offset=`)."""
+    ids: list[str] = []
+    while True:
+        async with session.get(f"{base_url}/users", params={"limit": page, "offset": len(ids)}) as resp:
+            resp.raise_for_status()
+            data = await resp.json()
+        batch = data["user_ids"]
+        ids.extend(str(u) for u in batch)
+        if not batch or len(ids) >= data.get("total", len(ids)):
+            return ids

@@ -1,0 +1,197 @@
+"""The two workload models, as in k6: closed (`constant-vus`: N virtual users, each loops order -> pause) and
+open (`constant-arrival-rate`: orders start on a fixed schedule whatever the server does).
+
+Both drive an `order(user_index) -> (outcome id, status)` coroutine function and write one record a request.
+In the open model a request's latency runs from its *scheduled* start: when the server (or the client) stalls,
+the queue it builds shows up in the latencies instead of silently lowering the request rate (no coordinated
+omission). Starts made more than `LATE_AFTER_S` after their scheduled time are counted as late; starts that
+would exceed the bound on requests in flight are not made and counted as dropped (k6's dropped_iterations).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from flashsale.load.records import RecordBuffer
+
+OrderFn = Callable[[int], Awaitable[tuple[int, int]]]
+# Gives each virtual user its own `order` function for the run (the db target pins it a connection).
+SessionFactory = Callable[[], contextlib.AbstractAsyncContextManager[OrderFn]]
+
+LATE_AFTER_S = 0.005
+
+
+@dataclass(frozen=True)
+class Closed:
+    """k6 `constant-vus`: `vus` users, each placing an order, then pausing `think_s`, until the end."""
+
+    vus: int
+    think_s: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.vus < 1:
+            raise ValueError(f"vus must be at least 1, got {self.vus}")
+        if self.think_s < 0:
+            raise ValueError(f"think time must be 0 or more, got {self.think_s}")
+
+
+@dataclass(frozen=True)
+class Open:
+    """k6 `constant-arrival-rate`: `rate` orders a second on a fixed schedule, at most `max_inflight` at once."""
+
+    rate: float
+    max_inflight: int = 1000
+
+    def __post_init__(self) -> None:
+        if not self.rate > 0:
+            raise ValueError(f"rate must be positive, got {self.rate}")
+        if self.max_inflight < 1:
+            raise ValueError(f"max in-flight must be at least 1, got {self.max_inflight}")
+
+
+@dataclass
+class WorkloadStats:
+    started: int = 0  # requests started (measured or not)
+    late_starts: int = 0
+    dropped_starts: int = 0
+    interrupted: int = 0  # requests still running after the grace period, cancelled and not recorded
+    elapsed_s: float = 0.0  # from the first start to the last completion
+
+
+def schedule(rate: float, duration_s: float) -> np.ndarray:
+    """Scheduled start offsets (ns) of the open model: one every 1/rate seconds from 0, strictly before the end."""
+    interval_ns = 1e9 / rate
+    count = max(0, math.ceil(duration_s * 1e9 / interval_ns - 1e-9))
+    return (np.arange(count, dtype=np.float64) * interval_ns).astype(np.int64)
+
+
+async def run_closed(
+    workload: Closed,
+    session: SessionFactory,
+    records: RecordBuffer,
+    *,
+    users: int,
+    duration_s: float,
+    seed: int = 0,
+    grace_s: float = 10.0,
+    origin_ns: int | None = None,
+) -> WorkloadStats:
+    """Run `workload.vus` virtual users for `duration_s`; requests in flight at the end may finish within `grace_s`.
+
+    Each VU draws its users from its own `random.Random(seed, vu)` stream, so a seed replays the same choices.
+    """
+    origin = time.perf_counter_ns() if origin_ns is None else origin_ns
+    stop_at = origin + round(duration_s * 1e9)
+    stats = WorkloadStats()
+    vus = [
+        asyncio.create_task(_virtual_user(v, workload.think_s, session, records, users, seed, origin, stop_at))
+        for v in range(workload.vus)
+    ]
+    stats.interrupted = await _finish(vus, stop_at, grace_s)
+    stats.started = len(records) + stats.interrupted
+    stats.elapsed_s = (time.perf_counter_ns() - origin) / 1e9
+    return stats
+
+
+async def _virtual_user(
+    vu: int,
+    think_s: float,
+    session: SessionFactory,
+    records: RecordBuffer,
+    users: int,
+    seed: int,
+    origin: int,
+    stop_at: int,
+) -> None:
+    pick = random.Random(f"{seed}/{vu}").random
+    clock = time.perf_counter_ns
+    add = records.add
+    sleep = asyncio.sleep
+    async with session() as order:
+        while True:
+            started = clock()
+            if started >= stop_at:
+                return
+            outcome, status = await order(int(pick() * users))
+            ended = clock()
+            add(started - origin, ended - started, outcome, status)
+            if think_s:
+                await sleep(min(think_s, max(0.0, (stop_at - ended) / 1e9)))
+
+
+async def run_open(
+    workload: Open,
+    order: OrderFn,
+    records: RecordBuffer,
+    *,
+    users: int,
+    duration_s: float,
+    seed: int = 0,
+    grace_s: float = 10.0,
+    origin_ns: int | None = None,
+) -> WorkloadStats:
+    """Start `order` on the schedule of `workload.rate` for `duration_s`; see the module's docstring."""
+    origin = time.perf_counter_ns() if origin_ns is None else origin_ns
+    offsets = schedule(workload.rate, duration_s).tolist()
+    late_ns = round(LATE_AFTER_S * 1e9)
+    pick = random.Random(f"{seed}/open").random
+    clock = time.perf_counter_ns
+    add = records.add
+    stats = WorkloadStats()
+    running: set[asyncio.Task] = set()
+
+    async def one(offset: int, user: int) -> None:
+        outcome, status = await order(user)
+        add(offset, clock() - origin - offset, outcome, status)
+
+    i, count = 0, len(offsets)
+    while i < count:
+        now = clock() - origin
+        while i < count and offsets[i] <= now:
+            if len(running) >= workload.max_inflight:
+                stats.dropped_starts += 1
+            else:
+                if now - offsets[i] > late_ns:
+                    stats.late_starts += 1
+                task = asyncio.create_task(one(offsets[i], int(pick() * users)))
+                running.add(task)
+                task.add_done_callback(running.discard)
+                stats.started += 1
+            i += 1
+        if i < count:
+            await asyncio.sleep(max(0, offsets[i] - (clock() - origin)) / 1e9)
+    stop_at = origin + round(duration_s * 1e9)
+    stats.interrupted = await _finish(list(running), stop_at, grace_s)
+    stats.elapsed_s = (clock() - origin) / 1e9
+    return stats
+
+
+async def _finish(tasks: list[asyncio.Task], stop_at: int, grace_s: float) -> int:
+    """Wait for `tasks` until `grace_s` after `stop_at` and cancel the rest (returns how many); a task that
+    failed (a bug or a failed setup, since targets turn request errors into outcomes) stops the run at once."""
+    if not tasks:
+        return 0
+    timeout = max(0.0, (stop_at - time.perf_counter_ns()) / 1e9) + grace_s
+    done, pending = await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_EXCEPTION)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)
+    for task in done:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            raise exc
+    return len(pending)
+
+
+@contextlib.asynccontextmanager
+async def shared(order: OrderFn) -> AsyncIterator[OrderFn]:
+    """A session factory's body for targets whose virtual users all share one `order` function."""
+    yield order
