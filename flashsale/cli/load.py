@@ -118,7 +118,9 @@ def cmd_load(args: argparse.Namespace) -> int:
     text = result.text() + (f"\n  records saved to {args.out}" if args.out else "")
     emit(args, result.summary, text)
     if not result.ok:
-        print("flashsale: error: the audit failed: " + "; ".join(result.summary["meta"]["audit_problems"]),
-              file=sys.stderr)  # fmt: skip
+        print(
+            "flashsale: error: the audit failed: " + "; ".join(result.summary["meta"]["audit_problems"]),
+            file=sys.stderr,
+        )
         return 1
     return 0

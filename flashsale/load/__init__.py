@@ -9,14 +9,45 @@ every run, and the pgbench reference line.
     result.summary_frame()  # one row, for concatenating sweeps
     result.records          # one row a request: start_s, latency_ms, outcome, status, warmup
     result.lock_timeline    # pg_stat_activity samples: t_s, tuple, transactionid, other_lock, active
+
+The names below are imported on first use, so that the `flashsale` command (which registers `load` and `bench`)
+does not pay for pandas and aiohttp on every start.
 """
 
-from flashsale.load.outcomes import Outcomes
-from flashsale.load.pgbench import PgbenchFailed, PgbenchResult, run_pgbench
-from flashsale.load.records import RecordBuffer
-from flashsale.load.runner import LoadConfig, LoadResult, run_load, run_load_async
-from flashsale.load.summary import latency_stats, render_text, summarize, summary_frame
-from flashsale.load.workloads import Closed, Open, WorkloadStats, run_closed, run_open, schedule
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flashsale.load.outcomes import Outcomes
+    from flashsale.load.pgbench import PgbenchFailed, PgbenchResult, run_pgbench
+    from flashsale.load.records import RecordBuffer
+    from flashsale.load.runner import LoadConfig, LoadResult, run_load, run_load_async
+    from flashsale.load.summary import latency_stats, render_text, summarize, summary_frame
+    from flashsale.load.workloads import Closed, Open, WorkloadStats, run_closed, run_open, schedule
+
+_EXPORTS = {
+    "Closed": "workloads",
+    "LoadConfig": "runner",
+    "LoadResult": "runner",
+    "Open": "workloads",
+    "Outcomes": "outcomes",
+    "PgbenchFailed": "pgbench",
+    "PgbenchResult": "pgbench",
+    "RecordBuffer": "records",
+    "WorkloadStats": "workloads",
+    "latency_stats": "summary",
+    "render_text": "summary",
+    "run_closed": "workloads",
+    "run_load": "runner",
+    "run_load_async": "runner",
+    "run_open": "workloads",
+    "run_pgbench": "pgbench",
+    "schedule": "workloads",
+    "summarize": "summary",
+    "summary_frame": "summary",
+}
 
 __all__ = [
     "Closed",
@@ -39,3 +70,9 @@ __all__ = [
     "summarize",
     "summary_frame",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -42,7 +42,7 @@ class Outcomes:
         found = self._ids.get(name)
         if found is not None:
             return found
-        if len(self.names) == _MAX_IDS - 1 and name != OTHER_ERROR:
+        if len(self.names) >= _MAX_IDS - 1 and name != OTHER_ERROR:
             return self.id(OTHER_ERROR)
         self._ids[name] = len(self.names)
         self.names.append(name)

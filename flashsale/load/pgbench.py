@@ -88,11 +88,26 @@ def run_pgbench(
         file.write(script)
         file.flush()
         command = [
-            str(pgbench_path()), "--no-vacuum", "--file", file.name,
-            "--client", str(clients), "--jobs", str(threads), "--time", str(seconds), "--protocol", protocol,
-            "--define", f"sale={flash_sale_id}", "--define", f"users={users}", "--define", f"quantity={quantity}",
+            str(pgbench_path()),
+            "--no-vacuum",
+            "--file",
+            file.name,
+            "--client",
+            str(clients),
+            "--jobs",
+            str(threads),
+            "--time",
+            str(seconds),
+            "--protocol",
+            protocol,
+            "--define",
+            f"sale={flash_sale_id}",
+            "--define",
+            f"users={users}",
+            "--define",
+            f"quantity={quantity}",
             url,
-        ]  # fmt: skip
+        ]
         proc = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120, check=False)
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:

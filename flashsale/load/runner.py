@@ -236,7 +236,7 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
             )
             stack.push_async_callback(target.close)
             await target.open()
-            meta.update(base_url=base_url, service_started=service is not None)
+            meta.update(base_url=base_url, service_started=service is not None, service_pid=service and service.pid)
 
         origin = time.perf_counter_ns()
         sampler = LockSampler(url, interval_s=config.sample_interval_s, origin_ns=origin)

@@ -66,13 +66,27 @@ class ServiceProcess:
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "flashsale.cli.main",
+            "serve",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--strategy",
+            self.strategy,
+            "--pool-size",
+            str(self.pool_size),
+            "--no-access-log",
+        ]
+
     async def start(self) -> str:
+        """Start the service on a free port and wait until it is ready; returns its base URL."""
         self.port = free_port(self.host)
-        command = [
-            sys.executable, "-m", "flashsale.cli.main", "serve",
-            "--host", self.host, "--port", str(self.port),
-            "--strategy", self.strategy, "--pool-size", str(self.pool_size), "--no-access-log",
-        ]  # fmt: skip
+        command = self.command()
         env = {**os.environ, config.DATABASE_URL_ENV: self.database_url}
         # Popen, not asyncio's subprocesses: those need a child watcher in whatever thread runs the loop (a
         # notebook's run has its own thread), and one fork/exec before the load starts blocks nothing that matters.

@@ -6,6 +6,8 @@ In the open model a request's latency runs from its *scheduled* start: when the 
 the queue it builds shows up in the latencies instead of silently lowering the request rate (no coordinated
 omission). Starts made more than `LATE_AFTER_S` after their scheduled time are counted as late; starts that
 would exceed the bound on requests in flight are not made and counted as dropped (k6's dropped_iterations).
+Event loop timers have a resolution of one millisecond (epoll and libuv both), so starts leave up to about a
+millisecond after their schedule even on an idle client; that lag is in the latencies, as any client lag is.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ OrderFn = Callable[[int], Awaitable[tuple[int, int]]]
 SessionFactory = Callable[[], contextlib.AbstractAsyncContextManager[OrderFn]]
 
 LATE_AFTER_S = 0.005
+MIN_SLEEP_NS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -167,7 +170,9 @@ async def run_open(
                 stats.started += 1
             i += 1
         if i < count:
-            await asyncio.sleep(max(0, offsets[i] - (clock() - origin)) / 1e9)
+            # Never less than a millisecond: event loop timers have that resolution (uvloop rounds shorter
+            # sleeps to zero, which would spin a core); starts due meanwhile go out together on waking.
+            await asyncio.sleep(max(MIN_SLEEP_NS, offsets[i] - (clock() - origin)) / 1e9)
     stop_at = origin + round(duration_s * 1e9)
     stats.interrupted = await _finish(list(running), stop_at, grace_s)
     stats.elapsed_s = (clock() - origin) / 1e9

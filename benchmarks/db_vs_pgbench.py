@@ -1,0 +1,110 @@
+"""In-process driver efficiency: `flashsale load --target db` against `flashsale bench pgbench`, for the same
+strategy, clients and scenario, back to back. The bar: the db target reaches at least 0.9x pgbench's TPS.
+
+The scenario does not sell out and allows many units per user, so that every transaction is a full order
+(lock, check, decrement, insert) in both. pgbench runs first on a fresh scenario, then the load runner on
+another fresh one, closed model without think time, one connection a VU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+
+from flashsale import aio, config, scenario, strategies
+from flashsale.db import connection, migrate
+from flashsale.load import LoadConfig, run_load, run_pgbench
+from flashsale.units import seconds
+
+BAR = 0.9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--strategies", nargs="+", default=strategies.names(), choices=strategies.names())
+    parser.add_argument("--clients", nargs="+", type=int, default=[8, 32])
+    parser.add_argument("--duration", type=seconds, default=10.0, help="each measurement (default 10s)")
+    parser.add_argument("--warmup", type=seconds, default=1.0, help="load runner warmup (default 1s)")
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--inventory", type=int, default=100_000_000)
+    parser.add_argument("--per-user-limit", type=int, default=1_000_000)
+    parser.add_argument("--out", default=str(config.DATA_DIR / "benchmarks" / "db_vs_pgbench.json"))
+    args = parser.parse_args()
+
+    url = connection.database_url()
+    with connection.connect(url) as conn:
+        migrate.migrate(conn)
+    sale = {"users": args.users, "inventory": args.inventory, "per_user_limit": args.per_user_limit}
+    rows = []
+    print(
+        f"{'strategy':<20} {'clients':>7} {'pgbench tps':>12} {'db tps':>9} {'ratio':>6} "
+        f"{'pgbench ms':>10} {'db avg ms':>9} {'db p95 ms':>9} {'cpu %':>6}  audit"
+    )
+    for name in args.strategies:
+        script = strategies.get_strategy(name).pgbench_script()
+        for clients in args.clients:
+            made = aio.run(_reset(url, sale))
+            bench = run_pgbench(
+                url,
+                script=script,
+                flash_sale_id=made.flash_sale_id,
+                users=made.users,
+                clients=clients,
+                duration_s=args.duration,
+            )
+            load = run_load(
+                LoadConfig(
+                    target="db",
+                    strategy=name,
+                    vus=clients,
+                    think_ms=0,
+                    duration_s=args.duration,
+                    warmup_s=args.warmup,
+                    database_url=url,
+                    **sale,
+                )
+            ).summary
+            ratio = load["rps"] / bench.tps if bench.tps else float("nan")
+            row = {
+                "strategy": name,
+                "clients": clients,
+                "pgbench_tps": bench.tps,
+                "pgbench_latency_avg_ms": bench.latency_avg_ms,
+                "db_tps": load["rps"],
+                "db_latency_ms": load["latency_ms"],
+                "ratio": ratio,
+                "meets_bar": ratio >= BAR,
+                "client_cpu_percent": load["client_cpu_percent"],
+                "audit_ok": load["audit"]["ok"],
+                "lock_waiters_mean": load["lock_waiters_mean"],
+            }
+            rows.append(row)
+            lat = load["latency_ms"]
+            print(
+                f"{name:<20} {clients:>7} {bench.tps:>12.1f} {load['rps']:>9.1f} {ratio:>6.2f} "
+                f"{bench.latency_avg_ms:>10.2f} {lat['avg']:>9.2f} {lat['p95']:>9.2f} "
+                f"{load['client_cpu_percent']:>6.0f}  {'ok' if row['audit_ok'] else 'FAILED'}",
+                flush=True,
+            )
+    _save(args.out, {"bar": BAR, "duration_s": args.duration, "scenario": sale, "rows": rows})
+
+
+async def _reset(url: str, sale: dict):
+    conn = await connection.connect_async(url)
+    async with conn:
+        return await scenario.reset(conn, **sale)
+
+
+def _save(path: str, data: dict) -> None:
+    from pathlib import Path
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    out.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    print(f"saved {out}")
+
+
+if __name__ == "__main__":
+    main()
