@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import argparse
 
-from flashsale import aio, scenario, strategies
+from flashsale import aio, strategies
 from flashsale.audit import audit_sale
 from flashsale.cli.db import ready_url
 from flashsale.cli.load import add_scenario_arguments, fail, positive_int
 from flashsale.cli.output import add_json_flag, emit
 from flashsale.db import connection
 from flashsale.load.pgbench import PROTOCOLS, PgbenchFailed, run_pgbench
-from flashsale.repositories import flash_sales, users
+from flashsale.load.sale import prepare_sale
 from flashsale.units import seconds
 
 
@@ -42,25 +42,23 @@ def cmd_pgbench(args: argparse.Namespace) -> int:
     async def prepare():
         conn = await connection.connect_async(url)
         async with conn:
-            if args.reset:
-                extra = {"shards": args.shards} if args.shards is not None else {}
-                made = await scenario.reset(
-                    conn, users=args.users, inventory=args.inventory, per_user_limit=args.per_user_limit, **extra
-                )
-                return made.flash_sale_id, made.users
-            if args.sale is not None:
-                return args.sale, await users.count(conn)
-            every = await flash_sales.list_all(conn)
-            if not every:
-                raise LookupError("there is no flash sale (leave out --no-reset, or run `flashsale db reset`)")
-            return every[-1].id, await users.count(conn)
+            return await prepare_sale(
+                conn,
+                reset=args.reset,
+                users=args.users,
+                inventory=args.inventory,
+                per_user_limit=args.per_user_limit,
+                shards=args.shards,
+                sale_id=args.sale,
+            )
 
     async def audit(sale_id):
         conn = await connection.connect_async(url)
         async with conn:
             return await audit_sale(conn, sale_id)
 
-    sale_id, user_count = aio.run(prepare())
+    sale = aio.run(prepare())
+    sale_id, user_count = sale.flash_sale_id, sale.users
     try:
         result = run_pgbench(
             url,

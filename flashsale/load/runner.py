@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import inspect
 import json
 import platform
 import sys
@@ -32,18 +31,17 @@ from uuid import UUID
 import pandas as pd
 import psutil
 
-from flashsale import aio, scenario, strategies
+from flashsale import aio, strategies
 from flashsale.audit import Audit, audit_sale
 from flashsale.db import connection, migrate
-from flashsale.domain import SaleNotFound
 from flashsale.load import summary as summaries
 from flashsale.load.contention import LockSampler, mean_row_lock_waiters
 from flashsale.load.outcomes import Outcomes
 from flashsale.load.records import RecordBuffer
+from flashsale.load.sale import Sale, prepare_sale
 from flashsale.load.service import ServiceProcess
 from flashsale.load.targets import DbTarget, HttpTarget
 from flashsale.load.workloads import LATE_AFTER_S, Closed, Open, WorkloadStats, run_closed, run_open
-from flashsale.repositories import flash_sales
 from flashsale.repositories import users as users_repo
 
 TARGETS = ("db", "http")
@@ -184,59 +182,34 @@ def run_load(config: LoadConfig | None = None, **changes: Any) -> LoadResult:
         return worker.submit(aio.run, run_load_async(config)).result()
 
 
-@dataclass
-class _Sale:
-    flash_sale_id: UUID
-    users: int
-    inventory: int
-    per_user_limit: int
-
-
 async def run_load_async(config: LoadConfig) -> LoadResult:
-    url = config.database_url or _ready_database_url()
+    """`run_load` for callers already in an event loop."""
+    url = _ready(config.database_url or connection.database_url())
     outcomes = Outcomes()
     records = RecordBuffer()
     meta: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(timespec="seconds")}
     conn = await connection.connect_async(url)
     async with conn:
         meta["postgres_version"] = (await (await conn.execute("SHOW server_version")).fetchone())[0]
-        sale = await _prepare_sale(conn, config)
-        user_ids = await users_repo.list_ids(conn, limit=sale.users) if config.target == "db" else []
+        sale = await prepare_sale(
+            conn,
+            reset=config.reset,
+            users=config.users,
+            inventory=config.inventory,
+            per_user_limit=config.per_user_limit,
+            shards=config.shards,
+            sale_id=config.sale_id,
+        )
 
-    strategy = None
     async with contextlib.AsyncExitStack() as stack:
-        service = None
         if config.target == "db":
-            strategy = strategies.get_strategy(config.strategy)
-            pool = connection.make_pool(url, size=config.effective_pool_size, timeout=30.0, name="flashsale-load")
-            await stack.enter_async_context(pool)
-            await strategy.start(pool)
-            stack.push_async_callback(strategy.stop)
-            target = DbTarget(
-                strategy,
-                pool,
-                sale.flash_sale_id,
-                user_ids,
-                outcomes=outcomes,
-                quantity=config.quantity,
-                pin_connections=config.model == "closed" and config.effective_pool_size >= config.vus,
-            )
+            target = await _db_target(config, url, sale, outcomes, stack)
             meta["pinned_connections"] = target.pinned
+            service = None
         else:
-            base_url = config.base_url
-            if base_url is None:
-                service = ServiceProcess(
-                    strategy=config.strategy, pool_size=config.effective_pool_size, database_url=url
-                )
-                stack.push_async_callback(service.stop)
-                base_url = await service.start()
-            connections = config.vus if config.model == "closed" else config.max_inflight
-            target = HttpTarget(
-                base_url, sale.flash_sale_id, outcomes=outcomes, quantity=config.quantity, connections=connections
-            )
-            stack.push_async_callback(target.close)
-            await target.open()
-            meta.update(base_url=base_url, service_started=service is not None, service_pid=service and service.pid)
+            target, service = await _http_target(config, url, sale, outcomes, stack)
+            meta.update(base_url=target.base_url, service_started=service is not None)
+            meta["service_pid"] = service.pid if service else None
 
         origin = time.perf_counter_ns()
         sampler = LockSampler(url, interval_s=config.sample_interval_s, origin_ns=origin)
@@ -246,8 +219,7 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
             service.mark_cpu()
         process = psutil.Process()
         cpu_before = sum(process.cpu_times()[:2])
-        progress = _progress(records, config, origin) if config.progress else contextlib.nullcontext()
-        async with progress:
+        async with _progress(records, config, origin) if config.progress else contextlib.nullcontext():
             stats = await _run_workload(config, target, records, origin)
         cpu_used = sum(process.cpu_times()[:2]) - cpu_before
         wall = (time.perf_counter_ns() - origin) / 1e9
@@ -257,7 +229,7 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
         timeline = await sampler.stop()
         if sampler.error:
             meta["lock_sampler_error"] = sampler.error
-
+    # Strategies and the service are stopped now (queued orders flushed): the database holds the final state.
     conn = await connection.connect_async(url)
     async with conn:
         audit = await audit_sale(conn, sale.flash_sale_id)
@@ -266,7 +238,7 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
     window_end = config.warmup_s + config.duration_s
     measured_timeline = timeline[(timeline["t_s"] >= config.warmup_s) & (timeline["t_s"] < window_end)]
     meta.update(_run_meta(config, sale, stats, audit, len(measured_timeline)))
-    meta["strategy_counters"] = dict(strategy.counters) if strategy is not None else None
+    meta["strategy_counters"] = dict(target.strategy.counters) if config.target == "db" else None
     summary = summaries.summarize(
         frame,
         target=config.target,
@@ -284,34 +256,53 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
     return LoadResult(summary=summary, records=frame, lock_timeline=timeline, config=config)
 
 
-def _ready_database_url() -> str:
-    url = connection.database_url()
+async def _db_target(
+    config: LoadConfig, url: str, sale: Sale, outcomes: Outcomes, stack: contextlib.AsyncExitStack
+) -> DbTarget:
+    """The strategy started on a pool of its own (stopped, then closed, by `stack`)."""
+    conn = await connection.connect_async(url)
+    async with conn:
+        user_ids = await users_repo.list_ids(conn, limit=sale.users)
+    strategy = strategies.get_strategy(config.strategy)
+    pool = connection.make_pool(url, size=config.effective_pool_size, timeout=30.0, name="flashsale-load")
+    await stack.enter_async_context(pool)
+    await strategy.start(pool)
+    stack.push_async_callback(strategy.stop)
+    return DbTarget(
+        strategy,
+        pool,
+        sale.flash_sale_id,
+        user_ids,
+        outcomes=outcomes,
+        quantity=config.quantity,
+        pin_connections=config.model == "closed" and config.effective_pool_size >= config.vus,
+    )
+
+
+async def _http_target(
+    config: LoadConfig, url: str, sale: Sale, outcomes: Outcomes, stack: contextlib.AsyncExitStack
+) -> tuple[HttpTarget, ServiceProcess | None]:
+    """The service at `config.base_url`, or one started here (stopped by `stack`), with its users fetched."""
+    service = None
+    base_url = config.base_url
+    if base_url is None:
+        service = ServiceProcess(strategy=config.strategy, pool_size=config.effective_pool_size, database_url=url)
+        stack.push_async_callback(service.stop)
+        base_url = await service.start()
+    connections = config.vus if config.model == "closed" else config.max_inflight
+    target = HttpTarget(
+        base_url, sale.flash_sale_id, outcomes=outcomes, quantity=config.quantity, connections=connections
+    )
+    stack.push_async_callback(target.close)
+    await target.open()
+    return target, service
+
+
+def _ready(url: str) -> str:
+    """`url`, migrated (the migrations are idempotent)."""
     with connection.connect(url) as conn:
         migrate.migrate(conn)
     return url
-
-
-async def _prepare_sale(conn, config: LoadConfig) -> _Sale:
-    if config.reset:
-        extra = {}
-        if config.shards is not None:
-            if "shards" not in inspect.signature(scenario.reset).parameters:
-                raise ValueError("this version's scenario has no shards; leave --shards out")
-            extra["shards"] = config.shards
-        made = await scenario.reset(
-            conn, users=config.users, inventory=config.inventory, per_user_limit=config.per_user_limit, **extra
-        )
-        return _Sale(made.flash_sale_id, made.users, made.inventory, made.per_user_limit)
-    if config.sale_id is not None:
-        found = await flash_sales.get(conn, config.sale_id)
-        if found is None:
-            raise SaleNotFound(config.sale_id)
-    else:
-        every = await flash_sales.list_all(conn)
-        if not every:
-            raise LookupError("there is no flash sale to load (leave out --no-reset, or run `flashsale db reset`)")
-        found = every[-1]
-    return _Sale(found.id, await users_repo.count(conn), found.total_inventory, found.per_user_limit)
 
 
 async def _run_workload(config: LoadConfig, target, records: RecordBuffer, origin: int) -> WorkloadStats:
@@ -322,7 +313,7 @@ async def _run_workload(config: LoadConfig, target, records: RecordBuffer, origi
     return await run_open(config.workload, target.order, records, origin_ns=origin, **common)
 
 
-def _run_meta(config: LoadConfig, sale: _Sale, stats: WorkloadStats, audit: Audit, lock_samples: int) -> dict:
+def _run_meta(config: LoadConfig, sale: Sale, stats: WorkloadStats, audit: Audit, lock_samples: int) -> dict:
     meta = {
         "seed": config.seed,
         "users": sale.users,
@@ -368,7 +359,7 @@ async def _progress(records: RecordBuffer, config: LoadConfig, origin: int) -> A
         unit="s",
         file=sys.stderr,
         leave=False,
-        bar_format="{desc} {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s {postfix}",
+        bar_format="{desc} {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s{postfix}",
         desc=f"{config.target} {config.strategy}",
     )
 

@@ -1,0 +1,54 @@
+"""The sale a run loads: a fresh scenario, or one already in the database (`--no-reset`)."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from uuid import UUID
+
+from psycopg import AsyncConnection
+
+from flashsale import scenario
+from flashsale.domain import SaleNotFound
+from flashsale.repositories import flash_sales
+from flashsale.repositories import users as users_repo
+
+
+@dataclass(frozen=True)
+class Sale:
+    flash_sale_id: UUID
+    users: int
+    inventory: int  # total units
+    per_user_limit: int
+
+
+async def prepare_sale(
+    conn: AsyncConnection,
+    *,
+    reset: bool = True,
+    users: int = 100,
+    inventory: int = 50,
+    per_user_limit: int = 1,
+    shards: int | None = None,
+    sale_id: UUID | None = None,
+) -> Sale:
+    """With `reset`, empty the database and create the scenario (with `shards` when the scenario takes them);
+    otherwise the sale `sale_id`, or the newest one, as it is."""
+    if reset:
+        extra = {}
+        if shards is not None:
+            if "shards" not in inspect.signature(scenario.reset).parameters:
+                raise ValueError("this version's scenario has no shards; leave --shards out")
+            extra["shards"] = shards
+        made = await scenario.reset(conn, users=users, inventory=inventory, per_user_limit=per_user_limit, **extra)
+        return Sale(made.flash_sale_id, made.users, made.inventory, made.per_user_limit)
+    if sale_id is not None:
+        found = await flash_sales.get(conn, sale_id)
+        if found is None:
+            raise SaleNotFound(sale_id)
+    else:
+        every = await flash_sales.list_all(conn)
+        if not every:
+            raise LookupError("there is no flash sale to load (leave out --no-reset, or run `flashsale db reset`)")
+        found = every[-1]
+    return Sale(found.id, await users_repo.count(conn), found.total_inventory, found.per_user_limit)
