@@ -70,10 +70,17 @@ class WorkloadStats:
 
 
 def schedule(rate: float, duration_s: float) -> np.ndarray:
-    """Scheduled start offsets (ns) of the open model: one every 1/rate seconds from 0, strictly before the end."""
-    interval_ns = 1e9 / rate
-    count = max(0, math.ceil(duration_s * 1e9 / interval_ns - 1e-9))
+    """Scheduled start offsets (ns) of the open model: one every 1/rate seconds from 0, strictly before the end.
+
+    `run_open` computes the same offsets one at a time (`int(i * interval)`), so a long run holds no schedule.
+    """
+    interval_ns, count = _schedule_shape(rate, duration_s)
     return (np.arange(count, dtype=np.float64) * interval_ns).astype(np.int64)
+
+
+def _schedule_shape(rate: float, duration_s: float) -> tuple[float, int]:
+    interval_ns = 1e9 / rate
+    return interval_ns, max(0, math.ceil(duration_s * 1e9 / interval_ns - 1e-9))
 
 
 async def run_closed(
@@ -89,17 +96,19 @@ async def run_closed(
 ) -> WorkloadStats:
     """Run `workload.vus` virtual users for `duration_s`; requests in flight at the end may finish within `grace_s`.
 
-    Each VU draws its users from its own `random.Random(seed, vu)` stream, so a seed replays the same choices.
+    Each VU draws its users from its own random stream (seeded by `seed` and its number), so a seed replays
+    the same choices.
     """
     origin = time.perf_counter_ns() if origin_ns is None else origin_ns
     stop_at = origin + round(duration_s * 1e9)
     stats = WorkloadStats()
+    before = len(records)
     vus = [
         asyncio.create_task(_virtual_user(v, workload.think_s, session, records, users, seed, origin, stop_at))
         for v in range(workload.vus)
     ]
     stats.interrupted = await _finish(vus, stop_at, grace_s)
-    stats.started = len(records) + stats.interrupted
+    stats.started = len(records) - before + stats.interrupted
     stats.elapsed_s = (time.perf_counter_ns() - origin) / 1e9
     return stats
 
@@ -143,7 +152,7 @@ async def run_open(
 ) -> WorkloadStats:
     """Start `order` on the schedule of `workload.rate` for `duration_s`; see the module's docstring."""
     origin = time.perf_counter_ns() if origin_ns is None else origin_ns
-    offsets = schedule(workload.rate, duration_s).tolist()
+    interval_ns, count = _schedule_shape(workload.rate, duration_s)
     late_ns = round(LATE_AFTER_S * 1e9)
     pick = random.Random(f"{seed}/open").random
     clock = time.perf_counter_ns
@@ -155,24 +164,27 @@ async def run_open(
         outcome, status = await order(user)
         add(offset, clock() - origin - offset, outcome, status)
 
-    i, count = 0, len(offsets)
+    i, due = 0, 0  # the next start and its offset
     while i < count:
         now = clock() - origin
-        while i < count and offsets[i] <= now:
+        while due <= now:
             if len(running) >= workload.max_inflight:
                 stats.dropped_starts += 1
             else:
-                if now - offsets[i] > late_ns:
+                if now - due > late_ns:
                     stats.late_starts += 1
-                task = asyncio.create_task(one(offsets[i], int(pick() * users)))
+                task = asyncio.create_task(one(due, int(pick() * users)))
                 running.add(task)
                 task.add_done_callback(running.discard)
                 stats.started += 1
             i += 1
+            if i == count:
+                break
+            due = int(i * interval_ns)
         if i < count:
             # Never less than a millisecond: event loop timers have that resolution (uvloop rounds shorter
             # sleeps to zero, which would spin a core); starts due meanwhile go out together on waking.
-            await asyncio.sleep(max(MIN_SLEEP_NS, offsets[i] - (clock() - origin)) / 1e9)
+            await asyncio.sleep(max(MIN_SLEEP_NS, due - (clock() - origin)) / 1e9)
     stop_at = origin + round(duration_s * 1e9)
     stats.interrupted = await _finish(list(running), stop_at, grace_s)
     stats.elapsed_s = (clock() - origin) / 1e9
