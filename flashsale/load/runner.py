@@ -208,7 +208,7 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
             service = None
         else:
             target, service = await _http_target(config, url, sale, outcomes, stack)
-            meta.update(base_url=target.base_url, service_started=service is not None)
+            meta.update(base_url=target.base_url, service_started=service is not None, users_fetched=target.users)
             meta["service_pid"] = service.pid if service else None
 
         origin = time.perf_counter_ns()

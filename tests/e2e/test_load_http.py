@@ -1,43 +1,20 @@
-"""The http target end to end: the real order service (started by the runner, or by the test and given with
+"""The http target end to end: the real order service (started by the runner, or the session's server given with
 --base-url), real user ids from GET /users, the real database, then the audit."""
 
-import importlib.util
 import json
 
 import psutil
-import pytest
 
 from flashsale.load import LoadConfig, run_load_async
-from flashsale.load.service import ServiceProcess
 from tests.integration.test_cli import flashsale
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("flashsale.http") is None,
-    reason="the HTTP service (flashsale.http, issue 3) is not on this branch yet",
-)
 
 
 class TestHttpTarget:
     def test_runner_starts_the_service_and_stops_it(self, database_url):
         proc = flashsale(
-            "load",
-            "--target",
-            "http",
-            "--vus",
-            "3",
-            "--think-ms",
-            "10",
-            "--duration",
-            "1s",
-            "--quiet",
-            "--json",
-            "--users",
-            "20",
-            "--inventory",
-            "15",
-            "--per-user-limit",
-            "1",
-        )
+            "load", "--target", "http", "--vus", "3", "--think-ms", "10", "--duration", "1s", "--quiet", "--json",
+            "--users", "20", "--inventory", "15", "--per-user-limit", "1",
+        )  # fmt: skip
         summary = json.loads(proc.stdout)
         assert summary["target"] == "http"
         assert summary["meta"]["service_started"] is True
@@ -45,31 +22,33 @@ class TestHttpTarget:
         assert summary["audit"]["orders"] == 15  # 20 users, one each, 15 units: it sells out
         assert summary["outcomes"]["created"] <= 15
         assert set(summary["outcomes"]) <= {"created", "sold_out", "per_user_limit_exceeded"}
+        assert summary["meta"]["service_cpu_percent"] is not None
         assert not psutil.pid_exists(summary["meta"]["service_pid"])  # stopped (and reaped) by the runner
 
-    async def test_against_a_running_service(self, database_url, make_scenario):
-        service = ServiceProcess(strategy="pessimistic", pool_size=4, database_url=database_url)
-        base_url = await service.start()
-        try:
-            result = await run_load_async(
-                LoadConfig(
-                    target="http",
-                    base_url=base_url,
-                    database_url=database_url,
-                    vus=2,
-                    think_ms=20,
-                    duration_s=1.0,
-                    users=30,
-                    inventory=1000,
-                    per_user_limit=100,
-                )
+    async def test_against_a_running_service(self, server, database_url):
+        result = await run_load_async(
+            LoadConfig(
+                target="http", base_url=server.url, database_url=database_url, vus=2, think_ms=20, duration_s=1.0,
+                users=1500, inventory=1000, per_user_limit=100,
             )
-        finally:
-            await service.stop()
+        )  # fmt: skip
         summary = result.summary
-        assert result.ok
+        assert result.ok, summary["meta"]["audit_problems"]
         assert summary["meta"]["service_started"] is False
+        assert summary["meta"]["users_fetched"] == 1500  # from GET /users, in two pages
         assert summary["orders"] > 0
         assert set(result.records["status"]) == {201}
         assert (result.records["outcome"] == "created").sum() == summary["audit"]["orders"]
-        assert service.process.returncode is not None
+
+    async def test_refusals_keep_their_status(self, server, database_url):
+        result = await run_load_async(
+            LoadConfig(
+                target="http", base_url=server.url, database_url=database_url, vus=2, think_ms=5, duration_s=0.5,
+                users=2, inventory=1, per_user_limit=1,
+            )
+        )  # fmt: skip
+        by_outcome = result.records.groupby("outcome", observed=True)["status"].unique()
+        assert list(by_outcome["created"]) == [201]
+        assert set(by_outcome.index) <= {"created", "sold_out", "per_user_limit_exceeded"}
+        assert all(list(by_outcome[name]) == [409] for name in by_outcome.index if name != "created")
+        assert result.ok
