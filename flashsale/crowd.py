@@ -12,14 +12,15 @@ from uuid import UUID
 from psycopg_pool import AsyncConnectionPool
 
 from flashsale.domain import DomainError, Order, PlaceOrder
-from flashsale.strategies import OrderStrategy
+from flashsale.strategies import OrderStrategy, StrategyUnavailable
 
 
 @dataclass(frozen=True)
 class CrowdResult:
     orders: list[Order]
-    outcomes: Counter[str]  # "created" or the domain error's code
+    outcomes: Counter[str]  # "created", the domain error's code, or "busy" / "rejected"
     elapsed_s: float
+    results: list[Order | str]  # what happened to each command, in the order of the commands
 
 
 def crowd_commands(
@@ -44,7 +45,7 @@ async def buy_concurrently(
         await gate.wait()
         try:
             return await strategy.place_order(pool, command)
-        except DomainError as exc:
+        except (DomainError, StrategyUnavailable) as exc:
             return exc.code
 
     tasks = [asyncio.create_task(buyer(c)) for c in commands]
@@ -55,4 +56,4 @@ async def buy_concurrently(
     elapsed = loop.time() - started
     orders = [r for r in results if isinstance(r, Order)]
     outcomes = Counter("created" if isinstance(r, Order) else r for r in results)
-    return CrowdResult(orders=orders, outcomes=outcomes, elapsed_s=elapsed)
+    return CrowdResult(orders=orders, outcomes=outcomes, elapsed_s=elapsed, results=list(results))

@@ -86,3 +86,51 @@ class AuditRecord:
     orders: int
     confirmed_quantity: int
     limit_violations: int
+
+
+@dataclass(frozen=True, slots=True)
+class SaleSnapshotRecord:
+    """Not a table: a sale read without a lock together with its version and what one user already bought,
+    all from one snapshot (see `flash_sales.read_for_order`)."""
+
+    id: UUID
+    product_id: UUID
+    starts_at: datetime
+    ends_at: datetime
+    total_inventory: int
+    remaining_inventory: int
+    per_user_limit: int
+    created_at: datetime
+    version: int
+    bought: int
+
+    def to_domain(self) -> FlashSale:
+        return FlashSale(
+            id=self.id,
+            product_id=self.product_id,
+            starts_at=self.starts_at,
+            ends_at=self.ends_at,
+            total_inventory=self.total_inventory,
+            remaining_inventory=self.remaining_inventory,
+            per_user_limit=self.per_user_limit,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ShardRecord:
+    flash_sale_id: UUID
+    shard: int
+    remaining: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementRecord:
+    """Not a table: the row returned by the `place_order` SQL function (outcome "created" or a refusal code;
+    the other columns carry the order or the figures behind the refusal)."""
+
+    outcome: str
+    order_id: UUID | None
+    created_at: datetime | None
+    remaining: int | None
+    bought: int | None
+    per_user_limit: int | None

@@ -11,7 +11,11 @@ from psycopg import AsyncConnection
 
 from flashsale.domain.model import check_quantity
 from flashsale.repositories import flash_sales, products, scenarios
+from flashsale.repositories import shards as shards_repo
 from flashsale.repositories import users as users_repo
+
+DEFAULT_SHARDS = 8  # inventory shards created beside every sale, for the `sharded` strategy
+MAX_SHARDS = 1024
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,7 @@ class Scenario:
     per_user_limit: int
     starts_at: datetime
     ends_at: datetime
+    shards: int = DEFAULT_SHARDS
 
     def as_json(self) -> dict:
         d = asdict(self)
@@ -33,7 +38,9 @@ class InvalidScenario(ValueError):
     pass
 
 
-def validate(*, users: int, inventory: int, per_user_limit: int, window: timedelta) -> None:
+def validate(
+    *, users: int, inventory: int, per_user_limit: int, window: timedelta, shards: int = DEFAULT_SHARDS
+) -> None:
     if users < 1:
         raise InvalidScenario(f"users must be at least 1, got {users}")
     if inventory < 0:
@@ -46,6 +53,8 @@ def validate(*, users: int, inventory: int, per_user_limit: int, window: timedel
         raise InvalidScenario(f"inventory must fit a 32-bit integer, got {inventory}")
     if window <= timedelta(0):
         raise InvalidScenario(f"the sale window must be positive, got {window}")
+    if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
+        raise InvalidScenario(f"shards must be a whole number from 1 to {MAX_SHARDS}, got {shards!r}")
 
 
 async def reset(
@@ -56,9 +65,14 @@ async def reset(
     per_user_limit: int = 1,
     window: timedelta = timedelta(hours=1),
     starts_in: timedelta = timedelta(0),
+    shards: int = DEFAULT_SHARDS,
 ) -> Scenario:
-    """Empty every table and create the scenario, in one transaction (under 2 s for 10,000 users)."""
-    validate(users=users, inventory=inventory, per_user_limit=per_user_limit, window=window)
+    """Empty every table and create the scenario, in one transaction (under 2 s for 10,000 users).
+
+    The sale's inventory starts in its row; `shards` empty inventory shards are created beside it, which only
+    the `sharded` strategy fills (from the row, on its first order) and uses.
+    """
+    validate(users=users, inventory=inventory, per_user_limit=per_user_limit, window=window, shards=shards)
     starts_at = datetime.now(UTC) + starts_in
     async with conn.transaction():
         await scenarios.truncate_all(conn)
@@ -72,6 +86,7 @@ async def reset(
             inventory=inventory,
             per_user_limit=per_user_limit,
         )
+        await shards_repo.create(conn, sale.id, shards)
     return Scenario(
         flash_sale_id=sale.id,
         product_id=product.id,
@@ -80,4 +95,5 @@ async def reset(
         per_user_limit=per_user_limit,
         starts_at=sale.starts_at,
         ends_at=sale.ends_at,
+        shards=shards,
     )

@@ -40,6 +40,7 @@ def register(subparsers) -> None:
     reset.add_argument(
         "--starts-in", type=duration, default="0s", help="when the sale opens, from now (default 0s: open now)"
     )
+    reset.add_argument("--shards", type=int, default=8, help="inventory shards for the `sharded` strategy (default 8)")
     add_json_flag(reset)
     reset.set_defaults(func=cmd_reset)
 
@@ -130,7 +131,11 @@ def cmd_reset(args: argparse.Namespace) -> int:
     from flashsale import scenario
 
     scenario.validate(
-        users=args.users, inventory=args.inventory, per_user_limit=args.per_user_limit, window=args.sale_window
+        users=args.users,
+        inventory=args.inventory,
+        per_user_limit=args.per_user_limit,
+        window=args.sale_window,
+        shards=args.shards,
     )
     url = ready_url()
 
@@ -144,6 +149,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
                 per_user_limit=args.per_user_limit,
                 window=args.sale_window,
                 starts_in=args.starts_in,
+                shards=args.shards,
             )
 
     made = aio.run(go())
@@ -156,6 +162,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
             "per_user_limit": made.per_user_limit,
             "starts_at": made.starts_at,
             "ends_at": made.ends_at,
+            "shards": made.shards,
         },
         f"flash sale {made.flash_sale_id}: {made.inventory} units, limit {made.per_user_limit} per user, "
         f"{made.users} users, open {made.starts_at:%H:%M:%S} to {made.ends_at:%H:%M:%S} UTC",

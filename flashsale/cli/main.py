@@ -25,14 +25,14 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from flashsale.cli import bench, db, demo, load, order, serve
+    from flashsale.cli import bench, db, demo, load, order, serve, strategies
 
     parser = OneLineErrorParser(
         prog="flashsale",
         description="A laboratory for flash-sale inventory concurrency on PostgreSQL.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (db, order, demo, serve, load, bench):
+    for module in (db, order, demo, serve, load, bench, strategies):
         module.register(subparsers)
     return parser
 

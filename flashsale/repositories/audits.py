@@ -1,4 +1,4 @@
-"""The correctness audit's one query: what the database says was sold, against what the inventory row says."""
+"""The correctness audit's one query: what the database says was sold, against what the inventory rows say."""
 
 from __future__ import annotations
 
@@ -21,7 +21,10 @@ async def read(conn: AsyncConnection, flash_sale_id: UUID) -> AuditRecord | None
         )
         SELECT s.id AS flash_sale_id,
                s.total_inventory AS total,
-               s.remaining_inventory AS remaining,
+               -- the sale row plus any units moved into its shards (see migration 0002)
+               s.remaining_inventory
+                 + coalesce((SELECT sum(remaining) FROM flash_sale_shards WHERE flash_sale_id = s.id), 0)::int
+                 AS remaining,
                s.per_user_limit,
                coalesce((SELECT sum(orders) FROM confirmed), 0)::bigint AS orders,
                coalesce((SELECT sum(quantity) FROM confirmed), 0)::bigint AS confirmed_quantity,

@@ -7,7 +7,8 @@ from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
 from flashsale.domain import FlashSale
-from flashsale.records import FlashSaleRecord
+from flashsale.records import FlashSaleRecord, SaleSnapshotRecord
+from flashsale.repositories.pending import Pending
 
 _COLUMNS = "id, product_id, starts_at, ends_at, total_inventory, remaining_inventory, per_user_limit, created_at"
 
@@ -26,10 +27,53 @@ async def get_for_update(conn: AsyncConnection, sale_id: UUID) -> FlashSale | No
     return record.to_domain() if record else None
 
 
+async def send_get_for_update(conn: AsyncConnection, sale_id: UUID) -> Pending[FlashSale]:
+    """As `get_for_update`, read later: statements queued after it in a pipeline run once the lock is held."""
+    cur = conn.cursor(row_factory=class_row(FlashSaleRecord))
+    await cur.execute(f"SELECT {_COLUMNS} FROM flash_sales WHERE id = %s FOR UPDATE", [sale_id])
+    return Pending(cur, FlashSaleRecord.to_domain)
+
+
+async def get_for_update_nowait(conn: AsyncConnection, sale_id: UUID) -> FlashSale | None:
+    """As `get_for_update`, but raise `LockNotAvailable` at once instead of queueing behind the lock holder."""
+    cur = conn.cursor(row_factory=class_row(FlashSaleRecord))
+    await cur.execute(f"SELECT {_COLUMNS} FROM flash_sales WHERE id = %s FOR UPDATE NOWAIT", [sale_id])
+    record = await cur.fetchone()
+    return record.to_domain() if record else None
+
+
+async def get_for_no_key_update(conn: AsyncConnection, sale_id: UUID) -> FlashSale | None:
+    """Read the sale and lock its row against other writers, without blocking order inserts (their foreign-key
+    check only needs FOR KEY SHARE, which this lock allows)."""
+    cur = conn.cursor(row_factory=class_row(FlashSaleRecord))
+    await cur.execute(f"SELECT {_COLUMNS} FROM flash_sales WHERE id = %s FOR NO KEY UPDATE", [sale_id])
+    record = await cur.fetchone()
+    return record.to_domain() if record else None
+
+
+async def read_for_order(conn: AsyncConnection, sale_id: UUID, user_id: UUID) -> SaleSnapshotRecord | None:
+    """The sale, its version and the units this user already holds, without a lock and from one snapshot
+    (so an order committed after the read is sure to have bumped the version the caller then checks)."""
+    cur = conn.cursor(row_factory=class_row(SaleSnapshotRecord))
+    await cur.execute(
+        f"SELECT {_COLUMNS}, version,"
+        " (SELECT coalesce(sum(quantity), 0)::int FROM orders"
+        "   WHERE user_id = %(user)s AND flash_sale_id = %(sale)s AND status = 'CONFIRMED') AS bought"
+        " FROM flash_sales WHERE id = %(sale)s",
+        {"sale": sale_id, "user": user_id},
+    )
+    return await cur.fetchone()
+
+
 async def decrement_remaining(conn: AsyncConnection, sale_id: UUID, quantity: int) -> None:
     await conn.execute(
         "UPDATE flash_sales SET remaining_inventory = remaining_inventory - %s WHERE id = %s", [quantity, sale_id]
     )
+
+
+async def set_remaining(conn: AsyncConnection, sale_id: UUID, remaining: int) -> None:
+    """Overwrite the remaining units with a value the caller computed (a blind write: no check, no lock)."""
+    await conn.execute("UPDATE flash_sales SET remaining_inventory = %s WHERE id = %s", [remaining, sale_id])
 
 
 async def insert(

@@ -4,10 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from flashsale.strategies.base import Busy, OrderStrategy, Rejected, StrategyUnavailable
+from flashsale.strategies.atomic import Atomic
+from flashsale.strategies.base import Busy, OrderStrategy, PgbenchPlan, Rejected, StrategyUnavailable
+from flashsale.strategies.batched import Batched
+from flashsale.strategies.optimistic import Optimistic
 from flashsale.strategies.pessimistic import Pessimistic
+from flashsale.strategies.pessimistic_nowait import PessimisticNowait
+from flashsale.strategies.procedure import Procedure
+from flashsale.strategies.serializable import Serializable
+from flashsale.strategies.sharded import Sharded
+from flashsale.strategies.unsafe import Unsafe
 
-STRATEGIES: dict[str, type[OrderStrategy]] = {cls.name: cls for cls in (Pessimistic,)}
+# In the order listings show them: the baseline, its variants, the designs that spread or amortise the lock, the
+# counter-example last.
+STRATEGIES: dict[str, type[OrderStrategy]] = {
+    cls.name: cls
+    for cls in (
+        Pessimistic,
+        PessimisticNowait,
+        Optimistic,
+        Serializable,
+        Procedure,
+        Atomic,
+        Sharded,
+        Batched,
+        Unsafe,
+    )
+}
 DEFAULT_STRATEGY = "pessimistic"
 
 
@@ -16,8 +39,9 @@ class UnknownStrategy(ValueError):
         super().__init__(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
 
 
-def names() -> list[str]:
-    return list(STRATEGIES)
+def names(*, safe: bool | None = None) -> list[str]:
+    """Every strategy's name, or only the safe (or unsafe) ones."""
+    return [name for name, cls in STRATEGIES.items() if safe is None or cls.safe == safe]
 
 
 def get_strategy(name: str, **params: Any) -> OrderStrategy:
@@ -34,6 +58,7 @@ __all__ = [
     "STRATEGIES",
     "Busy",
     "OrderStrategy",
+    "PgbenchPlan",
     "Rejected",
     "StrategyUnavailable",
     "UnknownStrategy",

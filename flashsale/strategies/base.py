@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import ClassVar
 
@@ -39,6 +40,19 @@ class Rejected(StrategyUnavailable):
     code = "rejected"
 
 
+@dataclass(frozen=True)
+class PgbenchPlan:
+    """How to replay a strategy's SQL with pgbench for a run at `vus` virtual users: the script, the number of
+    clients, the `-D NAME=VALUE` variables beyond :sale, :users and :quantity, extra options, and how many orders
+    one pgbench transaction stands for (so that orders/s = TPS * orders_per_transaction)."""
+
+    script: str
+    clients: int
+    variables: dict[str, str] = field(default_factory=dict)
+    options: tuple[str, ...] = ()
+    orders_per_transaction: int = 1
+
+
 class OrderStrategy(ABC):
     """A way of placing an order on a flash sale without overselling (unless `safe` is False).
 
@@ -71,3 +85,7 @@ class OrderStrategy(ABC):
     def pgbench_script(self) -> str:
         """The SQL this strategy sends, as a pgbench script (variables: :sale, :users, :quantity)."""
         return (resources.files("flashsale.strategies") / "pgbench" / f"{self.name}.sql").read_text()
+
+    def pgbench_plan(self, vus: int) -> PgbenchPlan:
+        """The pgbench run that corresponds to `vus` virtual users placing orders through this strategy."""
+        return PgbenchPlan(script=self.pgbench_script(), clients=vus)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from uuid import UUID
 
 from psycopg import AsyncConnection, errors
 
-from flashsale.domain import Order, OrderStatus, PlaceOrder, SaleNotFound, UserNotFound
+from flashsale.domain import FlashSale, Order, OrderStatus, PlaceOrder, SaleNotFound, UserNotFound
 from flashsale.repositories import flash_sales, orders
 from flashsale.strategies.base import OrderStrategy
 
@@ -16,16 +17,23 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-async def create_order(conn: AsyncConnection, command: PlaceOrder, *, clock: Callable[[], datetime] = utc_now) -> Order:
+async def create_order(
+    conn: AsyncConnection,
+    command: PlaceOrder,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    lock: Callable[[AsyncConnection, UUID], Awaitable[FlashSale | None]] = flash_sales.get_for_update,
+) -> Order:
     """Begin; SELECT ... FOR UPDATE the sale; check window, stock and the user's limit; decrement; insert the
     order as CONFIRMED; commit. Any failure rolls the whole transaction back.
 
     Statements are pipelined (BEGIN travels with the locking SELECT, the UPDATE with the INSERT), which saves
     round trips without changing what is locked or for how long relative to the work done.
+    `lock` is the locking read (`pessimistic_nowait` passes the NOWAIT one).
     """
     try:
         async with conn.pipeline(), conn.transaction():
-            sale = await flash_sales.get_for_update(conn, command.flash_sale_id)
+            sale = await lock(conn, command.flash_sale_id)
             if sale is None:
                 raise SaleNotFound(command.flash_sale_id)
             bought = await orders.confirmed_quantity(conn, user_id=command.user_id, flash_sale_id=command.flash_sale_id)

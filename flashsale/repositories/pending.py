@@ -1,0 +1,28 @@
+"""A statement sent in pipeline mode whose row is read later.
+
+Pipelined flows queue their statements and COMMIT before reading anything, so that the whole transaction travels
+in one round trip and no lock is held while the server waits for the client; they read the results afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from psycopg import AsyncCursor
+
+T = TypeVar("T")
+
+
+class Pending(Generic[T]):
+    def __init__(self, cursor: AsyncCursor[Any], convert: Callable[[Any], T]) -> None:
+        self._cursor = cursor
+        self._convert = convert
+
+    async def one(self) -> T | None:
+        """The statement's row, converted; None if it returned no row."""
+        record = await self._cursor.fetchone()
+        return None if record is None else self._convert(record)
+
+    async def all(self) -> list[T]:
+        return [self._convert(record) for record in await self._cursor.fetchall()]

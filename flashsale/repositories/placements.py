@@ -1,0 +1,113 @@
+"""Single statements that take stock and insert the order together: either both happen or neither does, and
+the statement's own conditions decide. An empty answer means "refused"; the caller finds out why by reading.
+
+Each returns the order as `orders.insert` does, or (`send_*`, for pipelined flows) a `Pending` order.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from psycopg import AsyncConnection
+from psycopg.rows import class_row
+
+from flashsale.domain import Order, PlaceOrder
+from flashsale.records import OrderRecord, PlacementRecord
+from flashsale.repositories.pending import Pending
+
+_RETURNING = "RETURNING id, user_id, flash_sale_id, quantity, status, created_at"
+
+_BOUGHT = (
+    "(SELECT coalesce(sum(quantity), 0) FROM orders"
+    " WHERE user_id = %(user)s AND flash_sale_id = %(sale)s AND status = 'CONFIRMED')"
+)
+
+_TAKE_STOCK = f"""
+WITH sale AS (
+    UPDATE flash_sales SET remaining_inventory = remaining_inventory - %(quantity)s
+     WHERE id = %(sale)s AND remaining_inventory >= %(quantity)s AND starts_at <= now() AND now() < ends_at
+       AND {_BOUGHT} + %(quantity)s <= per_user_limit
+    RETURNING id
+)
+INSERT INTO orders (user_id, flash_sale_id, quantity, status)
+SELECT %(user)s, id, %(quantity)s, 'CONFIRMED' FROM sale
+{_RETURNING}
+"""
+
+
+async def send_take_stock(conn: AsyncConnection, command: PlaceOrder) -> Pending[Order]:
+    """Decrement the sale row if the sale is open, has the stock and the user stays within the limit; insert
+    the order if it did. The caller must hold `locks.lock_buyer`: the limit check reads the orders as of the
+    statement's start, and only that lock keeps the same user's other orders from committing meanwhile."""
+    cur = conn.cursor(row_factory=class_row(OrderRecord))
+    await cur.execute(_TAKE_STOCK, _params(command))
+    return Pending(cur, OrderRecord.to_domain)
+
+
+def _take_shard(lock: str) -> str:
+    return f"""
+WITH shard AS (
+    UPDATE flash_sale_shards SET remaining = remaining - %(quantity)s
+     WHERE flash_sale_id = %(sale)s AND remaining >= %(quantity)s AND shard = (
+        SELECT s.shard FROM flash_sale_shards s JOIN flash_sales f ON f.id = s.flash_sale_id
+         WHERE s.flash_sale_id = %(sale)s AND s.remaining >= %(quantity)s
+           AND f.starts_at <= now() AND now() < f.ends_at
+           AND {_BOUGHT} + %(quantity)s <= f.per_user_limit
+         ORDER BY random() LIMIT 1 {lock})
+    RETURNING flash_sale_id
+)
+INSERT INTO orders (user_id, flash_sale_id, quantity, status)
+SELECT %(user)s, flash_sale_id, %(quantity)s, 'CONFIRMED' FROM shard
+{_RETURNING}
+"""
+
+
+_TAKE_FREE_SHARD = _take_shard("FOR UPDATE OF s SKIP LOCKED")
+_TAKE_ANY_SHARD = _take_shard("")
+
+
+async def send_take_shard(conn: AsyncConnection, command: PlaceOrder, *, skip_locked: bool) -> Pending[Order]:
+    """Take the units from one shard that holds enough, chosen at random, and insert the order.
+
+    With `skip_locked`, shards other orders hold are passed over and nothing waits. Without it, one shard is chosen
+    without a lock and the UPDATE queues on it alone, then re-checks its units: the statement never holds a shard
+    while it waits for another, so it cannot deadlock with the slow path, which locks every shard in order.
+    Same precondition as `send_take_stock` (`locks.lock_buyer`).
+    """
+    cur = conn.cursor(row_factory=class_row(OrderRecord))
+    await cur.execute(_TAKE_FREE_SHARD if skip_locked else _TAKE_ANY_SHARD, _params(command))
+    return Pending(cur, OrderRecord.to_domain)
+
+
+_TAKE_VERSION = f"""
+WITH sale AS (
+    UPDATE flash_sales SET remaining_inventory = remaining_inventory - %(quantity)s, version = version + 1
+     WHERE id = %(sale)s AND version = %(version)s
+    RETURNING id
+)
+INSERT INTO orders (user_id, flash_sale_id, quantity, status)
+SELECT %(user)s, id, %(quantity)s, 'CONFIRMED' FROM sale
+{_RETURNING}
+"""
+
+
+async def take_if_unchanged(conn: AsyncConnection, command: PlaceOrder, version: int) -> Order | None:
+    """Decrement the sale row and insert the order only if the row is still at `version` (and bump it)."""
+    cur = conn.cursor(row_factory=class_row(OrderRecord))
+    await cur.execute(_TAKE_VERSION, {**_params(command), "version": version})
+    record = await cur.fetchone()
+    return record.to_domain() if record else None
+
+
+async def call_place_order(conn: AsyncConnection, command: PlaceOrder) -> PlacementRecord:
+    """The whole pessimistic flow inside the database (see the `place_order` function in migration 0002)."""
+    cur = conn.cursor(row_factory=class_row(PlacementRecord))
+    await cur.execute(
+        "SELECT outcome, order_id, created_at, remaining, bought, per_user_limit FROM place_order(%s, %s, %s)",
+        [command.flash_sale_id, command.user_id, command.quantity],
+    )
+    return await cur.fetchone()
+
+
+def _params(command: PlaceOrder) -> dict[str, UUID | int]:
+    return {"sale": command.flash_sale_id, "user": command.user_id, "quantity": command.quantity}

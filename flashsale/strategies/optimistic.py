@@ -1,0 +1,74 @@
+"""Optimistic locking: read without a lock, write only if nobody wrote in between."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from psycopg import AsyncConnection, errors
+
+from flashsale.domain import Order, PlaceOrder, SaleNotFound, UserNotFound
+from flashsale.records import SaleSnapshotRecord
+from flashsale.repositories import flash_sales, placements
+from flashsale.strategies.base import Busy, OrderStrategy
+from flashsale.strategies.pessimistic import utc_now
+from flashsale.strategies.retry import Backoff, check_retries
+
+
+class Optimistic(OrderStrategy):
+    """Parameters: `retries` (default 16) after the first attempt, `backoff_s` (default 0.001) doubling up to
+    `max_backoff_s` (default 0.05), `clock` (the time the sale window is checked against).
+
+    Counters: `version_conflicts` (writes that found the version changed), `retries`, `busy` (orders given up).
+    """
+
+    name = "optimistic"
+    safe = True
+    summary = (
+        "Optimistic locking with a version column. The order reads the sale, its version and the user's "
+        "confirmed units in one unlocked statement, checks window, stock and limit in Python, then sends one "
+        "statement that decrements the row, bumps the version and inserts the order only WHERE version = the one "
+        "it read. Zero rows means another order committed in between: it retries with jittered backoff, up to a "
+        "bound, then answers `busy`. No lock is held between read and write (two round trips, each autocommit); "
+        "the price is wasted work, since under contention every winner makes all the other in-flight readers "
+        "retry, and since every order bumps the one version, the write still serialises on one row."
+    )
+
+    def __init__(
+        self,
+        *,
+        retries: int = 16,
+        backoff_s: float = 0.001,
+        max_backoff_s: float = 0.05,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        super().__init__()
+        self.retries = check_retries(retries)
+        self.backoff = Backoff(backoff_s, max_backoff_s)
+        self.clock = clock
+
+    async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.counters["retries"] += 1
+                await self.backoff.sleep(attempt - 1)
+            seen = await self.read(conn, command)
+            if seen is None:
+                raise SaleNotFound(command.flash_sale_id)
+            seen.to_domain().check_order(quantity=command.quantity, already_bought=seen.bought, now=self.clock())
+            try:
+                order = await placements.take_if_unchanged(conn, command, seen.version)
+            except errors.ForeignKeyViolation as exc:
+                raise UserNotFound(command.user_id) from exc
+            if order is not None:
+                return order
+            self.counters["version_conflicts"] += 1
+        self.counters["busy"] += 1
+        raise Busy(
+            f"flash sale {command.flash_sale_id} changed under every one of {self.retries + 1} attempts",
+            retry_after_s=max(self.backoff.cap_s, 0.001),
+        )
+
+    async def read(self, conn: AsyncConnection, command: PlaceOrder) -> SaleSnapshotRecord | None:
+        """The unlocked read (a method so that tests can make another order commit right after it)."""
+        return await flash_sales.read_for_order(conn, command.flash_sale_id, command.user_id)

@@ -1,0 +1,63 @@
+"""The seed's flow as one PL/pgSQL function: one round trip, and the lock never waits on the client."""
+
+from __future__ import annotations
+
+from psycopg import AsyncConnection, errors
+
+from flashsale.domain import (
+    Order,
+    OrderStatus,
+    PerUserLimitExceeded,
+    PlaceOrder,
+    SaleNotActive,
+    SaleNotFound,
+    SoldOut,
+    UserNotFound,
+)
+from flashsale.records import PlacementRecord
+from flashsale.repositories import placements
+from flashsale.strategies.base import OrderStrategy
+
+
+class Procedure(OrderStrategy):
+    """No parameters; no counters."""
+
+    name = "procedure"
+    safe = True
+    summary = (
+        "The pessimistic flow moved into the database: one call to the PL/pgSQL function place_order(sale, "
+        "user, quantity) (migration 0002) locks the sale row FOR UPDATE, checks window, stock and the user's "
+        "confirmed units under the lock, decrements, inserts and returns the outcome; the statement commits "
+        "on its own. One round trip per order instead of four, and the lock is never held while the server "
+        "waits on the client, so the hold time is the server's work plus the commit flush. Same single hot "
+        "row as `pessimistic`; the logic now lives in SQL, away from the domain code and its tests."
+    )
+
+    async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
+        try:
+            placed = await placements.call_place_order(conn, command)
+        except errors.ForeignKeyViolation as exc:
+            raise UserNotFound(command.user_id) from exc
+        if placed.outcome != "created":
+            raise refusal(placed, command)
+        return Order(
+            id=placed.order_id,
+            user_id=command.user_id,
+            flash_sale_id=command.flash_sale_id,
+            quantity=command.quantity,
+            status=OrderStatus.CONFIRMED,
+            created_at=placed.created_at,
+        )
+
+
+def refusal(placed: PlacementRecord, command: PlaceOrder) -> Exception:
+    match placed.outcome:
+        case "sale_not_found":
+            return SaleNotFound(command.flash_sale_id)
+        case "sale_not_active":
+            return SaleNotActive(command.flash_sale_id)
+        case "sold_out":
+            return SoldOut(command.flash_sale_id, remaining=placed.remaining, requested=command.quantity)
+        case "per_user_limit_exceeded":
+            return PerUserLimitExceeded(limit=placed.per_user_limit, already=placed.bought, requested=command.quantity)
+    raise ValueError(f"place_order returned an unknown outcome {placed.outcome!r}")

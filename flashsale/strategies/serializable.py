@@ -1,0 +1,101 @@
+"""SERIALIZABLE isolation: no explicit lock; PostgreSQL aborts whichever transaction would break serial order."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from datetime import datetime
+
+from psycopg import AsyncConnection, errors
+
+from flashsale.domain import DomainError, Order, OrderStatus, PlaceOrder, SaleNotFound, UserNotFound
+from flashsale.records import SaleSnapshotRecord
+from flashsale.repositories import flash_sales, orders
+from flashsale.strategies.base import Busy, OrderStrategy, PgbenchPlan
+from flashsale.strategies.pessimistic import utc_now
+from flashsale.strategies.pipelined import pipelined_transaction
+from flashsale.strategies.retry import Backoff, check_retries
+
+
+class Serializable(OrderStrategy):
+    """Parameters: `retries` (default 16) after the first attempt, `backoff_s` (default 0.001) doubling up to
+    `max_backoff_s` (default 0.05), `clock` (the time the sale window is checked against).
+
+    Counters: `serialization_failures` (transactions PostgreSQL aborted), `retries`, `busy` (orders given up).
+    """
+
+    name = "serializable"
+    safe = True
+    summary = (
+        "The seed's flow without FOR UPDATE, in a SERIALIZABLE transaction: read the sale and the user's "
+        "confirmed units, check in Python, decrement, insert, commit. PostgreSQL's serializable snapshot "
+        "isolation detects that two concurrent orders read and wrote the same row and aborts one with "
+        "serialization_failure; the order then retries with jittered backoff, up to a bound, then answers "
+        "`busy`. Correctness needs no locking code at all, which is its appeal. Its cost: every order writes "
+        "the same row, so concurrent orders almost always conflict and the work of the losers is wasted, "
+        "plus the bookkeeping of predicate locks."
+    )
+
+    def __init__(
+        self,
+        *,
+        retries: int = 16,
+        backoff_s: float = 0.001,
+        max_backoff_s: float = 0.05,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        super().__init__()
+        self.retries = check_retries(retries)
+        self.backoff = Backoff(backoff_s, max_backoff_s)
+        self.clock = clock
+
+    def pgbench_plan(self, vus: int) -> PgbenchPlan:
+        """pgbench retries serialization failures itself when told how often."""
+        return dataclasses.replace(super().pgbench_plan(vus), options=(f"--max-tries={self.retries + 1}",))
+
+    async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.counters["retries"] += 1
+                await self.backoff.sleep(attempt - 1)
+            try:
+                return await self.attempt(conn, command)
+            except errors.SerializationFailure:
+                self.counters["serialization_failures"] += 1
+            except errors.ForeignKeyViolation as exc:
+                raise UserNotFound(command.user_id) from exc
+        self.counters["busy"] += 1
+        raise Busy(
+            f"order on flash sale {command.flash_sale_id} failed to serialise {self.retries + 1} times",
+            retry_after_s=max(self.backoff.cap_s, 0.001),
+        )
+
+    async def attempt(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
+        """One serializable transaction: the read in one round trip, the writes and COMMIT in the next (the order
+        row is read once the pipeline has synced). A refused order commits its read-only transaction rather than
+        rolling it back, which keeps the connection's prepared statements (psycopg drops them on rollback)."""
+        refused: DomainError | None = None
+        async with pipelined_transaction(conn, isolation="serializable"):
+            seen = await self.read(conn, command)
+            try:
+                if seen is None:
+                    raise SaleNotFound(command.flash_sale_id)
+                seen.to_domain().check_order(quantity=command.quantity, already_bought=seen.bought, now=self.clock())
+            except DomainError as exc:
+                refused = exc
+            else:
+                await flash_sales.decrement_remaining(conn, command.flash_sale_id, command.quantity)
+                inserted = await orders.send_insert(
+                    conn,
+                    user_id=command.user_id,
+                    flash_sale_id=command.flash_sale_id,
+                    quantity=command.quantity,
+                    status=OrderStatus.CONFIRMED,
+                )
+        if refused is not None:
+            raise refused
+        return await inserted.one()
+
+    async def read(self, conn: AsyncConnection, command: PlaceOrder) -> SaleSnapshotRecord | None:
+        """The read inside the transaction (a method so that tests can make another order commit right after)."""
+        return await flash_sales.read_for_order(conn, command.flash_sale_id, command.user_id)
