@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from flashsale import scenario as scenario_module
+from flashsale import strategies
 from flashsale.db import connection
 from flashsale.testing import TestDatabase
 
@@ -40,3 +41,26 @@ async def pool(database_url):
     p = connection.make_pool(database_url, size=70)
     async with p:
         yield p
+
+
+# Parameters under which a retrying strategy never gives up in a test: its concurrency tests count orders exactly.
+PATIENT = {"retries": 10_000, "backoff_s": 0.001, "max_backoff_s": 0.02}
+RETRYING = ("pessimistic_nowait", "optimistic", "serializable")
+
+
+@pytest.fixture
+async def make_strategy():
+    """Call it with a strategy name (and parameters) for an instance that is stopped at the end of the test;
+    `patient=True` gives the retrying strategies enough retries never to answer `busy`."""
+    made = []
+
+    def make(name, *, patient=False, **params):
+        if patient and name in RETRYING:
+            params = {**PATIENT, **params}
+        strategy = strategies.get_strategy(name, **params)
+        made.append(strategy)
+        return strategy
+
+    yield make
+    for strategy in made:
+        await strategy.stop()

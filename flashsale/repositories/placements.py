@@ -81,7 +81,7 @@ async def send_take_shard(conn: AsyncConnection, command: PlaceOrder, *, skip_lo
 
 _TAKE_VERSION = f"""
 WITH sale AS (
-    UPDATE flash_sales SET remaining_inventory = remaining_inventory - %(quantity)s, version = version + 1
+    UPDATE flash_sales SET remaining_inventory = remaining_inventory - %(quantity)s
      WHERE id = %(sale)s AND version = %(version)s
     RETURNING id
 )
@@ -92,7 +92,8 @@ SELECT %(user)s, id, %(quantity)s, 'CONFIRMED' FROM sale
 
 
 async def take_if_unchanged(conn: AsyncConnection, command: PlaceOrder, version: int) -> Order | None:
-    """Decrement the sale row and insert the order only if the row is still at `version` (and bump it)."""
+    """Decrement the sale row and insert the order only if the row is still at `version` (the row's trigger
+    moves the version on with this change as with any other)."""
     cur = conn.cursor(row_factory=class_row(OrderRecord))
     await cur.execute(_TAKE_VERSION, {**_params(command), "version": version})
     record = await cur.fetchone()

@@ -91,12 +91,13 @@ class Batched(OrderStrategy):
         ]
 
     async def stop(self) -> None:
+        """Refuse the orders still queued (`Rejected`), let the batches in flight finish, end the workers."""
         tasks, self._tasks = self._tasks, []
         for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            task.cancel()  # an idle worker ends at once; a busy one finishes its batch first (see _work)
         while self._queue is not None and not self._queue.empty():
             _answer(self._queue.get_nowait().answer, Rejected("the order queue was stopped"))
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def place_order(self, pool: AsyncConnectionPool, command: PlaceOrder) -> Order:
         if not self._tasks:
@@ -125,21 +126,23 @@ class Batched(OrderStrategy):
             while len(batch) < self.batch_size and not queue.empty():
                 batch.append(queue.get_nowait())
             batch = [ticket for ticket in batch if not ticket.answer.done()]  # callers that gave up
-            if not batch:
-                continue
-            try:
-                async with pool.connection() as conn:
-                    outcomes = await self.settle(conn, [ticket.command for ticket in batch])
-            except asyncio.CancelledError:
-                for ticket in batch:
-                    _answer(ticket.answer, Rejected("the order queue was stopped"))
-                raise
-            except Exception as exc:  # the database failed the whole batch: every caller hears why
-                for ticket in batch:
-                    _answer(ticket.answer, exc)
-                continue
-            for ticket, outcome in zip(batch, outcomes, strict=True):
-                _answer(ticket.answer, outcome)
+            if batch:
+                # Shielded: stopping must not cut a transaction short, or its callers would never learn its outcome.
+                settling = asyncio.ensure_future(self._settle_batch(pool, batch))
+                try:
+                    await asyncio.shield(settling)
+                except asyncio.CancelledError:
+                    await settling
+                    raise
+
+    async def _settle_batch(self, pool: AsyncConnectionPool, batch: list[_Ticket]) -> None:
+        try:
+            async with pool.connection() as conn:
+                outcomes = await self.settle(conn, [ticket.command for ticket in batch])
+        except Exception as exc:  # the database failed the whole batch: every caller hears why
+            outcomes = [exc] * len(batch)
+        for ticket, outcome in zip(batch, outcomes, strict=True):
+            _answer(ticket.answer, outcome)
 
     async def settle(self, conn: AsyncConnection, commands: list[PlaceOrder]) -> list[Order | DomainError]:
         """Settle these orders, one transaction per sale among them, and return each one's outcome in order."""

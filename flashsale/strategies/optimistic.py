@@ -27,11 +27,12 @@ class Optimistic(OrderStrategy):
     summary = (
         "Optimistic locking with a version column. The order reads the sale, its version and the user's "
         "confirmed units in one unlocked statement, checks window, stock and limit in Python, then sends one "
-        "statement that decrements the row, bumps the version and inserts the order only WHERE version = the one "
-        "it read. Zero rows means another order committed in between: it retries with jittered backoff, up to a "
-        "bound, then answers `busy`. No lock is held between read and write (two round trips, each autocommit); "
-        "the price is wasted work, since under contention every winner makes all the other in-flight readers "
-        "retry, and since every order bumps the one version, the write still serialises on one row."
+        "statement that decrements the row and inserts the order only WHERE version = the one it read (a trigger "
+        "moves the version on with every change of the row, whichever strategy makes it). Zero rows means another "
+        "order committed in between: it retries with jittered backoff, up to a bound, then answers `busy`. No lock "
+        "is held between read and write (two round trips, each autocommit); the price is wasted work, since under "
+        "contention every winner makes all the other in-flight readers retry, and since every order moves the one "
+        "version, the writes still serialise on one row."
     )
 
     def __init__(

@@ -55,8 +55,52 @@ class TestDbCommands:
         assert time.monotonic() - started < 10
 
     def test_every_command_has_help(self):
-        for args in (["--help"], ["db", "--help"], ["db", "reset", "--help"], ["order", "--help"], ["demo", "--help"]):
+        for args in (
+            ["--help"],
+            ["db", "--help"],
+            ["db", "reset", "--help"],
+            ["order", "--help"],
+            ["demo", "--help"],
+            ["strategies", "--help"],
+        ):
             assert "usage:" in flashsale(*args).stdout
+
+    def test_reset_creates_the_shards_asked_for(self, database_url):
+        out = json.loads(flashsale("db", "reset", "--shards", "3", "--json").stdout)
+        assert out["shards"] == 3
+        import psycopg
+
+        with psycopg.connect(database_url) as c:
+            assert c.execute("SELECT count(*) FROM flash_sale_shards").fetchone()[0] == 3
+
+
+class TestStrategiesCommand:
+    def test_json_lists_every_strategy_with_its_paragraph(self):
+        from flashsale import strategies
+
+        listed = json.loads(flashsale("strategies", "--json").stdout)
+        assert [entry["name"] for entry in listed] == strategies.names()
+        assert all(set(entry) == {"name", "safe", "summary"} for entry in listed)
+        assert [entry["name"] for entry in listed if not entry["safe"]] == ["unsafe"]
+
+    def test_text_labels_the_unsafe_one(self):
+        text = flashsale("strategies").stdout
+        blocks = {block.split("\n", 1)[0]: block for block in text.strip().split("\n\n")}
+        assert "UNSAFE" in next(head for head in blocks if head.startswith("unsafe"))
+        assert not any("UNSAFE" in head for head in blocks if not head.startswith("unsafe"))
+        assert "FOR UPDATE SKIP LOCKED" in blocks["sharded"]
+
+    @pytest.mark.parametrize("name", ["atomic", "batched", "sharded"])
+    def test_order_through_a_strategy(self, name, database_url):
+        import psycopg
+
+        sale = json.loads(flashsale("db", "reset", "--users", "2", "--inventory", "3", "--json").stdout)
+        with psycopg.connect(database_url) as c:
+            user = str(c.execute("SELECT id FROM users ORDER BY number LIMIT 1").fetchone()[0])
+        placed = json.loads(
+            flashsale("order", "--user", user, "--sale", sale["flash_sale_id"], "--strategy", name, "--json").stdout
+        )
+        assert (placed["strategy"], placed["order"]["status"]) == (name, "CONFIRMED")
 
 
 class TestOrderCommand:
@@ -85,6 +129,7 @@ class TestBadInput:
             ["db", "reset", "--inventory", "-1"],
             ["db", "reset", "--per-user-limit", "0"],
             ["db", "reset", "--sale-window", "soon"],
+            ["db", "reset", "--shards", "0"],
             ["order", "--user", "not-a-uuid", "--sale", str(uuid.uuid4())],
             ["order", "--user", str(uuid.uuid4()), "--sale", str(uuid.uuid4()), "--quantity", "0"],
             ["order", "--user", str(uuid.uuid4()), "--sale", str(uuid.uuid4()), "--strategy", "nope"],

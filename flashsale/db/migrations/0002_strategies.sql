@@ -1,8 +1,19 @@
 -- What the locking strategies beyond the seed's need: a version for optimistic locking, inventory shards,
 -- and the pessimistic flow as one server-side function.
 
--- optimistic: every optimistic write bumps it, and only succeeds if nobody bumped it since the read.
+-- optimistic: the version moves on with every change of the row, whoever makes it (a trigger, so that no strategy
+-- can forget it); an optimistic write only applies if the version is still the one it read.
 ALTER TABLE flash_sales ADD COLUMN version bigint NOT NULL DEFAULT 0;
+
+CREATE FUNCTION flash_sales_next_version() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.version := OLD.version + 1;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER flash_sales_version BEFORE UPDATE ON flash_sales
+    FOR EACH ROW EXECUTE FUNCTION flash_sales_next_version();
 
 -- sharded: the sale's inventory spread over K rows so that K orders can hold a row lock at once.
 -- The shards start empty; the `sharded` strategy moves the sale row's remaining units into them on first use.

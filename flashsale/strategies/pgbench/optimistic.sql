@@ -9,7 +9,7 @@ SELECT remaining_inventory AS remaining, per_user_limit AS lim, version,
   FROM flash_sales WHERE id = :sale \gset
 \if :active = 1 and :remaining >= :quantity and :bought + :quantity <= :lim
 WITH sale AS (
-    UPDATE flash_sales SET remaining_inventory = remaining_inventory - :quantity, version = version + 1
+    UPDATE flash_sales SET remaining_inventory = remaining_inventory - :quantity  -- the trigger bumps version
      WHERE id = :sale AND version = :version
     RETURNING id
 )
