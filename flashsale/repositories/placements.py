@@ -6,6 +6,7 @@ Each returns the order as `orders.insert` does, or (`send_*`, for pipelined flow
 
 from __future__ import annotations
 
+import random
 from uuid import UUID
 
 from psycopg import AsyncConnection
@@ -44,6 +45,9 @@ async def send_take_stock(conn: AsyncConnection, command: PlaceOrder) -> Pending
     return Pending(cur, OrderRecord.to_domain)
 
 
+# The shard order is a hash of (shard + a random spin sent with the statement), not random(): when the UPDATE has
+# waited for a shard, PostgreSQL re-checks the row by re-running the subquery (EvalPlanQual), and random() would
+# then name another shard, so that the statement took nothing although its shard had the units.
 def _take_shard(lock: str) -> str:
     return f"""
 WITH shard AS (
@@ -53,7 +57,7 @@ WITH shard AS (
          WHERE s.flash_sale_id = %(sale)s AND s.remaining >= %(quantity)s
            AND f.starts_at <= now() AND now() < f.ends_at
            AND {_BOUGHT} + %(quantity)s <= f.per_user_limit
-         ORDER BY random() LIMIT 1 {lock})
+         ORDER BY hashint4(s.shard + %(spin)s) LIMIT 1 {lock})
     RETURNING flash_sale_id
 )
 INSERT INTO orders (user_id, flash_sale_id, quantity, status)
@@ -67,7 +71,8 @@ _TAKE_ANY_SHARD = _take_shard("")
 
 
 async def send_take_shard(conn: AsyncConnection, command: PlaceOrder, *, skip_locked: bool) -> Pending[Order]:
-    """Take the units from one shard that holds enough, chosen at random, and insert the order.
+    """Take the units from one shard that holds enough, chosen at random (its own order for each call), and
+    insert the order.
 
     With `skip_locked`, shards other orders hold are passed over and nothing waits. Without it, one shard is chosen
     without a lock and the UPDATE queues on it alone, then re-checks its units: the statement never holds a shard
@@ -75,7 +80,8 @@ async def send_take_shard(conn: AsyncConnection, command: PlaceOrder, *, skip_lo
     Same precondition as `send_take_stock` (`locks.lock_buyer`).
     """
     cur = conn.cursor(row_factory=class_row(OrderRecord))
-    await cur.execute(_TAKE_FREE_SHARD if skip_locked else _TAKE_ANY_SHARD, _params(command))
+    params = {**_params(command), "spin": random.randrange(1 << 30)}
+    await cur.execute(_TAKE_FREE_SHARD if skip_locked else _TAKE_ANY_SHARD, params)
     return Pending(cur, OrderRecord.to_domain)
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from flashsale import scenario
 from flashsale.audit import audit_sale
+from flashsale.crowd import buy_concurrently, crowd_commands
 from flashsale.domain import PlaceOrder, SoldOut
 from flashsale.repositories import flash_sales, shards, users
 
@@ -63,6 +64,25 @@ class TestShardedInventory:
         audit = await audit_sale(conn, made.flash_sale_id)
         assert audit.ok, audit.problems()
         assert (audit.confirmed_quantity, audit.remaining) == (4, 0)
+
+    async def test_under_contention_every_order_gets_a_shard_without_the_slow_path(
+        self, make_strategy, conn, pool, make_scenario
+    ):
+        """With stock in every shard, an order either finds a free shard or waits for one and takes it; it never
+        falls through to the slow path (only the first order does, to spread the units)."""
+        made = await make_scenario(users=200, inventory=100_000, per_user_limit=100, shards=4)
+        user_ids = await users.list_ids(conn, limit=200)
+        sharded = make_strategy("sharded")
+        await buy(sharded, conn, made.flash_sale_id, user_ids[0])  # spreads the units (a crowd would all queue)
+        for wave in range(4):
+            commands = crowd_commands(user_ids, made.flash_sale_id, buyers=64, seed=wave)
+            result = await buy_concurrently(pool, sharded, commands)
+            assert result.outcomes["created"] == 64
+        assert sharded.counters["slow_path"] == 1
+        assert sharded.counters["waited_for_shard"] > 0  # 64 buyers on 4 shards: most found them all held
+        assert sharded.counters["free_shard"] + sharded.counters["waited_for_shard"] == 4 * 64
+        audit = await audit_sale(conn, made.flash_sale_id)
+        assert audit.ok, audit.problems()
 
     async def test_a_sale_without_shards_sells_from_its_row(self, make_strategy, conn, database_url, make_scenario):
         made = await make_scenario(inventory=2)

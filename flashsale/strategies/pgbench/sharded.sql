@@ -1,8 +1,9 @@
--- sharded: take a free shard (SKIP LOCKED, random order) and insert the order; if every shard with stock was held,
+-- sharded: take a free shard (SKIP LOCKED, in an order drawn at random: hashed with :spin) and insert the order; if every shard with stock was held,
 -- queue on one, as flashsale does. The shards must hold the stock already: place one order through the strategy
 -- first (its first order moves the sale row's units into the shards). The slow path (fragmented stock near the
 -- end, refusals) is not replayed.
 \set u random(1, :users)
+\set spin random(0, 1073741823)
 SELECT id AS uid FROM users WHERE number = :u \gset
 BEGIN;
 SELECT pg_advisory_xact_lock(hashtext(:sale::text), hashtext(:uid::text));
@@ -14,7 +15,7 @@ WITH shard AS (
            AND f.starts_at <= now() AND now() < f.ends_at
            AND (SELECT coalesce(sum(quantity), 0) FROM orders
                  WHERE user_id = :uid AND flash_sale_id = :sale AND status = 'CONFIRMED') + :quantity <= f.per_user_limit
-         ORDER BY random() LIMIT 1 FOR UPDATE OF s SKIP LOCKED)
+         ORDER BY hashint4(s.shard + :spin) LIMIT 1 FOR UPDATE OF s SKIP LOCKED)
     RETURNING flash_sale_id
 ), placed AS (
     INSERT INTO orders (user_id, flash_sale_id, quantity, status)
@@ -34,7 +35,7 @@ WITH shard AS (
            AND f.starts_at <= now() AND now() < f.ends_at
            AND (SELECT coalesce(sum(quantity), 0) FROM orders
                  WHERE user_id = :uid AND flash_sale_id = :sale AND status = 'CONFIRMED') + :quantity <= f.per_user_limit
-         ORDER BY random() LIMIT 1)
+         ORDER BY hashint4(s.shard + :spin) LIMIT 1)
     RETURNING flash_sale_id
 )
 INSERT INTO orders (user_id, flash_sale_id, quantity, status)

@@ -1,0 +1,234 @@
+"""Orders per second of every locking strategy side by side, on one database, in one run.
+
+Each strategy gets a fresh scenario whose stock never runs out and whose per-user limit never binds (so every
+order is a full order: lock, check, decrement, insert), then `--vus` virtual users place orders back to back
+(closed loop, no think time, one pooled connection each) for `--duration` after `--warmup`. The audit runs after
+each strategy. Then pgbench replays each strategy's own script with as many clients on a fresh scenario: the
+database's own ceiling for the same statements, without the Python client.
+
+Prints a table with each strategy's ratio to `pessimistic` and writes the rows to data/benchmarks/strategies.json.
+The issue's bar: the best safe strategy reaches 10x `pessimistic`.
+
+    .venv/bin/python benchmarks/strategies.py                      # 10 s each, all strategies, then pgbench
+    .venv/bin/python benchmarks/strategies.py --duration 2 --warmup 0.5 --pgbench-duration 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import random
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+from flashsale import aio, config, scenario, strategies
+from flashsale.audit import audit_sale
+from flashsale.db import connection, migrate
+from flashsale.domain import DomainError, PlaceOrder
+from flashsale.repositories import users
+from flashsale.strategies import StrategyUnavailable
+from flashsale.strategies.replay import replay
+
+BAR = 10.0
+NEVER = 2**31 - 1  # stock and per-user limit that a run cannot exhaust
+
+
+async def measure(url: str, name: str, *, vus: int, users_n: int, duration: float, warmup: float, seed: int) -> dict:
+    conn = await connection.connect_async(url)
+    async with conn:
+        made = await scenario.reset(conn, users=users_n, inventory=NEVER, per_user_limit=NEVER)
+        user_ids = await users.list_ids(conn, limit=users_n)
+    strategy = strategies.get_strategy(name)
+    measured: Counter[str] = Counter()  # outcomes that began and ended inside the measured window
+    every: Counter[str] = Counter()  # all outcomes, warmup included (the strategy's counters count those too)
+    latencies: list[float] = []
+    loop = asyncio.get_running_loop()
+    pool = connection.make_pool(url, size=vus, timeout=30)
+    async with pool:
+        await strategy.start(pool)
+        start = loop.time() + warmup
+        end = start + duration
+
+        async def vu(rng: random.Random) -> None:
+            while (began := loop.time()) < end:
+                command = PlaceOrder(user_id=rng.choice(user_ids), flash_sale_id=made.flash_sale_id)
+                try:
+                    await strategy.place_order(pool, command)
+                    outcome = "created"
+                except (DomainError, StrategyUnavailable) as exc:
+                    outcome = exc.code
+                finished = loop.time()
+                every[outcome] += 1
+                if began >= start and finished <= end:
+                    measured[outcome] += 1
+                    latencies.append(finished - began)
+
+        try:
+            await asyncio.gather(*(vu(random.Random(seed + i)) for i in range(vus)))
+        finally:
+            await strategy.stop()
+    conn = await connection.connect_async(url)
+    async with conn:
+        audit = await audit_sale(conn, made.flash_sale_id)
+    latencies.sort()
+    placed = sum(every.values())
+    return {
+        "strategy": name,
+        "safe": strategy.safe,
+        "orders_per_s": measured["created"] / duration,
+        "outcomes": dict(measured),
+        "p50_ms": _percentile(latencies, 0.50) * 1000,
+        "p99_ms": _percentile(latencies, 0.99) * 1000,
+        "counters_per_order": {k: round(v / placed, 2) for k, v in strategy.counters.items()} if placed else {},
+        "audit_ok": audit.ok,
+        "audit_problems": audit.problems(),
+    }
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+async def pgbench(url: str, name: str, *, vus: int, users_n: int, duration: int) -> dict:
+    conn = await connection.connect_async(url)
+    async with conn:
+        made = await scenario.reset(conn, users=users_n, inventory=NEVER, per_user_limit=NEVER)
+        strategy = strategies.get_strategy(name)
+        if name == "sharded":  # the script needs the units in the shards: the strategy's first order moves them
+            first = (await users.list_ids(conn, limit=1))[0]
+            await strategy.create_order(conn, PlaceOrder(user_id=first, flash_sale_id=made.flash_sale_id))
+        plan = strategy.pgbench_plan(vus)
+        result = await asyncio.to_thread(
+            replay, url, plan, flash_sale_id=made.flash_sale_id, users=users_n, duration_s=duration
+        )
+        audit = await audit_sale(conn, made.flash_sale_id)
+    return {
+        "strategy": name,
+        "clients": plan.clients,
+        "tps": result.tps,
+        "orders_per_transaction": plan.orders_per_transaction,
+        "orders_per_s": audit.orders / duration,  # what was sold, whatever the script's transactions did
+        "failed": result.failed,
+        "audit_ok": audit.ok,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--strategies", nargs="+", default=strategies.names(), choices=strategies.names())
+    parser.add_argument("--vus", type=int, default=64, help="virtual users (default 64)")
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per strategy (default 10)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first (default 2)")
+    parser.add_argument("--users", type=int, default=10_000, help="users in the scenario (default 10000)")
+    parser.add_argument("--pgbench-duration", type=int, default=10, help="seconds per pgbench run; 0 skips pgbench")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(config.DATA_DIR / "benchmarks" / "strategies.json"))
+    args = parser.parse_args()
+
+    url = connection.database_url()
+    with connection.connect(url) as conn:
+        migrate.migrate(conn)
+        settings = {
+            name: conn.execute(f"SHOW {name}").fetchone()[0]
+            for name in ("server_version", "synchronous_commit", "fsync", "shared_buffers", "max_connections")
+        }
+
+    rows = []
+    for name in args.strategies:
+        print(f"  measuring {name} ...", flush=True)
+        rows.append(
+            aio.run(
+                measure(
+                    url,
+                    name,
+                    vus=args.vus,
+                    users_n=args.users,
+                    duration=args.duration,
+                    warmup=args.warmup,
+                    seed=args.seed,
+                )
+            )
+        )
+    bench = {}
+    if args.pgbench_duration > 0:
+        for name in args.strategies:
+            print(f"  pgbench {name} ...", flush=True)
+            bench[name] = aio.run(pgbench(url, name, vus=args.vus, users_n=args.users, duration=args.pgbench_duration))
+
+    report(rows, bench, args)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {
+                "at": datetime.now(UTC).isoformat(),
+                "machine": {"python": platform.python_version(), "cpus": _cpus(), "platform": platform.platform()},
+                "postgres": settings,
+                "parameters": vars(args),
+                "flashsale": rows,
+                "pgbench": list(bench.values()),
+            },
+            indent=2,
+        )
+    )
+    print(f"\nwritten to {out}")
+
+
+def report(rows: list[dict], bench: dict, args: argparse.Namespace) -> None:
+    base = next((r["orders_per_s"] for r in rows if r["strategy"] == "pessimistic"), None)
+    bench_base = bench.get("pessimistic", {}).get("orders_per_s")
+    print(
+        f"\n{args.vus} virtual users, no think time, {args.duration:g} s measured after {args.warmup:g} s warmup; "
+        f"stock and limit never bind\n"
+    )
+    header = (
+        f"{'strategy':<20} {'orders/s':>9} {'x pess':>7} {'p50 ms':>7} {'p99 ms':>8}  "
+        f"{'pgbench/s':>9} {'x pess':>7}  {'audit':<6} other outcomes; counters per order"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        b = bench.get(r["strategy"])
+        other = {k: v for k, v in r["outcomes"].items() if k != "created"}
+        notes = "; ".join(
+            filter(None, [", ".join(f"{k} {v}" for k, v in other.items()), _fmt(r["counters_per_order"])])
+        )
+        label = r["strategy"] + ("" if r["safe"] else " (UNSAFE)")
+        bench_rate = f"{b['orders_per_s']:.0f}" if b else "-"
+        bench_ratio = _ratio(b["orders_per_s"], bench_base) if b else "-"
+        audit = "ok" if r["audit_ok"] else "FAILED"
+        print(
+            f"{label:<20} {r['orders_per_s']:>9.0f} {_ratio(r['orders_per_s'], base):>7} "
+            f"{r['p50_ms']:>7.1f} {r['p99_ms']:>8.1f}  {bench_rate:>9} {bench_ratio:>7}  {audit:<6} {notes}"
+        )
+    safe = [r for r in rows if r["safe"] and r["strategy"] != "pessimistic"]
+    if base and safe:
+        best = max(safe, key=lambda r: r["orders_per_s"])
+        ratio = best["orders_per_s"] / base
+        verdict = "meets" if ratio >= BAR else "misses"
+        print(f"\nbest safe strategy: {best['strategy']} at {ratio:.1f}x pessimistic ({verdict} the {BAR:g}x bar)")
+    if any(not r["audit_ok"] and r["safe"] for r in rows):
+        print("!! a safe strategy failed its audit")
+
+
+def _ratio(value: float, base: float | None) -> str:
+    return f"{value / base:.1f}x" if base else "-"
+
+
+def _fmt(counters: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counters.items())
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+if __name__ == "__main__":
+    main()
