@@ -42,16 +42,19 @@ def main() -> None:
         f"{'pgbench ms':>10} {'db avg ms':>9} {'db p95 ms':>9} {'cpu %':>6}  audit"
     )
     for name in args.strategies:
-        script = strategies.get_strategy(name).pgbench_script()
+        strategy = strategies.get_strategy(name)
         for clients in args.clients:
-            made = aio.run(_reset(url, sale))
+            made = aio.run(_reset(url, sale, strategy))
+            plan = strategy.pgbench_plan(clients)  # batched: one client per worker, a batch per transaction
             bench = run_pgbench(
                 url,
-                script=script,
+                script=plan.script,
                 flash_sale_id=made.flash_sale_id,
                 users=made.users,
-                clients=clients,
+                clients=plan.clients,
                 duration_s=args.duration,
+                variables=plan.variables,
+                options=plan.options,
             )
             load = run_load(
                 LoadConfig(
@@ -65,11 +68,13 @@ def main() -> None:
                     **sale,
                 )
             ).summary
-            ratio = load["rps"] / bench.tps if bench.tps else float("nan")
+            bench_rate = bench.tps * plan.orders_per_transaction  # orders/s, as the load runner counts
+            ratio = load["rps"] / bench_rate if bench_rate else float("nan")
             row = {
                 "strategy": name,
                 "clients": clients,
                 "pgbench_tps": bench.tps,
+                "pgbench_orders_per_transaction": plan.orders_per_transaction,
                 "pgbench_latency_avg_ms": bench.latency_avg_ms,
                 "db_tps": load["rps"],
                 "db_latency_ms": load["latency_ms"],
@@ -82,7 +87,7 @@ def main() -> None:
             rows.append(row)
             lat = load["latency_ms"]
             print(
-                f"{name:<20} {clients:>7} {bench.tps:>12.1f} {load['rps']:>9.1f} {ratio:>6.2f} "
+                f"{name:<20} {clients:>7} {bench_rate:>12.1f} {load['rps']:>9.1f} {ratio:>6.2f} "
                 f"{bench.latency_avg_ms:>10.2f} {lat['avg']:>9.2f} {lat['p95']:>9.2f} "
                 f"{load['client_cpu_percent']:>6.0f}  {'ok' if row['audit_ok'] else 'FAILED'}",
                 flush=True,
@@ -90,10 +95,12 @@ def main() -> None:
     _save(args.out, {"bar": BAR, "duration_s": args.duration, "scenario": sale, "rows": rows})
 
 
-async def _reset(url: str, sale: dict):
+async def _reset(url: str, sale: dict, strategy):
     conn = await connection.connect_async(url)
     async with conn:
-        return await scenario.reset(conn, **sale)
+        made = await scenario.reset(conn, **sale)
+        await strategy.prepare_pgbench(conn, made.flash_sale_id)
+        return made
 
 
 def _save(path: str, data: dict) -> None:

@@ -42,7 +42,7 @@ def cmd_pgbench(args: argparse.Namespace) -> int:
     async def prepare():
         conn = await connection.connect_async(url)
         async with conn:
-            return await prepare_sale(
+            sale = await prepare_sale(
                 conn,
                 reset=args.reset,
                 users=args.users,
@@ -51,6 +51,8 @@ def cmd_pgbench(args: argparse.Namespace) -> int:
                 shards=args.shards,
                 sale_id=args.sale,
             )
+            await strategy.prepare_pgbench(conn, sale.flash_sale_id)
+            return sale
 
     async def audit(sale_id):
         conn = await connection.connect_async(url)
@@ -59,22 +61,26 @@ def cmd_pgbench(args: argparse.Namespace) -> int:
 
     sale = aio.run(prepare())
     sale_id, user_count = sale.flash_sale_id, sale.users
+    plan = strategy.pgbench_plan(args.vus)  # e.g. batched: one client per worker, a batch per transaction
     try:
         result = run_pgbench(
             url,
-            script=strategy.pgbench_script(),
+            script=plan.script,
             flash_sale_id=sale_id,
             users=user_count,
-            clients=args.vus,
+            clients=plan.clients,
             duration_s=args.duration,
             quantity=args.quantity,
             protocol=args.protocol,
+            variables=plan.variables,
+            options=plan.options,
         )
     except PgbenchFailed as exc:
         return fail(args, "pgbench_failed", str(exc))
     checked = aio.run(audit(sale_id))
     data = {
         "tps": result.tps,
+        "orders_per_transaction": plan.orders_per_transaction,
         "latency_avg_ms": result.latency_avg_ms,
         "clients": result.clients,
         "strategy": strategy.name,
@@ -89,7 +95,8 @@ def cmd_pgbench(args: argparse.Namespace) -> int:
     text = "\n".join(
         [
             f"pgbench {strategy.name}: {result.clients} clients, {result.duration_s} s, {result.protocol} protocol",
-            f"  tps ............: {result.tps:.1f}",
+            f"  tps ............: {result.tps:.1f}"
+            + (f" ({plan.orders_per_transaction} orders each)" if plan.orders_per_transaction != 1 else ""),
             f"  latency avg ....: {result.latency_avg_ms:.3f} ms",
             f"  transactions ...: {result.transactions} ({result.failed} failed)",
             f"  audit ..........: {'ok' if checked.ok else 'FAILED'}: {checked.confirmed_quantity} sold of "

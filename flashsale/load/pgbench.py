@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from uuid import UUID
@@ -76,8 +77,13 @@ def run_pgbench(
     quantity: int = 1,
     protocol: str = "prepared",
     threads: int | None = None,
+    variables: Mapping[str, str] | None = None,
+    options: Sequence[str] = (),
 ) -> PgbenchResult:
-    """Run `script` with `clients` connections for `duration_s` (whole seconds, at least 1) and parse the report."""
+    """Run `script` with `clients` connections for `duration_s` (whole seconds, at least 1) and parse the report.
+
+    `variables` are further `--define`s and `options` further pgbench options, as a strategy's `pgbench_plan`
+    asks for them (a batch size, `--max-tries`)."""
     if clients < 1:
         raise ValueError(f"clients must be at least 1, got {clients}")
     if protocol not in PROTOCOLS:
@@ -106,6 +112,8 @@ def run_pgbench(
             f"users={users}",
             "--define",
             f"quantity={quantity}",
+            *(f"--define={name}={value}" for name, value in (variables or {}).items()),
+            *options,
             url,
         ]
         proc = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120, check=False)

@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import ClassVar
+from uuid import UUID
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
@@ -89,3 +90,7 @@ class OrderStrategy(ABC):
     def pgbench_plan(self, vus: int) -> PgbenchPlan:
         """The pgbench run that corresponds to `vus` virtual users placing orders through this strategy."""
         return PgbenchPlan(script=self.pgbench_script(), clients=vus)
+
+    async def prepare_pgbench(self, conn: AsyncConnection, flash_sale_id: UUID) -> None:
+        """Put the sale in the state this strategy's pgbench script expects (`sharded` moves the units into the
+        shards, as its first order would). Call it before replaying the script on a fresh sale."""

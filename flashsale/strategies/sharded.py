@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from datetime import datetime
+from uuid import UUID
 
 from psycopg import AsyncConnection, errors
 
@@ -57,6 +58,18 @@ class Sharded(OrderStrategy):
             return await self.settle_slowly(conn, command)
         except errors.ForeignKeyViolation as exc:
             raise UserNotFound(command.user_id) from exc
+
+    async def prepare_pgbench(self, conn: AsyncConnection, flash_sale_id: UUID) -> None:
+        """Move the sale row's units into the shards (the script has no slow path to do it)."""
+        async with pipelined_transaction(conn):
+            sale = await flash_sales.get_for_no_key_update(conn, flash_sale_id)
+            if sale is None:
+                raise SaleNotFound(flash_sale_id)
+            held = {shard.shard: shard.remaining for shard in await shards.lock_all(conn, sale.id)}
+            if held and sale.remaining_inventory:
+                await shards.set_remaining(conn, sale.id, spread(sale.remaining_inventory, held))
+                await flash_sales.set_remaining(conn, sale.id, 0)
+                self.counters["spread"] += 1
 
     async def settle_slowly(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
         """Lock the sale row (against other slow paths) and every shard (in shard order, so that slow paths cannot

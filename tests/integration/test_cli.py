@@ -102,6 +102,30 @@ class TestStrategiesCommand:
         )
         assert (placed["strategy"], placed["order"]["status"]) == (name, "CONFIRMED")
 
+    @pytest.mark.parametrize("name", ["batched", "sharded", "serializable"])
+    def test_bench_pgbench_follows_the_strategys_plan(self, name, database_url):
+        """batched needs its batch size and one client, sharded its units in the shards, serializable --max-tries."""
+        proc = flashsale(
+            "bench",
+            "pgbench",
+            "--strategy",
+            name,
+            "--vus",
+            "4",
+            "--duration",
+            "1s",
+            "--inventory",
+            "100000",
+            "--per-user-limit",
+            "100000",
+            "--json",
+        )
+        result = json.loads(proc.stdout)
+        assert result["audit"]["ok"] is True
+        assert result["audit"]["orders"] == result["transactions"] * result["orders_per_transaction"] > 0
+        if name == "batched":
+            assert (result["clients"], result["orders_per_transaction"]) == (1, 4)
+
 
 class TestOrderCommand:
     def test_places_then_refuses_by_the_limit(self, fresh_sale, database_url):

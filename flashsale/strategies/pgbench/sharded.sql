@@ -1,7 +1,8 @@
--- sharded: take a free shard (SKIP LOCKED, in an order drawn at random: hashed with :spin) and insert the order; if every shard with stock was held,
--- queue on one, as flashsale does. The shards must hold the stock already: place one order through the strategy
--- first (its first order moves the sale row's units into the shards). The slow path (fragmented stock near the
--- end, refusals) is not replayed.
+-- sharded: take a free shard (SKIP LOCKED, in an order drawn at random: hashed with :spin) and insert the order;
+-- if every shard with stock was held, queue on one, as flashsale does. The shards must hold the stock already:
+-- run the strategy's prepare_pgbench on the sale first (`flashsale bench pgbench` does), which moves the sale
+-- row's units into them as the first order would. The slow path (fragmented stock near the end, refusals) is
+-- not replayed.
 \set u random(1, :users)
 \set spin random(0, 1073741823)
 SELECT id AS uid FROM users WHERE number = :u \gset
