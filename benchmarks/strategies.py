@@ -1,10 +1,11 @@
 """Orders per second of every locking strategy side by side, on one database, in one run.
 
 Each strategy gets a fresh scenario whose stock never runs out and whose per-user limit never binds (so every
-order is a full order: lock, check, decrement, insert), then `--vus` virtual users place orders back to back
-(closed loop, no think time, one pooled connection each) for `--duration` after `--warmup`. The audit runs after
-each strategy. Then pgbench replays each strategy's own script with as many clients on a fresh scenario: the
-database's own ceiling for the same statements, without the Python client.
+order is a full order: lock, check, decrement, insert), then the load runner's in-process closed model runs
+`--vus` virtual users placing orders back to back (no think time, one pooled connection each) for `--duration`
+after `--warmup`, and audits the sale. Then pgbench replays each strategy's own script as its `pgbench_plan` says
+(as many clients; one client with a batch per transaction for `batched`) on a fresh scenario: the database's own
+ceiling for the same statements, without the Python client.
 
 Prints a table with each strategy's ratio to `pessimistic` and writes the rows to data/benchmarks/strategies.json.
 The issue's bar: the best safe strategy reaches 10x `pessimistic`.
@@ -18,83 +19,57 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
-import random
-from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
 from flashsale import aio, config, scenario, strategies
 from flashsale.audit import audit_sale
 from flashsale.db import connection, migrate
-from flashsale.domain import DomainError, PlaceOrder
+from flashsale.load import LoadConfig, run_load
 from flashsale.load.pgbench import run_pgbench
-from flashsale.repositories import users
-from flashsale.strategies import StrategyUnavailable
 
 BAR = 10.0
 NEVER = 2**31 - 1  # stock and per-user limit that a run cannot exhaust
 
 
-async def measure(url: str, name: str, *, vus: int, users_n: int, duration: float, warmup: float, seed: int) -> dict:
-    conn = await connection.connect_async(url)
-    async with conn:
-        made = await scenario.reset(conn, users=users_n, inventory=NEVER, per_user_limit=NEVER)
-        user_ids = await users.list_ids(conn, limit=users_n)
-    strategy = strategies.get_strategy(name)
-    measured: Counter[str] = Counter()  # outcomes that began and ended inside the measured window
-    every: Counter[str] = Counter()  # all outcomes, warmup included (the strategy's counters count those too)
-    latencies: list[float] = []
-    loop = asyncio.get_running_loop()
-    pool = connection.make_pool(url, size=vus, timeout=30)
-    async with pool:
-        await strategy.start(pool)
-        start = loop.time() + warmup
-        end = start + duration
-
-        async def vu(rng: random.Random) -> None:
-            while (began := loop.time()) < end:
-                command = PlaceOrder(user_id=rng.choice(user_ids), flash_sale_id=made.flash_sale_id)
-                try:
-                    await strategy.place_order(pool, command)
-                    outcome = "created"
-                except (DomainError, StrategyUnavailable) as exc:
-                    outcome = exc.code
-                finished = loop.time()
-                every[outcome] += 1
-                if began >= start and finished <= end:
-                    measured[outcome] += 1
-                    latencies.append(finished - began)
-
-        try:
-            await asyncio.gather(*(vu(random.Random(seed + i)) for i in range(vus)))
-        finally:
-            await strategy.stop()
-    conn = await connection.connect_async(url)
-    async with conn:
-        audit = await audit_sale(conn, made.flash_sale_id)
-    latencies.sort()
-    placed = sum(every.values())
+def measure(url: str, name: str, *, vus: int, users_n: int, duration: float, warmup: float, seed: int) -> dict:
+    """The load runner's closed model, in-process (`flashsale load --target db --think-ms 0`), as notebooks run it."""
+    result = run_load(
+        LoadConfig(
+            target="db",
+            strategy=name,
+            vus=vus,
+            think_ms=0,
+            duration_s=duration,
+            warmup_s=warmup,
+            users=users_n,
+            inventory=NEVER,
+            per_user_limit=NEVER,
+            seed=seed,
+            database_url=url,
+        )
+    )
+    summary = result.summary
+    requests = len(result.records)  # warmup included, as in the strategy's counters
+    counters = summary["meta"].get("strategy_counters") or {}
     return {
         "strategy": name,
-        "safe": strategy.safe,
-        "orders_per_s": measured["created"] / duration,
-        "outcomes": dict(measured),
-        "p50_ms": _percentile(latencies, 0.50) * 1000,
-        "p99_ms": _percentile(latencies, 0.99) * 1000,
-        "counters_per_order": {k: round(v / placed, 2) for k, v in strategy.counters.items()} if placed else {},
-        "audit_ok": audit.ok,
-        "audit_problems": audit.problems(),
+        "safe": strategies.STRATEGIES[name].safe,
+        "orders_per_s": summary["orders_per_s"],
+        "outcomes": summary["outcomes"],
+        "p50_ms": summary["latency_ms"]["p50"],
+        "p99_ms": summary["latency_ms"]["p99"],
+        "client_cpu_percent": summary["client_cpu_percent"],
+        "counters_per_request": {k: round(v / requests, 2) for k, v in counters.items()} if requests else {},
+        "audit_ok": summary["audit"]["ok"],
+        "audit_problems": summary["meta"].get("audit_problems", []),
     }
 
 
-def _percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
-
-
 async def pgbench(url: str, name: str, *, vus: int, users_n: int, duration: int) -> dict:
+    """`flashsale bench pgbench` for this strategy, its orders/s taken from what the audit found sold."""
     conn = await connection.connect_async(url)
     async with conn:
         made = await scenario.reset(conn, users=users_n, inventory=NEVER, per_user_limit=NEVER)
@@ -149,16 +124,8 @@ def main() -> None:
     for name in args.strategies:
         print(f"  measuring {name} ...", flush=True)
         rows.append(
-            aio.run(
-                measure(
-                    url,
-                    name,
-                    vus=args.vus,
-                    users_n=args.users,
-                    duration=args.duration,
-                    warmup=args.warmup,
-                    seed=args.seed,
-                )
+            measure(
+                url, name, vus=args.vus, users_n=args.users, duration=args.duration, warmup=args.warmup, seed=args.seed
             )
         )
     bench = {}
@@ -191,11 +158,11 @@ def report(rows: list[dict], bench: dict, args: argparse.Namespace) -> None:
     bench_base = bench.get("pessimistic", {}).get("orders_per_s")
     print(
         f"\n{args.vus} virtual users, no think time, {args.duration:g} s measured after {args.warmup:g} s warmup; "
-        f"stock and limit never bind\n"
+        f"stock and limit never bind; cpu % = the Python client's share of one core\n"
     )
     header = (
-        f"{'strategy':<20} {'orders/s':>9} {'x pess':>7} {'p50 ms':>7} {'p99 ms':>8}  "
-        f"{'pgbench/s':>9} {'x pess':>7}  {'audit':<6} other outcomes; counters per order"
+        f"{'strategy':<20} {'orders/s':>9} {'x pess':>7} {'p50 ms':>7} {'p99 ms':>8} {'cpu %':>6}  "
+        f"{'pgbench/s':>9} {'x pess':>7}  {'audit':<6} other outcomes; counters per request"
     )
     print(header)
     print("-" * len(header))
@@ -203,7 +170,7 @@ def report(rows: list[dict], bench: dict, args: argparse.Namespace) -> None:
         b = bench.get(r["strategy"])
         other = {k: v for k, v in r["outcomes"].items() if k != "created"}
         notes = "; ".join(
-            filter(None, [", ".join(f"{k} {v}" for k, v in other.items()), _fmt(r["counters_per_order"])])
+            filter(None, [", ".join(f"{k} {v}" for k, v in other.items()), _fmt(r["counters_per_request"])])
         )
         label = r["strategy"] + ("" if r["safe"] else " (UNSAFE)")
         bench_rate = f"{b['orders_per_s']:.0f}" if b else "-"
@@ -211,7 +178,8 @@ def report(rows: list[dict], bench: dict, args: argparse.Namespace) -> None:
         audit = "ok" if r["audit_ok"] else "FAILED"
         print(
             f"{label:<20} {r['orders_per_s']:>9.0f} {_ratio(r['orders_per_s'], base):>7} "
-            f"{r['p50_ms']:>7.1f} {r['p99_ms']:>8.1f}  {bench_rate:>9} {bench_ratio:>7}  {audit:<6} {notes}"
+            f"{r['p50_ms']:>7.1f} {r['p99_ms']:>8.1f} {r['client_cpu_percent']:>6.0f}  "
+            f"{bench_rate:>9} {bench_ratio:>7}  {audit:<6} {notes}"
         )
     safe = [r for r in rows if r["safe"] and r["strategy"] != "pessimistic"]
     if base and safe:
@@ -232,8 +200,6 @@ def _fmt(counters: dict) -> str:
 
 
 def _cpus() -> int:
-    import os
-
     return os.cpu_count() or 0
 
 
