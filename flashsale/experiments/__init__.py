@@ -1,0 +1,1 @@
+"""Experiments: sweeps over strategies and concurrency, the context every result row carries, tidy data files."""

@@ -1,0 +1,158 @@
+"""An experiment is a list of cells: one load run each (a LoadConfig and its repeat), plus, when asked, the
+pgbench run of the same SQL at the same concurrency. Cells already measured with the same parameters are
+read back from data/ instead of being run again."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pandas as pd
+
+from flashsale import strategies
+from flashsale.experiments.store import Dataset
+
+
+class MissingData(LookupError):
+    """Rendering from data alone, and a cell has never been measured."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    label: str  # what the reader sees: "pessimistic, 8 VUs"
+    load: Any  # flashsale.load.LoadConfig
+    repeat: int = 0
+    pgbench: bool = False  # also run pgbench with the strategy's script at the same concurrency
+
+    @property
+    def params(self) -> dict[str, Any]:
+        fields = asdict(self.load)
+        fields.pop("progress", None)
+        return {k: (str(v) if v is not None and not isinstance(v, int | float | str | bool) else v)
+                for k, v in fields.items()}
+
+    @property
+    def key(self) -> str:
+        """Same parameters, same key: a changed duration or inventory is measured anew."""
+        blob = json.dumps({**self.params, "repeat": self.repeat, "pgbench": self.pgbench}, sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+    @property
+    def cell_id(self) -> str:
+        load = self.load
+        users = f"vus{load.vus}" if load.rate is None else f"rate{load.rate:g}"
+        return f"{load.target}-{load.strategy}-{users}-r{self.repeat}-{self.key}"
+
+
+def run_cells(
+    dataset: Dataset,
+    cells: Iterable[Cell],
+    *,
+    allow_load: bool = True,
+    progress: bool = False,
+    on_cell: Callable[[Cell, dict], None] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Measure every cell not yet in `dataset`; return (cells table, pgbench table) restricted to `cells`.
+
+    With `allow_load=False` nothing is run: a missing cell raises MissingData (`flashsale report` renders from
+    data alone).
+    """
+    from flashsale.experiments.context import collect_context
+
+    cells = list(cells)
+    done = dataset.read_cells()
+    have = set(done["cell_id"]) if not done.empty else set()
+    todo = [c for c in cells if c.cell_id not in have]
+    if todo and not allow_load:
+        missing = ", ".join(c.label for c in todo[:5])
+        raise MissingData(
+            f"{len(todo)} cells of dataset {dataset.name!r} were never measured ({missing}...): "
+            "run the sweep first (make report, or flashsale sweep)"
+        )
+    if todo:
+        bar = _progress(len(todo), progress)
+        context = collect_context()
+        for cell in todo:
+            bar.set_description(cell.label)
+            row = _measure(dataset, cell, context)
+            if on_cell:
+                on_cell(cell, row)
+            bar.update(1)
+        bar.close()
+    wanted = [c.cell_id for c in cells]
+    table = dataset.read_cells()
+    table = table[table["cell_id"].isin(wanted)].reset_index(drop=True)
+    pgb = dataset.read_pgbench()
+    if not pgb.empty:
+        pgb = pgb[pgb["cell_id"].isin(wanted)].reset_index(drop=True)
+    return table, pgb
+
+
+def _measure(dataset: Dataset, cell: Cell, context: dict[str, Any]) -> dict:
+    from flashsale.load import run_load
+
+    result = run_load(cell.load)
+    result.to_parquet(dataset.requests_path(cell.cell_id))
+    row = {
+        "cell_id": cell.cell_id,
+        "label": cell.label,
+        "repeat": cell.repeat,
+        "safe": strategies.STRATEGIES[cell.load.strategy].safe,
+        **_flat(result.summary),
+        **{f"param.{k}": v for k, v in cell.params.items()},
+        **context,
+    }
+    dataset.upsert(dataset.cells_path, pd.DataFrame([row]))
+    if cell.pgbench:
+        _measure_pgbench(dataset, cell, context)
+    return row
+
+
+def _measure_pgbench(dataset: Dataset, cell: Cell, context: dict[str, Any]) -> None:
+    from flashsale.load.pgbench import PgbenchFailed, pgbench_reference
+
+    try:
+        measured = pgbench_reference(cell.load)
+        row = {"tps": measured.tps, "latency_avg_ms": measured.latency_avg_ms, "error": None}
+    except PgbenchFailed as exc:
+        row = {"tps": None, "latency_avg_ms": None, "error": str(exc)}
+    dataset.upsert(
+        dataset.pgbench_path,
+        pd.DataFrame(
+            [
+                {
+                    "cell_id": cell.cell_id,
+                    "strategy": cell.load.strategy,
+                    "clients": cell.load.vus,
+                    "repeat": cell.repeat,
+                    "duration_s": cell.load.duration_s,
+                    **row,
+                    **context,
+                }
+            ]
+        ),
+    )
+
+
+def _flat(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary as flat columns; nested dicts that vary by run (outcomes, meta) become JSON text columns."""
+    flat: dict[str, Any] = {}
+    for key, value in summary.items():
+        if key in ("latency_ms", "audit"):
+            flat.update({f"{key}.{k}": v for k, v in (value or {}).items()})
+        elif key in ("outcomes", "by_outcome", "meta"):
+            flat[key] = json.dumps(value, default=str)
+        else:
+            flat[key] = value
+    flat["created_p95_ms"] = (summary.get("by_outcome") or {}).get("created", {}).get("p95")
+    return flat
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="cell", file=sys.stderr, disable=not enabled, leave=True)

@@ -1,0 +1,51 @@
+"""Small helpers the notebooks share: a quiet, consistent set-up and formatted tables."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pandas as pd
+
+CONTEXT_COLUMNS = {
+    "time": "measured at (UTC)",
+    "git_commit": "git commit",
+    "pg_version": "PostgreSQL",
+    "pg_synchronous_commit": "synchronous_commit",
+    "pg_max_connections": "max_connections",
+    "pg_shared_buffers": "shared_buffers",
+    "cpu_count": "cores",
+    "memory_gb": "memory (GiB)",
+    "python": "Python",
+}
+
+
+def setup() -> None:
+    """Figures inline at a readable size; library warnings stay out of the reports."""
+    import matplotlib.pyplot as plt
+
+    warnings.filterwarnings("ignore")
+    plt.rcParams.update({"figure.figsize": (9, 5), "figure.dpi": 100, "axes.titleweight": "bold"})
+    pd.set_option("display.precision", 1)
+
+
+def table(frame: pd.DataFrame, formats: dict[str, str] | None = None, caption: str | None = None):
+    """A formatted table without the index (what the HTML export shows)."""
+    styler = frame.style.hide(axis="index").format(formats or {}, na_rep="–")
+    if caption:
+        styler = styler.set_caption(caption)
+    return styler
+
+
+def context(cells: pd.DataFrame):
+    """Where the measurements were taken, from the context columns every row carries (one line per distinct
+    context, usually one)."""
+    present = [c for c in CONTEXT_COLUMNS if c in cells]
+    distinct = cells[present].drop_duplicates(subset=[c for c in present if c != "time"])
+    return table(distinct.rename(columns=CONTEXT_COLUMNS), caption="Measurement context")
+
+
+def outcomes_of(cells: pd.DataFrame) -> pd.DataFrame:
+    """The `outcomes` JSON column as one column per outcome (counts)."""
+    parsed = cells["outcomes"].map(json.loads).apply(pd.Series).fillna(0).astype(int)
+    return parsed

@@ -1,0 +1,95 @@
+"""What each notebook measures, as cells, so that `flashsale sweep` (with a progress bar over the grid) and the
+notebook itself (in JupyterLab) run exactly the same grid from the same parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from flashsale.experiments.cells import Cell
+from flashsale.experiments.store import Dataset
+
+# "Large enough never to sell out": no run here sells more than a few hundred thousand units.
+UNLIMITED = 100_000_000
+
+
+def _load(**fields: Any):
+    from flashsale.load import LoadConfig
+
+    return LoadConfig(**fields)
+
+
+def baseline_cells(
+    *, target: str, strategy: str, vus: int, think_ms: float, duration_s: float, users: int, seed: int = 0
+) -> list[Cell]:
+    """The seed's k6 scenario twice: inventory 50 / limit 1 (sells out early, as the original run did), and an
+    inventory that never runs out."""
+    common = dict(target=target, strategy=strategy, vus=vus, think_ms=think_ms, duration_s=duration_s, users=users,
+                  seed=seed)
+    return [
+        Cell("sells out (50 units, 1 per user)", _load(**common, inventory=50, per_user_limit=1)),
+        Cell("never sells out", _load(**common, inventory=UNLIMITED, per_user_limit=UNLIMITED)),
+    ]
+
+
+def sweep_cells(
+    *,
+    strategies: Sequence[str],
+    vus: Sequence[int],
+    duration_s: float,
+    warmup_s: float,
+    think_ms: float,
+    target: str,
+    inventory: int,
+    users: int,
+    repeats: int,
+    pgbench: bool,
+    seed: int = 0,
+) -> list[Cell]:
+    """strategies x virtual-user levels x repeats; every order may succeed unless `inventory` says otherwise."""
+    cells = []
+    for repeat in range(repeats):
+        for strategy in strategies:
+            for level in vus:
+                load = _load(
+                    target=target, strategy=strategy, vus=level, think_ms=think_ms, duration_s=duration_s,
+                    warmup_s=warmup_s, users=users, inventory=inventory, per_user_limit=UNLIMITED,
+                    seed=seed + repeat,
+                )
+                # pgbench drives the database directly: a reference line for the db target only.
+                cells.append(Cell(f"{strategy}, {level} VUs, repeat {repeat + 1}", load, repeat,
+                                  pgbench=pgbench and target == "db"))
+    return cells
+
+
+def contention_cells(
+    *, strategies: Sequence[str], contention_vus: int, duration_s: float, warmup_s: float, target: str, users: int,
+    seed: int = 0,
+) -> list[Cell]:
+    """Each strategy at `vus` with no think time, plus `pessimistic` alone at 1 VU: its latency there is the
+    lock hold time of the seed's rule of thumb (throughput <= 1 / hold time)."""
+    common = dict(target=target, think_ms=0.0, duration_s=duration_s, warmup_s=warmup_s, users=users,
+                  inventory=UNLIMITED, per_user_limit=UNLIMITED, seed=seed)
+    cells = [Cell(f"{s}, {contention_vus} VUs", _load(strategy=s, vus=contention_vus, **common)) for s in strategies]
+    cells.append(Cell("pessimistic, 1 VU (lock hold time)", _load(strategy="pessimistic", vus=1, **common)))
+    return cells
+
+
+NOTEBOOK_PLANS = {
+    "1.0-devlog-baseline": baseline_cells,
+    "2.0-concurrency-sweep": sweep_cells,
+    "3.0-lock-contention": contention_cells,
+}
+
+
+def plan(notebook: str, parameters: dict[str, Any]) -> tuple[Dataset, list[Cell]] | None:
+    """The dataset and cells a notebook measures with these parameters (None for notebooks that measure nothing
+    through cells). `parameters` are the notebook's own parameter names."""
+    make = NOTEBOOK_PLANS.get(notebook)
+    if make is None:
+        return None
+    import inspect
+
+    accepted = inspect.signature(make).parameters
+    kwargs = {name: parameters[name] for name in accepted if name in parameters}
+    return Dataset.named(parameters["dataset"]), make(**kwargs)

@@ -1,0 +1,112 @@
+"""A sweep: the notebooks of a sweep file, each measured (a progress bar over its grid), executed by papermill
+from the data, exported to HTML without code, and listed in reports/index.html."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flashsale import config
+from flashsale.experiments.cells import run_cells
+from flashsale.experiments.plans import plan
+from flashsale.reports import execute_notebook, export_html, write_index
+from flashsale.reports.notebook_runner import notebook_path
+
+SWEEPS_DIR = config.PROJ_ROOT / "sweeps"
+DEFAULT_SWEEP = SWEEPS_DIR / "default.yaml"
+
+
+@dataclass
+class NotebookRun:
+    notebook: str
+    parameters: dict[str, Any]
+
+    def report_name(self, sweep: str) -> str:
+        return f"{sweep}--{self.notebook}"
+
+
+@dataclass
+class Sweep:
+    name: str
+    runs: list[NotebookRun] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path = DEFAULT_SWEEP) -> Sweep:
+        try:
+            raw = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no sweep file {path}") from None
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path} is not valid YAML: {exc}") from None
+        if not isinstance(raw, dict) or not isinstance(raw.get("notebooks"), list):
+            raise ValueError(f"{path}: expected a mapping with a `notebooks:` list")
+        runs = []
+        for item in raw["notebooks"]:
+            if not isinstance(item, dict) or "notebook" not in item:
+                raise ValueError(f"{path}: each entry of `notebooks:` needs a `notebook:` name")
+            notebook_path(item["notebook"])  # fails early, naming the known notebooks
+            runs.append(NotebookRun(item["notebook"], dict(item.get("parameters") or {})))
+        return cls(name=str(raw.get("name") or Path(path).stem), runs=runs)
+
+    def override(self, **overrides: Any) -> Sweep:
+        """Set each given parameter in every notebook that declares it (None leaves it alone)."""
+        import papermill
+
+        given = {k: v for k, v in overrides.items() if v is not None}
+        for run in self.runs:
+            declared = papermill.inspect_notebook(str(notebook_path(run.notebook)))
+            run.parameters.update({k: v for k, v in given.items() if k in declared})
+        return self
+
+
+def measure(sweep: Sweep, *, progress: bool = True) -> None:
+    """Run every cell the sweep's notebooks need and that data/ does not hold yet."""
+    from flashsale import strategies
+
+    for run in sweep.runs:
+        params = dict(run.parameters)
+        if "strategies" in params and not params["strategies"]:
+            params["strategies"] = strategies.names()
+        planned = plan(run.notebook, params)
+        if planned is None:
+            continue
+        dataset, cells = planned
+        if progress:
+            print(f"{run.notebook}: {len(cells)} runs into data/{dataset.name}/", file=sys.stderr)
+        run_cells(dataset, cells, allow_load=True, progress=progress)
+
+
+def render(sweep: Sweep, *, reports_dir: Path = config.REPORTS_DIR) -> list[Path]:
+    """Execute every notebook from data alone and export it; returns the HTML pages (index.html last)."""
+    pages = []
+    for run in sweep.runs:
+        name = run.report_name(sweep.name)
+        executed = execute_notebook(
+            run.notebook, {**run.parameters, "allow_load": False}, output=reports_dir / "runs" / f"{name}.ipynb"
+        )
+        pages.append(export_html(executed, reports_dir / f"{name}.html"))
+    pages.append(write_index(reports_dir))
+    return pages
+
+
+def rerender_all(*, reports_dir: Path = config.REPORTS_DIR) -> list[Path]:
+    """`flashsale report`: every executed notebook under reports/runs/ again, with the parameters it was run
+    with, from data/ alone; the default sweep's notebooks when there are none yet."""
+    import nbformat
+
+    executed = sorted((reports_dir / "runs").glob("*--*.ipynb"))
+    if not executed:
+        return render(Sweep.load(), reports_dir=reports_dir)
+    pages = []
+    for path in executed:
+        meta = nbformat.read(path, as_version=4).metadata.get("papermill", {})
+        notebook = Path(meta.get("input_path") or path.name.split("--", 1)[1]).stem
+        parameters = {**(meta.get("parameters") or {}), "allow_load": False}
+        execute_notebook(notebook, parameters, output=path)
+        pages.append(export_html(path, reports_dir / f"{path.stem}.html"))
+    pages.append(write_index(reports_dir))
+    return pages
