@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import argparse
 
-from flashsale import aio, strategies
-from flashsale.audit import audit_sale
-from flashsale.cli.db import ready_url
+from flashsale import strategies
 from flashsale.cli.load import add_scenario_arguments, fail, positive_int
 from flashsale.cli.output import add_json_flag, emit
-from flashsale.db import connection
-from flashsale.load.pgbench import PROTOCOLS, PgbenchFailed, run_pgbench
-from flashsale.load.sale import prepare_sale
+from flashsale.load.pgbench import PROTOCOLS, PgbenchFailed
+from flashsale.load.reference import run_reference
+from flashsale.load.runner import LoadConfig
 from flashsale.units import seconds
 
 
@@ -37,47 +35,24 @@ def register(subparsers) -> None:
 
 def cmd_pgbench(args: argparse.Namespace) -> int:
     strategy = strategies.get_strategy(args.strategy)
-    url = ready_url()
-
-    async def prepare():
-        conn = await connection.connect_async(url)
-        async with conn:
-            sale = await prepare_sale(
-                conn,
-                reset=args.reset,
-                users=args.users,
-                inventory=args.inventory,
-                per_user_limit=args.per_user_limit,
-                shards=args.shards,
-                sale_id=args.sale,
-            )
-            await strategy.prepare_pgbench(conn, sale.flash_sale_id)
-            return sale
-
-    async def audit(sale_id):
-        conn = await connection.connect_async(url)
-        async with conn:
-            return await audit_sale(conn, sale_id)
-
-    sale = aio.run(prepare())
-    sale_id, user_count = sale.flash_sale_id, sale.users
-    plan = strategy.pgbench_plan(args.vus)  # e.g. batched: one client per worker, a batch per transaction
+    config = LoadConfig(
+        target="db",
+        strategy=args.strategy,
+        vus=args.vus,
+        duration_s=args.duration,
+        users=args.users,
+        inventory=args.inventory,
+        per_user_limit=args.per_user_limit,
+        quantity=args.quantity,
+        shards=args.shards,
+        reset=args.reset,
+        sale_id=args.sale,
+    )
     try:
-        result = run_pgbench(
-            url,
-            script=plan.script,
-            flash_sale_id=sale_id,
-            users=user_count,
-            clients=plan.clients,
-            duration_s=args.duration,
-            quantity=args.quantity,
-            protocol=args.protocol,
-            variables=plan.variables,
-            options=plan.options,
-        )
+        reference = run_reference(config, protocol=args.protocol)
     except PgbenchFailed as exc:
         return fail(args, "pgbench_failed", str(exc))
-    checked = aio.run(audit(sale_id))
+    result, plan, checked, sale = reference.pgbench, reference.plan, reference.audit, reference.sale
     data = {
         "tps": result.tps,
         "orders_per_transaction": plan.orders_per_transaction,
@@ -88,8 +63,9 @@ def cmd_pgbench(args: argparse.Namespace) -> int:
         "transactions": result.transactions,
         "failed": result.failed,
         "protocol": result.protocol,
-        "flash_sale_id": str(sale_id),
-        "users": user_count,
+        "orders_per_s": reference.orders_per_s,
+        "flash_sale_id": str(sale.flash_sale_id),
+        "users": sale.users,
         "audit": checked.as_json(),
     }
     text = "\n".join(

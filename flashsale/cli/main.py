@@ -11,6 +11,7 @@ import psycopg
 
 from flashsale.db.connection import DatabaseUnavailable
 from flashsale.domain import DomainError
+from flashsale.reports.notebook_runner import NotebookFailed
 from flashsale.strategies import StrategyUnavailable
 
 # Exit statuses: 1 for a refused or failed operation, 2 for bad usage (as argparse), 3 for an unreachable database.
@@ -25,14 +26,14 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from flashsale.cli import bench, db, demo, load, order, serve, strategies
+    from flashsale.cli import bench, db, demo, load, order, serve, strategies, sweep
 
     parser = OneLineErrorParser(
         prog="flashsale",
         description="A laboratory for flash-sale inventory concurrency on PostgreSQL.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (db, order, demo, serve, load, bench, strategies):
+    for module in (db, order, demo, serve, load, bench, strategies, sweep):
         module.register(subparsers)
     return parser
 
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args) or 0
     except (DomainError, StrategyUnavailable) as exc:
         return _fail(args, exc.code, str(exc), EXIT_FAILED)
+    except NotebookFailed as exc:
+        return _fail(args, "notebook_failed", str(exc), EXIT_FAILED)
     except DatabaseUnavailable as exc:
         return _fail(args, "database_unavailable", str(exc), EXIT_DB)
     except psycopg.OperationalError as exc:

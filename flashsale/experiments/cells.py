@@ -113,13 +113,16 @@ def _measure(dataset: Dataset, cell: Cell, context: dict[str, Any]) -> dict:
 
 
 def _measure_pgbench(dataset: Dataset, cell: Cell, context: dict[str, Any]) -> None:
-    from flashsale.load.pgbench import PgbenchFailed, pgbench_reference
+    from flashsale.load.pgbench import PgbenchFailed
+    from flashsale.load.reference import run_reference
 
     try:
-        measured = pgbench_reference(cell.load)
-        row = {"tps": measured.tps, "latency_avg_ms": measured.latency_avg_ms, "error": None}
+        reference = run_reference(cell.load)
+        row = {"tps": reference.pgbench.tps, "orders_per_s": reference.orders_per_s,
+               "latency_avg_ms": reference.pgbench.latency_avg_ms, "clients_used": reference.pgbench.clients,
+               "error": None}
     except PgbenchFailed as exc:
-        row = {"tps": None, "latency_avg_ms": None, "error": str(exc)}
+        row = {"tps": None, "orders_per_s": None, "latency_avg_ms": None, "clients_used": None, "error": str(exc)}
     dataset.upsert(
         dataset.pgbench_path,
         pd.DataFrame(

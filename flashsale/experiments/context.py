@@ -56,8 +56,6 @@ async def run_context(conn: AsyncConnection) -> dict[str, object]:
 
 def collect_context(url: str | None = None) -> dict[str, object]:
     """`run_context` from synchronous code (the sweep, a notebook): opens and closes its own connection."""
-    import threading
-
     from flashsale import aio
     from flashsale.db import connection
 
@@ -66,11 +64,4 @@ def collect_context(url: str | None = None) -> dict[str, object]:
         async with conn:
             return await run_context(conn)
 
-    box: dict[str, object] = {}
-    # A notebook kernel already runs an event loop in this thread: read from a short-lived thread of our own.
-    worker = threading.Thread(target=lambda: box.update(aio.run(read())))
-    worker.start()
-    worker.join()
-    if not box:
-        raise RuntimeError("could not read the run context from the database")
-    return box
+    return aio.run_anywhere(read())

@@ -13,6 +13,7 @@ import pandas as pd
 from flashsale import strategies
 
 OVERSOLD_COLOR = "#d62728"
+PLAIN_NUMBERS = plt.FuncFormatter(lambda value, _: f"{value:g}")
 
 
 def _strategy_label(name: str) -> str:
@@ -74,9 +75,10 @@ def versus_vus(
             ax.plot(xs, series.to_numpy(), linestyle=":", color=_strategy_color(name), linewidth=1.5,
                     label=f"{name}: pgbench, same SQL")
     ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_major_formatter(PLAIN_NUMBERS)
     if log_y:
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(PLAIN_NUMBERS)
     ax.set_xlabel("virtual users (concurrent clients, log2 scale)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -94,6 +96,7 @@ def latency_cdf(requests: dict[str, pd.DataFrame], *, title: str, ax=None):
             ax.plot(latency, np.arange(1, latency.size + 1) / latency.size, label=label,
                     **{k: v for k, v in _style(label.split(",")[0]).items() if k not in ("marker", "markersize")})
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(PLAIN_NUMBERS)
     ax.set_xlabel("latency (ms, log scale)")
     ax.set_ylabel("fraction of requests at or below")
     ax.set_title(title)
@@ -103,14 +106,16 @@ def latency_cdf(requests: dict[str, pd.DataFrame], *, title: str, ax=None):
 
 
 def latency_over_time(requests: pd.DataFrame, *, title: str, bucket_s: float = 0.25, ax=None):
-    """Each request as a dot (start time, latency), with the p95 per time bucket as a line."""
+    """Each request as a dot (start time, latency) coloured by outcome, with the p95 per time bucket as a line."""
     ax = ax or plt.subplots(figsize=(9, 4))[1]
     frame = requests.loc[~requests["warmup"]]
-    ax.scatter(frame["start_s"], frame["latency_ms"], s=2, alpha=0.25, label="one request")
+    for outcome, group in frame.groupby("outcome", observed=True):
+        ax.scatter(group["start_s"], group["latency_ms"], s=3, alpha=0.35, label=str(outcome))
     buckets = (frame["start_s"] // bucket_s) * bucket_s
     p95 = frame.groupby(buckets)["latency_ms"].quantile(0.95)
     ax.plot(p95.index, p95.to_numpy(), color="black", label=f"p95 per {bucket_s * 1000:.0f} ms")
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(PLAIN_NUMBERS)
     ax.set_xlabel("time since the start of the run (s)")
     ax.set_ylabel("latency (ms, log scale)")
     ax.set_title(title)

@@ -28,6 +28,20 @@ class NotebookRun:
     def report_name(self, sweep: str) -> str:
         return f"{sweep}--{self.notebook}"
 
+    def resolved(self) -> dict[str, Any]:
+        """The notebook's own defaults (from its parameters cell), updated with the sweep's values."""
+        return {**declared_parameters(self.notebook), **self.parameters}
+
+
+def declared_parameters(notebook: str) -> dict[str, Any]:
+    """Name -> default value of the notebook's `parameters` cell."""
+    import ast
+
+    import papermill
+
+    found = papermill.inspect_notebook(str(notebook_path(notebook)))
+    return {name: ast.literal_eval(spec["default"]) for name, spec in found.items()}
+
 
 @dataclass
 class Sweep:
@@ -48,17 +62,18 @@ class Sweep:
         for item in raw["notebooks"]:
             if not isinstance(item, dict) or "notebook" not in item:
                 raise ValueError(f"{path}: each entry of `notebooks:` needs a `notebook:` name")
-            notebook_path(item["notebook"])  # fails early, naming the known notebooks
-            runs.append(NotebookRun(item["notebook"], dict(item.get("parameters") or {})))
+            run = NotebookRun(item["notebook"], dict(item.get("parameters") or {}))
+            unknown = set(run.parameters) - set(declared_parameters(run.notebook))  # also: is there such a notebook
+            if unknown:
+                raise ValueError(f"{path}: notebook {run.notebook} has no parameter {', '.join(sorted(unknown))}")
+            runs.append(run)
         return cls(name=str(raw.get("name") or Path(path).stem), runs=runs)
 
     def override(self, **overrides: Any) -> Sweep:
         """Set each given parameter in every notebook that declares it (None leaves it alone)."""
-        import papermill
-
         given = {k: v for k, v in overrides.items() if v is not None}
         for run in self.runs:
-            declared = papermill.inspect_notebook(str(notebook_path(run.notebook)))
+            declared = declared_parameters(run.notebook)
             run.parameters.update({k: v for k, v in given.items() if k in declared})
         return self
 
@@ -68,7 +83,7 @@ def measure(sweep: Sweep, *, progress: bool = True) -> None:
     from flashsale import strategies
 
     for run in sweep.runs:
-        params = dict(run.parameters)
+        params = run.resolved()
         if "strategies" in params and not params["strategies"]:
             params["strategies"] = strategies.names()
         planned = plan(run.notebook, params)

@@ -21,7 +21,6 @@ import platform
 import sys
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -174,32 +173,19 @@ def run_load(config: LoadConfig | None = None, **changes: Any) -> LoadResult:
     worker thread; from async code, `await run_load_async(config)` instead.
     """
     config = (config or LoadConfig()).replace(**changes) if changes else (config or LoadConfig())
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return aio.run(run_load_async(config))
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flashsale-load") as worker:
-        return worker.submit(aio.run, run_load_async(config)).result()
+    return aio.run_anywhere(run_load_async(config))
 
 
 async def run_load_async(config: LoadConfig) -> LoadResult:
     """`run_load` for callers already in an event loop."""
-    url = _ready(config.database_url or connection.database_url())
+    url = ready_url(config)
     outcomes = Outcomes()
     records = RecordBuffer()
     meta: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(timespec="seconds")}
     conn = await connection.connect_async(url)
     async with conn:
         meta["postgres_version"] = (await (await conn.execute("SHOW server_version")).fetchone())[0]
-        sale = await prepare_sale(
-            conn,
-            reset=config.reset,
-            users=config.users,
-            inventory=config.inventory,
-            per_user_limit=config.per_user_limit,
-            shards=config.shards,
-            sale_id=config.sale_id,
-        )
+        sale = await configured_sale(conn, config)
 
     async with contextlib.AsyncExitStack() as stack:
         if config.target == "db":
@@ -296,6 +282,24 @@ async def _http_target(
     stack.push_async_callback(target.close)
     await target.open()
     return target, service
+
+
+async def configured_sale(conn, config: LoadConfig) -> Sale:
+    """The sale `config` describes: a fresh scenario, or (`reset=False`) the one already there."""
+    return await prepare_sale(
+        conn,
+        reset=config.reset,
+        users=config.users,
+        inventory=config.inventory,
+        per_user_limit=config.per_user_limit,
+        shards=config.shards,
+        sale_id=config.sale_id,
+    )
+
+
+def ready_url(config: LoadConfig) -> str:
+    """The database of `config` (FLASHSALE_DATABASE_URL or the embedded server), migrated."""
+    return _ready(config.database_url or connection.database_url())
 
 
 def _ready(url: str) -> str:

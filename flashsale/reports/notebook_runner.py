@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,15 @@ class NotebookFailed(RuntimeError):
         super().__init__(f"notebook {notebook.name} failed: {detail}; open {executed} to see the failing cell")
         self.notebook = notebook
         self.executed = executed
+
+
+def _local_kernel_manager():
+    """A kernel manager on IPC sockets in a private folder (reachable by this user only; over TCP the kernel warns
+    on every start that its traffic is unencrypted), and that folder."""
+    from jupyter_client import KernelManager
+
+    folder = tempfile.mkdtemp(prefix="flashsale-kernel-")
+    return KernelManager(kernel_name=KERNEL_NAME, transport="ipc", ip=str(Path(folder) / "kernel")), folder
 
 
 def notebook_path(name: str) -> Path:
@@ -39,6 +50,7 @@ def execute_notebook(
 
     source = notebook_path(name)
     output.parent.mkdir(parents=True, exist_ok=True)
+    km, folder = _local_kernel_manager()
     try:
         papermill.execute_notebook(
             str(source),
@@ -47,7 +59,14 @@ def execute_notebook(
             kernel_name=KERNEL_NAME,
             cwd=str(config.NOTEBOOKS_DIR),
             progress_bar=progress_bar,
+            # IPC sockets in a private folder: the kernel is reachable by this user only (and, over TCP, it
+            # would warn on every start that its traffic is unencrypted).
+            km=km,
         )
     except PapermillExecutionError as exc:
         raise NotebookFailed(source, output, f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}") from None
+    finally:
+        if km.has_kernel:
+            km.shutdown_kernel(now=False)
+        shutil.rmtree(folder, ignore_errors=True)
     return output

@@ -1,0 +1,62 @@
+"""The physical reference of a load configuration: pgbench replaying the strategy's own SQL (its `pgbench_plan`)
+on the same scenario at the same concurrency, then the same audit as every load run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flashsale import aio, strategies
+from flashsale.audit import Audit, audit_sale
+from flashsale.db import connection
+from flashsale.load.pgbench import PgbenchResult, run_pgbench
+from flashsale.load.runner import LoadConfig, configured_sale, ready_url
+from flashsale.load.sale import Sale
+from flashsale.strategies.base import PgbenchPlan
+
+
+@dataclass(frozen=True)
+class Reference:
+    pgbench: PgbenchResult
+    plan: PgbenchPlan
+    audit: Audit
+    sale: Sale
+
+    @property
+    def orders_per_s(self) -> float:
+        """Orders the audit found, per second: pgbench's TPS also counts transactions that sold nothing."""
+        return self.audit.orders / self.pgbench.duration_s
+
+
+def run_reference(config: LoadConfig, *, protocol: str = "prepared") -> Reference:
+    """pgbench for `config.duration_s` (whole seconds) with the clients the strategy's plan gives for
+    `config.vus`, on the scenario `config` describes (fresh unless `config.reset` is False), then the audit."""
+    url = ready_url(config)
+    strategy = strategies.get_strategy(config.strategy)
+
+    async def prepare() -> Sale:
+        conn = await connection.connect_async(url)
+        async with conn:
+            sale = await configured_sale(conn, config)
+            await strategy.prepare_pgbench(conn, sale.flash_sale_id)
+            return sale
+
+    async def audit(sale: Sale) -> Audit:
+        conn = await connection.connect_async(url)
+        async with conn:
+            return await audit_sale(conn, sale.flash_sale_id)
+
+    sale = aio.run_anywhere(prepare())
+    plan = strategy.pgbench_plan(config.vus)  # e.g. batched: one client per worker, a batch per transaction
+    result = run_pgbench(
+        url,
+        script=plan.script,
+        flash_sale_id=sale.flash_sale_id,
+        users=sale.users,
+        clients=plan.clients,
+        duration_s=config.duration_s,
+        quantity=config.quantity,
+        protocol=protocol,
+        variables=plan.variables,
+        options=plan.options,
+    )
+    return Reference(pgbench=result, plan=plan, audit=aio.run_anywhere(audit(sale)), sale=sale)
