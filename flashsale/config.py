@@ -9,9 +9,10 @@ import os
 from pathlib import Path
 
 PROJ_ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = PROJ_ROOT / "data"
-REFERENCE_DIR = DATA_DIR / "reference"
-REPORTS_DIR = PROJ_ROOT / "reports"
+# Generated measurements and reports; FLASHSALE_DATA_DIR / FLASHSALE_REPORTS_DIR move them (the tests do).
+DATA_DIR = Path(os.environ.get("FLASHSALE_DATA_DIR") or PROJ_ROOT / "data").resolve()
+REPORTS_DIR = Path(os.environ.get("FLASHSALE_REPORTS_DIR") or PROJ_ROOT / "reports").resolve()
+REFERENCE_DIR = PROJ_ROOT / "data" / "reference"  # published figures, tracked in git
 NOTEBOOKS_DIR = PROJ_ROOT / "notebooks"
 
 DATABASE_URL_ENV = "FLASHSALE_DATABASE_URL"

@@ -33,6 +33,14 @@ class NotebookRun:
         return {**declared_parameters(self.notebook), **self.parameters}
 
 
+def _same_kind(value: Any, default: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, int | float):
+        return isinstance(value, int | float)
+    return isinstance(value, type(default))
+
+
 def declared_parameters(notebook: str) -> dict[str, Any]:
     """Name -> default value of the notebook's `parameters` cell."""
     import ast
@@ -70,11 +78,12 @@ class Sweep:
         return cls(name=str(raw.get("name") or Path(path).stem), runs=runs)
 
     def override(self, **overrides: Any) -> Sweep:
-        """Set each given parameter in every notebook that declares it (None leaves it alone)."""
+        """Set each given parameter in every notebook that declares it with the same kind of value (None leaves
+        it alone): `--vus 1,2,4` sets the levels of the sweep, not the seed's single VU count of the baseline."""
         given = {k: v for k, v in overrides.items() if v is not None}
         for run in self.runs:
             declared = declared_parameters(run.notebook)
-            run.parameters.update({k: v for k, v in given.items() if k in declared})
+            run.parameters.update({k: v for k, v in given.items() if k in declared and _same_kind(v, declared[k])})
         return self
 
 

@@ -1,0 +1,121 @@
+"""The notebooks executed for real by papermill through `flashsale sweep`, with tiny parameters (runs of about a
+second), then `flashsale report` re-rendering them from data alone."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+TINY = """
+name: tiny
+notebooks:
+  - notebook: 1.0-devlog-baseline
+    parameters: {dataset: baseline, duration_s: 1.5}
+  - notebook: 2.0-concurrency-sweep
+    parameters: {dataset: sweep, strategies: [pessimistic, unsafe], vus: [1, 4], duration_s: 1.0, warmup_s: 0.2,
+                 repeats: 2, users: 50}
+  - notebook: 3.0-lock-contention
+    parameters: {dataset: contention, strategies: [pessimistic], contention_vus: 4, duration_s: 1.0, warmup_s: 0.2}
+"""
+NOTEBOOKS = ("1.0-devlog-baseline", "2.0-concurrency-sweep", "3.0-lock-contention")
+
+
+def flashsale(*args, env):
+    return subprocess.run([sys.executable, "-m", "flashsale.cli.main", *args], capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def swept(database_url, tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    (root / "tiny.yaml").write_text(TINY)
+    env = {**os.environ, "FLASHSALE_DATA_DIR": str(root / "data"), "FLASHSALE_REPORTS_DIR": str(root / "reports")}
+    proc = flashsale("sweep", "--config", str(root / "tiny.yaml"), "--quiet", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    return root, env, json.loads(proc.stdout)
+
+
+def html(root: Path, notebook: str) -> str:
+    return (root / "reports" / f"tiny--{notebook}.html").read_text()
+
+
+class TestSweep:
+    def test_writes_a_report_per_notebook_and_the_index(self, swept):
+        root, _, out = swept
+        assert sorted(Path(p).name for p in out["reports"]) == sorted(
+            [f"tiny--{n}.html" for n in NOTEBOOKS] + ["index.html"]
+        )
+        for notebook in NOTEBOOKS:
+            assert (root / "reports" / "runs" / f"tiny--{notebook}.ipynb").exists()
+
+    @pytest.mark.parametrize("notebook", NOTEBOOKS)
+    def test_reports_have_figures_and_tables_and_no_code_or_noise(self, swept, notebook):
+        page = html(swept[0], notebook)
+        assert len(re.findall(r"<img[^>]+src=\"data:image/png;base64", page)) >= 1
+        assert "<table" in page
+        for noise in ("Traceback", "Warning", "from flashsale", "run_cells("):
+            assert noise not in page, noise
+
+    def test_sweep_marks_the_unsafe_strategy_and_has_every_cell(self, swept):
+        root = swept[0]
+        cells = pd.read_parquet(root / "data" / "sweep" / "cells.parquet")
+        assert len(cells) == 2 * 2 * 2  # strategies x levels x repeats
+        assert set(cells["repeat"]) == {0, 1}
+        assert "unsafe (UNSAFE)" in html(root, "2.0-concurrency-sweep")
+
+    def test_every_row_carries_its_context(self, swept):
+        cells = pd.read_parquet(swept[0] / "data" / "sweep" / "cells.parquet")
+        for column in ("time", "git_commit", "pg_version", "pg_synchronous_commit", "pg_max_connections",
+                       "pg_shared_buffers", "cpu_count", "memory_gb", "param.duration_s", "param.vus"):
+            assert cells[column].notna().all(), column
+        assert cells["pg_version"].str.startswith("18").all()
+
+    def test_per_request_records_and_pgbench_are_tidy_files(self, swept):
+        root = swept[0]
+        cells = pd.read_parquet(root / "data" / "sweep" / "cells.parquet")
+        one = pd.read_parquet(root / "data" / "sweep" / "requests" / f"{cells['cell_id'].iloc[0]}.parquet")
+        assert {"start_s", "latency_ms", "outcome"} <= set(one.columns)
+        assert len(one) == cells["requests"].iloc[0] + int(one["warmup"].sum())
+        pgbench = pd.read_parquet(root / "data" / "sweep" / "pgbench.parquet")
+        assert len(pgbench) == len(cells)
+        assert (pgbench.loc[pgbench["strategy"] == "pessimistic", "tps"] > 0).all()
+
+    def test_baseline_sets_the_published_figures_beside_its_own(self, swept):
+        page = html(swept[0], "1.0-devlog-baseline")
+        assert "13.36" in page and "91.3" in page  # the seed's p95 and RPS
+        assert "never sells out" in page
+
+    def test_index_lists_reports_with_parameters(self, swept):
+        index = (swept[0] / "reports" / "index.html").read_text()
+        for notebook in NOTEBOOKS:
+            assert f"tiny--{notebook}.html" in index
+        assert "contention_vus" in index
+
+
+class TestReportFromDataAlone:
+    def test_rerenders_without_new_load(self, swept):
+        root, env, _ = swept
+        cells = root / "data" / "sweep" / "cells.parquet"
+        before = cells.stat().st_mtime_ns, len(pd.read_parquet(cells))
+        page = root / "reports" / "tiny--2.0-concurrency-sweep.html"
+        page.unlink()
+        proc = flashsale("report", env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert page.exists()
+        assert (cells.stat().st_mtime_ns, len(pd.read_parquet(cells))) == before
+
+    def test_without_data_it_says_what_to_run(self, swept, tmp_path):
+        root, env, _ = swept
+        (tmp_path / "runs").mkdir()
+        executed = root / "reports" / "runs" / "tiny--2.0-concurrency-sweep.ipynb"
+        (tmp_path / "runs" / executed.name).write_bytes(executed.read_bytes())
+        env = {**env, "FLASHSALE_DATA_DIR": str(tmp_path / "empty"), "FLASHSALE_REPORTS_DIR": str(tmp_path)}
+        proc = flashsale("report", env=env)
+        assert proc.returncode == 1
+        assert "never measured" in proc.stderr
+        assert "tiny--2.0-concurrency-sweep.ipynb" in proc.stderr  # the notebook to open
