@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(wildcard flashsale/__init__.py)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -25,9 +25,13 @@ test: $(STAMP) ## run the whole test suite (starts and stops its own PostgreSQL)
 	$(BIN)/python -m pytest
 
 .PHONY: report
-report: $(STAMP) ## run the main job on the embedded PostgreSQL, then stop the server
+report: $(STAMP) ## run the default sweep (sweeps/default.yaml), render reports/index.html, stop the server
 	$(BIN)/flashsale db up
-	$(BIN)/flashsale demo --strategy pessimistic; status=$$?; $(BIN)/flashsale db down; exit $$status
+	$(BIN)/flashsale sweep; status=$$?; $(BIN)/flashsale db down; exit $$status
+
+.PHONY: lab
+lab: $(STAMP) ## open the notebooks in JupyterLab (they run top to bottom on the embedded database)
+	$(BIN)/jupyter lab --notebook-dir=notebooks
 
 .PHONY: lint
 lint: $(STAMP) ## ruff
@@ -36,4 +40,5 @@ lint: $(STAMP) ## ruff
 
 .PHONY: clean
 clean: ## remove the virtual environment, the database directory and generated output
-	rm -rf $(VENV) .flashsale data/runs reports/*.html reports/runs
+	rm -rf $(VENV) .flashsale reports/*.html reports/runs
+	find data -mindepth 1 -maxdepth 1 ! -name README.md ! -name reference -exec rm -rf {} +

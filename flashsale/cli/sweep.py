@@ -91,6 +91,7 @@ def _print_pages(args: argparse.Namespace, pages: list[Path]) -> None:
     emit(
         args,
         {"reports": [str(p) for p in pages]},
-        "\n".join(f"wrote {p.relative_to(config.PROJ_ROOT) if p.is_relative_to(config.PROJ_ROOT) else p}"
-                  for p in pages),
+        "\n".join(
+            f"wrote {p.relative_to(config.PROJ_ROOT) if p.is_relative_to(config.PROJ_ROOT) else p}" for p in pages
+        ),
     )

@@ -32,8 +32,10 @@ class Cell:
     def params(self) -> dict[str, Any]:
         fields = asdict(self.load)
         fields.pop("progress", None)
-        return {k: (str(v) if v is not None and not isinstance(v, int | float | str | bool) else v)
-                for k, v in fields.items()}
+        return {
+            k: (str(v) if v is not None and not isinstance(v, int | float | str | bool) else v)
+            for k, v in fields.items()
+        }
 
     @property
     def key(self) -> str:
@@ -118,9 +120,13 @@ def _measure_pgbench(dataset: Dataset, cell: Cell, context: dict[str, Any]) -> N
 
     try:
         reference = run_reference(cell.load)
-        row = {"tps": reference.pgbench.tps, "orders_per_s": reference.orders_per_s,
-               "latency_avg_ms": reference.pgbench.latency_avg_ms, "clients_used": reference.pgbench.clients,
-               "error": None}
+        row = {
+            "tps": reference.pgbench.tps,
+            "orders_per_s": reference.orders_per_s,
+            "latency_avg_ms": reference.pgbench.latency_avg_ms,
+            "clients_used": reference.pgbench.clients,
+            "error": None,
+        }
     except PgbenchFailed as exc:
         row = {"tps": None, "orders_per_s": None, "latency_avg_ms": None, "clients_used": None, "error": str(exc)}
     dataset.upsert(

@@ -22,7 +22,10 @@ def git_commit() -> str:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=config.PROJ_ROOT, capture_output=True, text=True, timeout=5,
+            cwd=config.PROJ_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -24,8 +24,9 @@ def baseline_cells(
 ) -> list[Cell]:
     """The seed's k6 scenario twice: inventory 50 / limit 1 (sells out early, as the original run did), and an
     inventory that never runs out."""
-    common = dict(target=target, strategy=strategy, vus=vus, think_ms=think_ms, duration_s=duration_s, users=users,
-                  seed=seed)
+    common = dict(
+        target=target, strategy=strategy, vus=vus, think_ms=think_ms, duration_s=duration_s, users=users, seed=seed
+    )
     return [
         Cell("sells out (50 units, 1 per user)", _load(**common, inventory=50, per_user_limit=1)),
         Cell("never sells out", _load(**common, inventory=UNLIMITED, per_user_limit=UNLIMITED)),
@@ -52,24 +53,51 @@ def sweep_cells(
         for strategy in strategies:
             for level in vus:
                 load = _load(
-                    target=target, strategy=strategy, vus=level, think_ms=think_ms, duration_s=duration_s,
-                    warmup_s=warmup_s, users=users, inventory=inventory, per_user_limit=UNLIMITED,
+                    target=target,
+                    strategy=strategy,
+                    vus=level,
+                    think_ms=think_ms,
+                    duration_s=duration_s,
+                    warmup_s=warmup_s,
+                    users=users,
+                    inventory=inventory,
+                    per_user_limit=UNLIMITED,
                     seed=seed + repeat,
                 )
                 # pgbench drives the database directly: a reference line for the db target only.
-                cells.append(Cell(f"{strategy}, {level} VUs, repeat {repeat + 1}", load, repeat,
-                                  pgbench=pgbench and target == "db"))
+                cells.append(
+                    Cell(
+                        f"{strategy}, {level} VUs, repeat {repeat + 1}",
+                        load,
+                        repeat,
+                        pgbench=pgbench and target == "db",
+                    )
+                )
     return cells
 
 
 def contention_cells(
-    *, strategies: Sequence[str], contention_vus: int, duration_s: float, warmup_s: float, target: str, users: int,
+    *,
+    strategies: Sequence[str],
+    contention_vus: int,
+    duration_s: float,
+    warmup_s: float,
+    target: str,
+    users: int,
     seed: int = 0,
 ) -> list[Cell]:
     """Each strategy at `vus` with no think time, plus `pessimistic` alone at 1 VU: its latency there is the
     lock hold time of the seed's rule of thumb (throughput <= 1 / hold time)."""
-    common = dict(target=target, think_ms=0.0, duration_s=duration_s, warmup_s=warmup_s, users=users,
-                  inventory=UNLIMITED, per_user_limit=UNLIMITED, seed=seed)
+    common = dict(
+        target=target,
+        think_ms=0.0,
+        duration_s=duration_s,
+        warmup_s=warmup_s,
+        users=users,
+        inventory=UNLIMITED,
+        per_user_limit=UNLIMITED,
+        seed=seed,
+    )
     cells = [Cell(f"{s}, {contention_vus} VUs", _load(strategy=s, vus=contention_vus, **common)) for s in strategies]
     cells.append(Cell("pessimistic, 1 VU (lock hold time)", _load(strategy="pessimistic", vus=1, **common)))
     return cells

@@ -60,20 +60,32 @@ def versus_vus(
     table = aggregate(cells, metric)
     for name, rows in table.groupby("strategy", sort=False):
         rows = rows.sort_values("vus")
-        ax.errorbar(rows["vus"], rows["mean"], yerr=rows["std"], capsize=3, label=_strategy_label(name),
-                    **_style(name))
+        ax.errorbar(rows["vus"], rows["mean"], yerr=rows["std"], capsize=3, label=_strategy_label(name), **_style(name))
         bad = rows[rows["oversold"]]
         if not bad.empty:
             ax.scatter(bad["vus"], bad["mean"], marker="X", s=160, color=OVERSOLD_COLOR, zorder=5)
             for _, row in bad.iterrows():
-                ax.annotate("OVERSOLD", (row["vus"], row["mean"]), textcoords="offset points", xytext=(6, 6),
-                            color=OVERSOLD_COLOR, fontweight="bold", fontsize=8)
+                ax.annotate(
+                    "OVERSOLD",
+                    (row["vus"], row["mean"]),
+                    textcoords="offset points",
+                    xytext=(6, 6),
+                    color=OVERSOLD_COLOR,
+                    fontweight="bold",
+                    fontsize=8,
+                )
     if reference is not None and not reference.empty and reference_metric in reference:
         ref = reference.dropna(subset=[reference_metric]).groupby(["strategy", "clients"])[reference_metric].mean()
         for name, series in ref.groupby(level=0, sort=False):
             xs = series.index.get_level_values(1)
-            ax.plot(xs, series.to_numpy(), linestyle=":", color=_strategy_color(name), linewidth=1.5,
-                    label=f"{name}: pgbench, same SQL")
+            ax.plot(
+                xs,
+                series.to_numpy(),
+                linestyle=":",
+                color=_strategy_color(name),
+                linewidth=1.5,
+                label=f"{name}: pgbench, same SQL",
+            )
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_formatter(PLAIN_NUMBERS)
     if log_y:
@@ -93,8 +105,12 @@ def latency_cdf(requests: dict[str, pd.DataFrame], *, title: str, ax=None):
     for label, frame in requests.items():
         latency = np.sort(frame.loc[~frame["warmup"], "latency_ms"].to_numpy())
         if latency.size:
-            ax.plot(latency, np.arange(1, latency.size + 1) / latency.size, label=label,
-                    **{k: v for k, v in _style(label.split(",")[0]).items() if k not in ("marker", "markersize")})
+            ax.plot(
+                latency,
+                np.arange(1, latency.size + 1) / latency.size,
+                label=label,
+                **{k: v for k, v in _style(label.split(",")[0]).items() if k not in ("marker", "markersize")},
+            )
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(PLAIN_NUMBERS)
     ax.set_xlabel("latency (ms, log scale)")
@@ -131,8 +147,9 @@ def lock_waiters_over_time(timelines: dict[str, pd.DataFrame], *, title: str, ax
         if timeline.empty:
             continue
         waiting = timeline["tuple"] + timeline["transactionid"]
-        ax.plot(timeline["t_s"], waiting, label=label, drawstyle="steps-post",
-                color=_strategy_color(label.split(",")[0]))
+        ax.plot(
+            timeline["t_s"], waiting, label=label, drawstyle="steps-post", color=_strategy_color(label.split(",")[0])
+        )
     ax.set_xlabel("time since the start of the run (s)")
     ax.set_ylabel("sessions waiting on a row lock")
     ax.set_title(title)
@@ -147,8 +164,15 @@ def outcome_latency(requests: dict[str, pd.DataFrame], *, title: str, ax=None):
     for label, frame in requests.items():
         measured = frame.loc[~frame["warmup"]]
         for outcome, group in measured.groupby("outcome", observed=True):
-            rows.append({"run": label, "outcome": str(outcome), "p50": group["latency_ms"].median(),
-                         "p95": group["latency_ms"].quantile(0.95), "count": len(group)})
+            rows.append(
+                {
+                    "run": label,
+                    "outcome": str(outcome),
+                    "p50": group["latency_ms"].median(),
+                    "p95": group["latency_ms"].quantile(0.95),
+                    "count": len(group),
+                }
+            )
     table = pd.DataFrame(rows)
     ax = ax or plt.subplots(figsize=(9, 4))[1]
     if table.empty:

@@ -42,7 +42,7 @@ def list_reports(reports_dir: Path = config.REPORTS_DIR) -> list[ReportEntry]:
                 finished=datetime.fromisoformat(finished) if finished else None,
             )
         )
-    return sorted(entries, key=lambda e: (e.executed.name))
+    return sorted(entries, key=lambda e: e.executed.name)
 
 
 def write_index(reports_dir: Path = config.REPORTS_DIR) -> Path:

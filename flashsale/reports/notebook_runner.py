@@ -41,9 +41,7 @@ def notebook_path(name: str) -> Path:
     return path
 
 
-def execute_notebook(
-    name: str, parameters: dict[str, Any], *, output: Path, progress_bar: bool = False
-) -> Path:
+def execute_notebook(name: str, parameters: dict[str, Any], *, output: Path, progress_bar: bool = False) -> Path:
     """Execute `notebooks/<name>.ipynb` with `parameters` into `output`; raise NotebookFailed naming `output`."""
     import papermill
     from papermill.exceptions import PapermillExecutionError

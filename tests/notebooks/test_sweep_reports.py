@@ -26,8 +26,9 @@ NOTEBOOKS = ("1.0-devlog-baseline", "2.0-concurrency-sweep", "3.0-lock-contentio
 
 
 def flashsale(*args, env):
-    return subprocess.run([sys.executable, "-m", "flashsale.cli.main", *args], capture_output=True, text=True,
-                          env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "flashsale.cli.main", *args], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +71,18 @@ class TestSweep:
 
     def test_every_row_carries_its_context(self, swept):
         cells = pd.read_parquet(swept[0] / "data" / "sweep" / "cells.parquet")
-        for column in ("time", "git_commit", "pg_version", "pg_synchronous_commit", "pg_max_connections",
-                       "pg_shared_buffers", "cpu_count", "memory_gb", "param.duration_s", "param.vus"):
+        for column in (
+            "time",
+            "git_commit",
+            "pg_version",
+            "pg_synchronous_commit",
+            "pg_max_connections",
+            "pg_shared_buffers",
+            "cpu_count",
+            "memory_gb",
+            "param.duration_s",
+            "param.vus",
+        ):
             assert cells[column].notna().all(), column
         assert cells["pg_version"].str.startswith("18").all()
 

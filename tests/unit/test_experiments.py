@@ -9,8 +9,18 @@ from flashsale.experiments.sweep import Sweep, declared_parameters
 
 
 def grid(**changes):
-    params = dict(strategies=["pessimistic"], vus=[1, 4], duration_s=1.0, warmup_s=0.0, think_ms=0.0, target="db",
-                  inventory=UNLIMITED, users=10, repeats=2, pgbench=True)
+    params = dict(
+        strategies=["pessimistic"],
+        vus=[1, 4],
+        duration_s=1.0,
+        warmup_s=0.0,
+        think_ms=0.0,
+        target="db",
+        inventory=UNLIMITED,
+        users=10,
+        repeats=2,
+        pgbench=True,
+    )
     return sweep_cells(**{**params, **changes})
 
 
@@ -29,8 +39,18 @@ class TestCells:
         assert grid()[0].cell_id == a.cell_id  # and is stable
 
     def test_plan_takes_the_notebooks_parameter_names(self):
-        data, cells = plan("3.0-lock-contention", dict(dataset="x", strategies=["pessimistic"], contention_vus=8,
-                                                       duration_s=1.0, warmup_s=0.0, target="db", users=5))
+        data, cells = plan(
+            "3.0-lock-contention",
+            dict(
+                dataset="x",
+                strategies=["pessimistic"],
+                contention_vus=8,
+                duration_s=1.0,
+                warmup_s=0.0,
+                target="db",
+                users=5,
+            ),
+        )
         assert data.name == "x"
         assert [(c.load.strategy, c.load.vus) for c in cells] == [("pessimistic", 8), ("pessimistic", 1)]
 
@@ -53,7 +73,9 @@ class TestSweepFile:
     def test_default_sweep_names_only_declared_parameters(self):
         sweep = Sweep.load()
         assert [r.notebook for r in sweep.runs][:3] == [
-            "1.0-devlog-baseline", "2.0-concurrency-sweep", "3.0-lock-contention",
+            "1.0-devlog-baseline",
+            "2.0-concurrency-sweep",
+            "3.0-lock-contention",
         ]
 
     def test_override_reaches_only_notebooks_that_declare_it(self):
