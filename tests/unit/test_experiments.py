@@ -60,7 +60,7 @@ class TestDataset:
         data = Dataset.named("d", tmp_path)
         data.upsert(data.cells_path, pd.DataFrame([{"cell_id": "a", "rps": 1.0}, {"cell_id": "b", "rps": 2.0}]))
         table = data.upsert(data.cells_path, pd.DataFrame([{"cell_id": "a", "rps": 3.0}]))
-        assert sorted(zip(table["cell_id"], table["rps"])) == [("a", 3.0), ("b", 2.0)]
+        assert sorted(zip(table["cell_id"], table["rps"], strict=True)) == [("a", 3.0), ("b", 2.0)]
         assert len(data.read_cells()) == 2
 
     @pytest.mark.parametrize("name", ["", "../x", "a/b", ".hidden"])
@@ -94,7 +94,7 @@ class TestSweepFile:
     def test_unknown_notebook_is_a_clear_error(self, tmp_path):
         bad = tmp_path / "bad.yaml"
         bad.write_text("notebooks:\n  - notebook: 9.9-nope\n")
-        with pytest.raises(FileNotFoundError, match="known: 1.0-devlog-baseline"):
+        with pytest.raises(FileNotFoundError, match=r"known: 1\.0-devlog-baseline"):
             Sweep.load(bad)
 
     def test_declared_parameters_are_the_typed_defaults(self):
