@@ -120,6 +120,16 @@ class ServerProcess:
             return []
         return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.startswith("{")]
 
+    def wait_for_log(self, predicate, timeout: float = 10.0) -> list[dict]:
+        """The log lines matching `predicate`, once there is at least one: the server writes a request's access
+        line after its response has left, so a client that reads the log at once can be ahead of it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [line for line in self.log_lines() if predicate(line)]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.02)
+
     def _log_hint(self) -> str:
         if self.log_path is None or not self.log_path.exists():
             return ""

@@ -61,7 +61,7 @@ class TestAccessLog:
         reply = api.order(sale.user_ids[0], sale.id, headers={"X-Request-ID": rid})
         assert reply.status == 201
 
-        lines = [line for line in server.log_lines() if line.get("request_id") == rid]
+        lines = server.wait_for_log(lambda line: line.get("request_id") == rid)
         assert len(lines) == 1
         line = lines[0]
         assert line["logger"] == "flashsale.http.access"
@@ -77,7 +77,7 @@ class TestAccessLog:
     def test_unknown_paths_are_logged_under_one_route(self, api, server):
         rid = f"test-{uuid.uuid4()}"
         api.get("/wp-admin/login.php", headers={"X-Request-ID": rid})
-        (line,) = [line for line in server.log_lines() if line.get("request_id") == rid]
+        (line,) = server.wait_for_log(lambda line: line.get("request_id") == rid)
         assert (line["route"], line["path"], line["status"]) == ("unmatched", "/wp-admin/login.php", 404)
 
     def test_can_be_turned_off(self, database_url, tmp_path):

@@ -53,7 +53,7 @@ class TestPoolExhausted:
             assert POOL_TIMEOUT_S * 0.9 <= elapsed < POOL_TIMEOUT_S + 1.5
             assert first["reply"].status == 201
             assert api.get("/health").status == 200
-            warnings = [line for line in server.log_lines() if line["level"] == "warning"]
+            warnings = server.wait_for_log(lambda line: line["level"] == "warning")
             assert [(w["error"], w["request_id"]) for w in warnings] == [("unavailable", reply.header("x-request-id"))]
             assert "PoolTimeout" in warnings[0]["cause"]
 
