@@ -17,18 +17,16 @@ The issue's bar: the best safe strategy reaches 10x `pessimistic`.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
 from datetime import UTC, datetime
 from pathlib import Path
 
-from flashsale import aio, config, scenario, strategies
-from flashsale.audit import audit_sale
+from flashsale import config, strategies
 from flashsale.db import connection, migrate
 from flashsale.load import LoadConfig, run_load
-from flashsale.load.pgbench import run_pgbench
+from flashsale.load.reference import run_reference
 
 BAR = 10.0
 NEVER = 2**31 - 1  # stock and per-user limit that a run cannot exhaust
@@ -68,35 +66,29 @@ def measure(url: str, name: str, *, vus: int, users_n: int, duration: float, war
     }
 
 
-async def pgbench(url: str, name: str, *, vus: int, users_n: int, duration: int) -> dict:
+def pgbench(url: str, name: str, *, vus: int, users_n: int, duration: int) -> dict:
     """`flashsale bench pgbench` for this strategy, its orders/s taken from what the audit found sold."""
-    conn = await connection.connect_async(url)
-    async with conn:
-        made = await scenario.reset(conn, users=users_n, inventory=NEVER, per_user_limit=NEVER)
-        strategy = strategies.get_strategy(name)
-        await strategy.prepare_pgbench(conn, made.flash_sale_id)
-        plan = strategy.pgbench_plan(vus)
-        result = await asyncio.to_thread(
-            run_pgbench,
-            url,
-            script=plan.script,
-            flash_sale_id=made.flash_sale_id,
-            users=users_n,
-            clients=plan.clients,
+    reference = run_reference(
+        LoadConfig(
+            target="db",
+            strategy=name,
+            vus=vus,
             duration_s=duration,
-            variables=plan.variables,
-            options=plan.options,
+            users=users_n,
+            inventory=NEVER,
+            per_user_limit=NEVER,
+            database_url=url,
         )
-        audit = await audit_sale(conn, made.flash_sale_id)
+    )
     return {
         "strategy": name,
-        "clients": plan.clients,
-        "tps": result.tps,
-        "orders_per_transaction": plan.orders_per_transaction,
+        "clients": reference.pgbench.clients,
+        "tps": reference.pgbench.tps,
+        "orders_per_transaction": reference.plan.orders_per_transaction,
         # What was sold, whatever the transactions did (a conflict or a busy row sells nothing in a script).
-        "orders_per_s": audit.orders / result.duration_s,
-        "failed": result.failed,
-        "audit_ok": audit.ok,
+        "orders_per_s": reference.orders_per_s,
+        "failed": reference.pgbench.failed,
+        "audit_ok": reference.audit.ok,
     }
 
 
@@ -132,7 +124,7 @@ def main() -> None:
     if args.pgbench_duration > 0:
         for name in args.strategies:
             print(f"  pgbench {name} ...", flush=True)
-            bench[name] = aio.run(pgbench(url, name, vus=args.vus, users_n=args.users, duration=args.pgbench_duration))
+            bench[name] = pgbench(url, name, vus=args.vus, users_n=args.users, duration=args.pgbench_duration)
 
     report(rows, bench, args)
     out = Path(args.out)
