@@ -1,11 +1,14 @@
 """The audit run after every load test: was anything oversold, is the inventory row consistent with the
-confirmed orders, did any user get more than the per-user limit?"""
+confirmed orders, did any user get more than the per-user limit, and is every order a client was told was created
+(acknowledged: a 201, or an order returned in-process) in the database?"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from uuid import UUID
 
+import numpy as np
 from psycopg import AsyncConnection
 
 from flashsale.domain import SaleNotFound
@@ -21,11 +24,20 @@ class Audit:
     oversold: int  # units sold beyond the total inventory
     inventory_mismatch: int  # confirmed units - (total - remaining); 0 when the row and the orders agree
     limit_violations: int  # users holding more than the per-user limit
+    # With the ids the clients were acknowledged (else None / 0):
+    acknowledged: int | None = None  # distinct orders acknowledged to the clients
+    acknowledged_missing: int = 0  # of those, not in the database as confirmed orders of the sale: LOST orders
+    unacknowledged: int | None = None  # confirmed orders no client was told of (answer lost in a fault, earlier runs)
+    duplicate_acknowledgements: int = 0  # acknowledgements of an order acknowledged before
 
     @property
     def ok(self) -> bool:
         return (
-            self.oversold == 0 and self.inventory_mismatch == 0 and self.remaining >= 0 and self.limit_violations == 0
+            self.oversold == 0
+            and self.inventory_mismatch == 0
+            and self.remaining >= 0
+            and self.limit_violations == 0
+            and self.acknowledged_missing == 0
         )
 
     def problems(self) -> list[str]:
@@ -41,17 +53,35 @@ class Audit:
             found.append(f"remaining inventory is negative ({self.remaining})")
         if self.limit_violations:
             found.append(f"{self.limit_violations} users above the per-user limit")
+        if self.acknowledged_missing:
+            found.append(
+                f"{self.acknowledged_missing} of {self.acknowledged} acknowledged orders are not in the database"
+            )
         return found
 
     def as_json(self) -> dict:
         return {"ok": self.ok, **asdict(self)}
 
 
-async def audit_sale(conn: AsyncConnection, flash_sale_id: UUID) -> Audit:
+async def audit_sale(
+    conn: AsyncConnection, flash_sale_id: UUID, *, acknowledged: bytes | Iterable[UUID] | None = None
+) -> Audit:
+    """The audit of one sale; with `acknowledged` (order ids, or their 16-byte forms end to end), also check that
+    every order a client was acknowledged is there."""
     record = await audits.read(conn, flash_sale_id)
     if record is None:
         raise SaleNotFound(flash_sale_id)
     sold_by_row = record.total - record.remaining
+    acks = {}
+    if acknowledged is not None:
+        ids, total = distinct_ids(acknowledged)
+        missing = await audits.count_missing(conn, flash_sale_id, ids) if ids else 0
+        acks = {
+            "acknowledged": len(ids),
+            "acknowledged_missing": missing,
+            "unacknowledged": record.orders - (len(ids) - missing),
+            "duplicate_acknowledgements": total - len(ids),
+        }
     return Audit(
         total=record.total,
         remaining=record.remaining,
@@ -60,4 +90,16 @@ async def audit_sale(conn: AsyncConnection, flash_sale_id: UUID) -> Audit:
         oversold=max(0, record.confirmed_quantity - record.total),
         inventory_mismatch=record.confirmed_quantity - sold_by_row,
         limit_violations=record.limit_violations,
+        **acks,
     )
+
+
+def distinct_ids(acknowledged: bytes | Iterable[UUID]) -> tuple[list[UUID], int]:
+    """The distinct ids among `acknowledged`, and how many there were in all."""
+    if isinstance(acknowledged, bytes | bytearray | memoryview):
+        if len(acknowledged) % 16:
+            raise ValueError("acknowledged ids must be 16 bytes each")
+        raw = np.frombuffer(acknowledged, dtype="V16")
+        return [UUID(bytes=value.tobytes()) for value in np.unique(raw)], len(raw)
+    every = list(acknowledged)
+    return list(dict.fromkeys(every)), len(every)

@@ -59,7 +59,8 @@ def register(subparsers) -> None:
         "load",
         help="load test the order flow, then audit for overselling",
         description="Closed model (--vus, --think-ms) unless --rate is given (open model, orders per second). "
-        "A fresh scenario is created first unless --no-reset. Exit status 1 when the audit finds an oversell.",
+        "A fresh scenario is created first unless --no-reset. Exit status 1 when the audit finds an oversell "
+        "or an acknowledged order missing.",
     )
     load.add_argument("--target", choices=("db", "http"), default="db", help="db: in-process; http: the service")
     load.add_argument("--base-url", help="http target: a running service (default: start one on a free port)")
@@ -75,6 +76,22 @@ def register(subparsers) -> None:
     load.add_argument("--seed", type=int, default=0, help="seed of the random choice of users (default 0)")
     load.add_argument(
         "--pool-size", type=positive_int, help="database connections (default: --vus; 32 in the open model)"
+    )
+    load.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="FAULT",
+        help="stop the embedded PostgreSQL during the run: db-restart@10s (start again at once) or db-stop@10s:3s "
+        "(down for 3 s); repeatable",
+    )
+    load.add_argument(
+        "--request-timeout", type=seconds, default=10.0, help="http target: give a request up after (default 10s)"
+    )
+    load.add_argument(
+        "--pool-timeout",
+        type=seconds,
+        help="wait for a pooled connection at most this long (default 30s for db; the service's own for http)",
     )
     load.add_argument("--out", help="save the per-request records as Parquet (and the lock timeline beside them)")
     load.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -105,6 +122,9 @@ def cmd_load(args: argparse.Namespace) -> int:
         sale_id=args.sale,
         seed=args.seed,
         pool_size=args.pool_size,
+        faults=tuple(args.fault),
+        request_timeout_s=args.request_timeout,
+        pool_timeout_s=args.pool_timeout,
         progress=not args.quiet and sys.stderr.isatty(),
     )
     try:

@@ -1,8 +1,14 @@
-"""`flashsale serve`: the order HTTP service on uvicorn (uvloop + httptools), logging JSON lines to stderr."""
+"""`flashsale serve`: the order HTTP service on uvicorn (uvloop + httptools), logging JSON lines to stderr.
+
+SIGTERM is a graceful shutdown: uvicorn stops accepting connections, lets the requests in flight finish (for up to
+`GRACEFUL_SHUTDOWN_S`), then the lifespan stops the strategy and closes the pool, and the exit status is 0
+(Ctrl-C does the same, then exits with 130 as interrupted commands do).
+"""
 
 from __future__ import annotations
 
 import argparse
+import signal
 
 from flashsale import strategies
 from flashsale.cli.db import ready_url
@@ -10,6 +16,7 @@ from flashsale.units import seconds
 
 # Exit status when the server could not start (the lifespan failed: in practice, the database).
 EXIT_NOT_STARTED = 3
+GRACEFUL_SHUTDOWN_S = 10
 
 
 def port(text: str) -> int:
@@ -34,6 +41,12 @@ def register(subparsers) -> None:
         help="how long a request waits for a free connection before a 503 (default 5s; e.g. 500ms)",
     )
     serve.add_argument(
+        "--max-waiting",
+        type=int,
+        default=1000,
+        help="requests that may wait for a connection at once; more get a 503 at once (default 1000; 0: no bound)",
+    )
+    serve.add_argument(
         "--no-access-log", dest="access_log", action="store_false", help="no log line per request (for load runs)"
     )
     serve.set_defaults(func=cmd_serve)
@@ -48,6 +61,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ValueError(f"--pool-size must be at least 1, got {args.pool_size}")
     if args.pool_timeout <= 0:
         raise ValueError(f"--pool-timeout must be positive, got {args.pool_timeout}")
+    if args.max_waiting < 0:
+        raise ValueError(f"--max-waiting must be 0 (no bound) or more, got {args.max_waiting}")
     url = ready_url()
     log.configure()
     app = create_app(
@@ -55,6 +70,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         strategy=args.strategy,
         pool_size=args.pool_size,
         pool_timeout=args.pool_timeout,
+        max_waiting=args.max_waiting,
         access_log=args.access_log,
     )
     config = uvicorn.Config(
@@ -67,8 +83,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=False,  # ours is structured and carries the request id (see flashsale.http.middleware)
         log_config=None,  # keep the JSON logging configured above
         server_header=False,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
     server = uvicorn.Server(config)
+    # uvicorn handles SIGTERM itself while it serves (graceful shutdown), then restores the handler found here and
+    # raises the signal again: this one turns that into a normal exit, so that a drained service exits with 0.
+    signal.signal(signal.SIGTERM, _exit_after_shutdown)
     server.run()
     return 0 if server.started else EXIT_NOT_STARTED
+
+
+def _exit_after_shutdown(signum: int, frame: object) -> None:
+    raise SystemExit(0)

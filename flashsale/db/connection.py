@@ -56,11 +56,27 @@ async def connect_async(url: str | None = None, **kwargs) -> psycopg.AsyncConnec
         raise DatabaseUnavailable(f"cannot connect to {describe(url)}: {_first_line(exc)}") from exc
 
 
-def make_pool(url: str, *, size: int, timeout: float = 5.0, name: str = "flashsale") -> AsyncConnectionPool:
+def make_pool(
+    url: str,
+    *,
+    size: int,
+    timeout: float = 5.0,
+    name: str = "flashsale",
+    max_waiting: int = 0,
+    check: bool = False,
+    reconnect_timeout: float = 300.0,
+) -> AsyncConnectionPool:
     """An autocommit pool of `size` connections, not yet opened: `await pool.open(wait=True)` before use.
 
     Autocommit because single statements must not pay for a BEGIN/COMMIT round trip; multi-statement order
     flows open `conn.transaction()` themselves, so the logic layer owns the transaction.
+
+    `timeout` bounds the wait for a free connection (then `PoolTimeout`); `max_waiting` bounds the queue of
+    callers waiting for one (beyond it `TooManyRequests` at once; 0: unbounded). `check` tests each connection
+    with an empty query before handing it out (one round trip), so that connections broken by a database restart
+    are replaced instead of failing the caller's first statement. `reconnect_timeout` is how long the pool retries
+    a lost connection in the background before giving the slot up (it is opened again when a caller needs it):
+    services with a `DatabaseGuard` keep it short, so that the pool fills again as soon as the database is back.
     """
     return AsyncConnectionPool(
         url,
@@ -69,6 +85,9 @@ def make_pool(url: str, *, size: int, timeout: float = 5.0, name: str = "flashsa
         timeout=timeout,
         name=name,
         open=False,
+        max_waiting=max_waiting,
+        check=AsyncConnectionPool.check_connection if check else None,
+        reconnect_timeout=reconnect_timeout,
         kwargs={"autocommit": True, "connect_timeout": 5},
     )
 

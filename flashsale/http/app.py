@@ -2,6 +2,12 @@
 
 One `AsyncConnectionPool` is opened in the lifespan and waited for (so the server accepts no request before the
 database is reachable), then the strategy is started on it; both are stopped at shutdown.
+
+Under faults and overload every request gets a clear answer in bounded time: a request waits at most
+`pool_timeout` for a connection, at most `max_waiting` requests wait at once (the next ones are refused at once,
+503 `overloaded`), and once a request has seen the database connection fail, the `DatabaseGuard` refuses the next
+ones at once (503 `unavailable`) until its probe reaches the database again; the pool then replaces its broken
+connections and the service carries on, without a restart.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from starlette.routing import Route
 
 from flashsale import strategies
 from flashsale.db.connection import DatabaseUnavailable, describe, make_pool
+from flashsale.db.guard import DatabaseGuard
 from flashsale.http import errors, openapi
 from flashsale.http.flash_sale_handler import get_flash_sale
 from flashsale.http.health_handler import health
@@ -32,6 +39,9 @@ from flashsale.strategies import OrderStrategy
 DEFAULT_POOL_SIZE = 8  # the issue measured 5-10 connections as best for one hot row
 DEFAULT_POOL_TIMEOUT_S = 5.0
 DEFAULT_OPEN_TIMEOUT_S = 30.0
+DEFAULT_MAX_WAITING = 1000  # requests queued for a connection; as many as the load runner keeps in flight
+# How long the pool retries a lost connection before giving the slot up to the guard's probe (see make_pool).
+RECONNECT_TIMEOUT_S = 0.5
 
 log = logging.getLogger("flashsale.http")
 
@@ -43,17 +53,25 @@ def create_app(
     pool_size: int = DEFAULT_POOL_SIZE,
     pool_timeout: float = DEFAULT_POOL_TIMEOUT_S,
     open_timeout: float = DEFAULT_OPEN_TIMEOUT_S,
+    max_waiting: int = DEFAULT_MAX_WAITING,
+    check_connections: bool = True,
+    probe_interval_s: float = 0.25,
     access_log: bool = True,
 ) -> Starlette:
     """The application for the database at `url`, placing orders through `strategy` (a name or an instance).
 
     `pool_timeout` bounds how long a request waits for a free connection before it is answered 503;
-    `open_timeout` how long startup waits for the pool's first connections.
+    `max_waiting` how many requests may wait at once (0: no bound); `open_timeout` how long startup waits for
+    the pool's first connections. `check_connections` tests each connection before use (one round trip) so that
+    connections broken while the service was idle are replaced instead of failing a request; `probe_interval_s`
+    is how often the guard tries the database while it is lost.
     """
     if pool_size < 1:
         raise ValueError(f"pool size must be at least 1, got {pool_size}")
     if pool_timeout <= 0:
         raise ValueError(f"pool timeout must be positive, got {pool_timeout}")
+    if max_waiting < 0:
+        raise ValueError(f"max waiting must be 0 (no bound) or more, got {max_waiting}")
     if isinstance(strategy, str):
         strategy = strategies.get_strategy(strategy)
     service = Service(strategy=strategy)
@@ -61,7 +79,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        pool = make_pool(url, size=pool_size, timeout=pool_timeout)
+        pool = make_pool(
+            url,
+            size=pool_size,
+            timeout=pool_timeout,
+            max_waiting=max_waiting,
+            check=check_connections,
+            reconnect_timeout=RECONNECT_TIMEOUT_S,
+        )
+        guard = DatabaseGuard(url, pool=pool, probe_interval_s=probe_interval_s)
         try:
             await pool.open(wait=True, timeout=open_timeout)
         except PoolTimeout as exc:
@@ -69,18 +95,27 @@ def create_app(
             raise DatabaseUnavailable(f"cannot open {pool_size} connections to {describe(url)}: {exc}") from exc
         try:
             await strategy.start(pool)
-            service.pool = pool
-            log.info(
-                "ready",
-                extra={"fields": {"strategy": strategy.name, "pool_size": pool_size, "pool_timeout_s": pool_timeout}},
-            )
+            service.pool, service.guard = pool, guard
+            fields = {
+                "strategy": strategy.name,
+                "pool_size": pool_size,
+                "pool_timeout_s": pool_timeout,
+                "max_waiting": max_waiting,
+            }
+            log.info("ready", extra={"fields": fields})
             try:
                 yield
             finally:
                 service.pool = None
                 await strategy.stop()
         finally:
+            await guard.stop()
             await pool.close()
+
+    async def handle_error(request: Request, exc: Exception) -> Response:
+        if service.guard is not None:
+            service.guard.observe(exc)
+        return await errors.handle(request, exc)
 
     async def openapi_endpoint(request: Request) -> Response:
         return Response(openapi_json, media_type="application/json")
@@ -96,7 +131,7 @@ def create_app(
             Route("/openapi.json", openapi_endpoint, methods=["GET"]),
         ],
         middleware=[Middleware(RequestMiddleware, metrics=service.metrics, access_log=access_log)],
-        exception_handlers=dict.fromkeys(errors.HANDLED, errors.handle),
+        exception_handlers=dict.fromkeys(errors.HANDLED, handle_error),
         lifespan=lifespan,
     )
     app.state.service = service

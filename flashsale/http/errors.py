@@ -1,6 +1,8 @@
 """Every failure becomes `{"error": code, "message": text}` with the right status: domain refusals keep the
-domain error's code, a missing or saturated database is a 503 with `Retry-After`, and anything unexpected is a bare
-`{"error": "internal"}` (its details go to the log, with the request id, never to the caller)."""
+domain error's code, a missing or saturated database is a 503 with `Retry-After` (`unavailable`: the database is
+lost or no connection came free in time; `overloaded`: too many requests already wait for one), and anything
+unexpected is a bare `{"error": "internal"}` (its details go to the log, with the request id, never to the
+caller)."""
 
 from __future__ import annotations
 
@@ -9,12 +11,13 @@ import math
 from collections.abc import Mapping
 
 import psycopg
-from psycopg_pool import PoolTimeout
+from psycopg_pool import PoolTimeout, TooManyRequests
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from flashsale.db.guard import DatabaseDown
 from flashsale.domain import DomainError
 from flashsale.http.order_dto import ErrorResponse
 from flashsale.strategies import StrategyUnavailable
@@ -58,6 +61,15 @@ def to_api_error(exc: Exception) -> ApiError | None:
         return ApiError(STATUS_BY_DOMAIN_CODE.get(exc.code, 409), exc.code, str(exc))
     if isinstance(exc, StrategyUnavailable):
         return ApiError(503, exc.code, str(exc), {"Retry-After": retry_after(exc.retry_after_s)})
+    if isinstance(exc, DatabaseDown):
+        return ApiError(503, exc.code, str(exc), {"Retry-After": retry_after(exc.retry_after_s)})
+    if isinstance(exc, TooManyRequests):
+        return ApiError(
+            503,
+            "overloaded",
+            "too many requests are waiting for a database connection; retry later",
+            {"Retry-After": retry_after(RETRY_AFTER_UNAVAILABLE_S)},
+        )
     if isinstance(exc, PoolTimeout):
         return ApiError(
             503,
@@ -107,7 +119,9 @@ async def handle(request: Request, exc: Exception) -> Response:
     error = to_api_error(exc)
     if error is None:  # pragma: no cover - only HANDLED classes are routed here
         raise exc
-    if error.status >= 500:
+    # Fast refusals (circuit open, queue full) come by the thousand in an outage or an overload: the guard logs
+    # the outage once and /metrics counts them, so they get no line each.
+    if error.status >= 500 and not isinstance(exc, DatabaseDown | TooManyRequests):
         cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         log.warning("answered 503", extra={"fields": {"error": error.code, "cause": f"{type(exc).__name__}: {cause}"}})
     return error_response(error)
@@ -117,6 +131,7 @@ HANDLED: tuple[type[Exception], ...] = (
     ApiError,
     DomainError,
     StrategyUnavailable,
+    DatabaseDown,
     psycopg.OperationalError,
     HTTPException,
 )

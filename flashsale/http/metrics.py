@@ -20,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from flashsale.db.guard import DatabaseGuard
 from flashsale.strategies import OrderStrategy
 
 DURATION_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -80,8 +81,40 @@ class StrategyCollector(Collector):
         yield family
 
 
+class GuardCollector(Collector):
+    """The database circuit breaker: open or not, how often it opened, how many calls it refused, time open."""
+
+    def __init__(self, guard: Callable[[], DatabaseGuard | None]) -> None:
+        self._guard = guard
+
+    def collect(self) -> Iterator[Metric]:
+        guard = self._guard()
+        if guard is None:
+            return
+        stats = guard.stats()
+        yield GaugeMetricFamily(
+            "flashsale_database_circuit_open",
+            "1 while requests are refused because the database is lost",
+            stats["open"],
+        )
+        yield CounterMetricFamily(
+            "flashsale_database_circuit_trips", "times the database was found lost", stats["trips"]
+        )
+        yield CounterMetricFamily(
+            "flashsale_database_circuit_refused", "requests refused at once while it was lost", stats["refused"]
+        )
+        yield CounterMetricFamily(
+            "flashsale_database_circuit_open_seconds", "time spent refusing requests", stats["open_s"]
+        )
+
+
 class Metrics:
-    def __init__(self, strategy: OrderStrategy, pool: Callable[[], AsyncConnectionPool | None]) -> None:
+    def __init__(
+        self,
+        strategy: OrderStrategy,
+        pool: Callable[[], AsyncConnectionPool | None],
+        guard: Callable[[], DatabaseGuard | None] = lambda: None,
+    ) -> None:
         self.registry = CollectorRegistry()
         self.request_duration = Histogram(
             "flashsale_http_request_duration_seconds",
@@ -99,6 +132,7 @@ class Metrics:
         self._strategy_name = strategy.name
         self.registry.register(PoolCollector(pool))
         self.registry.register(StrategyCollector(strategy))
+        self.registry.register(GuardCollector(guard))
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
 

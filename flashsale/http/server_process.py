@@ -39,6 +39,7 @@ class ServerProcess:
         strategy: str | None = None,
         pool_size: int | None = None,
         pool_timeout: float | None = None,
+        max_waiting: int | None = None,
         access_log: bool = True,
         log_path: Path | None = None,
         env: dict[str, str] | None = None,
@@ -54,6 +55,8 @@ class ServerProcess:
             self.args += ["--pool-size", str(pool_size)]
         if pool_timeout is not None:
             self.args += ["--pool-timeout", str(pool_timeout)]
+        if max_waiting is not None:
+            self.args += ["--max-waiting", str(max_waiting)]
         if not access_log:
             self.args.append("--no-access-log")
         self.log_path = log_path
@@ -98,7 +101,8 @@ class ServerProcess:
         raise ServerNotReady(f"flashsale serve was not ready after {self.ready_timeout:.0f} s{self._log_hint()}")
 
     def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGTERM (uvicorn's graceful shutdown), SIGKILL if it has not exited within `timeout`; the exit status."""
+        """SIGTERM (graceful shutdown: requests in flight finish), SIGKILL if it has not exited within `timeout`;
+        the exit status (0 after a graceful shutdown)."""
         code = None
         if self.process is not None:
             if self.process.poll() is None:

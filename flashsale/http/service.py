@@ -1,4 +1,5 @@
-"""What the handlers share: the strategy, the pool (open between startup and shutdown), the metrics."""
+"""What the handlers share: the strategy, the pool (open between startup and shutdown), the database guard, the
+metrics."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
 
+from flashsale.db.guard import DatabaseGuard
 from flashsale.http.metrics import Metrics
 from flashsale.strategies import OrderStrategy
 
@@ -22,15 +24,19 @@ class Service:
     strategy: OrderStrategy
     metrics: Metrics = field(init=False)
     pool: AsyncConnectionPool | None = None
+    guard: DatabaseGuard | None = None
     clock: Callable[[], datetime] = utc_now
 
     def __post_init__(self) -> None:
-        self.metrics = Metrics(self.strategy, lambda: self.pool)
+        self.metrics = Metrics(self.strategy, lambda: self.pool, lambda: self.guard)
 
     @property
     def open_pool(self) -> AsyncConnectionPool:
+        """The pool; raises `DatabaseDown` (a 503) at once while the database guard's circuit is open."""
         if self.pool is None:  # pragma: no cover - Starlette serves no request before the lifespan has started
             raise RuntimeError("the service is not started")
+        if self.guard is not None:
+            self.guard.check()
         return self.pool
 
 

@@ -9,6 +9,7 @@ import contextlib
 import time
 
 import pandas as pd
+import psycopg
 
 from flashsale.db import connection
 
@@ -24,7 +25,11 @@ COLUMNS = ("t_s", "tuple", "transactionid", "other_lock", "active")
 
 
 class LockSampler:
-    """Samples every `interval_s` on its own connection; `t_s` is the time since `origin_ns` (perf_counter_ns)."""
+    """Samples every `interval_s` on its own connection; `t_s` is the time since `origin_ns` (perf_counter_ns).
+
+    A sample that fails because the database went away is skipped (counted in `failures`) and the sampler
+    reconnects at the next tick, so the timeline has a gap where the database was down.
+    """
 
     def __init__(self, url: str, *, interval_s: float = 0.1, origin_ns: int | None = None) -> None:
         self.url = url
@@ -34,6 +39,7 @@ class LockSampler:
         self._task: asyncio.Task | None = None
         self._conn = None
         self.error: str | None = None
+        self.failures = 0  # samples lost to a database error
 
     async def start(self) -> None:
         self._conn = await connection.connect_async(self.url)
@@ -52,11 +58,23 @@ class LockSampler:
         next_at = time.perf_counter()
         try:
             while True:
-                await self.sample()
-                next_at += self.interval_s
-                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+                try:
+                    if self._conn is None:
+                        self._conn = await connection.connect_async(self.url)
+                    await self.sample()
+                except (psycopg.Error, connection.DatabaseUnavailable):
+                    self.failures += 1
+                    await self._drop_connection()
+                next_at = max(next_at + self.interval_s, time.perf_counter())
+                await asyncio.sleep(next_at - time.perf_counter())
         except Exception as exc:  # sampling is an observation: losing it must not stop the run
             self.error = f"{type(exc).__name__}: {exc}"
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
 
     async def stop(self) -> pd.DataFrame:
         """Stop sampling and close the connection; the timeline of every sample taken."""
@@ -65,9 +83,7 @@ class LockSampler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        await self._drop_connection()
         return self.timeline()
 
     def timeline(self) -> pd.DataFrame:

@@ -1,7 +1,8 @@
 """What happened to one request: a stable name for the summary, a small integer for the records.
 
 The names are the same for both targets: a refusal by the rules of the sale (`sold_out`, ...), a strategy that
-could not take the order now (`busy`, `rejected`, `unavailable`), or an error, named by its class
+could not take the order now (`busy`, `rejected`), a service that could not (`unavailable`: the database is lost
+or no connection came free in time; `overloaded`: too many requests already wait), or an error, named by its class
 (`PoolTimeout`, `ClientConnectorError`, ...) or, for an HTTP answer outside the contract, by its status (`http_500`).
 """
 
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 CREATED = "created"
 REFUSALS = ("sold_out", "per_user_limit_exceeded", "sale_not_active", "not_found", "invalid")
-UNAVAILABLE = ("busy", "rejected", "unavailable")
+UNAVAILABLE_DB = "unavailable"  # the database is lost, or no connection came free in time
+OVERLOADED = "overloaded"  # the service refused to queue the request (too many waiting already)
+UNAVAILABLE = ("busy", "rejected", UNAVAILABLE_DB, OVERLOADED)
 KNOWN = (CREATED, *REFUSALS, *UNAVAILABLE)
 
 # Domain error codes (and the HTTP service's error codes) that share one outcome.

@@ -9,6 +9,10 @@ progress bar alongside, then the audit and the summary.
     result.lock_timeline    # pg_stat_activity samples
     result.summary_frame()  # the summary as one row
     result.to_parquet("data/runs/pessimistic-32.parquet")
+
+    # a database restart 5 s in: errors by class, the outage, the recovery, and every acknowledged order audited
+    result = run_load(LoadConfig(target="http", duration_s=10, faults=("db-restart@5s",)))
+    result.summary["meta"]["faults"][0]["recovery_s"], result.summary["audit"]["acknowledged_missing"]
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import platform
 import sys
 import time
@@ -33,8 +38,10 @@ import psutil
 from flashsale import aio, strategies
 from flashsale.audit import Audit, audit_sale
 from flashsale.db import connection, migrate
+from flashsale.db.guard import DatabaseGuard
 from flashsale.load import summary as summaries
 from flashsale.load.contention import LockSampler, mean_row_lock_waiters
+from flashsale.load.faults import Fault, FaultInjector, embedded_pgdata, fault_report, outage_mask
 from flashsale.load.outcomes import Outcomes
 from flashsale.load.records import RecordBuffer
 from flashsale.load.sale import Sale, prepare_sale
@@ -45,6 +52,7 @@ from flashsale.repositories import users as users_repo
 
 TARGETS = ("db", "http")
 OPEN_MODEL_POOL = 32  # default pool (db target) or service pool (http target) in the open model
+DB_POOL_TIMEOUT_S = 30.0  # db target: how long an order may wait for a pooled connection
 LOCKS_SUFFIX = ".locks.parquet"
 SUMMARY_METADATA_KEY = b"flashsale.summary"
 
@@ -76,6 +84,9 @@ class LoadConfig:
     sample_interval_s: float = 0.1  # pg_stat_activity sampling
     grace_s: float = 10.0  # how long requests in flight at the end may take to finish
     progress: bool = False  # a tqdm bar on stderr
+    faults: tuple[str, ...] = ()  # e.g. ("db-restart@10s",) or ("db-stop@10s:3s",): see flashsale.load.faults
+    request_timeout_s: float = 10.0  # http target: a request not answered by then is a `TimeoutError`
+    pool_timeout_s: float | None = None  # wait for a pooled connection (db target 30 s; started service its default)
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -90,6 +101,14 @@ class LoadConfig:
             raise ValueError("warmup and grace must be 0 or more, the sample interval positive")
         if self.pool_size is not None and self.pool_size < 1:
             raise ValueError(f"pool size must be at least 1, got {self.pool_size}")
+        if not self.request_timeout_s > 0 or (self.pool_timeout_s is not None and not self.pool_timeout_s > 0):
+            raise ValueError("request and pool timeouts must be positive")
+        if isinstance(self.faults, str):
+            object.__setattr__(self, "faults", (self.faults,))
+        object.__setattr__(self, "faults", tuple(str(Fault.parse(f)) for f in self.faults))
+        for fault in self.fault_list:
+            if fault.at_s >= self.warmup_s + self.duration_s:
+                raise ValueError(f"fault {fault} comes after the run's end ({self.warmup_s + self.duration_s:g} s)")
         self.workload  # noqa: B018 - validates vus, think time, rate and max in-flight
 
     @property
@@ -101,6 +120,10 @@ class LoadConfig:
         if self.rate is None:
             return Closed(vus=self.vus, think_s=self.think_ms / 1000)
         return Open(rate=self.rate, max_inflight=self.max_inflight)
+
+    @property
+    def fault_list(self) -> list[Fault]:
+        return [Fault.parse(f) for f in self.faults]
 
     @property
     def effective_pool_size(self) -> int:
@@ -179,6 +202,7 @@ def run_load(config: LoadConfig | None = None, **changes: Any) -> LoadResult:
 async def run_load_async(config: LoadConfig) -> LoadResult:
     """`run_load` for callers already in an event loop."""
     url = ready_url(config)
+    pgdata = embedded_pgdata(url) if config.faults else None  # refuse before anything starts
     outcomes = Outcomes()
     records = RecordBuffer()
     meta: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(timespec="seconds")}
@@ -188,6 +212,7 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
         sale = await configured_sale(conn, config)
 
     async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(_quiet_reconnection_logs())
         if config.target == "db":
             target = await _db_target(config, url, sale, outcomes, stack)
             meta["pinned_connections"] = target.pinned
@@ -205,8 +230,14 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
             service.mark_cpu()
         process = psutil.Process()
         cpu_before = sum(process.cpu_times()[:2])
-        async with _progress(records, config, origin) if config.progress else contextlib.nullcontext():
-            stats = await _run_workload(config, target, records, origin)
+        injector = FaultInjector(config.fault_list, pgdata, origin) if pgdata is not None else None
+        faulting = asyncio.create_task(injector.run()) if injector is not None else None
+        try:
+            async with _progress(records, config, origin) if config.progress else contextlib.nullcontext():
+                stats = await _run_workload(config, target, records, origin)
+        finally:
+            if injector is not None:
+                await injector.finish(faulting)
         cpu_used = sum(process.cpu_times()[:2]) - cpu_before
         wall = (time.perf_counter_ns() - origin) / 1e9
         client_cpu = 100.0 * cpu_used / wall if wall > 0 else None
@@ -215,12 +246,17 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
         timeline = await sampler.stop()
         if sampler.error:
             meta["lock_sampler_error"] = sampler.error
+        if sampler.failures:
+            meta["lock_sampler_failures"] = sampler.failures
     # Strategies and the service are stopped now (queued orders flushed): the database holds the final state.
     conn = await connection.connect_async(url)
     async with conn:
-        audit = await audit_sale(conn, sale.flash_sale_id)
+        audit = await audit_sale(conn, sale.flash_sale_id, acknowledged=bytes(target.acknowledged))
 
     frame = records.to_frame(outcomes, warmup_s=config.warmup_s)
+    if injector is not None:
+        meta["faults"] = fault_report(frame, injector.events)
+        frame["in_outage"] = outage_mask(frame, meta["faults"])
     window_end = config.warmup_s + config.duration_s
     measured_timeline = timeline[(timeline["t_s"] >= config.warmup_s) & (timeline["t_s"] < window_end)]
     meta.update(_run_meta(config, sale, stats, audit, len(measured_timeline)))
@@ -250,8 +286,20 @@ async def _db_target(
     async with conn:
         user_ids = await users_repo.list_ids(conn, limit=sale.users)
     strategy = strategies.get_strategy(config.strategy)
-    pool = connection.make_pool(url, size=config.effective_pool_size, timeout=30.0, name="flashsale-load")
+    faults = bool(config.faults)
+    pool = connection.make_pool(
+        url,
+        size=config.effective_pool_size,
+        timeout=config.pool_timeout_s or DB_POOL_TIMEOUT_S,
+        name="flashsale-load",
+        # Under faults, as the service does: replace connections broken by a restart before use, and give a lost
+        # slot up quickly so that the guard's probe refills the pool as soon as the database is back.
+        check=faults,
+        reconnect_timeout=0.5 if faults else 300.0,
+    )
     await stack.enter_async_context(pool)
+    guard = DatabaseGuard(url, pool=pool)
+    stack.push_async_callback(guard.stop)
     await strategy.start(pool)
     stack.push_async_callback(strategy.stop)
     return DbTarget(
@@ -262,6 +310,7 @@ async def _db_target(
         outcomes=outcomes,
         quantity=config.quantity,
         pin_connections=config.model == "closed" and config.effective_pool_size >= config.vus,
+        guard=guard,
     )
 
 
@@ -272,12 +321,22 @@ async def _http_target(
     service = None
     base_url = config.base_url
     if base_url is None:
-        service = ServiceProcess(strategy=config.strategy, pool_size=config.effective_pool_size, database_url=url)
+        service = ServiceProcess(
+            strategy=config.strategy,
+            pool_size=config.effective_pool_size,
+            pool_timeout_s=config.pool_timeout_s,
+            database_url=url,
+        )
         stack.push_async_callback(service.stop)
         base_url = await service.start()
     connections = config.vus if config.model == "closed" else config.max_inflight
     target = HttpTarget(
-        base_url, sale.flash_sale_id, outcomes=outcomes, quantity=config.quantity, connections=connections
+        base_url,
+        sale.flash_sale_id,
+        outcomes=outcomes,
+        quantity=config.quantity,
+        connections=connections,
+        timeout_s=config.request_timeout_s,
     )
     stack.push_async_callback(target.close)
     await target.open()
@@ -300,6 +359,21 @@ async def configured_sale(conn, config: LoadConfig) -> Sale:
 def ready_url(config: LoadConfig) -> str:
     """The database of `config` (FLASHSALE_DATABASE_URL or the embedded server), migrated."""
     return _ready(config.database_url or connection.database_url())
+
+
+@contextlib.contextmanager
+def _quiet_reconnection_logs():
+    """The pool and the guard log every failed reconnection as a warning; the run's summary reports the outage,
+    so keep those lines off the terminal (and out of notebook outputs) while it goes."""
+    loggers = [logging.getLogger(name) for name in ("psycopg", "psycopg.pool", "flashsale.db")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _ready(url: str) -> str:
@@ -334,9 +408,11 @@ def _run_meta(config: LoadConfig, sale: Sale, stats: WorkloadStats, audit: Audit
         "elapsed_s": stats.elapsed_s,
         "lock_samples": lock_samples,
         "lock_sample_interval_s": config.sample_interval_s,
+        "request_timeout_s": config.request_timeout_s if config.target == "http" else None,
         "audit_details": {
             "confirmed_quantity": audit.confirmed_quantity,
             "inventory_mismatch": audit.inventory_mismatch,
+            "duplicate_acknowledgements": audit.duplicate_acknowledgements,
         },
         "audit_problems": audit.problems(),
         "python": platform.python_version(),

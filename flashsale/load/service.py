@@ -27,12 +27,21 @@ class ServiceFailed(RuntimeError):
 class ServiceProcess:
     """`flashsale serve --strategy S --pool-size N` on the database at `database_url`, without access log."""
 
-    def __init__(self, *, strategy: str, pool_size: int, database_url: str, startup_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        *,
+        strategy: str,
+        pool_size: int,
+        database_url: str,
+        pool_timeout_s: float | None = None,
+        startup_timeout_s: float = 60.0,
+    ) -> None:
         self._logs = tempfile.TemporaryDirectory(prefix="flashsale-serve-")
         self.log_path = Path(self._logs.name) / "serve.log"
         self.server = ServerProcess(
             strategy=strategy,
             pool_size=pool_size,
+            pool_timeout=pool_timeout_s,
             access_log=False,
             log_path=self.log_path,
             env={config.DATABASE_URL_ENV: database_url},

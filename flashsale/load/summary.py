@@ -36,7 +36,17 @@ SUMMARY_KEYS = (
     "client_cpu_percent",
     "meta",
 )
-AUDIT_KEYS = ("ok", "total", "remaining", "orders", "oversold", "limit_violations")
+AUDIT_KEYS = (
+    "ok",
+    "total",
+    "remaining",
+    "orders",
+    "oversold",
+    "limit_violations",
+    "acknowledged",
+    "acknowledged_missing",
+    "unacknowledged",
+)
 CPU_WARNING_PERCENT = 90.0
 
 _PERCENTILES = {"p50": 50, "p90": 90, "p95": 95, "p99": 99}
@@ -91,6 +101,11 @@ def summarize(
             f"the load runner used {client_cpu_percent:.0f}% of a CPU core: the figures measure the client, "
             "not the server (fewer VUs, a lower rate, or a second client machine)"
         )
+    for fault in meta.get("faults", []):
+        if fault.get("error"):
+            warnings.append(f"fault {fault['fault']}: {fault['error']}")
+        elif fault.get("recovery_s") is None:
+            warnings.append(f"fault {fault['fault']}: no request succeeded after it before the run ended")
     if audit is not None and not audit["ok"]:
         warnings.insert(0, "AUDIT FAILED: " + "; ".join(meta.get("audit_problems", [])))
     meta["warnings"] = warnings
@@ -109,7 +124,7 @@ def summarize(
         "latency_ms": latency_stats(latency),
         "outcomes": outcomes,
         "by_outcome": by_outcome,
-        "audit": None if audit is None else {key: audit[key] for key in AUDIT_KEYS},
+        "audit": None if audit is None else {key: audit.get(key) for key in AUDIT_KEYS},
         "lock_waiters_mean": lock_waiters_mean,
         "client_cpu_percent": client_cpu_percent,
         "meta": meta,
@@ -139,6 +154,8 @@ def render_text(summary: dict[str, Any]) -> str:
         lines.append(_row(f"  {{ {name} }}", f"count={stats['count']:<7} {values}", width=33))
     errors = meta.get("errors", {})
     lines.append(_row("errors", ", ".join(f"{n}={c}" for n, c in errors.items()) if errors else "0"))
+    for fault in meta.get("faults", []):
+        lines.append(_row(f"fault {fault['fault']}", _fault_text(fault)))
     if s["model"] == "open":
         lines.append(
             _row(
@@ -195,10 +212,36 @@ def _audit_text(audit: dict[str, Any] | None) -> str:
         return "not run"
     sold = audit["total"] - audit["remaining"]
     verdict = "ok" if audit["ok"] else "FAILED"
-    return (
+    text = (
         f"{verdict}: {audit['orders']} orders, {sold} sold of {audit['total']}, {audit['remaining']} remaining, "
         f"oversold {audit['oversold']}, {audit['limit_violations']} limit violations"
     )
+    if audit.get("acknowledged") is not None:
+        text += f", {audit['acknowledged']} acknowledged ({audit['acknowledged_missing']} missing)"
+    return text
+
+
+def _fault_text(fault: dict[str, Any]) -> str:
+    if fault.get("injected_s") is None:
+        return f"not injected ({fault.get('error') or 'the run ended first'})"
+    parts = [f"at {fault['injected_s']:.2f} s, database down {_seconds(fault['unavailable_s'])}"]
+    if fault.get("failures"):
+        errors = ", ".join(f"{n}={c}" for n, c in fault["errors"].items())
+        latency = fault["failure_latency_ms"]
+        parts.append(f"{fault['failures']} failed ({errors}; p99 {_ms(latency['p99'])}, max {_ms(latency['max'])})")
+    else:
+        parts.append("no request failed")
+    if fault.get("recovery_s") is None:
+        parts.append("NOT RECOVERED before the end")
+    else:
+        parts.append(f"recovered in {fault['recovery_s']:.2f} s ({fault['lag_s']:.2f} s after the database was up)")
+    if fault.get("error"):
+        parts.append(f"error: {fault['error']}")
+    return "; ".join(parts)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
 
 
 def _row(name: str, value: str, width: int = 33) -> str:

@@ -1,7 +1,8 @@
 """What the load is aimed at: the order logic in-process over a pool (`db`), or a running order service (`http`).
 
 A target turns every answer into an `(outcome id, HTTP status)` pair (status 0 for `db`); errors become outcomes
-named by their class, so one failing request never stops the run.
+named by their class, so one failing request never stops the run. Each target also keeps the id of every order it
+was told was created (`acknowledged`, 16 bytes an order), for the audit: an acknowledged order must exist.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import aiohttp
 from psycopg import AsyncConnection, pq
 from psycopg_pool import AsyncConnectionPool
 
+from flashsale.db.guard import DatabaseDown, DatabaseGuard
 from flashsale.domain import DomainError, PlaceOrder
-from flashsale.load.outcomes import ALIASES, CREATED, KNOWN, Outcomes
+from flashsale.load.outcomes import ALIASES, CREATED, KNOWN, UNAVAILABLE_DB, Outcomes
 from flashsale.load.workloads import OrderFn, shared
 from flashsale.strategies import OrderStrategy, StrategyUnavailable
 
@@ -29,6 +31,7 @@ class _Target:
 
     def __init__(self, outcomes: Outcomes) -> None:
         self.outcomes = outcomes
+        self.acknowledged = bytearray()  # ids of the orders this target saw created, 16 bytes each
         self._error_ids: dict[type, tuple[int, int]] = {}
 
     def _failed(self, exc: BaseException, status: int = 0) -> tuple[int, int]:
@@ -47,6 +50,9 @@ class DbTarget(_Target):
     without the pool's check-out and return on every request (tens of microseconds of client CPU each), as
     pgbench keeps one connection a client. Strategies with their own `place_order` (queues, batches) and the
     open model go through the pool on every request.
+
+    With a `guard`, calls are refused at once (`unavailable`) while the database is lost, as the service does; a
+    virtual user whose pinned connection broke carries on through the pool.
     """
 
     name = "db"
@@ -61,13 +67,16 @@ class DbTarget(_Target):
         outcomes: Outcomes,
         quantity: int = 1,
         pin_connections: bool = True,
+        guard: DatabaseGuard | None = None,
     ) -> None:
         super().__init__(outcomes)
         self.strategy = strategy
         self.pool = pool
+        self.guard = guard
         self.user_ids = user_ids
         self._commands = [PlaceOrder(user_id=u, flash_sale_id=flash_sale_id, quantity=quantity) for u in user_ids]
         self._created = (outcomes.id(CREATED), 0)
+        self._unavailable = (outcomes.id(UNAVAILABLE_DB), 0)
         self._refusals = {code: (outcomes.for_code(code), 0) for code in (*KNOWN, *ALIASES)}
         default_flow = type(strategy).place_order is OrderStrategy.place_order
         self.pinned = pin_connections and default_flow
@@ -84,12 +93,20 @@ class DbTarget(_Target):
 
     async def order(self, user: int) -> tuple[int, int]:
         """One order through `strategy.place_order` on the pool."""
+        guard = self.guard
         try:
-            await self.strategy.place_order(self.pool, self._commands[user])
+            if guard is not None:
+                guard.check()
+            order = await self.strategy.place_order(self.pool, self._commands[user])
         except (DomainError, StrategyUnavailable) as exc:
             return self._refused(exc.code)
+        except DatabaseDown:
+            return self._unavailable
         except Exception as exc:
+            if guard is not None:
+                guard.observe(exc)
             return self._failed(exc)
+        self.acknowledged += order.id.bytes
         return self._created
 
     def session(self) -> contextlib.AbstractAsyncContextManager[OrderFn]:
@@ -98,19 +115,27 @@ class DbTarget(_Target):
     @contextlib.asynccontextmanager
     async def _pinned_session(self) -> AsyncIterator[OrderFn]:
         held: list[AsyncConnection | None] = [await self.pool.getconn()]
-        create, commands, created = self.strategy.create_order, self._commands, self._created
+        create, commands, created, acknowledged = (
+            self.strategy.create_order,
+            self._commands,
+            self._created,
+            self.acknowledged,
+        )
 
         async def order(user: int) -> tuple[int, int]:
             conn = held[0]
             if conn is None:  # the pinned connection broke: carry on through the pool
                 return await self.order(user)
             try:
-                await create(conn, commands[user])
+                placed = await create(conn, commands[user])
             except (DomainError, StrategyUnavailable) as exc:
                 return self._refused(exc.code)
             except Exception as exc:
+                if self.guard is not None:
+                    self.guard.observe(exc)
                 await self._recover(held, conn)
                 return self._failed(exc)
+            acknowledged.extend(placed.id.bytes)
             return created
 
         try:
@@ -132,7 +157,8 @@ class HttpTarget(_Target):
     """The order service over HTTP: `POST {base_url}/api/orders`, as the seed's k6 script did.
 
     `open()` is the setup phase: it reads the real user ids from `GET /users` (every page) and encodes each
-    user's request body once, so the hot path only sends bytes and reads the answer.
+    user's request body once, so the hot path only sends bytes and reads the answer. Every request gives up after
+    `timeout_s` (outcome `TimeoutError`), so a stalled service cannot stall the run.
     """
 
     name = "http"
@@ -146,7 +172,7 @@ class HttpTarget(_Target):
         outcomes: Outcomes,
         quantity: int = 1,
         connections: int = 100,
-        timeout_s: float = 30.0,
+        timeout_s: float = 10.0,
     ) -> None:
         super().__init__(outcomes)
         self.base_url = base_url.rstrip("/")
@@ -168,7 +194,7 @@ class HttpTarget(_Target):
     async def open(self) -> None:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.connections, limit_per_host=self.connections),
-            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s, sock_connect=min(self.timeout_s, 5.0)),
         )
         self.user_ids = await fetch_user_ids(self._session, self.base_url)
         if not self.user_ids:
@@ -191,6 +217,7 @@ class HttpTarget(_Target):
         except Exception as exc:
             return self._failed(exc)
         if status == 201:
+            self.acknowledged += order_id(body)
             return self._created
         return self._answer(status, body)
 
@@ -207,6 +234,11 @@ class HttpTarget(_Target):
                 name = f"http_{status}"
             found = self._answers[key] = (self.outcomes.id(name), status)
         return found
+
+
+def order_id(body: bytes) -> bytes:
+    """The 16 bytes of the id in a 201's order."""
+    return UUID(json.loads(body)["id"]).bytes
 
 
 def _error_code(body: bytes) -> str | None:

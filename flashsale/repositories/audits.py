@@ -34,3 +34,14 @@ async def read(conn: AsyncConnection, flash_sale_id: UUID) -> AuditRecord | None
         {"sale": flash_sale_id},
     )
     return await cur.fetchone()
+
+
+async def count_missing(conn: AsyncConnection, flash_sale_id: UUID, order_ids: list[UUID]) -> int:
+    """How many of `order_ids` are not confirmed orders of this sale."""
+    cur = await conn.execute(
+        "SELECT count(*) FROM unnest(%s::uuid[]) AS acked (id)"
+        " WHERE NOT EXISTS (SELECT 1 FROM orders o"
+        " WHERE o.id = acked.id AND o.flash_sale_id = %s AND o.status = 'CONFIRMED')",
+        [order_ids, flash_sale_id],
+    )
+    return (await cur.fetchone())[0]
