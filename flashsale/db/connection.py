@@ -8,6 +8,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from flashsale import config
 from flashsale.db import embedded
+from flashsale.db.guard import DatabaseGuard, GuardedPool
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -65,6 +66,7 @@ def make_pool(
     max_waiting: int = 0,
     check: bool = False,
     reconnect_timeout: float = 300.0,
+    guard: DatabaseGuard | None = None,
 ) -> AsyncConnectionPool:
     """An autocommit pool of `size` connections, not yet opened: `await pool.open(wait=True)` before use.
 
@@ -77,7 +79,23 @@ def make_pool(
     are replaced instead of failing the caller's first statement. `reconnect_timeout` is how long the pool retries
     a lost connection in the background before giving the slot up (it is opened again when a caller needs it):
     services with a `DatabaseGuard` keep it short, so that the pool fills again as soon as the database is back.
+    With a `guard`, the pool is a `GuardedPool`: callers are refused at once while the guard finds the database
+    lost, and a failed check makes the guard look.
     """
+    if guard is not None:
+        return GuardedPool(
+            url,
+            guard=guard,
+            min_size=size,
+            max_size=size,
+            timeout=timeout,
+            name=name,
+            open=False,
+            max_waiting=max_waiting,
+            check=guard.check_connection if check else None,
+            reconnect_timeout=reconnect_timeout,
+            kwargs=_POOL_CONNECTION_KWARGS,
+        )
     return AsyncConnectionPool(
         url,
         min_size=size,
@@ -88,12 +106,24 @@ def make_pool(
         max_waiting=max_waiting,
         check=AsyncConnectionPool.check_connection if check else None,
         reconnect_timeout=reconnect_timeout,
-        kwargs={"autocommit": True, "connect_timeout": 5},
+        kwargs=_POOL_CONNECTION_KWARGS,
     )
+
+
+_POOL_CONNECTION_KWARGS = {"autocommit": True, "connect_timeout": 5}
 
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-__all__ = ["DatabaseUnavailable", "connect", "connect_async", "database_url", "describe", "dict_row", "make_pool"]
+__all__ = [
+    "DatabaseGuard",
+    "DatabaseUnavailable",
+    "connect",
+    "connect_async",
+    "database_url",
+    "describe",
+    "dict_row",
+    "make_pool",
+]

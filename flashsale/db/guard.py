@@ -1,14 +1,23 @@
-"""A circuit breaker in front of the database, so that callers are refused at once while it is away.
+"""A circuit breaker in front of the database, so that nobody waits on a database that is not there.
 
 Without it, a request arriving while PostgreSQL restarts waits for a pooled connection until the pool's timeout
-(the pool retries its connections in the background), and every such request costs that wait. With it, the first
-connection failure any caller sees opens the circuit: from then on `check()` raises `DatabaseDown` (the service
-answers 503 with `Retry-After` in microseconds) while a background probe opens a connection of its own every
-`probe_interval_s`. When the probe gets an answer the pool is checked (broken idle connections are dropped and
-missing ones opened) and the circuit closes again: the service recovers by itself, without a restart.
+(the pool retries its connections in the background), and every such request costs that wait. With it:
 
-Unlike the usual half-open state of circuit-breaker libraries, no caller's request is used as the probe, so no
-caller ever waits on a database that is not there.
+- a connection failure seen by anyone (a statement, or the pool's check of an idle connection) makes the guard
+  *suspect* the database and try a connection of its own at once; a lone broken connection (a killed backend)
+  is a false alarm and changes nothing;
+- if the database does not answer, the circuit *opens*: every caller waiting for a pooled connection is stopped
+  with `DatabaseDown` at once, and every later `check()` or `getconn()` raises it at once (the service answers
+  503 with `Retry-After` in microseconds), while the guard keeps trying every `probe_interval_s`;
+- when the database answers again, the pool is checked (broken idle connections dropped, missing ones opened) and
+  the circuit closes: the service recovers by itself, without a restart.
+
+Unlike the half-open state of the usual circuit-breaker libraries, no caller's request is ever used as the probe,
+so no caller ever waits on a database that is not there. Requests already inside a transaction are never
+interrupted: they finish or fail on their own.
+
+    guard = DatabaseGuard(url)
+    pool = make_pool(url, size=8, guard=guard, check=True)   # a GuardedPool
 """
 
 from __future__ import annotations
@@ -19,24 +28,27 @@ import logging
 import time
 
 import psycopg
-from psycopg import errors
+from psycopg import AsyncConnection, errors
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 
 log = logging.getLogger("flashsale.db")
 
 # SQLSTATEs of a lost or refused connection: class 08 (connection exception) and the server's shutdown codes.
 _SHUTDOWN_STATES = frozenset({"57P01", "57P02", "57P03"})  # admin_shutdown, crash_shutdown, cannot_connect_now
-_NOT_CONNECTION = (PoolTimeout, TooManyRequests, PoolClosed, errors.PipelineAborted)
 
 
-class DatabaseDown(Exception):
-    """The circuit is open: the database was lost and has not answered the probe since."""
+class DatabaseDown(psycopg.OperationalError):
+    """The circuit is open: the database was lost and has not answered since. An `OperationalError`, as the pool's
+    own `PoolTimeout` is, so that code handling database errors handles this one too."""
 
     code = "unavailable"
 
     def __init__(self, message: str = "the database is unavailable; retry later", *, retry_after_s: float = 1.0):
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+_NOT_CONNECTION = (PoolTimeout, TooManyRequests, PoolClosed, DatabaseDown, errors.PipelineAborted)
 
 
 def is_connection_failure(exc: BaseException) -> bool:
@@ -70,48 +82,71 @@ class DatabaseGuard:
         self.retry_after_s = retry_after_s
         self.opened_at: float | None = None  # time.monotonic() when the circuit opened, None while closed
         self.trips = 0  # times the circuit opened
+        self.false_alarms = 0  # connection failures after which the database answered at once
         self.refused = 0  # calls refused while it was open
+        self.interrupted = 0  # callers stopped while they waited for a connection
         self.open_s = 0.0  # total time open, closed periods only
         self.last_cause: str | None = None
-        self._probe: asyncio.Task | None = None
+        self._waiting: set[asyncio.Task] = set()  # tasks inside GuardedPool.getconn
+        self._stopping: set[asyncio.Task] = set()  # of those, the ones cancelled by the guard
+        self._watch: asyncio.Task | None = None
         self._stopped = False
 
     @property
     def is_open(self) -> bool:
         return self.opened_at is not None
 
+    def down(self) -> DatabaseDown:
+        return DatabaseDown(retry_after_s=self.retry_after_s)
+
     def check(self) -> None:
         """Raise `DatabaseDown` while the circuit is open."""
         if self.opened_at is not None:
             self.refused += 1
-            raise DatabaseDown(retry_after_s=self.retry_after_s)
+            raise self.down()
 
     def observe(self, exc: BaseException) -> bool:
-        """Open the circuit if `exc` says the database is gone; True if it did (or was open already)."""
+        """If `exc` says a connection was lost, find out whether the database is (and open the circuit if so);
+        True if it was such an error."""
         if not is_connection_failure(exc):
             return False
-        self.trip(exc)
+        self.suspect(exc)
         return True
 
-    def trip(self, cause: BaseException | str) -> None:
-        """Open the circuit (if closed) and start probing."""
-        if self.opened_at is not None or self._stopped:
+    def suspect(self, cause: BaseException | str) -> None:
+        """Probe the database now, and open the circuit unless it answers (nothing to do if already watching)."""
+        if self._watch is not None or self._stopped:
             return
+        self._watch = asyncio.get_running_loop().create_task(self._watch_over(cause), name="flashsale-db-guard")
+
+    async def _watch_over(self, cause: BaseException | str) -> None:
+        try:
+            if await self.probe():
+                self.false_alarms += 1
+                return
+            self._open(cause)
+            while True:
+                await asyncio.sleep(self.probe_interval_s)
+                if await self.probe():
+                    break
+            if self.pool is not None:
+                # Drop the broken idle connections and start opening new ones before letting requests in.
+                with contextlib.suppress(psycopg.Error):
+                    await self.pool.check()
+            self._close()
+        finally:
+            self._watch = None
+
+    def _open(self, cause: BaseException | str) -> None:
         self.opened_at = time.monotonic()
         self.trips += 1
         self.last_cause = _describe(cause)
         log.warning("database lost: refusing requests until it answers", extra={"fields": {"cause": self.last_cause}})
-        self._probe = asyncio.get_running_loop().create_task(self._probe_until_up(), name="flashsale-db-probe")
+        for task in self._waiting:
+            self._stopping.add(task)
+            task.cancel()
 
-    async def _probe_until_up(self) -> None:
-        while True:
-            await asyncio.sleep(self.probe_interval_s)
-            if await self.probe():
-                break
-        if self.pool is not None:
-            # Drop the broken idle connections and start opening new ones before letting requests in.
-            with contextlib.suppress(psycopg.Error):
-                await self.pool.check()
+    def _close(self) -> None:
         assert self.opened_at is not None
         down_s = time.monotonic() - self.opened_at
         self.open_s += down_s
@@ -130,18 +165,71 @@ class DatabaseGuard:
             return False
         return True
 
+    async def check_connection(self, conn: AsyncConnection) -> None:
+        """The pool's `check` callback: the pool's own check, and a failure makes the guard suspect the database."""
+        try:
+            await AsyncConnectionPool.check_connection(conn)
+        except Exception as exc:
+            self.observe(exc)
+            raise
+
+    @contextlib.contextmanager
+    def waiting(self):
+        """Around a wait for a pooled connection: if the circuit opens meanwhile, the wait ends in `DatabaseDown`.
+
+        The guard cancels the waiting task, the pool hands back whatever it had (it is cancellation-safe), and the
+        cancellation is turned into `DatabaseDown` here, as `asyncio.timeout` turns its own into `TimeoutError`.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        self._waiting.add(task)
+        try:
+            yield
+        except asyncio.CancelledError:
+            if task in self._stopping:
+                self._stopping.discard(task)
+                if task.uncancel() == 0:  # nobody else cancelled it too
+                    self.interrupted += 1
+                    raise self.down() from None
+            raise
+        finally:
+            self._waiting.discard(task)
+            self._stopping.discard(task)
+
     async def stop(self) -> None:
-        """Stop probing (at shutdown)."""
+        """Stop watching (at shutdown)."""
         self._stopped = True
-        if self._probe is not None:
-            self._probe.cancel()
+        if self._watch is not None:
+            self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
-            self._probe = None
+                await self._watch
+            self._watch = None
 
     def stats(self) -> dict[str, float | int | bool]:
         open_now = time.monotonic() - self.opened_at if self.opened_at is not None else 0.0
-        return {"open": self.is_open, "trips": self.trips, "refused": self.refused, "open_s": self.open_s + open_now}
+        return {
+            "open": self.is_open,
+            "trips": self.trips,
+            "false_alarms": self.false_alarms,
+            "refused": self.refused,
+            "interrupted": self.interrupted,
+            "open_s": self.open_s + open_now,
+        }
+
+
+class GuardedPool(AsyncConnectionPool):
+    """A pool whose `getconn()` (and so `connection()`) raises `DatabaseDown` at once while its guard's circuit is
+    open, and stops waiting as soon as it opens."""
+
+    def __init__(self, *args, guard: DatabaseGuard, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.guard = guard
+        guard.pool = self
+
+    async def getconn(self, timeout: float | None = None) -> AsyncConnection:  # noqa: ASYNC109 - the pool's signature
+        self.guard.check()
+        with self.guard.waiting():
+            return await super().getconn(timeout)
 
 
 def _describe(cause: BaseException | str) -> str:

@@ -6,8 +6,8 @@ database is reachable), then the strategy is started on it; both are stopped at 
 Under faults and overload every request gets a clear answer in bounded time: a request waits at most
 `pool_timeout` for a connection, at most `max_waiting` requests wait at once (the next ones are refused at once,
 503 `overloaded`), and once a request has seen the database connection fail, the `DatabaseGuard` refuses the next
-ones at once (503 `unavailable`) until its probe reaches the database again; the pool then replaces its broken
-connections and the service carries on, without a restart.
+ones at once, and those waiting for a connection too (503 `unavailable`), until its probe reaches the database
+again; the pool then replaces its broken connections and the service carries on, without a restart.
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        guard = DatabaseGuard(url, probe_interval_s=probe_interval_s)
         pool = make_pool(
             url,
             size=pool_size,
@@ -86,8 +87,8 @@ def create_app(
             max_waiting=max_waiting,
             check=check_connections,
             reconnect_timeout=RECONNECT_TIMEOUT_S,
+            guard=guard,
         )
-        guard = DatabaseGuard(url, pool=pool, probe_interval_s=probe_interval_s)
         try:
             await pool.open(wait=True, timeout=open_timeout)
         except PoolTimeout as exc:

@@ -287,6 +287,7 @@ async def _db_target(
         user_ids = await users_repo.list_ids(conn, limit=sale.users)
     strategy = strategies.get_strategy(config.strategy)
     faults = bool(config.faults)
+    guard = DatabaseGuard(url)
     pool = connection.make_pool(
         url,
         size=config.effective_pool_size,
@@ -296,9 +297,9 @@ async def _db_target(
         # slot up quickly so that the guard's probe refills the pool as soon as the database is back.
         check=faults,
         reconnect_timeout=0.5 if faults else 300.0,
+        guard=guard,
     )
     await stack.enter_async_context(pool)
-    guard = DatabaseGuard(url, pool=pool)
     stack.push_async_callback(guard.stop)
     await strategy.start(pool)
     stack.push_async_callback(strategy.stop)

@@ -1,0 +1,142 @@
+"""The database guard: which errors mean the database is gone, and the circuit's states (with a scripted probe)."""
+
+import asyncio
+
+import psycopg
+import pytest
+from psycopg import errors
+from psycopg_pool import PoolClosed, PoolTimeout, TooManyRequests
+
+from flashsale.db.guard import DatabaseDown, DatabaseGuard, is_connection_failure
+
+
+class TestConnectionFailures:
+    @pytest.mark.parametrize(
+        "exc",
+        [
+            psycopg.OperationalError("server closed the connection unexpectedly"),
+            errors.AdminShutdown("terminating connection due to administrator command"),
+            errors.CannotConnectNow("the database system is starting up"),
+            errors.CrashShutdown("terminating connection because of crash of another server process"),
+            errors.ConnectionFailure("connection failure"),
+            errors.ConnectionTimeout("connection timeout expired"),
+        ],
+    )
+    def test_the_connection_or_the_server_is_gone(self, exc):
+        assert is_connection_failure(exc)
+
+    @pytest.mark.parametrize(
+        "exc",
+        [
+            PoolTimeout("couldn't get a connection after 5.00 sec"),
+            TooManyRequests("the pool has already 1000 requests waiting"),
+            PoolClosed("the pool is closed"),
+            errors.LockNotAvailable("could not obtain lock on row"),
+            errors.QueryCanceled("canceling statement due to lock timeout"),
+            errors.SerializationFailure("could not serialize access"),
+            errors.UniqueViolation("duplicate key value"),
+            errors.PipelineAborted("pipeline aborted"),
+            ValueError("not a database error"),
+        ],
+    )
+    def test_a_failed_statement_or_a_busy_pool_is_not(self, exc):
+        assert not is_connection_failure(exc)
+
+
+class ScriptedGuard(DatabaseGuard):
+    """A guard whose probe answers from a script instead of connecting."""
+
+    def __init__(self, answers: list[bool]) -> None:
+        super().__init__("postgresql:///unused", probe_interval_s=0.001, retry_after_s=2.0)
+        self.answers = answers
+        self.probes = 0
+
+    async def probe(self) -> bool:
+        self.probes += 1
+        return self.answers.pop(0)
+
+
+async def wait_until(predicate) -> None:
+    """Poll the guard's state (it has no event to wait on), for two seconds at most."""
+    async with asyncio.timeout(2.0):
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+
+
+class TestCircuit:
+    async def test_opens_when_the_database_does_not_answer_and_closes_when_it_does(self):
+        guard = ScriptedGuard([False, False, True])  # the first probe confirms the loss
+        guard.check()  # closed: passes
+        assert guard.observe(errors.AdminShutdown("terminating connection"))
+        await wait_until(lambda: guard.is_open)
+        with pytest.raises(DatabaseDown) as refused:
+            guard.check()
+        assert refused.value.retry_after_s == 2.0
+        assert refused.value.code == "unavailable"
+        assert isinstance(refused.value, psycopg.OperationalError)
+        await wait_until(lambda: not guard.is_open)
+        guard.check()
+        assert guard.probes == 3
+        stats = guard.stats()
+        assert (stats["open"], stats["trips"], stats["refused"], stats["false_alarms"]) == (False, 1, 1, 0)
+        assert stats["open_s"] > 0
+        assert guard.last_cause == "AdminShutdown: terminating connection"
+
+    async def test_a_lone_broken_connection_is_a_false_alarm(self):
+        guard = ScriptedGuard([True])  # the database answers at once: only that connection was lost
+        guard.observe(errors.AdminShutdown("terminating connection"))
+        await wait_until(lambda: guard.probes == 1 and guard._watch is None)
+        guard.check()
+        assert guard.stats()["false_alarms"] == 1
+        assert guard.stats()["trips"] == 0
+
+    async def test_other_errors_are_not_looked_into(self):
+        guard = ScriptedGuard([])
+        assert not guard.observe(PoolTimeout("couldn't get a connection"))
+        assert not guard.observe(errors.SerializationFailure("could not serialize"))
+        assert not guard.observe(DatabaseDown())
+        guard.check()
+        assert guard.probes == 0
+
+    async def test_failures_while_it_looks_do_not_start_another_look(self):
+        guard = ScriptedGuard([False, False, True])
+        guard.observe(errors.AdminShutdown("first"))
+        guard.observe(errors.AdminShutdown("second"))
+        await wait_until(lambda: guard.is_open)
+        guard.observe(errors.AdminShutdown("third"))
+        await wait_until(lambda: not guard.is_open)
+        assert guard.stats()["trips"] == 1
+        assert guard.probes == 3
+        assert guard.last_cause == "AdminShutdown: first"
+
+    async def test_callers_waiting_for_a_connection_are_stopped_when_it_opens(self):
+        guard = ScriptedGuard([False] + [False] * 10_000)
+
+        async def wait_for_a_connection():
+            with guard.waiting():
+                await asyncio.sleep(30)  # a pool with no connection to give
+
+        waiters = [asyncio.create_task(wait_for_a_connection()) for _ in range(3)]
+        await asyncio.sleep(0)
+        waiters[2].cancel()  # cancelled by someone else too: stays a cancellation
+        guard.observe(errors.AdminShutdown("gone"))
+        async with asyncio.timeout(2):
+            results = await asyncio.gather(*waiters, return_exceptions=True)
+        assert [type(r) for r in results] == [DatabaseDown, DatabaseDown, asyncio.CancelledError]
+        assert guard.stats()["interrupted"] == 2
+        await guard.stop()
+
+    async def test_stop_ends_the_probe(self):
+        guard = ScriptedGuard([False] * 10_000)
+        guard.suspect("gone")
+        await wait_until(lambda: guard.is_open)
+        await guard.stop()
+        probes = guard.probes
+        await asyncio.sleep(0.01)
+        assert guard.probes == probes
+        guard.suspect("after stop")  # ignored: nothing left to probe with
+        assert guard.stats()["trips"] == 1
+
+    async def test_the_real_probe_says_no_for_a_server_that_is_not_there(self, tmp_path):
+        guard = DatabaseGuard(f"postgresql://postgres@/flashsale?host={tmp_path}&port=1")
+        assert await guard.probe() is False
