@@ -90,6 +90,7 @@ class DatabaseGuard:
         self._waiting: set[asyncio.Task] = set()  # tasks inside GuardedPool.getconn
         self._stopping: set[asyncio.Task] = set()  # of those, the ones cancelled by the guard
         self._watch: asyncio.Task | None = None
+        self._purging: asyncio.Future | None = None
         self._stopped = False
 
     @property
@@ -166,11 +167,20 @@ class DatabaseGuard:
         return True
 
     async def check_connection(self, conn: AsyncConnection) -> None:
-        """The pool's `check` callback: the pool's own check, and a failure makes the guard suspect the database."""
+        """The pool's `check` callback: the pool's own check. A connection found broken makes the guard suspect the
+        database, and the pool's other idle connections are checked at once: after a restart they are all broken,
+        and the pool would otherwise hand them out one by one, backing off a second, then two, between them."""
         try:
             await AsyncConnectionPool.check_connection(conn)
         except Exception as exc:
             self.observe(exc)
+            if self.pool is not None:
+                # In a task of its own, shared by the callers that find broken connections meanwhile: the pool's
+                # check() takes a cancellation for a broken connection, and must not swallow the guard's.
+                if self._purging is None or self._purging.done():
+                    self._purging = asyncio.ensure_future(self.pool.check())
+                with contextlib.suppress(psycopg.Error):
+                    await asyncio.shield(self._purging)
             raise
 
     @contextlib.contextmanager
@@ -179,13 +189,15 @@ class DatabaseGuard:
 
         The guard cancels the waiting task, the pool hands back whatever it had (it is cancellation-safe), and the
         cancellation is turned into `DatabaseDown` here, as `asyncio.timeout` turns its own into `TimeoutError`.
+        (Should the pool have taken the cancellation for something else and gone on waiting, what ends the wait is
+        still answered with `DatabaseDown`.)
         """
         task = asyncio.current_task()
         assert task is not None
         self._waiting.add(task)
         try:
             yield
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, PoolTimeout):
             if task in self._stopping:
                 self._stopping.discard(task)
                 if task.uncancel() == 0:  # nobody else cancelled it too
@@ -194,7 +206,9 @@ class DatabaseGuard:
             raise
         finally:
             self._waiting.discard(task)
-            self._stopping.discard(task)
+            if task in self._stopping:  # the pool took the cancellation, then got a connection after all
+                self._stopping.discard(task)
+                task.uncancel()
 
     async def stop(self) -> None:
         """Stop watching (at shutdown)."""
