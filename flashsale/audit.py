@@ -1,6 +1,7 @@
 """The audit run after every load test: was anything oversold, is the inventory row consistent with the
-confirmed orders, did any user get more than the per-user limit, and is every order a client was told was created
-(acknowledged: a 201, or an order returned in-process) in the database?"""
+confirmed orders, did any user get more than the per-user limit, is every order a client was told was created
+(acknowledged: a 201, or an order returned in-process) in the database, and (with idempotency keys) does each key
+have one order, the one its clients were answered with?"""
 
 from __future__ import annotations
 
@@ -28,7 +29,10 @@ class Audit:
     acknowledged: int | None = None  # distinct orders acknowledged to the clients
     acknowledged_missing: int = 0  # of those, not in the database as confirmed orders of the sale: LOST orders
     unacknowledged: int | None = None  # confirmed orders no client was told of (answer lost in a fault, earlier runs)
-    duplicate_acknowledgements: int = 0  # acknowledgements of an order acknowledged before
+    duplicate_acknowledgements: int = 0  # acknowledgements of an order acknowledged before (replays among them)
+    # With the idempotency keys the clients were answered for (else None / 0):
+    keys: int | None = None  # keys answered with an order
+    key_violations: int = 0  # keys without that order in the database, with several orders, or answered two ways
 
     @property
     def ok(self) -> bool:
@@ -38,6 +42,7 @@ class Audit:
             and self.remaining >= 0
             and self.limit_violations == 0
             and self.acknowledged_missing == 0
+            and self.key_violations == 0
         )
 
     def problems(self) -> list[str]:
@@ -57,6 +62,8 @@ class Audit:
             found.append(
                 f"{self.acknowledged_missing} of {self.acknowledged} acknowledged orders are not in the database"
             )
+        if self.key_violations:
+            found.append(f"{self.key_violations} idempotency keys do not have exactly the one order they answered")
         return found
 
     def as_json(self) -> dict:
@@ -64,10 +71,17 @@ class Audit:
 
 
 async def audit_sale(
-    conn: AsyncConnection, flash_sale_id: UUID, *, acknowledged: bytes | Iterable[UUID] | None = None
+    conn: AsyncConnection,
+    flash_sale_id: UUID,
+    *,
+    acknowledged: bytes | Iterable[UUID] | None = None,
+    keys: tuple[list[str], list[UUID]] | None = None,
+    key_disagreements: int = 0,
 ) -> Audit:
     """The audit of one sale; with `acknowledged` (order ids, or their 16-byte forms end to end), also check that
-    every order a client was acknowledged is there."""
+    every order a client was acknowledged is there; with `keys` (idempotency keys, and the order each was answered
+    with), that each key has that order and no other (`key_disagreements`: keys the clients saw answered with two
+    different orders, counted as they ran)."""
     record = await audits.read(conn, flash_sale_id)
     if record is None:
         raise SaleNotFound(flash_sale_id)
@@ -82,6 +96,11 @@ async def audit_sale(
             "unacknowledged": record.orders - (len(ids) - missing),
             "duplicate_acknowledgements": total - len(ids),
         }
+    if keys is not None:
+        key_list, answered = keys
+        mismatched = await audits.count_key_mismatches(conn, key_list, answered) if key_list else 0
+        several = await audits.count_keys_with_several_orders(conn, flash_sale_id)
+        acks |= {"keys": len(key_list), "key_violations": mismatched + several + key_disagreements}
     return Audit(
         total=record.total,
         remaining=record.remaining,

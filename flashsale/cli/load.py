@@ -60,7 +60,7 @@ def register(subparsers) -> None:
         help="load test the order flow, then audit for overselling",
         description="Closed model (--vus, --think-ms) unless --rate is given (open model, orders per second). "
         "A fresh scenario is created first unless --no-reset. Exit status 1 when the audit finds an oversell "
-        "or an acknowledged order missing.",
+        "or an acknowledged order missing, or an idempotency key without exactly its one order.",
     )
     load.add_argument("--target", choices=("db", "http"), default="db", help="db: in-process; http: the service")
     load.add_argument("--base-url", help="http target: a running service (default: start one on a free port)")
@@ -92,6 +92,18 @@ def register(subparsers) -> None:
         "--pool-timeout",
         type=seconds,
         help="wait for a pooled connection at most this long (default 30s for db; the service's own for http)",
+    )
+    load.add_argument(
+        "--idempotency-keys", action="store_true", help="send every order with an idempotency key (no retries)"
+    )
+    load.add_argument(
+        "--retry-rate",
+        type=float,
+        default=0.0,
+        help="share of requests that resend a recent idempotency key with the same body, e.g. 0.2 (implies keys)",
+    )
+    load.add_argument(
+        "--retry-pool", type=positive_int, default=50, help="how many recent keys retries choose from (default 50)"
     )
     load.add_argument("--out", help="save the per-request records as Parquet (and the lock timeline beside them)")
     load.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -125,6 +137,9 @@ def cmd_load(args: argparse.Namespace) -> int:
         faults=tuple(args.fault),
         request_timeout_s=args.request_timeout,
         pool_timeout_s=args.pool_timeout,
+        idempotency_keys=args.idempotency_keys,
+        retry_rate=args.retry_rate,
+        retry_pool=args.retry_pool,
         progress=not args.quiet and sys.stderr.isatty(),
     )
     try:

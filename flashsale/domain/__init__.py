@@ -2,6 +2,9 @@
 
 from flashsale.domain.errors import (
     DomainError,
+    IdempotencyKeyReused,
+    IdempotencyKeyTaken,
+    InvalidIdempotencyKey,
     InvalidQuantity,
     PerUserLimitExceeded,
     SaleNotActive,
@@ -9,11 +12,22 @@ from flashsale.domain.errors import (
     SoldOut,
     UserNotFound,
 )
-from flashsale.domain.model import FlashSale, Order, OrderStatus, PlaceOrder, Product, User
+from flashsale.domain.model import (
+    FlashSale,
+    Order,
+    OrderStatus,
+    PlaceOrder,
+    Product,
+    User,
+    check_idempotency_key,
+)
 
 __all__ = [
     "DomainError",
     "FlashSale",
+    "IdempotencyKeyReused",
+    "IdempotencyKeyTaken",
+    "InvalidIdempotencyKey",
     "InvalidQuantity",
     "Order",
     "OrderStatus",
@@ -25,4 +39,5 @@ __all__ = [
     "SoldOut",
     "User",
     "UserNotFound",
+    "check_idempotency_key",
 ]

@@ -52,3 +52,32 @@ class InvalidQuantity(DomainError):
 
     def __init__(self, quantity: object) -> None:
         super().__init__(f"quantity must be a whole number from 1 to 2147483647, got {quantity!r}")
+
+
+class InvalidIdempotencyKey(DomainError):
+    code = "invalid_idempotency_key"
+
+    def __init__(self, key: object) -> None:
+        shown = repr(key) if len(repr(key)) <= 40 else repr(key)[:37] + "..."
+        super().__init__(f"an idempotency key is 1 to 255 visible ASCII characters, got {shown}")
+
+
+class IdempotencyKeyReused(DomainError):
+    """The key already belongs to an order placed with other parameters (another user, sale or quantity)."""
+
+    code = "idempotency_key_reused"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r} was already used for an order with other parameters; "
+            "use a new key for a new order"
+        )
+
+
+class IdempotencyKeyTaken(Exception):
+    """Not a refusal: the order's idempotency key already has an order (placed by an earlier or concurrent request
+    with the same key), so this one placed nothing. `flashsale.idempotency` answers it with that order."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"idempotency key {key!r} already has an order")
+        self.key = key

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from flashsale.domain.errors import InvalidQuantity, PerUserLimitExceeded, SaleNotActive, SoldOut
+from flashsale.domain.errors import InvalidIdempotencyKey, InvalidQuantity, PerUserLimitExceeded, SaleNotActive, SoldOut
 
 MAX_QUANTITY = 2**31 - 1  # what an `integer` column holds
+MAX_IDEMPOTENCY_KEY = 255  # characters, as Stripe's; visible ASCII only (a header value, logged as is)
+_IDEMPOTENCY_KEY = re.compile(rf"[\x21-\x7e]{{1,{MAX_IDEMPOTENCY_KEY}}}")
 
 
 class OrderStatus(enum.StrEnum):
@@ -72,14 +75,34 @@ class Order:
 
 @dataclass(frozen=True)
 class PlaceOrder:
-    """The command: this user wants `quantity` units from this flash sale."""
+    """The command: this user wants `quantity` units from this flash sale.
+
+    With an `idempotency_key`, the order is placed at most once for that key: the key is stored with the order,
+    and sending the command again returns that order instead of placing another (see `flashsale.idempotency`).
+    """
 
     user_id: UUID
     flash_sale_id: UUID
     quantity: int = 1
+    idempotency_key: str | None = None
 
     def __post_init__(self) -> None:
         check_quantity(self.quantity)
+        if self.idempotency_key is not None:
+            check_idempotency_key(self.idempotency_key)
+
+    def same_request(self, order: Order) -> bool:
+        """Does `order` answer this very command (same user, sale and quantity)?"""
+        return (order.user_id, order.flash_sale_id, order.quantity) == (
+            self.user_id,
+            self.flash_sale_id,
+            self.quantity,
+        )
+
+
+def check_idempotency_key(key: str) -> None:
+    if not isinstance(key, str) or not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise InvalidIdempotencyKey(key)
 
 
 def check_quantity(quantity: int) -> None:

@@ -24,11 +24,14 @@ from flashsale.strategies import StrategyUnavailable
 
 log = logging.getLogger("flashsale.http")
 
-# Domain codes whose status is not the default for refusals (409: the sale's state forbids the order).
+# Domain codes whose status is not the default for refusals (409: the state of the sale, or of the idempotency key,
+# forbids the order: `idempotency_key_reused` is a conflict with the order the key already has, not a malformed
+# request, as the same request with a fresh key shows).
 STATUS_BY_DOMAIN_CODE = {
     "sale_not_found": 404,
     "user_not_found": 404,
     "invalid_quantity": 422,
+    "invalid_idempotency_key": 422,
 }
 CODE_BY_HTTP_STATUS = {
     400: "bad_request",

@@ -8,19 +8,23 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from flashsale import __version__
+from flashsale.domain.model import MAX_IDEMPOTENCY_KEY
 from flashsale.http import order_dto as dto
+from flashsale.http.order_handler import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER
 from flashsale.http.request_id import HEADER as REQUEST_ID_HEADER
 
 _SCHEMA_REF = "#/components/schemas/{model}"
 _ERROR_STATUS_TEXT = {
     404: "not found: `sale_not_found`, `user_not_found`, `order_not_found`",
-    409: "refused by the sale: `sold_out`, `per_user_limit_exceeded`, `sale_not_active`",
+    409: "refused by the sale: `sold_out`, `per_user_limit_exceeded`, `sale_not_active`; or "
+    "`idempotency_key_reused`: the key already has an order for another user, sale or quantity",
     413: "`payload_too_large`: the body is over the size limit",
     415: "`unsupported_media_type`: the body is not declared as UTF-8 application/json",
     422: "`invalid_request` (malformed JSON, missing, extra or mistyped fields or parameters, ids that are not "
-    "UUIDs) or `invalid_quantity`",
+    "UUIDs), `invalid_quantity` or `invalid_idempotency_key`",
     503: "try again after `Retry-After` seconds: `unavailable` (database down, or no pooled connection free in time), "
-    "`busy` or `rejected` (the strategy could not take the order now)",
+    "`overloaded` (too many requests already wait for a connection), `busy` or `rejected` (the strategy could not "
+    "take the order now)",
 }
 
 
@@ -78,7 +82,23 @@ def document() -> dict[str, Any]:
             "description": "where the new order can be read",
             "required": True,
             "schema": {"type": "string"},
-        }
+        },
+        REPLAYED_HEADER: {
+            "description": "`true` when the order was placed earlier with the same `Idempotency-Key` and nothing "
+            "was placed now",
+            "required": False,
+            "schema": {"type": "string", "enum": ["true"]},
+        },
+    }
+    idempotency_key = {
+        "name": IDEMPOTENCY_KEY_HEADER,
+        "in": "header",
+        "required": False,
+        "description": "place the order at most once for this key: sending the same request again answers with the "
+        "order placed the first time (201, `Idempotent-Replayed: true`), even while the first is still running; "
+        "the same key with another body is a 409 `idempotency_key_reused`. A key is kept with the order it "
+        "created; a request refused or not carried out keeps nothing, so it may be sent again with its key.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY, "pattern": "^[!-~]+$"},
     }
 
     return {
@@ -95,6 +115,7 @@ def document() -> dict[str, Any]:
                 "post": {
                     "operationId": "placeOrder",
                     "summary": "Place an order on a flash sale",
+                    "parameters": [idempotency_key],
                     "requestBody": {
                         "required": True,
                         "content": {"application/json": {"schema": ref[dto.PlaceOrderRequest]}},

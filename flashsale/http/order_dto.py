@@ -51,8 +51,13 @@ class PlaceOrderRequest(BaseModel):
     flash_sale_id: UUID
     quantity: Quantity
 
-    def to_command(self) -> PlaceOrder:
-        return PlaceOrder(user_id=self.user_id, flash_sale_id=self.flash_sale_id, quantity=self.quantity)
+    def to_command(self, *, idempotency_key: str | None = None) -> PlaceOrder:
+        return PlaceOrder(
+            user_id=self.user_id,
+            flash_sale_id=self.flash_sale_id,
+            quantity=self.quantity,
+            idempotency_key=idempotency_key,
+        )
 
 
 class OrderResponse(BaseModel):

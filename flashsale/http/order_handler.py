@@ -1,10 +1,18 @@
-"""`POST /api/orders` places an order through the configured strategy; `GET /api/orders/{order_id}` reads one."""
+"""`POST /api/orders` places an order through the configured strategy; `GET /api/orders/{order_id}` reads one.
+
+`POST /api/orders` takes an optional `Idempotency-Key` header (1 to 255 visible ASCII characters): the order is
+placed at most once for that key, and a request that repeats it (same body) gets the order placed the first time,
+201 again, with `Idempotent-Replayed: true`; the same key with another body is a 409 `idempotency_key_reused`.
+See `flashsale.idempotency` for what happens to the keys of refused orders.
+"""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from flashsale import idempotency
+from flashsale.domain import check_idempotency_key
 from flashsale.http.errors import ApiError, to_api_error
 from flashsale.http.json_body import read_model
 from flashsale.http.order_dto import OrderResponse, PlaceOrderRequest
@@ -13,18 +21,30 @@ from flashsale.http.responses import model_response
 from flashsale.http.service import service_of
 from flashsale.repositories import orders
 
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+
 
 async def place_order(request: Request) -> Response:
     service = service_of(request)
     try:
+        key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+        if key is not None:
+            check_idempotency_key(key)
         body = await read_model(request, PlaceOrderRequest)
-        order = await service.strategy.place_order(service.open_pool, body.to_command())
+        placed = await idempotency.place_order(
+            service.strategy, service.open_pool, body.to_command(idempotency_key=key)
+        )
     except Exception as exc:
         error = to_api_error(exc)
         service.metrics.count_order(error.code if error else "internal")
         raise
-    service.metrics.count_order("created")
-    return model_response(OrderResponse.from_domain(order), 201, headers={"Location": f"/api/orders/{order.id}"})
+    order = placed.order
+    headers = {"Location": f"/api/orders/{order.id}"}
+    if placed.replayed:
+        headers[REPLAYED_HEADER] = "true"
+    service.metrics.count_order("replayed" if placed.replayed else "created")
+    return model_response(OrderResponse.from_domain(order), 201, headers=headers)
 
 
 async def get_order(request: Request) -> Response:

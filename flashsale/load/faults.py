@@ -27,12 +27,12 @@ import pandas as pd
 
 from flashsale import config
 from flashsale.db import connection, embedded
-from flashsale.load.outcomes import CREATED, REFUSALS
+from flashsale.load.outcomes import CREATED, REFUSALS, REPLAYED
 from flashsale.units import parse_seconds
 
 KINDS = ("db-restart", "db-stop")
 _SPEC = re.compile(r"^(?P<kind>[a-z-]+)@(?P<at>[^:]+)(?::(?P<down>.+))?$")
-SUCCESSES = (CREATED, *REFUSALS)  # answers the database decided; anything else is a failure
+SUCCESSES = (CREATED, REPLAYED, *REFUSALS)  # answers the database decided; anything else is a failure
 
 
 class FaultUnsupported(ValueError):

@@ -1,6 +1,8 @@
 """What happened to one request: a stable name for the summary, a small integer for the records.
 
-The names are the same for both targets: a refusal by the rules of the sale (`sold_out`, ...), a strategy that
+The names are the same for both targets: an order `created`, or `replayed` (its idempotency key already had an
+order, which was returned), a refusal by the rules of the sale (`sold_out`, ...; `idempotency_key_reused`), a
+strategy that
 could not take the order now (`busy`, `rejected`), a service that could not (`unavailable`: the database is lost
 or no connection came free in time; `overloaded`: too many requests already wait), or an error, named by its class
 (`PoolTimeout`, `ClientConnectorError`, ...) or, for an HTTP answer outside the contract, by its status (`http_500`).
@@ -9,17 +11,19 @@ or no connection came free in time; `overloaded`: too many requests already wait
 from __future__ import annotations
 
 CREATED = "created"
-REFUSALS = ("sold_out", "per_user_limit_exceeded", "sale_not_active", "not_found", "invalid")
+REPLAYED = "replayed"  # a 201 for an order placed earlier with the same idempotency key
+REFUSALS = ("sold_out", "per_user_limit_exceeded", "sale_not_active", "not_found", "invalid", "idempotency_key_reused")
 UNAVAILABLE_DB = "unavailable"  # the database is lost, or no connection came free in time
 OVERLOADED = "overloaded"  # the service refused to queue the request (too many waiting already)
 UNAVAILABLE = ("busy", "rejected", UNAVAILABLE_DB, OVERLOADED)
-KNOWN = (CREATED, *REFUSALS, *UNAVAILABLE)
+KNOWN = (CREATED, *REFUSALS, *UNAVAILABLE, REPLAYED)
 
 # Domain error codes (and the HTTP service's error codes) that share one outcome.
 ALIASES = {
     "sale_not_found": "not_found",
     "user_not_found": "not_found",
     "invalid_quantity": "invalid",
+    "invalid_idempotency_key": "invalid",
 }
 
 OTHER_ERROR = "other_error"  # every error class past the 255th distinct one (the records keep one byte)

@@ -44,6 +44,7 @@ from flashsale.load.contention import LockSampler, mean_row_lock_waiters
 from flashsale.load.faults import Fault, FaultInjector, embedded_pgdata, fault_report, outage_mask
 from flashsale.load.outcomes import Outcomes
 from flashsale.load.records import RecordBuffer
+from flashsale.load.retries import KeyedRetries
 from flashsale.load.sale import Sale, prepare_sale
 from flashsale.load.service import ServiceProcess
 from flashsale.load.targets import DbTarget, HttpTarget
@@ -87,6 +88,9 @@ class LoadConfig:
     faults: tuple[str, ...] = ()  # e.g. ("db-restart@10s",) or ("db-stop@10s:3s",): see flashsale.load.faults
     request_timeout_s: float = 10.0  # http target: a request not answered by then is a `TimeoutError`
     pool_timeout_s: float | None = None  # wait for a pooled connection (db target 30 s; started service its default)
+    idempotency_keys: bool = False  # every order carries an idempotency key (implied by retry_rate > 0)
+    retry_rate: float = 0.0  # share of requests that resend one of the last `retry_pool` keys with the same body
+    retry_pool: int = 50
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -103,6 +107,7 @@ class LoadConfig:
             raise ValueError(f"pool size must be at least 1, got {self.pool_size}")
         if not self.request_timeout_s > 0 or (self.pool_timeout_s is not None and not self.pool_timeout_s > 0):
             raise ValueError("request and pool timeouts must be positive")
+        KeyedRetries(rate=self.retry_rate, pool=self.retry_pool)  # validates both
         if isinstance(self.faults, str):
             object.__setattr__(self, "faults", (self.faults,))
         object.__setattr__(self, "faults", tuple(str(Fault.parse(f)) for f in self.faults))
@@ -120,6 +125,10 @@ class LoadConfig:
         if self.rate is None:
             return Closed(vus=self.vus, think_s=self.think_ms / 1000)
         return Open(rate=self.rate, max_inflight=self.max_inflight)
+
+    @property
+    def keyed(self) -> bool:
+        return self.idempotency_keys or self.retry_rate > 0
 
     @property
     def fault_list(self) -> list[Fault]:
@@ -205,6 +214,7 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
     pgdata = embedded_pgdata(url) if config.faults else None  # refuse before anything starts
     outcomes = Outcomes()
     records = RecordBuffer()
+    retries = KeyedRetries(rate=config.retry_rate, pool=config.retry_pool, seed=config.seed) if config.keyed else None
     meta: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(timespec="seconds")}
     conn = await connection.connect_async(url)
     async with conn:
@@ -214,11 +224,11 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(_quiet_reconnection_logs())
         if config.target == "db":
-            target = await _db_target(config, url, sale, outcomes, stack)
+            target = await _db_target(config, url, sale, outcomes, stack, retries)
             meta["pinned_connections"] = target.pinned
             service = None
         else:
-            target, service = await _http_target(config, url, sale, outcomes, stack)
+            target, service = await _http_target(config, url, sale, outcomes, stack, retries)
             meta.update(base_url=target.base_url, service_started=service is not None, users_fetched=target.users)
             meta["service_pid"] = service.pid if service else None
 
@@ -251,9 +261,23 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
     # Strategies and the service are stopped now (queued orders flushed): the database holds the final state.
     conn = await connection.connect_async(url)
     async with conn:
-        audit = await audit_sale(conn, sale.flash_sale_id, acknowledged=bytes(target.acknowledged))
+        audit = await audit_sale(
+            conn,
+            sale.flash_sale_id,
+            acknowledged=bytes(target.acknowledged),
+            keys=retries.acknowledged() if retries is not None else None,
+            key_disagreements=retries.disagreements if retries is not None else 0,
+        )
 
     frame = records.to_frame(outcomes, warmup_s=config.warmup_s)
+    if retries is not None:
+        meta["idempotency"] = {
+            "retry_rate": config.retry_rate,
+            "retry_pool": config.retry_pool,
+            "keys": retries.keys,
+            "retries": retries.retries,
+            "answers_disagreeing": retries.disagreements,
+        }
     if injector is not None:
         meta["faults"] = fault_report(frame, injector.events)
         frame["in_outage"] = outage_mask(frame, meta["faults"])
@@ -279,7 +303,12 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
 
 
 async def _db_target(
-    config: LoadConfig, url: str, sale: Sale, outcomes: Outcomes, stack: contextlib.AsyncExitStack
+    config: LoadConfig,
+    url: str,
+    sale: Sale,
+    outcomes: Outcomes,
+    stack: contextlib.AsyncExitStack,
+    retries: KeyedRetries | None,
 ) -> DbTarget:
     """The strategy started on a pool of its own (stopped, then closed, by `stack`)."""
     conn = await connection.connect_async(url)
@@ -312,11 +341,17 @@ async def _db_target(
         quantity=config.quantity,
         pin_connections=config.model == "closed" and config.effective_pool_size >= config.vus,
         guard=guard,
+        retries=retries,
     )
 
 
 async def _http_target(
-    config: LoadConfig, url: str, sale: Sale, outcomes: Outcomes, stack: contextlib.AsyncExitStack
+    config: LoadConfig,
+    url: str,
+    sale: Sale,
+    outcomes: Outcomes,
+    stack: contextlib.AsyncExitStack,
+    retries: KeyedRetries | None,
 ) -> tuple[HttpTarget, ServiceProcess | None]:
     """The service at `config.base_url`, or one started here (stopped by `stack`), with its users fetched."""
     service = None
@@ -338,6 +373,7 @@ async def _http_target(
         quantity=config.quantity,
         connections=connections,
         timeout_s=config.request_timeout_s,
+        retries=retries,
     )
     stack.push_async_callback(target.close)
     await target.open()

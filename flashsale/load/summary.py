@@ -46,6 +46,8 @@ AUDIT_KEYS = (
     "acknowledged",
     "acknowledged_missing",
     "unacknowledged",
+    "keys",
+    "key_violations",
 )
 CPU_WARNING_PERCENT = 90.0
 
@@ -218,6 +220,8 @@ def _audit_text(audit: dict[str, Any] | None) -> str:
     )
     if audit.get("acknowledged") is not None:
         text += f", {audit['acknowledged']} acknowledged ({audit['acknowledged_missing']} missing)"
+    if audit.get("keys") is not None:
+        text += f", {audit['keys']} idempotency keys ({audit['key_violations']} without exactly one order)"
     return text
 
 

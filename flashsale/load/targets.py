@@ -3,6 +3,9 @@
 A target turns every answer into an `(outcome id, HTTP status)` pair (status 0 for `db`); errors become outcomes
 named by their class, so one failing request never stops the run. Each target also keeps the id of every order it
 was told was created (`acknowledged`, 16 bytes an order), for the audit: an acknowledged order must exist.
+
+With `retries` (a `KeyedRetries`), every request carries an idempotency key, some resend an earlier one, and a
+201 for a key placed earlier is the outcome `replayed`.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ import aiohttp
 from psycopg import AsyncConnection, pq
 from psycopg_pool import AsyncConnectionPool
 
+from flashsale import idempotency
 from flashsale.db.guard import DatabaseDown, DatabaseGuard
 from flashsale.domain import DomainError, PlaceOrder
-from flashsale.load.outcomes import ALIASES, CREATED, KNOWN, UNAVAILABLE_DB, Outcomes
+from flashsale.load.outcomes import ALIASES, CREATED, KNOWN, REPLAYED, UNAVAILABLE_DB, Outcomes
+from flashsale.load.retries import KeyedRetries
 from flashsale.load.workloads import OrderFn, shared
 from flashsale.strategies import OrderStrategy, StrategyUnavailable
 
@@ -29,9 +34,10 @@ USERS_PAGE = 1000
 class _Target:
     name: ClassVar[str]
 
-    def __init__(self, outcomes: Outcomes) -> None:
+    def __init__(self, outcomes: Outcomes, retries: KeyedRetries | None = None) -> None:
         self.outcomes = outcomes
-        self.acknowledged = bytearray()  # ids of the orders this target saw created, 16 bytes each
+        self.retries = retries
+        self.acknowledged = bytearray()  # ids of the orders this target saw created (or replayed), 16 bytes each
         self._error_ids: dict[type, tuple[int, int]] = {}
 
     def _failed(self, exc: BaseException, status: int = 0) -> tuple[int, int]:
@@ -68,14 +74,16 @@ class DbTarget(_Target):
         quantity: int = 1,
         pin_connections: bool = True,
         guard: DatabaseGuard | None = None,
+        retries: KeyedRetries | None = None,
     ) -> None:
-        super().__init__(outcomes)
+        super().__init__(outcomes, retries)
         self.strategy = strategy
         self.pool = pool
         self.guard = guard
         self.user_ids = user_ids
         self._commands = [PlaceOrder(user_id=u, flash_sale_id=flash_sale_id, quantity=quantity) for u in user_ids]
         self._created = (outcomes.id(CREATED), 0)
+        self._replayed = (outcomes.id(REPLAYED), 0)
         self._unavailable = (outcomes.id(UNAVAILABLE_DB), 0)
         self._refusals = {code: (outcomes.for_code(code), 0) for code in (*KNOWN, *ALIASES)}
         default_flow = type(strategy).place_order is OrderStrategy.place_order
@@ -93,6 +101,8 @@ class DbTarget(_Target):
 
     async def order(self, user: int) -> tuple[int, int]:
         """One order through `strategy.place_order` on the pool."""
+        if self.retries is not None:
+            return await self._keyed_order(user)
         guard = self.guard
         try:
             if guard is not None:
@@ -108,6 +118,37 @@ class DbTarget(_Target):
             return self._failed(exc)
         self.acknowledged += order.id.bytes
         return self._created
+
+    async def _keyed_order(
+        self, user: int, conn: AsyncConnection | None = None, held: list[AsyncConnection | None] | None = None
+    ) -> tuple[int, int]:
+        """One order with an idempotency key (perhaps a retry of an earlier one), on the pinned `conn` or the pool."""
+        retries = self.retries
+        number, user = retries.next(user)
+        base = self._commands[user]
+        command = PlaceOrder(base.user_id, base.flash_sale_id, base.quantity, idempotency_key=retries.key(number))
+        guard = self.guard
+        try:
+            if conn is None:
+                if guard is not None:
+                    guard.check()
+                placed = await idempotency.place_order(self.strategy, self.pool, command)
+            else:
+                placed = await idempotency.create_order(self.strategy, conn, command)
+        except (DomainError, StrategyUnavailable) as exc:
+            return self._refused(exc.code)
+        except DatabaseDown:
+            return self._unavailable
+        except Exception as exc:
+            if guard is not None:
+                guard.observe(exc)
+            if conn is not None:
+                await self._recover(held, conn)
+            return self._failed(exc)
+        order_id = placed.order.id.bytes
+        self.acknowledged += order_id
+        retries.answered(number, order_id)
+        return self._replayed if placed.replayed else self._created
 
     def session(self) -> contextlib.AbstractAsyncContextManager[OrderFn]:
         return self._pinned_session() if self.pinned else shared(self.order)
@@ -126,6 +167,8 @@ class DbTarget(_Target):
             conn = held[0]
             if conn is None:  # the pinned connection broke: carry on through the pool
                 return await self.order(user)
+            if self.retries is not None:
+                return await self._keyed_order(user, conn, held)
             try:
                 placed = await create(conn, commands[user])
             except (DomainError, StrategyUnavailable) as exc:
@@ -173,8 +216,9 @@ class HttpTarget(_Target):
         quantity: int = 1,
         connections: int = 100,
         timeout_s: float = 10.0,
+        retries: KeyedRetries | None = None,
     ) -> None:
-        super().__init__(outcomes)
+        super().__init__(outcomes, retries)
         self.base_url = base_url.rstrip("/")
         self.flash_sale_id = flash_sale_id
         self.quantity = quantity
@@ -186,6 +230,7 @@ class HttpTarget(_Target):
         self._orders_url = f"{self.base_url}/api/orders"
         self._answers: dict[tuple[int, str | None], tuple[int, int]] = {}
         self._created = (outcomes.id(CREATED), 201)
+        self._replayed = (outcomes.id(REPLAYED), 201)
 
     @property
     def users(self) -> int:
@@ -210,6 +255,8 @@ class HttpTarget(_Target):
             self._session = None
 
     async def order(self, user: int) -> tuple[int, int]:
+        if self.retries is not None:
+            return await self._keyed_order(user)
         try:
             async with self._session.post(self._orders_url, data=self._bodies[user], headers=self.HEADERS) as resp:
                 status = resp.status
@@ -219,6 +266,25 @@ class HttpTarget(_Target):
         if status == 201:
             self.acknowledged += order_id(body)
             return self._created
+        return self._answer(status, body)
+
+    async def _keyed_order(self, user: int) -> tuple[int, int]:
+        """One order with an `Idempotency-Key` header (perhaps a retry of an earlier one)."""
+        retries = self.retries
+        number, user = retries.next(user)
+        headers = {**self.HEADERS, "Idempotency-Key": retries.key(number)}
+        try:
+            async with self._session.post(self._orders_url, data=self._bodies[user], headers=headers) as resp:
+                status = resp.status
+                body = await resp.read()
+                replayed = resp.headers.get("Idempotent-Replayed") == "true"
+        except Exception as exc:
+            return self._failed(exc)
+        if status == 201:
+            placed = order_id(body)
+            self.acknowledged += placed
+            retries.answered(number, placed)
+            return self._replayed if replayed else self._created
         return self._answer(status, body)
 
     def session(self) -> contextlib.AbstractAsyncContextManager[OrderFn]:

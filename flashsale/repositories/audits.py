@@ -45,3 +45,25 @@ async def count_missing(conn: AsyncConnection, flash_sale_id: UUID, order_ids: l
         [order_ids, flash_sale_id],
     )
     return (await cur.fetchone())[0]
+
+
+async def count_key_mismatches(conn: AsyncConnection, keys: list[str], order_ids: list[UUID]) -> int:
+    """How many of these (idempotency key, order the client was answered with) pairs the database contradicts:
+    the key has no order, or another one."""
+    cur = await conn.execute(
+        "SELECT count(*) FROM unnest(%s::text[], %s::uuid[]) AS acked (key, id)"
+        " LEFT JOIN orders o ON o.idempotency_key = acked.key"
+        " WHERE o.id IS DISTINCT FROM acked.id",
+        [keys, order_ids],
+    )
+    return (await cur.fetchone())[0]
+
+
+async def count_keys_with_several_orders(conn: AsyncConnection, flash_sale_id: UUID) -> int:
+    """Idempotency keys held by more than one order of this sale (the unique constraint allows none)."""
+    cur = await conn.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM orders WHERE flash_sale_id = %s AND idempotency_key IS NOT NULL"
+        " GROUP BY idempotency_key HAVING count(*) > 1) AS several",
+        [flash_sale_id],
+    )
+    return (await cur.fetchone())[0]

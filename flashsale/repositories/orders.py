@@ -12,26 +12,41 @@ from flashsale.repositories.pending import Pending
 _COLUMNS = "id, user_id, flash_sale_id, quantity, status, created_at"
 
 
+# The unique constraint on orders.idempotency_key (migration 0003): an INSERT that breaks it carries this name.
+IDEMPOTENCY_KEY_CONSTRAINT = "orders_idempotency_key_key"
+
+_INSERT = (
+    "INSERT INTO orders (user_id, flash_sale_id, quantity, status, idempotency_key) VALUES (%s, %s, %s, %s, %s)"
+    f" RETURNING {_COLUMNS}"
+)
+
+
 async def insert(
-    conn: AsyncConnection, *, user_id: UUID, flash_sale_id: UUID, quantity: int, status: OrderStatus
+    conn: AsyncConnection,
+    *,
+    user_id: UUID,
+    flash_sale_id: UUID,
+    quantity: int,
+    status: OrderStatus,
+    idempotency_key: str | None = None,
 ) -> Order:
     cur = conn.cursor(row_factory=class_row(OrderRecord))
-    await cur.execute(
-        f"INSERT INTO orders (user_id, flash_sale_id, quantity, status) VALUES (%s, %s, %s, %s) RETURNING {_COLUMNS}",
-        [user_id, flash_sale_id, quantity, status.value],
-    )
+    await cur.execute(_INSERT, [user_id, flash_sale_id, quantity, status.value, idempotency_key])
     return (await cur.fetchone()).to_domain()
 
 
 async def send_insert(
-    conn: AsyncConnection, *, user_id: UUID, flash_sale_id: UUID, quantity: int, status: OrderStatus
+    conn: AsyncConnection,
+    *,
+    user_id: UUID,
+    flash_sale_id: UUID,
+    quantity: int,
+    status: OrderStatus,
+    idempotency_key: str | None = None,
 ) -> Pending[Order]:
     """As `insert`, for pipelined flows that commit before they read the row (see `Pending`)."""
     cur = conn.cursor(row_factory=class_row(OrderRecord))
-    await cur.execute(
-        f"INSERT INTO orders (user_id, flash_sale_id, quantity, status) VALUES (%s, %s, %s, %s) RETURNING {_COLUMNS}",
-        [user_id, flash_sale_id, quantity, status.value],
-    )
+    await cur.execute(_INSERT, [user_id, flash_sale_id, quantity, status.value, idempotency_key])
     return Pending(cur, OrderRecord.to_domain)
 
 
@@ -43,15 +58,18 @@ async def send_insert_many(
     user_ids: list[UUID],
     quantities: list[int],
     status: OrderStatus,
+    idempotency_keys: list[str | None] | None = None,
 ) -> Pending[Order]:
-    """Insert one order per (id, user, quantity) in one statement; the rows are read later (see `Pending`)."""
+    """Insert one order per (id, user, quantity, idempotency key) in one statement; the rows are read later (see
+    `Pending`)."""
+    keys = idempotency_keys if idempotency_keys is not None else [None] * len(ids)
     cur = conn.cursor(row_factory=class_row(OrderRecord))
     await cur.execute(
-        "INSERT INTO orders (id, user_id, flash_sale_id, quantity, status)"
-        " SELECT id, user_id, %s, quantity, %s FROM unnest(%s::uuid[], %s::uuid[], %s::int[])"
-        " AS o (id, user_id, quantity)"
+        "INSERT INTO orders (id, user_id, flash_sale_id, quantity, status, idempotency_key)"
+        " SELECT id, user_id, %s, quantity, %s, idempotency_key"
+        " FROM unnest(%s::uuid[], %s::uuid[], %s::int[], %s::text[]) AS o (id, user_id, quantity, idempotency_key)"
         f" RETURNING {_COLUMNS}",
-        [flash_sale_id, status.value, ids, user_ids, quantities],
+        [flash_sale_id, status.value, ids, user_ids, quantities, keys],
     )
     return Pending(cur, OrderRecord.to_domain)
 
@@ -78,6 +96,20 @@ async def confirmed_quantity(conn: AsyncConnection, *, user_id: UUID, flash_sale
         [user_id, flash_sale_id],
     )
     return (await cur.fetchone())[0]
+
+
+async def get_by_idempotency_key(conn: AsyncConnection, key: str) -> Order | None:
+    """The order placed with this idempotency key, if any."""
+    cur = conn.cursor(row_factory=class_row(OrderRecord))
+    await cur.execute(f"SELECT {_COLUMNS} FROM orders WHERE idempotency_key = %s", [key])
+    record = await cur.fetchone()
+    return record.to_domain() if record else None
+
+
+async def send_get_by_idempotency_keys(conn: AsyncConnection, keys: list[str]) -> Pending[tuple[str, Order]]:
+    """(key, order) for each of these idempotency keys that has an order."""
+    cur = await conn.execute(f"SELECT idempotency_key, {_COLUMNS} FROM orders WHERE idempotency_key = ANY(%s)", [keys])
+    return Pending(cur, lambda row: (row[0], OrderRecord(*row[1:]).to_domain()))
 
 
 async def get(conn: AsyncConnection, order_id: UUID) -> Order | None:

@@ -30,8 +30,8 @@ WITH sale AS (
        AND {_BOUGHT} + %(quantity)s <= per_user_limit
     RETURNING id
 )
-INSERT INTO orders (user_id, flash_sale_id, quantity, status)
-SELECT %(user)s, id, %(quantity)s, 'CONFIRMED' FROM sale
+INSERT INTO orders (user_id, flash_sale_id, quantity, status, idempotency_key)
+SELECT %(user)s, id, %(quantity)s, 'CONFIRMED', %(key)s FROM sale
 {_RETURNING}
 """
 
@@ -60,8 +60,8 @@ WITH shard AS (
          ORDER BY hashint4(s.shard + %(spin)s) LIMIT 1 {lock})
     RETURNING flash_sale_id
 )
-INSERT INTO orders (user_id, flash_sale_id, quantity, status)
-SELECT %(user)s, flash_sale_id, %(quantity)s, 'CONFIRMED' FROM shard
+INSERT INTO orders (user_id, flash_sale_id, quantity, status, idempotency_key)
+SELECT %(user)s, flash_sale_id, %(quantity)s, 'CONFIRMED', %(key)s FROM shard
 {_RETURNING}
 """
 
@@ -91,8 +91,8 @@ WITH sale AS (
      WHERE id = %(sale)s AND version = %(version)s
     RETURNING id
 )
-INSERT INTO orders (user_id, flash_sale_id, quantity, status)
-SELECT %(user)s, id, %(quantity)s, 'CONFIRMED' FROM sale
+INSERT INTO orders (user_id, flash_sale_id, quantity, status, idempotency_key)
+SELECT %(user)s, id, %(quantity)s, 'CONFIRMED', %(key)s FROM sale
 {_RETURNING}
 """
 
@@ -107,14 +107,20 @@ async def take_if_unchanged(conn: AsyncConnection, command: PlaceOrder, version:
 
 
 async def call_place_order(conn: AsyncConnection, command: PlaceOrder) -> PlacementRecord:
-    """The whole pessimistic flow inside the database (see the `place_order` function in migration 0002)."""
+    """The whole pessimistic flow inside the database (see the `place_order` function in migrations 0002 and
+    0003)."""
     cur = conn.cursor(row_factory=class_row(PlacementRecord))
     await cur.execute(
-        "SELECT outcome, order_id, created_at, remaining, bought, per_user_limit FROM place_order(%s, %s, %s)",
-        [command.flash_sale_id, command.user_id, command.quantity],
+        "SELECT outcome, order_id, created_at, remaining, bought, per_user_limit FROM place_order(%s, %s, %s, %s)",
+        [command.flash_sale_id, command.user_id, command.quantity, command.idempotency_key],
     )
     return await cur.fetchone()
 
 
-def _params(command: PlaceOrder) -> dict[str, UUID | int]:
-    return {"sale": command.flash_sale_id, "user": command.user_id, "quantity": command.quantity}
+def _params(command: PlaceOrder) -> dict[str, UUID | int | str | None]:
+    return {
+        "sale": command.flash_sale_id,
+        "user": command.user_id,
+        "quantity": command.quantity,
+        "key": command.idempotency_key,
+    }

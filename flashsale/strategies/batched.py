@@ -11,10 +11,19 @@ from datetime import datetime
 from typing import NamedTuple
 from uuid import UUID
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, errors
 from psycopg_pool import AsyncConnectionPool
 
-from flashsale.domain import DomainError, FlashSale, Order, OrderStatus, PlaceOrder, SaleNotFound, UserNotFound
+from flashsale.domain import (
+    DomainError,
+    FlashSale,
+    IdempotencyKeyTaken,
+    Order,
+    OrderStatus,
+    PlaceOrder,
+    SaleNotFound,
+    UserNotFound,
+)
 from flashsale.repositories import flash_sales, orders
 from flashsale.strategies.base import OrderStrategy, PgbenchPlan, Rejected
 from flashsale.strategies.pessimistic import utc_now
@@ -115,7 +124,7 @@ class Batched(OrderStrategy):
     async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
         """A batch of one, settled on this connection (no queue)."""
         (outcome,) = await self.settle(conn, [command])
-        if isinstance(outcome, DomainError):
+        if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
@@ -138,15 +147,20 @@ class Batched(OrderStrategy):
     async def _settle_batch(self, pool: AsyncConnectionPool, batch: list[_Ticket]) -> None:
         try:
             async with pool.connection() as conn:
-                outcomes = await self.settle(conn, [ticket.command for ticket in batch])
+                try:
+                    outcomes = await self.settle(conn, [ticket.command for ticket in batch])
+                except errors.UniqueViolation:
+                    # A key of the batch got its order from elsewhere between the batch's read of the keys and its
+                    # INSERT (another process, another sale): settle again, which now finds it.
+                    outcomes = await self.settle(conn, [ticket.command for ticket in batch])
         except Exception as exc:  # the database failed the whole batch: every caller hears why
             outcomes = [exc] * len(batch)
         for ticket, outcome in zip(batch, outcomes, strict=True):
             _answer(ticket.answer, outcome)
 
-    async def settle(self, conn: AsyncConnection, commands: list[PlaceOrder]) -> list[Order | DomainError]:
+    async def settle(self, conn: AsyncConnection, commands: list[PlaceOrder]) -> list[Order | Exception]:
         """Settle these orders, one transaction per sale among them, and return each one's outcome in order."""
-        outcomes: list[Order | DomainError | None] = [None] * len(commands)
+        outcomes: list[Order | Exception | None] = [None] * len(commands)
         by_sale: dict[UUID, list[int]] = {}
         for i, command in enumerate(commands):
             by_sale.setdefault(command.flash_sale_id, []).append(i)
@@ -160,15 +174,20 @@ class Batched(OrderStrategy):
 
     async def _settle_sale(
         self, conn: AsyncConnection, sale_id: UUID, commands: list[PlaceOrder]
-    ) -> list[Order | DomainError]:
+    ) -> list[Order | Exception]:
+        keys = [c.idempotency_key for c in commands if c.idempotency_key is not None]
         async with pipelined_transaction(conn):
             locked = await flash_sales.send_get_for_update(conn, sale_id)
             holdings = await orders.send_bought_by_users(conn, sale_id, list({c.user_id for c in commands}))
+            # Keys that already have an order: read under the sale's lock, so that the multi-row INSERT below cannot
+            # meet one of them (it would fail the whole batch).
+            used = await orders.send_get_by_idempotency_keys(conn, keys) if keys else None
             sale = await locked.one()
             if sale is None:
                 return [SaleNotFound(sale_id) for _ in commands]
             bought = dict(await holdings.all())
-            outcomes, accepted = decide(sale, commands, bought, now=self.clock())
+            taken = {key for key, _ in await used.all()} if used is not None else set()
+            outcomes, accepted = decide(sale, commands, bought, now=self.clock(), taken_keys=taken)
             if accepted:
                 await flash_sales.decrement_remaining(conn, sale_id, sum(c.quantity for c in accepted.values()))
                 inserted = await orders.send_insert_many(
@@ -178,6 +197,7 @@ class Batched(OrderStrategy):
                     user_ids=[c.user_id for c in accepted.values()],
                     quantities=[c.quantity for c in accepted.values()],
                     status=OrderStatus.CONFIRMED,
+                    idempotency_keys=[c.idempotency_key for c in accepted.values()],
                 )
         if accepted:
             placed = {order.id: order for order in await inserted.all()}
@@ -186,15 +206,27 @@ class Batched(OrderStrategy):
 
 
 def decide(
-    sale: FlashSale, commands: list[PlaceOrder], bought: dict[UUID, int], *, now: datetime
-) -> tuple[list[UUID | DomainError], dict[UUID, PlaceOrder]]:
+    sale: FlashSale,
+    commands: list[PlaceOrder],
+    bought: dict[UUID, int],
+    *,
+    now: datetime,
+    taken_keys: set[str] | None = None,
+) -> tuple[list[UUID | Exception], dict[UUID, PlaceOrder]]:
     """Judge the orders one after the other, as if each had locked the sale in turn: the units and the users'
     holdings accepted so far count against the ones after. Returns each one's outcome (the id its order will get,
-    or the refusal) and the accepted orders by id. `bought` holds only existing users."""
-    outcomes: list[UUID | DomainError] = []
+    or the refusal) and the accepted orders by id. `bought` holds only existing users.
+
+    An order whose idempotency key is in `taken_keys` (keys with an order already), or was accepted earlier in
+    this batch, places nothing: its outcome is `IdempotencyKeyTaken`, which the caller answers with that order."""
+    outcomes: list[UUID | Exception] = []
     accepted: dict[UUID, PlaceOrder] = {}
     held = dict(bought)
+    taken = set(taken_keys or ())
     for command in commands:
+        if command.idempotency_key in taken:
+            outcomes.append(IdempotencyKeyTaken(command.idempotency_key))
+            continue
         try:
             sale.check_order(quantity=command.quantity, already_bought=held.get(command.user_id, 0), now=now)
             if command.user_id not in held:
@@ -205,6 +237,8 @@ def decide(
         order_id = uuid.uuid4()
         accepted[order_id] = command
         outcomes.append(order_id)
+        if command.idempotency_key is not None:
+            taken.add(command.idempotency_key)
         held[command.user_id] += command.quantity
         sale = dataclasses.replace(sale, remaining_inventory=sale.remaining_inventory - command.quantity)
     return outcomes, accepted

@@ -45,6 +45,7 @@ async def create_order(
                 flash_sale_id=sale.id,
                 quantity=command.quantity,
                 status=OrderStatus.CONFIRMED,
+                idempotency_key=command.idempotency_key,
             )
     except errors.ForeignKeyViolation as exc:
         raise UserNotFound(command.user_id) from exc

@@ -91,6 +91,7 @@ class Serializable(OrderStrategy):
                     flash_sale_id=command.flash_sale_id,
                     quantity=command.quantity,
                     status=OrderStatus.CONFIRMED,
+                    idempotency_key=command.idempotency_key,
                 )
         if refused is not None:
             raise refused

@@ -104,6 +104,7 @@ class Sharded(OrderStrategy):
                 flash_sale_id=sale.id,
                 quantity=command.quantity,
                 status=OrderStatus.CONFIRMED,
+                idempotency_key=command.idempotency_key,
             )
         return await inserted.one()
 

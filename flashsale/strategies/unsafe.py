@@ -57,6 +57,7 @@ class Unsafe(OrderStrategy):
                     flash_sale_id=command.flash_sale_id,
                     quantity=command.quantity,
                     status=OrderStatus.CONFIRMED,
+                    idempotency_key=command.idempotency_key,
                 )
         except errors.ForeignKeyViolation as exc:
             raise UserNotFound(command.user_id) from exc

@@ -1,3 +1,4 @@
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
@@ -6,7 +7,10 @@ import pytest
 from flashsale.domain import (
     DomainError,
     FlashSale,
+    InvalidIdempotencyKey,
     InvalidQuantity,
+    Order,
+    OrderStatus,
     PerUserLimitExceeded,
     PlaceOrder,
     SaleNotActive,
@@ -79,6 +83,22 @@ class TestPlaceOrder:
     def test_accepts_the_largest_integer_column_value(self):
         assert PlaceOrder(user_id=uuid4(), flash_sale_id=uuid4(), quantity=2**31 - 1).quantity == 2**31 - 1
 
+    @pytest.mark.parametrize("key", ["a", "order-42/retry:1", "~" * 255])
+    def test_accepts_idempotency_keys_of_visible_ascii(self, key):
+        assert PlaceOrder(user_id=uuid4(), flash_sale_id=uuid4(), idempotency_key=key).idempotency_key == key
+
+    @pytest.mark.parametrize("key", ["", "a b", "x" * 256, "café", "line\nbreak", 42])
+    def test_rejects_other_idempotency_keys(self, key):
+        with pytest.raises(InvalidIdempotencyKey):
+            PlaceOrder(user_id=uuid4(), flash_sale_id=uuid4(), idempotency_key=key)
+
+    def test_knows_whether_an_order_answers_it(self):
+        command = PlaceOrder(user_id=uuid4(), flash_sale_id=uuid4(), quantity=2, idempotency_key="k")
+        order = Order(uuid4(), command.user_id, command.flash_sale_id, 2, OrderStatus.CONFIRMED, datetime.now(UTC))
+        assert command.same_request(order)
+        assert not command.same_request(dataclasses.replace(order, quantity=1))
+        assert not command.same_request(dataclasses.replace(order, user_id=uuid4()))
+
 
 class TestErrorCodes:
     """Each domain error carries a stable machine-readable code."""
@@ -91,6 +111,8 @@ class TestErrorCodes:
             "sold_out",
             "per_user_limit_exceeded",
             "invalid_quantity",
+            "invalid_idempotency_key",
+            "idempotency_key_reused",
         }
         assert SaleNotFound("x").code == "sale_not_found"
         assert UserNotFound("x").code == "user_not_found"

@@ -1,0 +1,84 @@
+"""Placing an order at most once per idempotency key, with any strategy: what the service and the load runner
+call instead of `strategy.place_order` (the promise of Stripe's and the IETF draft's `Idempotency-Key`).
+
+    placed = await idempotency.place_order(strategy, pool, PlaceOrder(user, sale, 1, idempotency_key="k-1"))
+    placed.order, placed.replayed
+
+- The key is stored on the order, by the strategy's own INSERT, under a unique constraint: an order and its key
+  commit together or not at all, and a second order for a key cannot commit.
+- A command whose key already has an order is answered with that order (`replayed`), without placing anything;
+  the same happens when retries race each other: the losers' transactions fail on the constraint (or are refused,
+  or find the key taken) and roll back, stock included, and are answered with the winner's order.
+- A key that already has an order for another user, sale or quantity is refused: `IdempotencyKeyReused`.
+- Only created orders keep their key. A command refused by the sale's rules (sold out, limit, ...) or not carried
+  out (database unavailable) stores nothing, so sending it again with the same key runs it again against the sale
+  as it is then; since it created nothing, that can never create a second order. (Stripe also saves error answers;
+  here there is nothing to save: a refusal leaves no trace.) Keys never expire: they live as long as their order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from psycopg import AsyncConnection, errors
+from psycopg_pool import AsyncConnectionPool
+
+from flashsale.domain import DomainError, IdempotencyKeyReused, IdempotencyKeyTaken, Order, PlaceOrder
+from flashsale.repositories import orders
+from flashsale.strategies import OrderStrategy, StrategyUnavailable
+
+
+@dataclass(frozen=True)
+class Placement:
+    order: Order
+    replayed: bool  # True: the order was placed earlier with the same key, nothing was placed now
+
+
+async def place_order(strategy: OrderStrategy, pool: AsyncConnectionPool, command: PlaceOrder) -> Placement:
+    """`strategy.place_order(pool, command)`, at most once per `command.idempotency_key` (if it has one)."""
+    if command.idempotency_key is None:
+        return Placement(await strategy.place_order(pool, command), replayed=False)
+
+    async def find() -> Order | None:
+        async with pool.connection() as conn:
+            return await orders.get_by_idempotency_key(conn, command.idempotency_key)
+
+    return await _at_most_once(command, find, lambda: strategy.place_order(pool, command))
+
+
+async def create_order(strategy: OrderStrategy, conn: AsyncConnection, command: PlaceOrder) -> Placement:
+    """`strategy.create_order(conn, command)` on one connection, at most once per key (as `place_order`)."""
+    if command.idempotency_key is None:
+        return Placement(await strategy.create_order(conn, command), replayed=False)
+    return await _at_most_once(
+        command,
+        lambda: orders.get_by_idempotency_key(conn, command.idempotency_key),
+        lambda: strategy.create_order(conn, command),
+    )
+
+
+async def _at_most_once(
+    command: PlaceOrder, find: Callable[[], Awaitable[Order | None]], place: Callable[[], Awaitable[Order]]
+) -> Placement:
+    if (earlier := await find()) is not None:
+        return Placement(_answering(command, earlier), replayed=True)
+    try:
+        return Placement(await place(), replayed=False)
+    except (DomainError, StrategyUnavailable, IdempotencyKeyTaken, errors.UniqueViolation) as exc:
+        # A refusal, a retry given up or a broken constraint may be the trace of a racing request with the same
+        # key that won: then this one is answered with its order.
+        if isinstance(exc, errors.UniqueViolation) and exc.diag.constraint_name != orders.IDEMPOTENCY_KEY_CONSTRAINT:
+            raise
+        earlier = await find()
+        if earlier is None:
+            if isinstance(exc, IdempotencyKeyTaken | errors.UniqueViolation):  # pragma: no cover - keys are never freed
+                raise RuntimeError(f"idempotency key {command.idempotency_key!r} is taken but has no order") from exc
+            raise
+        return Placement(_answering(command, earlier), replayed=True)
+
+
+def _answering(command: PlaceOrder, earlier: Order) -> Order:
+    if not command.same_request(earlier):
+        raise IdempotencyKeyReused(command.idempotency_key)
+    return earlier
