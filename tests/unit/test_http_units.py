@@ -6,11 +6,20 @@ import uuid
 
 import psycopg
 import pytest
-from psycopg_pool import PoolTimeout
+from psycopg_pool import PoolTimeout, TooManyRequests
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from flashsale.domain import PerUserLimitExceeded, SaleNotActive, SaleNotFound, SoldOut, UserNotFound
+from flashsale.db.guard import DatabaseDown
+from flashsale.domain import (
+    IdempotencyKeyReused,
+    InvalidIdempotencyKey,
+    PerUserLimitExceeded,
+    SaleNotActive,
+    SaleNotFound,
+    SoldOut,
+    UserNotFound,
+)
 from flashsale.http import openapi, request_id
 from flashsale.http.errors import ApiError, from_validation_error, retry_after, to_api_error
 from flashsale.http.json_body import check_content_type
@@ -46,6 +55,10 @@ class TestErrorMapping:
             (Rejected("queue full"), 503, "rejected"),
             (PoolTimeout("couldn't get a connection after 0.50 sec"), 503, "unavailable"),
             (psycopg.OperationalError("server closed the connection unexpectedly"), 503, "unavailable"),
+            (DatabaseDown(), 503, "unavailable"),
+            (TooManyRequests("the pool has already 1000 requests waiting"), 503, "overloaded"),
+            (IdempotencyKeyReused("k-1"), 409, "idempotency_key_reused"),
+            (InvalidIdempotencyKey("a b"), 422, "invalid_idempotency_key"),
             (HTTPException(404), 404, "not_found"),
             (HTTPException(405, headers={"Allow": "GET"}), 405, "method_not_allowed"),
         ],
