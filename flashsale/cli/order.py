@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import uuid
 
-from flashsale import aio, strategies
+from flashsale import aio, idempotency, strategies
 from flashsale.cli.db import ready_url
 from flashsale.cli.output import add_json_flag, emit
 from flashsale.db import connection
@@ -27,12 +27,17 @@ def register(subparsers) -> None:
     order.add_argument(
         "--strategy", default=strategies.DEFAULT_STRATEGY, choices=strategies.names(), help="locking strategy"
     )
+    order.add_argument(
+        "--idempotency-key", help="place it at most once for this key: again, it answers with the same order"
+    )
     add_json_flag(order)
     order.set_defaults(func=cmd_order)
 
 
 def cmd_order(args: argparse.Namespace) -> int:
-    command = PlaceOrder(user_id=args.user, flash_sale_id=args.sale, quantity=args.quantity)
+    command = PlaceOrder(
+        user_id=args.user, flash_sale_id=args.sale, quantity=args.quantity, idempotency_key=args.idempotency_key
+    )
     strategy = strategies.get_strategy(args.strategy)
     url = ready_url()
 
@@ -41,11 +46,12 @@ def cmd_order(args: argparse.Namespace) -> int:
         async with pool:
             await strategy.start(pool)
             try:
-                return await strategy.place_order(pool, command)
+                return await idempotency.place_order(strategy, pool, command)
             finally:
                 await strategy.stop()
 
-    placed = aio.run(go())
+    placement = aio.run(go())
+    placed = placement.order
     emit(
         args,
         {
@@ -58,8 +64,10 @@ def cmd_order(args: argparse.Namespace) -> int:
                 "created_at": placed.created_at,
             },
             "strategy": strategy.name,
+            "replayed": placement.replayed,
         },
         f"order {placed.id}: {placed.quantity} x sale {placed.flash_sale_id} "
-        f"for user {placed.user_id}, {placed.status.value}",
+        f"for user {placed.user_id}, {placed.status.value}"
+        + (" (placed earlier with this key)" if placement.replayed else ""),
     )
     return 0

@@ -167,3 +167,17 @@ class TestLoadRunner:
         proc = flashsale("load", "--duration", "1s", *args, "--quiet", check=False)
         assert proc.returncode == 2
         assert len(proc.stderr.strip().splitlines()) == 1
+
+
+class TestOrderCommand:
+    def test_the_same_key_twice_is_one_order(self, database_url):
+        sale = json.loads(
+            flashsale("db", "reset", "--users", "1", "--inventory", "5", "--per-user-limit", "5", "--json").stdout
+        )
+        with psycopg.connect(database_url) as c:
+            user = str(c.execute("SELECT id FROM users").fetchone()[0])
+        args = ("order", "--user", user, "--sale", sale["flash_sale_id"], "--idempotency-key", "by-hand-1", "--json")
+        first, again = (json.loads(flashsale(*args).stdout) for _ in range(2))
+        assert (first["replayed"], again["replayed"]) == (False, True)
+        assert first["order"]["id"] == again["order"]["id"]
+        assert "placed earlier with this key" in flashsale(*args[:-1]).stdout
