@@ -103,10 +103,40 @@ def contention_cells(
     return cells
 
 
+def fault_cells(
+    *,
+    target: str,
+    strategy: str,
+    faults: Sequence[str],
+    vus: int,
+    think_ms: float,
+    duration_s: float,
+    users: int,
+    retry_rate: float,
+    seed: int = 0,
+) -> list[Cell]:
+    """One run per fault (`db-restart@4s`, `db-stop@4s:2s`, ...) on a sale that never sells out, so that every
+    answer before and after the outage is an order; clients resend a share of their idempotency keys."""
+    common = dict(
+        target=target,
+        strategy=strategy,
+        vus=vus,
+        think_ms=think_ms,
+        duration_s=duration_s,
+        users=users,
+        inventory=UNLIMITED,
+        per_user_limit=UNLIMITED,
+        retry_rate=retry_rate,
+        seed=seed,
+    )
+    return [Cell(fault, _load(**common, faults=(fault,))) for fault in faults]
+
+
 NOTEBOOK_PLANS = {
     "1.0-devlog-baseline": baseline_cells,
     "2.0-concurrency-sweep": sweep_cells,
     "3.0-lock-contention": contention_cells,
+    "4.0-faults": fault_cells,
 }
 
 

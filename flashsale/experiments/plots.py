@@ -180,3 +180,67 @@ def outcome_latency(requests: dict[str, pd.DataFrame], *, title: str, ax=None):
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(title="outcome", fontsize=8)
     return ax
+
+
+# Outcomes of a fault run, grouped for the eye: answers of the database, then failures.
+FAULT_GROUPS = {
+    "orders (created or replayed)": ("created", "replayed"),
+    "refused by the sale": (
+        "sold_out",
+        "per_user_limit_exceeded",
+        "sale_not_active",
+        "not_found",
+        "invalid",
+        "idempotency_key_reused",
+    ),
+}
+FAULT_GROUP_COLORS = {"orders (created or replayed)": "#2ca02c", "refused by the sale": "#1f77b4"}
+FAILURE_COLOR = "#d62728"
+
+
+def mark_fault(ax, fault: dict) -> None:
+    """Shade the time the database was down, and mark the injection and the first success after it."""
+    if fault.get("injected_s") is None:
+        return
+    if fault.get("down_s") is not None and fault.get("up_s") is not None:
+        ax.axvspan(fault["down_s"], fault["up_s"], color="grey", alpha=0.25, label="database down")
+    ax.axvline(fault["injected_s"], color=FAILURE_COLOR, linestyle="--", linewidth=1, label="fault injected")
+    if fault.get("recovered_s") is not None:
+        ax.axvline(fault["recovered_s"], color="#2ca02c", linestyle=":", linewidth=1.5, label="first success after")
+
+
+def outcomes_over_time(requests: pd.DataFrame, fault: dict, *, title: str, bucket_s: float = 0.25, ax=None):
+    """Answers per second by when they arrived (the request's end), stacked: orders, refusals, and each kind of
+    failure (503 `unavailable`, connection errors, ...), with the fault marked."""
+    ax = ax or plt.subplots(figsize=(10, 4))[1]
+    frame = requests.loc[~requests["warmup"]]
+    end_s = frame["start_s"] + frame["latency_ms"] / 1000
+    bucket = (end_s // bucket_s) * bucket_s
+    outcome = frame["outcome"].astype(str)
+    grouped = outcome.copy()
+    for group, names in FAULT_GROUPS.items():
+        grouped[outcome.isin(names)] = group
+    counts = pd.crosstab(bucket, grouped) / bucket_s
+    order = [g for g in FAULT_GROUPS if g in counts] + sorted(c for c in counts if c not in FAULT_GROUPS)
+    counts = counts[order]
+    reds = plt.get_cmap("Reds")
+    failures = [c for c in order if c not in FAULT_GROUPS]
+    colors = [FAULT_GROUP_COLORS[c] for c in order if c in FAULT_GROUPS] + [
+        reds(0.45 + 0.5 * i / max(1, len(failures) - 1)) for i in range(len(failures))
+    ]
+    ax.stackplot(counts.index, counts.T.to_numpy(), labels=order, colors=colors, step="post", alpha=0.85)
+    mark_fault(ax, fault)
+    ax.set_xlabel("time since the start of the run (s)")
+    ax.set_ylabel(f"answers per second ({bucket_s * 1000:.0f} ms buckets)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left", ncol=2)
+    return ax
+
+
+def latency_through_fault(requests: pd.DataFrame, fault: dict, *, title: str, ax=None):
+    """Every request's latency (dots by outcome, p95 line) with the fault marked."""
+    ax = latency_over_time(requests, title=title, ax=ax)
+    mark_fault(ax, fault)
+    ax.legend(fontsize=8, ncol=2)
+    return ax

@@ -21,8 +21,10 @@ notebooks:
                  repeats: 2, users: 50}
   - notebook: 3.0-lock-contention
     parameters: {dataset: contention, strategies: [pessimistic], contention_vus: 4, duration_s: 1.0, warmup_s: 0.2}
+  - notebook: 4.0-faults
+    parameters: {dataset: faults, faults: [db-restart@1s], vus: 4, duration_s: 2.5, users: 50}
 """
-NOTEBOOKS = ("1.0-devlog-baseline", "2.0-concurrency-sweep", "3.0-lock-contention")
+NOTEBOOKS = ("1.0-devlog-baseline", "2.0-concurrency-sweep", "3.0-lock-contention", "4.0-faults")
 
 
 def flashsale(*args, env):
@@ -107,6 +109,25 @@ class TestSweep:
         for notebook in NOTEBOOKS:
             assert f"tiny--{notebook}.html" in index
         assert "contention_vus" in index
+
+    def test_faults_show_the_outage_the_recovery_and_the_audit(self, swept):
+        root = swept[0]
+        cells = pd.read_parquet(root / "data" / "faults" / "cells.parquet")
+        assert len(cells) == 1
+        cell = cells.iloc[0]
+        (fault,) = json.loads(cell["meta"])["faults"]
+        assert fault["fault"] == "db-restart@1s"
+        assert fault["recovery_s"] is not None
+        assert fault["failures"] > 0  # the clients saw the outage...
+        assert cell["audit.ok"]  # ...and nothing was lost
+        assert cell["audit.acknowledged_missing"] == cell["audit.key_violations"] == 0
+        requests = pd.read_parquet(root / "data" / "faults" / "requests" / f"{cell['cell_id']}.parquet")
+        assert requests["in_outage"].sum() == fault["requests"]
+        assert (requests.loc[requests["in_outage"], "status"] == 503).sum() == fault["failures"]
+        page = html(root, "4.0-faults")
+        assert len(re.findall(r"<img[^>]+src=\"data:image/png;base64", page)) == 2
+        for text in ("Each fault, as the clients saw it", "db-restart@1s", "first success after", "key violations"):
+            assert text in page, text
 
 
 class TestReportFromDataAlone:
