@@ -26,12 +26,16 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 
 import psycopg
 from psycopg import AsyncConnection, errors
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 
 log = logging.getLogger("flashsale.db")
+
+# A pooled connection returned this recently (and no failure seen since) is handed out without a test query.
+TRUST_RECENT_S = 0.5
 
 # SQLSTATEs of a lost or refused connection: class 08 (connection exception) and the server's shutdown codes.
 _SHUTDOWN_STATES = frozenset({"57P01", "57P02", "57P03"})  # admin_shutdown, crash_shutdown, cannot_connect_now
@@ -92,6 +96,8 @@ class DatabaseGuard:
         self._watch: asyncio.Task | None = None
         self._purging: asyncio.Future | None = None
         self._stopped = False
+        self._failed_at = 0.0  # time.monotonic() of the last connection failure seen
+        self._returned_at: weakref.WeakKeyDictionary[AsyncConnection, float] = weakref.WeakKeyDictionary()
 
     @property
     def is_open(self) -> bool:
@@ -111,6 +117,7 @@ class DatabaseGuard:
         True if it was such an error."""
         if not is_connection_failure(exc):
             return False
+        self._failed_at = time.monotonic()
         self.suspect(exc)
         return True
 
@@ -167,9 +174,15 @@ class DatabaseGuard:
         return True
 
     async def check_connection(self, conn: AsyncConnection) -> None:
-        """The pool's `check` callback: the pool's own check. A connection found broken makes the guard suspect the
-        database, and the pool's other idle connections are checked at once: after a restart they are all broken,
-        and the pool would otherwise hand them out one by one, backing off a second, then two, between them."""
+        """The pool's `check` callback. A connection returned less than `TRUST_RECENT_S` ago, with no connection
+        failure seen since, is handed out as it is (HikariCP skips its check the same way: the round trip would
+        cost more than the work of many orders); any other is tested with an empty query. A connection found
+        broken makes the guard suspect the database, and the pool's other idle connections are checked at once:
+        after a restart they are all broken, and the pool would otherwise hand them out one by one, backing off a
+        second, then two, between them."""
+        returned = self._returned_at.get(conn)
+        if returned is not None and returned > self._failed_at and time.monotonic() - returned < TRUST_RECENT_S:
+            return
         try:
             await AsyncConnectionPool.check_connection(conn)
         except Exception as exc:
@@ -183,32 +196,24 @@ class DatabaseGuard:
                     await asyncio.shield(self._purging)
             raise
 
-    @contextlib.contextmanager
-    def waiting(self):
-        """Around a wait for a pooled connection: if the circuit opens meanwhile, the wait ends in `DatabaseDown`.
+    def returned(self, conn: AsyncConnection) -> None:
+        """A connection went back to the pool now (see `check_connection`)."""
+        self._returned_at[conn] = time.monotonic()
 
-        The guard cancels the waiting task, the pool hands back whatever it had (it is cancellation-safe), and the
-        cancellation is turned into `DatabaseDown` here, as `asyncio.timeout` turns its own into `TimeoutError`.
-        (Should the pool have taken the cancellation for something else and gone on waiting, what ends the wait is
-        still answered with `DatabaseDown`.)
-        """
-        task = asyncio.current_task()
-        assert task is not None
-        self._waiting.add(task)
-        try:
-            yield
-        except (asyncio.CancelledError, PoolTimeout):
-            if task in self._stopping:
-                self._stopping.discard(task)
-                if task.uncancel() == 0:  # nobody else cancelled it too
-                    self.interrupted += 1
-                    raise self.down() from None
-            raise
-        finally:
-            self._waiting.discard(task)
-            if task in self._stopping:  # the pool took the cancellation, then got a connection after all
-                self._stopping.discard(task)
-                task.uncancel()
+    def stop_waiting(self, task: asyncio.Task, exc: BaseException | None) -> None:
+        """`task` stops waiting for a pooled connection (with `exc`, or None if it got one). If the circuit opened
+        meanwhile, the guard cancelled it; the pool hands back whatever it had (it is cancellation-safe), and here
+        the cancellation is turned into `DatabaseDown`, as `asyncio.timeout` turns its own into `TimeoutError`.
+        (Should the pool have taken the cancellation for something else and gone on waiting, what ended the wait is
+        still answered with `DatabaseDown`.)"""
+        self._waiting.discard(task)
+        if task not in self._stopping:
+            return
+        self._stopping.discard(task)
+        cancelled_by_others = task.uncancel() > 0
+        if isinstance(exc, asyncio.CancelledError | PoolTimeout) and not cancelled_by_others:
+            self.interrupted += 1
+            raise self.down() from None
 
     async def stop(self) -> None:
         """Stop watching (at shutdown)."""
@@ -241,9 +246,24 @@ class GuardedPool(AsyncConnectionPool):
         guard.pool = self
 
     async def getconn(self, timeout: float | None = None) -> AsyncConnection:  # noqa: ASYNC109 - the pool's signature
-        self.guard.check()
-        with self.guard.waiting():
-            return await super().getconn(timeout)
+        guard = self.guard
+        guard.check()
+        task = asyncio.current_task()
+        guard._waiting.add(task)
+        try:
+            conn = await super().getconn(timeout)
+        except (asyncio.CancelledError, PoolTimeout) as exc:
+            guard.stop_waiting(task, exc)
+            raise
+        except BaseException:
+            guard.stop_waiting(task, None)
+            raise
+        guard.stop_waiting(task, None)
+        return conn
+
+    async def putconn(self, conn: AsyncConnection) -> None:
+        self.guard.returned(conn)
+        await super().putconn(conn)
 
 
 def _describe(cause: BaseException | str) -> str:

@@ -10,6 +10,7 @@ import time
 
 import psycopg
 
+from flashsale.db.guard import TRUST_RECENT_S
 from flashsale.http.server_process import ServerProcess
 from tests.e2e.api import Api
 
@@ -60,7 +61,8 @@ class TestPoolExhausted:
 
 class TestConnectionLost:
     def test_a_broken_idle_connection_is_replaced_before_use(self, database_url, sale, tmp_path):
-        """The pool tests a connection before handing it out: a request never gets one the server has closed."""
+        """The pool tests a connection idle for more than TRUST_RECENT_S before handing it out: a request never gets
+        one that the server closed while it sat in the pool."""
         name = "flashsale-connection-lost-test"  # libpq's application_name, so that only this server's are killed
         env = {"PGAPPNAME": name}
         with ServerProcess(pool_size=1, pool_timeout=2, log_path=tmp_path / "serve.log", env=env) as server:
@@ -71,6 +73,7 @@ class TestConnectionLost:
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s", [name]
                 ).fetchone()[0]
             assert killed == 1
+            time.sleep(TRUST_RECENT_S + 0.1)
 
             assert api.order(sale.user_ids[0], sale.id).status == 201
             metrics = api.get("/metrics").body.decode()

@@ -7,6 +7,7 @@ import pytest
 from psycopg import errors
 from psycopg_pool import PoolClosed, PoolTimeout, TooManyRequests
 
+from flashsale.db.connection import make_pool
 from flashsale.db.guard import DatabaseDown, DatabaseGuard, is_connection_failure
 
 
@@ -109,22 +110,25 @@ class TestCircuit:
         assert guard.probes == 3
         assert guard.last_cause == "AdminShutdown: first"
 
-    async def test_callers_waiting_for_a_connection_are_stopped_when_it_opens(self):
-        guard = ScriptedGuard([False] + [False] * 10_000)
-
-        async def wait_for_a_connection():
-            with guard.waiting():
-                await asyncio.sleep(30)  # a pool with no connection to give
-
-        waiters = [asyncio.create_task(wait_for_a_connection()) for _ in range(3)]
-        await asyncio.sleep(0)
-        waiters[2].cancel()  # cancelled by someone else too: stays a cancellation
-        guard.observe(errors.AdminShutdown("gone"))
-        async with asyncio.timeout(2):
-            results = await asyncio.gather(*waiters, return_exceptions=True)
-        assert [type(r) for r in results] == [DatabaseDown, DatabaseDown, asyncio.CancelledError]
-        assert guard.stats()["interrupted"] == 2
-        await guard.stop()
+    async def test_callers_waiting_for_a_connection_are_stopped_when_it_opens(self, tmp_path):
+        """A real pool on a server that is not there: its callers wait for a connection until the circuit opens."""
+        guard = ScriptedGuard([False] * 10_000)
+        pool = make_pool(f"postgresql://postgres@/x?host={tmp_path}&port=1", size=1, timeout=30, guard=guard)
+        await pool.open(wait=False)
+        try:
+            waiters = [asyncio.create_task(pool.getconn()) for _ in range(3)]
+            await asyncio.sleep(0.05)
+            waiters[2].cancel()  # cancelled by someone else too: stays a cancellation
+            guard.observe(errors.AdminShutdown("gone"))
+            async with asyncio.timeout(2):
+                results = await asyncio.gather(*waiters, return_exceptions=True)
+            assert [type(r) for r in results] == [DatabaseDown, DatabaseDown, asyncio.CancelledError]
+            assert guard.stats()["interrupted"] == 2
+            with pytest.raises(DatabaseDown):  # and while it stays open, at once
+                await pool.getconn()
+        finally:
+            await guard.stop()
+            await pool.close()
 
     async def test_stop_ends_the_probe(self):
         guard = ScriptedGuard([False] * 10_000)
