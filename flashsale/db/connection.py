@@ -77,9 +77,11 @@ def make_pool(
     callers waiting for one (beyond it `TooManyRequests` at once; 0: unbounded). `check` tests a connection with
     an empty query before handing it out (one round trip), so that connections broken by a database restart are
     replaced instead of failing the caller's first statement; with a guard, only connections idle for more than
-    `guard.TRUST_RECENT_S` (or returned before a connection failure) are tested. `reconnect_timeout` is how long the pool retries
-    a lost connection in the background before giving the slot up (it is opened again when a caller needs it):
-    services with a `DatabaseGuard` keep it short, so that the pool fills again as soon as the database is back.
+    `guard.TRUST_RECENT_S` (or returned before a connection failure) are tested.
+
+    `reconnect_timeout` is how long the pool retries a lost connection in the background before giving the slot up
+    (it is opened again when a caller needs it): services with a `DatabaseGuard` keep it short, so that the pool
+    fills again as soon as the database is back.
     With a `guard`, the pool is a `GuardedPool`: callers are refused at once while the guard finds the database
     lost, and a failed check makes the guard look.
     """
