@@ -34,12 +34,12 @@ async def send_get_for_update(conn: AsyncConnection, sale_id: UUID) -> Pending[F
     return Pending(cur, FlashSaleRecord.to_domain)
 
 
-async def get_for_update_nowait(conn: AsyncConnection, sale_id: UUID) -> FlashSale | None:
-    """As `get_for_update`, but raise `LockNotAvailable` at once instead of queueing behind the lock holder."""
+async def send_get_for_update_nowait(conn: AsyncConnection, sale_id: UUID) -> Pending[FlashSale]:
+    """As `send_get_for_update`, but the statement fails with `LockNotAvailable` instead of queueing behind the
+    lock holder (raised when the pipeline syncs)."""
     cur = conn.cursor(row_factory=class_row(FlashSaleRecord))
     await cur.execute(f"SELECT {_COLUMNS} FROM flash_sales WHERE id = %s FOR UPDATE NOWAIT", [sale_id])
-    record = await cur.fetchone()
-    return record.to_domain() if record else None
+    return Pending(cur, FlashSaleRecord.to_domain)
 
 
 async def get_for_no_key_update(conn: AsyncConnection, sale_id: UUID) -> FlashSale | None:

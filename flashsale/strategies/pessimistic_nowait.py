@@ -40,7 +40,7 @@ class PessimisticNowait(OrderStrategy):
                 self.counters["retries"] += 1
                 await self.backoff.sleep(attempt - 1)
             try:
-                return await pessimistic.create_order(conn, command, lock=flash_sales.get_for_update_nowait)
+                return await pessimistic.create_order(conn, command, lock=flash_sales.send_get_for_update_nowait)
             except errors.LockNotAvailable:
                 self.counters["lock_not_available"] += 1
         self.counters["busy"] += 1

@@ -28,7 +28,7 @@ class Procedure(OrderStrategy):
         "The pessimistic flow moved into the database: one call to the PL/pgSQL function place_order(sale, "
         "user, quantity) (migration 0002) locks the sale row FOR UPDATE, checks window, stock and the user's "
         "confirmed units under the lock, decrements, inserts and returns the outcome; the statement commits "
-        "on its own. One round trip per order instead of `pessimistic`'s seven, and the lock is never held while "
+        "on its own. One round trip per order instead of `pessimistic`'s two, and the lock is never held while "
         "the server waits on the client, so the hold time is the server's work plus the commit flush. Same single "
         "hot row as `pessimistic`, so the commit flush now bounds it; and the logic lives in SQL, away from the "
         "domain code and its tests."
