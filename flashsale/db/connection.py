@@ -85,32 +85,19 @@ def make_pool(
     With a `guard`, the pool is a `GuardedPool`: callers are refused at once while the guard finds the database
     lost, and a failed check makes the guard look.
     """
-    if guard is not None:
-        return GuardedPool(
-            url,
-            guard=guard,
-            min_size=size,
-            max_size=size,
-            timeout=timeout,
-            name=name,
-            open=False,
-            max_waiting=max_waiting,
-            check=guard.check_connection if check else None,
-            reconnect_timeout=reconnect_timeout,
-            kwargs=_POOL_CONNECTION_KWARGS,
-        )
-    return AsyncConnectionPool(
-        url,
+    settings = dict(
         min_size=size,
         max_size=size,
         timeout=timeout,
         name=name,
         open=False,
         max_waiting=max_waiting,
-        check=AsyncConnectionPool.check_connection if check else None,
         reconnect_timeout=reconnect_timeout,
         kwargs=_POOL_CONNECTION_KWARGS,
     )
+    if guard is not None:
+        return GuardedPool(url, guard=guard, check=guard.check_connection if check else None, **settings)
+    return AsyncConnectionPool(url, check=AsyncConnectionPool.check_connection if check else None, **settings)
 
 
 _POOL_CONNECTION_KWARGS = {"autocommit": True, "connect_timeout": 5}
