@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
-
 from psycopg import AsyncConnection, errors
 
 from flashsale.domain import Order, PlaceOrder, SaleNotFound, UserNotFound
 from flashsale.records import SaleSnapshotRecord
 from flashsale.repositories import flash_sales, placements
-from flashsale.strategies.base import Busy, OrderStrategy
-from flashsale.strategies.pessimistic import utc_now
-from flashsale.strategies.retry import Backoff, check_retries
+from flashsale.strategies.base import Busy
+from flashsale.strategies.retry import ReadCheckRetryStrategy
 
 
-class Optimistic(OrderStrategy):
+class Optimistic(ReadCheckRetryStrategy):
     """Parameters: `retries` (default 16) after the first attempt, `backoff_s` (default 0.001) doubling up to
     `max_backoff_s` (default 0.05), `clock` (the time the sale window is checked against).
 
@@ -34,19 +30,6 @@ class Optimistic(OrderStrategy):
         "contention every winner makes all the other in-flight readers retry, and since every order moves the one "
         "version, the writes still serialise on one row."
     )
-
-    def __init__(
-        self,
-        *,
-        retries: int = 16,
-        backoff_s: float = 0.001,
-        max_backoff_s: float = 0.05,
-        clock: Callable[[], datetime] = utc_now,
-    ) -> None:
-        super().__init__()
-        self.retries = check_retries(retries)
-        self.backoff = Backoff(backoff_s, max_backoff_s)
-        self.clock = clock
 
     async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
         for attempt in range(self.retries + 1):

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+
+from flashsale.strategies.base import OrderStrategy
+from flashsale.strategies.pessimistic import utc_now
 
 
 @dataclass(frozen=True)
@@ -31,3 +36,21 @@ def check_retries(retries: int) -> int:
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be a whole number, 0 or more, got {retries!r}")
     return retries
+
+
+class ReadCheckRetryStrategy(OrderStrategy):
+    """The settings shared by the strategies that read without a lock, check in Python and retry a write that lost
+    a race (`optimistic`, `serializable`): how many retries, the backoff between them, the clock of the checks."""
+
+    def __init__(
+        self,
+        *,
+        retries: int = 16,
+        backoff_s: float = 0.001,
+        max_backoff_s: float = 0.05,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        super().__init__()
+        self.retries = check_retries(retries)
+        self.backoff = Backoff(backoff_s, max_backoff_s)
+        self.clock = clock

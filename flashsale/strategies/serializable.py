@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from datetime import datetime
 
 from psycopg import AsyncConnection, errors
 
 from flashsale.domain import DomainError, Order, OrderStatus, PlaceOrder, SaleNotFound, UserNotFound
 from flashsale.records import SaleSnapshotRecord
 from flashsale.repositories import flash_sales, orders
-from flashsale.strategies.base import Busy, OrderStrategy, PgbenchPlan
-from flashsale.strategies.pessimistic import utc_now
+from flashsale.strategies.base import Busy, PgbenchPlan
 from flashsale.strategies.pipelined import pipelined_transaction
-from flashsale.strategies.retry import Backoff, check_retries
+from flashsale.strategies.retry import ReadCheckRetryStrategy
 
 
-class Serializable(OrderStrategy):
+class Serializable(ReadCheckRetryStrategy):
     """Parameters: `retries` (default 16) after the first attempt, `backoff_s` (default 0.001) doubling up to
     `max_backoff_s` (default 0.05), `clock` (the time the sale window is checked against).
 
@@ -35,19 +32,6 @@ class Serializable(OrderStrategy):
         "the same row, so concurrent orders almost always conflict and the work of the losers is wasted, "
         "plus the bookkeeping of predicate locks."
     )
-
-    def __init__(
-        self,
-        *,
-        retries: int = 16,
-        backoff_s: float = 0.001,
-        max_backoff_s: float = 0.05,
-        clock: Callable[[], datetime] = utc_now,
-    ) -> None:
-        super().__init__()
-        self.retries = check_retries(retries)
-        self.backoff = Backoff(backoff_s, max_backoff_s)
-        self.clock = clock
 
     def pgbench_plan(self, vus: int) -> PgbenchPlan:
         """pgbench retries serialization failures itself when told how often."""
