@@ -105,6 +105,25 @@ def register(subparsers) -> None:
     load.add_argument(
         "--retry-pool", type=positive_int, default=50, help="how many recent keys retries choose from (default 50)"
     )
+    load.add_argument(
+        "--workers",
+        type=positive_int,
+        help="load-generating processes, each with its own event loop and connections (default: enough for this "
+        "machine and load; see the README)",
+    )
+    load.add_argument(
+        "--engine",
+        choices=("native", "locust"),
+        default="native",
+        help="native: flashsale's own runner; locust: Locust's distributed mode, a master and --workers workers "
+        "(http target)",
+    )
+    load.add_argument(
+        "--service-workers",
+        type=positive_int,
+        default=1,
+        help="http target without --base-url: start the service with this many processes (default 1)",
+    )
     load.add_argument("--out", help="save the per-request records as Parquet (and the lock timeline beside them)")
     load.add_argument("--quiet", action="store_true", help="no progress bar")
     add_json_flag(load)
@@ -140,6 +159,9 @@ def cmd_load(args: argparse.Namespace) -> int:
         idempotency_keys=args.idempotency_keys,
         retry_rate=args.retry_rate,
         retry_pool=args.retry_pool,
+        workers=args.workers,
+        engine=args.engine,
+        service_workers=args.service_workers,
         progress=not args.quiet and sys.stderr.isatty(),
     )
     try:

@@ -52,6 +52,7 @@ from flashsale.load.workloads import LATE_AFTER_S, Closed, Open, WorkloadStats, 
 from flashsale.repositories import users as users_repo
 
 TARGETS = ("db", "http")
+ENGINES = ("native", "locust")  # native: flashsale's own workers; locust: Locust's distributed mode (http target)
 OPEN_MODEL_POOL = 32  # default pool (db target) or service pool (http target) in the open model
 DB_POOL_TIMEOUT_S = 30.0  # db target: how long an order may wait for a pooled connection
 LOCKS_SUFFIX = ".locks.parquet"
@@ -91,10 +92,23 @@ class LoadConfig:
     idempotency_keys: bool = False  # every order carries an idempotency key (implied by retry_rate > 0)
     retry_rate: float = 0.0  # share of requests that resend one of the last `retry_pool` keys with the same body
     retry_pool: int = 50
+    workers: int | None = None  # load-generating processes; None: `default_workers` for this machine and load
+    engine: str = "native"  # "locust": Locust's master and `workers` Locust workers (http target only)
+    service_workers: int = 1  # http target, started service: `flashsale serve --workers N`
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.engine == "locust" and self.target != "http":
+            raise ValueError("the locust engine drives the http target only (add --target http)")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if self.service_workers < 1:
+            raise ValueError(f"service workers must be at least 1, got {self.service_workers}")
+        if self.service_workers > 1 and (self.target != "http" or self.base_url is not None):
+            raise ValueError("service workers are for the service this run starts (--target http, no --base-url)")
         if self.strategy not in strategies.names():
             raise strategies.UnknownStrategy(self.strategy)
         if self.base_url is not None and self.target != "http":

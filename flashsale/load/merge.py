@@ -1,0 +1,124 @@
+"""One run over several load-generating processes: what each one brings back, and the exact merge.
+
+Every process (a native worker of `flashsale load --workers N`, or a Locust worker) measures from one common
+origin (`time.perf_counter_ns()`, which is CLOCK_MONOTONIC on Linux and so shared by every process on the
+machine) and returns a `WorkerResult`: its records as raw columns, the outcome names its ids stand for, the ids of
+the orders it was told were created, its idempotency keys, its workload statistics and the CPU it used. `merge`
+concatenates them: every request is kept, outcome ids are re-interned into one `Outcomes`, and percentiles are then
+computed over all the requests together, never averaged across workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from flashsale.load.outcomes import Outcomes
+from flashsale.load.records import RecordBuffer
+from flashsale.load.workloads import WorkloadStats
+
+
+@dataclass
+class WorkerResult:
+    """What one load-generating process measured (picklable: plain bytes and numbers)."""
+
+    worker: int
+    start_ns: bytes  # array("q"): start offsets from the common origin (the scheduled start in the open model)
+    latency_ns: bytes  # array("q")
+    outcome: bytes  # array("B"): ids into `outcome_names`
+    status: bytes  # array("H"): HTTP status, 0 for the db target
+    outcome_names: list[str]
+    acknowledged: bytes = b""  # 16 bytes an order the worker was told was created
+    stats: WorkloadStats = field(default_factory=WorkloadStats)
+    cpu_s: float = 0.0  # user + system CPU of the process while it ran the workload
+    wall_s: float = 0.0  # wall time over which `cpu_s` was measured
+    keys: int = 0  # idempotency keys sent (0 without keys)
+    retries: int = 0
+    disagreements: int = 0
+    acknowledged_keys: list[str] = field(default_factory=list)
+    acknowledged_key_orders: list[bytes] = field(default_factory=list)  # 16 bytes each, beside `acknowledged_keys`
+    strategy_counters: dict[str, int] | None = None
+    error: str | None = None  # set when the worker failed; the run then fails with this message
+
+    @classmethod
+    def from_buffer(cls, worker: int, records: RecordBuffer, outcomes: Outcomes, **fields) -> WorkerResult:
+        return cls(
+            worker=worker,
+            start_ns=records.start_ns.tobytes(),
+            latency_ns=records.latency_ns.tobytes(),
+            outcome=records.outcome.tobytes(),
+            status=records.status.tobytes(),
+            outcome_names=list(outcomes.names),
+            **fields,
+        )
+
+    @property
+    def cpu_percent(self) -> float | None:
+        return 100.0 * self.cpu_s / self.wall_s if self.wall_s > 0 else None
+
+    @property
+    def requests(self) -> int:
+        return len(self.outcome)
+
+
+@dataclass
+class Merged:
+    records: RecordBuffer
+    acknowledged: bytearray
+    stats: WorkloadStats
+    keys: int
+    retries: int
+    disagreements: int
+    acknowledged_keys: tuple[list[str], list[UUID]]
+    strategy_counters: dict[str, int] | None
+    cpu_percent: list[float | None]
+
+
+def merge(results: Iterable[WorkerResult], outcomes: Outcomes) -> Merged:
+    """Every worker's records in one buffer (outcome ids re-interned into `outcomes`), in worker order, and the
+    sums of their counters. Raises RuntimeError for the first worker that failed."""
+    results = sorted(results, key=lambda r: r.worker)
+    for result in results:
+        if result.error is not None:
+            raise RuntimeError(f"load worker {result.worker} failed: {result.error}")
+    records = RecordBuffer()
+    acknowledged = bytearray()
+    stats = WorkloadStats()
+    keys: list[str] = []
+    key_orders: list[UUID] = []
+    counters: dict[str, int] | None = None
+    for result in results:
+        ids = bytes(outcomes.id(name) for name in result.outcome_names) if result.outcome_names else b""
+        records.start_ns.frombytes(result.start_ns)
+        records.latency_ns.frombytes(result.latency_ns)
+        records.outcome.frombytes(result.outcome.translate(_table(ids)))
+        records.status.frombytes(result.status)
+        acknowledged += result.acknowledged
+        stats.started += result.stats.started
+        stats.late_starts += result.stats.late_starts
+        stats.dropped_starts += result.stats.dropped_starts
+        stats.interrupted += result.stats.interrupted
+        stats.elapsed_s = max(stats.elapsed_s, result.stats.elapsed_s)
+        keys += result.acknowledged_keys
+        key_orders += [UUID(bytes=order) for order in result.acknowledged_key_orders]
+        if result.strategy_counters is not None:
+            counters = counters or {}
+            for name, value in result.strategy_counters.items():
+                counters[name] = counters.get(name, 0) + value
+    return Merged(
+        records=records,
+        acknowledged=acknowledged,
+        stats=stats,
+        keys=sum(r.keys for r in results),
+        retries=sum(r.retries for r in results),
+        disagreements=sum(r.disagreements for r in results),
+        acknowledged_keys=(keys, key_orders),
+        strategy_counters=counters,
+        cpu_percent=[r.cpu_percent for r in results],
+    )
+
+
+def _table(ids: bytes) -> bytes:
+    """A bytes.translate table mapping a worker's outcome id i to ids[i] (ids past the known ones map to 255)."""
+    return ids + bytes([255]) * (256 - len(ids))
