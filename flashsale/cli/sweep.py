@@ -45,6 +45,9 @@ def register(subparsers) -> None:
     sweep.add_argument("--duration", type=seconds, help="measured time per run, e.g. 10s")
     sweep.add_argument("--target", choices=("db", "http"), help="db (in-process) or http (the order service)")
     sweep.add_argument("--repeats", type=positive_vus, help="runs per cell")
+    sweep.add_argument(
+        "--workers", type=positive_vus, help="load-generating processes per run (default: enough for the machine)"
+    )
     sweep.add_argument("--notebooks", type=comma_list(str), help="only these notebooks, e.g. 2.0-concurrency-sweep")
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
     add_json_flag(sweep)
@@ -66,7 +69,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if name not in strategies.STRATEGIES:
             raise strategies.UnknownStrategy(name)
     plan = Sweep.load(args.config or DEFAULT_SWEEP).override(
-        strategies=args.strategies, vus=args.vus, duration_s=args.duration, target=args.target, repeats=args.repeats
+        strategies=args.strategies,
+        vus=args.vus,
+        duration_s=args.duration,
+        target=args.target,
+        repeats=args.repeats,
+        workers=args.workers,
     )
     if args.notebooks:
         wanted = {n.removesuffix(".ipynb") for n in args.notebooks}

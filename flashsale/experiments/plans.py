@@ -13,19 +13,35 @@ from flashsale.experiments.store import Dataset
 UNLIMITED = 100_000_000
 
 
-def _load(**fields: Any):
+def _load(*, workers: int = 0, **fields: Any):
+    """The load configuration of one cell; `workers` 0 is the default for the machine (see `default_workers`)."""
     from flashsale.load import LoadConfig
 
-    return LoadConfig(**fields)
+    return LoadConfig(workers=workers or None, **fields)
 
 
 def baseline_cells(
-    *, target: str, strategy: str, vus: int, think_ms: float, duration_s: float, users: int, seed: int = 0
+    *,
+    target: str,
+    strategy: str,
+    vus: int,
+    think_ms: float,
+    duration_s: float,
+    users: int,
+    seed: int = 0,
+    workers: int = 0,
 ) -> list[Cell]:
     """The seed's k6 scenario twice: inventory 50 / limit 1 (sells out early, as the original run did), and an
     inventory that never runs out."""
     common = dict(
-        target=target, strategy=strategy, vus=vus, think_ms=think_ms, duration_s=duration_s, users=users, seed=seed
+        target=target,
+        strategy=strategy,
+        vus=vus,
+        think_ms=think_ms,
+        duration_s=duration_s,
+        users=users,
+        seed=seed,
+        workers=workers,
     )
     return [
         Cell("sells out (50 units, 1 per user)", _load(**common, inventory=50, per_user_limit=1)),
@@ -46,6 +62,7 @@ def sweep_cells(
     repeats: int,
     pgbench: bool,
     seed: int = 0,
+    workers: int = 0,
 ) -> list[Cell]:
     """strategies x virtual-user levels x repeats; every order may succeed unless `inventory` says otherwise."""
     cells = []
@@ -63,6 +80,7 @@ def sweep_cells(
                     inventory=inventory,
                     per_user_limit=UNLIMITED,
                     seed=seed + repeat,
+                    workers=workers,
                 )
                 # pgbench drives the database directly: a reference line for the db target only.
                 cells.append(
@@ -85,6 +103,7 @@ def contention_cells(
     target: str,
     users: int,
     seed: int = 0,
+    workers: int = 0,
 ) -> list[Cell]:
     """Each strategy at `vus` with no think time, plus `pessimistic` alone at 1 VU: its latency there is the
     lock hold time of the seed's rule of thumb (throughput <= 1 / hold time)."""
@@ -97,6 +116,7 @@ def contention_cells(
         inventory=UNLIMITED,
         per_user_limit=UNLIMITED,
         seed=seed,
+        workers=workers,
     )
     cells = [Cell(f"{s}, {contention_vus} VUs", _load(strategy=s, vus=contention_vus, **common)) for s in strategies]
     cells.append(Cell("pessimistic, 1 VU (lock hold time)", _load(strategy="pessimistic", vus=1, **common)))
@@ -114,6 +134,7 @@ def fault_cells(
     users: int,
     retry_rate: float,
     seed: int = 0,
+    workers: int = 0,
 ) -> list[Cell]:
     """One run per fault (`db-restart@4s`, `db-stop@4s:2s`, ...) on a sale that never sells out, so that every
     answer before and after the outage is an order; clients resend a share of their idempotency keys."""
@@ -128,6 +149,7 @@ def fault_cells(
         per_user_limit=UNLIMITED,
         retry_rate=retry_rate,
         seed=seed,
+        workers=workers,
     )
     return [Cell(fault, _load(**common, faults=(fault,))) for fault in faults]
 

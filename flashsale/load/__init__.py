@@ -7,7 +7,7 @@ every run, and the pgbench reference line.
     result = run_load(LoadConfig(target="db", vus=32, think_ms=0, duration_s=10))
     result.summary          # the `flashsale load --json` document
     result.summary_frame()  # one row, for concatenating sweeps
-    result.records          # one row a request: start_s, latency_ms, outcome, status, warmup
+    result.records          # one row a request: start_s, latency_ms, outcome, status, warmup, worker
     result.lock_timeline    # pg_stat_activity samples: t_s, tuple, transactionid, other_lock, active
 
 The names below are imported on first use, so that the `flashsale` command (which registers `load` and `bench`)
@@ -23,13 +23,14 @@ if TYPE_CHECKING:
     from flashsale.load.outcomes import Outcomes
     from flashsale.load.pgbench import PgbenchFailed, PgbenchResult, run_pgbench
     from flashsale.load.records import RecordBuffer
-    from flashsale.load.runner import LoadConfig, LoadResult, run_load, run_load_async
+    from flashsale.load.config import LoadConfig
+    from flashsale.load.runner import LoadResult, run_load, run_load_async
     from flashsale.load.summary import latency_stats, render_text, summarize, summary_frame
     from flashsale.load.workloads import Closed, Open, WorkloadStats, run_closed, run_open, schedule
 
 _EXPORTS = {
     "Closed": "workloads",
-    "LoadConfig": "runner",
+    "LoadConfig": "config",
     "LoadResult": "runner",
     "Open": "workloads",
     "Outcomes": "outcomes",

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from uuid import UUID
 
+import numpy as np
+
 from flashsale.load.outcomes import Outcomes
 from flashsale.load.records import RecordBuffer
 from flashsale.load.workloads import WorkloadStats
@@ -73,6 +75,7 @@ class Merged:
     acknowledged_keys: tuple[list[str], list[UUID]]
     strategy_counters: dict[str, int] | None
     cpu_percent: list[float | None]
+    worker: np.ndarray  # the worker of each record, beside `records`
 
 
 def merge(results: Iterable[WorkerResult], outcomes: Outcomes) -> Merged:
@@ -116,6 +119,7 @@ def merge(results: Iterable[WorkerResult], outcomes: Outcomes) -> Merged:
         acknowledged_keys=(keys, key_orders),
         strategy_counters=counters,
         cpu_percent=[r.cpu_percent for r in results],
+        worker=np.repeat(np.array([r.worker for r in results], dtype=np.uint16), [r.requests for r in results]),
     )
 
 

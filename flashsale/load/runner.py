@@ -5,7 +5,7 @@ progress bar alongside, then the audit and the summary.
 
     result = run_load(LoadConfig(target="db", strategy="pessimistic", vus=32, think_ms=0, duration_s=10))
     result.summary["rps"], result.summary["latency_ms"]["p95"], result.ok
-    result.records          # one row a request
+    result.records          # one row a request (and the load worker that made it)
     result.lock_timeline    # pg_stat_activity samples
     result.summary_frame()  # the summary as one row
     result.to_parquet("data/runs/pessimistic-32.parquet")
@@ -19,143 +19,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import platform
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import pandas as pd
-import psutil
 
-from flashsale import aio, strategies
+from flashsale import aio
 from flashsale.audit import Audit, audit_sale
 from flashsale.db import connection, migrate
-from flashsale.db.guard import DatabaseGuard
 from flashsale.load import summary as summaries
+from flashsale.load.config import LoadConfig
 from flashsale.load.contention import LockSampler, mean_row_lock_waiters
-from flashsale.load.faults import Fault, FaultInjector, embedded_pgdata, fault_report, outage_mask
+from flashsale.load.faults import FaultInjector, embedded_pgdata, fault_report, outage_mask
+from flashsale.load.merge import merge
 from flashsale.load.outcomes import Outcomes
-from flashsale.load.records import RecordBuffer
-from flashsale.load.retries import KeyedRetries
 from flashsale.load.sale import Sale, prepare_sale
 from flashsale.load.service import ServiceProcess
-from flashsale.load.targets import DbTarget, HttpTarget
-from flashsale.load.workloads import LATE_AFTER_S, Closed, Open, WorkloadStats, run_closed, run_open
-from flashsale.repositories import users as users_repo
+from flashsale.load.workers import LocalWorkers, ProcessWorkers
+from flashsale.load.workers import plans as worker_plans
+from flashsale.load.workloads import LATE_AFTER_S, WorkloadStats
 
-TARGETS = ("db", "http")
-ENGINES = ("native", "locust")  # native: flashsale's own workers; locust: Locust's distributed mode (http target)
-OPEN_MODEL_POOL = 32  # default pool (db target) or service pool (http target) in the open model
-DB_POOL_TIMEOUT_S = 30.0  # db target: how long an order may wait for a pooled connection
+__all__ = ["LoadConfig", "LoadResult", "configured_sale", "ready_url", "run_load", "run_load_async"]
+
 LOCKS_SUFFIX = ".locks.parquet"
 SUMMARY_METADATA_KEY = b"flashsale.summary"
-
-
-@dataclass(frozen=True)
-class LoadConfig:
-    """Everything a run depends on; the defaults are the seed's k6 test (10 VUs, 100 ms think, 100 users,
-    50 units, one per user)."""
-
-    target: str = "db"  # "db": the strategy in-process; "http": the order service
-    strategy: str = strategies.DEFAULT_STRATEGY
-    vus: int = 10  # closed model: virtual users
-    think_ms: float = 100.0  # closed model: pause after each order
-    rate: float | None = None  # orders/s; setting it selects the open model
-    max_inflight: int = 1000  # open model: starts beyond this many requests in flight are dropped
-    duration_s: float = 30.0  # measured time, after the warmup
-    warmup_s: float = 0.0  # run first, excluded from the figures
-    users: int = 100
-    inventory: int = 50
-    per_user_limit: int = 1
-    quantity: int = 1  # units per order
-    shards: int | None = None  # passed to scenario.reset when it takes shards
-    reset: bool = True  # a fresh scenario before the run; False: the newest sale (or `sale_id`) as it is
-    sale_id: UUID | None = None
-    seed: int = 0  # the random choice of users
-    pool_size: int | None = None  # db target pool / started service pool; default vus (closed) or 32 (open)
-    base_url: str | None = None  # http target: a running service; None starts one on a free loopback port
-    database_url: str | None = None  # default: FLASHSALE_DATABASE_URL, else the embedded server
-    sample_interval_s: float = 0.1  # pg_stat_activity sampling
-    grace_s: float = 10.0  # how long requests in flight at the end may take to finish
-    progress: bool = False  # a tqdm bar on stderr
-    faults: tuple[str, ...] = ()  # e.g. ("db-restart@10s",) or ("db-stop@10s:3s",): see flashsale.load.faults
-    request_timeout_s: float = 10.0  # http target: a request not answered by then is a `TimeoutError`
-    pool_timeout_s: float | None = None  # wait for a pooled connection (db target 30 s; started service its default)
-    idempotency_keys: bool = False  # every order carries an idempotency key (implied by retry_rate > 0)
-    retry_rate: float = 0.0  # share of requests that resend one of the last `retry_pool` keys with the same body
-    retry_pool: int = 50
-    workers: int | None = None  # load-generating processes; None: `default_workers` for this machine and load
-    engine: str = "native"  # "locust": Locust's master and `workers` Locust workers (http target only)
-    service_workers: int = 1  # http target, started service: `flashsale serve --workers N`
-
-    def __post_init__(self) -> None:
-        if self.target not in TARGETS:
-            raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
-        if self.engine not in ENGINES:
-            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
-        if self.engine == "locust" and self.target != "http":
-            raise ValueError("the locust engine drives the http target only (add --target http)")
-        if self.workers is not None and self.workers < 1:
-            raise ValueError(f"workers must be at least 1, got {self.workers}")
-        if self.service_workers < 1:
-            raise ValueError(f"service workers must be at least 1, got {self.service_workers}")
-        if self.service_workers > 1 and (self.target != "http" or self.base_url is not None):
-            raise ValueError("service workers are for the service this run starts (--target http, no --base-url)")
-        if self.strategy not in strategies.names():
-            raise strategies.UnknownStrategy(self.strategy)
-        if self.base_url is not None and self.target != "http":
-            raise ValueError("a base URL is only for the http target")
-        if not self.duration_s > 0:
-            raise ValueError(f"duration must be positive, got {self.duration_s}")
-        if self.warmup_s < 0 or self.grace_s < 0 or not self.sample_interval_s > 0:
-            raise ValueError("warmup and grace must be 0 or more, the sample interval positive")
-        if self.pool_size is not None and self.pool_size < 1:
-            raise ValueError(f"pool size must be at least 1, got {self.pool_size}")
-        if not self.request_timeout_s > 0 or (self.pool_timeout_s is not None and not self.pool_timeout_s > 0):
-            raise ValueError("request and pool timeouts must be positive")
-        KeyedRetries(rate=self.retry_rate, pool=self.retry_pool)  # validates both
-        if isinstance(self.faults, str):
-            object.__setattr__(self, "faults", (self.faults,))
-        object.__setattr__(self, "faults", tuple(str(Fault.parse(f)) for f in self.faults))
-        for fault in self.fault_list:
-            if fault.at_s >= self.warmup_s + self.duration_s:
-                raise ValueError(f"fault {fault} comes after the run's end ({self.warmup_s + self.duration_s:g} s)")
-        self.workload  # noqa: B018 - validates vus, think time, rate and max in-flight
-
-    @property
-    def model(self) -> str:
-        return "closed" if self.rate is None else "open"
-
-    @property
-    def workload(self) -> Closed | Open:
-        if self.rate is None:
-            return Closed(vus=self.vus, think_s=self.think_ms / 1000)
-        return Open(rate=self.rate, max_inflight=self.max_inflight)
-
-    @property
-    def keyed(self) -> bool:
-        return self.idempotency_keys or self.retry_rate > 0
-
-    @property
-    def fault_list(self) -> list[Fault]:
-        return [Fault.parse(f) for f in self.faults]
-
-    @property
-    def effective_pool_size(self) -> int:
-        if self.pool_size is not None:
-            return self.pool_size
-        return self.vus if self.rate is None else min(self.max_inflight, OPEN_MODEL_POOL)
-
-    def replace(self, **changes: Any) -> LoadConfig:
-        return dataclasses.replace(self, **changes)
 
 
 @dataclass
@@ -226,9 +121,6 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
     """`run_load` for callers already in an event loop."""
     url = ready_url(config)
     pgdata = embedded_pgdata(url) if config.faults else None  # refuse before anything starts
-    outcomes = Outcomes()
-    records = RecordBuffer()
-    retries = KeyedRetries(rate=config.retry_rate, pool=config.retry_pool, seed=config.seed) if config.keyed else None
     meta: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(timespec="seconds")}
     conn = await connection.connect_async(url)
     async with conn:
@@ -237,34 +129,25 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
 
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(_quiet_reconnection_logs())
-        if config.target == "db":
-            target = await _db_target(config, url, sale, outcomes, stack, retries)
-            meta["pinned_connections"] = target.pinned
-            service = None
-        else:
-            target, service = await _http_target(config, url, sale, outcomes, stack, retries)
-            meta.update(base_url=target.base_url, service_started=service is not None, users_fetched=target.users)
-            meta["service_pid"] = service.pid if service else None
+        service, base_url = await _service(config, url, stack) if config.target == "http" else (None, None)
+        workers = await _workers(config, url, sale, base_url, stack)
+        meta.update(_target_meta(config, workers, service, base_url))
 
-        origin = time.perf_counter_ns()
+        origin = time.perf_counter_ns() + round(workers.lead_s() * 1e9)
         sampler = LockSampler(url, interval_s=config.sample_interval_s, origin_ns=origin)
         await sampler.start()
         stack.push_async_callback(sampler.stop)
         if service is not None:
             service.mark_cpu()
-        process = psutil.Process()
-        cpu_before = sum(process.cpu_times()[:2])
         injector = FaultInjector(config.fault_list, pgdata, origin) if pgdata is not None else None
         faulting = asyncio.create_task(injector.run()) if injector is not None else None
         try:
-            async with _progress(records, config, origin) if config.progress else contextlib.nullcontext():
-                stats = await _run_workload(config, target, records, origin)
+            progress = _progress(workers.requests, config, origin) if config.progress else contextlib.nullcontext()
+            async with progress:
+                results = await workers.run(origin)
         finally:
             if injector is not None:
                 await injector.finish(faulting)
-        cpu_used = sum(process.cpu_times()[:2]) - cpu_before
-        wall = (time.perf_counter_ns() - origin) / 1e9
-        client_cpu = 100.0 * cpu_used / wall if wall > 0 else None
         if service is not None:
             meta["service_cpu_percent"] = service.cpu_percent()
         timeline = await sampler.stop()
@@ -272,33 +155,39 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
             meta["lock_sampler_error"] = sampler.error
         if sampler.failures:
             meta["lock_sampler_failures"] = sampler.failures
-    # Strategies and the service are stopped now (queued orders flushed): the database holds the final state.
+    # Workers, strategies and the service are stopped now (queued orders flushed): the database holds the final state.
+    outcomes = Outcomes()
+    merged = merge(results, outcomes)
     conn = await connection.connect_async(url)
     async with conn:
         audit = await audit_sale(
             conn,
             sale.flash_sale_id,
-            acknowledged=bytes(target.acknowledged),
-            keys=retries.acknowledged() if retries is not None else None,
-            key_disagreements=retries.disagreements if retries is not None else 0,
+            acknowledged=bytes(merged.acknowledged),
+            keys=merged.acknowledged_keys if config.keyed else None,
+            key_disagreements=merged.disagreements,
         )
 
-    frame = records.to_frame(outcomes, warmup_s=config.warmup_s)
-    if retries is not None:
+    frame = merged.records.to_frame(outcomes, warmup_s=config.warmup_s)
+    frame["worker"] = merged.worker
+    if config.keyed:
         meta["idempotency"] = {
             "retry_rate": config.retry_rate,
             "retry_pool": config.retry_pool,
-            "keys": retries.keys,
-            "retries": retries.retries,
-            "answers_disagreeing": retries.disagreements,
+            "keys": merged.keys,
+            "retries": merged.retries,
+            "answers_disagreeing": merged.disagreements,
         }
     if injector is not None:
         meta["faults"] = fault_report(frame, injector.events)
         frame["in_outage"] = outage_mask(frame, meta["faults"])
     window_end = config.warmup_s + config.duration_s
     measured_timeline = timeline[(timeline["t_s"] >= config.warmup_s) & (timeline["t_s"] < window_end)]
-    meta.update(_run_meta(config, sale, stats, audit, len(measured_timeline)))
-    meta["strategy_counters"] = dict(target.strategy.counters) if config.target == "db" else None
+    meta.update(_run_meta(config, sale, merged.stats, audit, len(measured_timeline)))
+    meta["strategy_counters"] = merged.strategy_counters if config.target == "db" else None
+    if lock_hold := _lock_hold_ms(merged.strategy_counters):
+        meta["lock_hold_ms"] = lock_hold
+    cpu = merged.cpu_percent
     summary = summaries.summarize(
         frame,
         target=config.target,
@@ -310,88 +199,65 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
         duration_s=config.duration_s,
         audit=audit.as_json(),
         lock_waiters_mean=mean_row_lock_waiters(timeline, start_s=config.warmup_s, end_s=window_end),
-        client_cpu_percent=client_cpu,
+        client_cpu_percent=None if None in cpu else sum(cpu),
+        client_cpu_percent_by_worker=cpu,
+        workers=len(results),
+        engine=config.engine,
         meta=meta,
     )
     return LoadResult(summary=summary, records=frame, lock_timeline=timeline, config=config)
 
 
-async def _db_target(
-    config: LoadConfig,
-    url: str,
-    sale: Sale,
-    outcomes: Outcomes,
-    stack: contextlib.AsyncExitStack,
-    retries: KeyedRetries | None,
-) -> DbTarget:
-    """The strategy started on a pool of its own (stopped, then closed, by `stack`)."""
-    conn = await connection.connect_async(url)
-    async with conn:
-        user_ids = await users_repo.list_ids(conn, limit=sale.users)
-    strategy = strategies.get_strategy(config.strategy)
-    faults = bool(config.faults)
-    guard = DatabaseGuard(url)
-    pool = connection.make_pool(
-        url,
-        size=config.effective_pool_size,
-        timeout=config.pool_timeout_s or DB_POOL_TIMEOUT_S,
-        name="flashsale-load",
-        # Under faults, as the service does: replace connections broken by a restart before use, and give a lost
-        # slot up quickly so that the guard's probe refills the pool as soon as the database is back.
-        check=faults,
-        reconnect_timeout=0.5 if faults else 300.0,
-        guard=guard,
+async def _service(config: LoadConfig, url: str, stack: contextlib.AsyncExitStack) -> tuple[ServiceProcess | None, str]:
+    """The service at `config.base_url`, or one started here on a free port (stopped by `stack`)."""
+    if config.base_url is not None:
+        return None, config.base_url.rstrip("/")
+    service = ServiceProcess(
+        strategy=config.strategy,
+        pool_size=config.effective_pool_size,
+        pool_timeout_s=config.pool_timeout_s,
+        database_url=url,
     )
-    await stack.enter_async_context(pool)
-    stack.push_async_callback(guard.stop)
-    await strategy.start(pool)
-    stack.push_async_callback(strategy.stop)
-    return DbTarget(
-        strategy,
-        pool,
-        sale.flash_sale_id,
-        user_ids,
-        outcomes=outcomes,
-        quantity=config.quantity,
-        pin_connections=config.model == "closed" and config.effective_pool_size >= config.vus,
-        guard=guard,
-        retries=retries,
-    )
+    stack.push_async_callback(service.stop)
+    return service, await service.start()
 
 
-async def _http_target(
-    config: LoadConfig,
-    url: str,
-    sale: Sale,
-    outcomes: Outcomes,
-    stack: contextlib.AsyncExitStack,
-    retries: KeyedRetries | None,
-) -> tuple[HttpTarget, ServiceProcess | None]:
-    """The service at `config.base_url`, or one started here (stopped by `stack`), with its users fetched."""
-    service = None
-    base_url = config.base_url
-    if base_url is None:
-        service = ServiceProcess(
-            strategy=config.strategy,
-            pool_size=config.effective_pool_size,
-            pool_timeout_s=config.pool_timeout_s,
-            database_url=url,
-        )
-        stack.push_async_callback(service.stop)
-        base_url = await service.start()
-    connections = config.vus if config.model == "closed" else config.max_inflight
-    target = HttpTarget(
-        base_url,
-        sale.flash_sale_id,
-        outcomes=outcomes,
-        quantity=config.quantity,
-        connections=connections,
-        timeout_s=config.request_timeout_s,
-        retries=retries,
-    )
-    stack.push_async_callback(target.close)
-    await target.open()
-    return target, service
+async def _workers(config: LoadConfig, url: str, sale: Sale, base_url: str | None, stack: contextlib.AsyncExitStack):
+    """The load generators, started and ready (stopped by `stack`): flashsale's own workers, in this event loop
+    (one) or in processes of their own (more), or Locust's."""
+    if config.engine == "locust":
+        from flashsale.load.locust_engine import LocustEngine
+
+        engine = LocustEngine(config, base_url=base_url, flash_sale_id=sale.flash_sale_id, workers=config.worker_count)
+        stack.push_async_callback(engine.stop)
+        await engine.start()
+        return engine
+    plans = worker_plans(config, url, sale, base_url=base_url)
+    if len(plans) == 1:
+        workers = LocalWorkers(plans[0], stack)
+    else:
+        workers = ProcessWorkers(plans)
+        stack.push_async_callback(workers.stop)
+    await workers.start()
+    return workers
+
+
+def _target_meta(config: LoadConfig, workers, service: ServiceProcess | None, base_url: str | None) -> dict:
+    if config.target == "db":
+        return {"pinned_connections": workers.pinned}
+    return {
+        "base_url": base_url,
+        "service_started": service is not None,
+        "users_fetched": workers.user_count,
+        "service_pid": service.pid if service else None,
+    }
+
+
+def _lock_hold_ms(counters: dict[str, int] | None) -> float | None:
+    """The mean time a strategy held the row lock across a client round trip, in ms (strategies that do count it)."""
+    if not counters or not counters.get("lock_holds"):
+        return None
+    return counters["lock_hold_ns"] / counters["lock_holds"] / 1e6
 
 
 async def configured_sale(conn, config: LoadConfig) -> Sale:
@@ -434,14 +300,6 @@ def _ready(url: str) -> str:
     return url
 
 
-async def _run_workload(config: LoadConfig, target, records: RecordBuffer, origin: int) -> WorkloadStats:
-    total_s = config.warmup_s + config.duration_s
-    common = {"users": target.users, "duration_s": total_s, "seed": config.seed, "grace_s": config.grace_s}
-    if config.model == "closed":
-        return await run_closed(config.workload, target.session, records, origin_ns=origin, **common)
-    return await run_open(config.workload, target.order, records, origin_ns=origin, **common)
-
-
 def _run_meta(config: LoadConfig, sale: Sale, stats: WorkloadStats, audit: Audit, lock_samples: int) -> dict:
     meta = {
         "seed": config.seed,
@@ -480,7 +338,7 @@ def _run_meta(config: LoadConfig, sale: Sale, stats: WorkloadStats, audit: Audit
 
 
 @contextlib.asynccontextmanager
-async def _progress(records: RecordBuffer, config: LoadConfig, origin: int) -> AsyncIterator[None]:
+async def _progress(requests: Callable[[], int], config: LoadConfig, origin: int) -> AsyncIterator[None]:
     """A tqdm bar over the run's seconds, with the live request rate."""
     from tqdm import tqdm
 
@@ -495,10 +353,10 @@ async def _progress(records: RecordBuffer, config: LoadConfig, origin: int) -> A
     )
 
     async def update() -> None:
-        last_n, last_t = 0, origin
+        last_n, last_t = 0, max(origin, time.perf_counter_ns())
         while True:
             await asyncio.sleep(0.5)
-            now, n = time.perf_counter_ns(), len(records)
+            now, n = time.perf_counter_ns(), requests()
             rate = (n - last_n) / ((now - last_t) / 1e9)
             last_n, last_t = n, now
             bar.n = min(total, (now - origin) / 1e9)

@@ -33,7 +33,10 @@ SUMMARY_KEYS = (
     "by_outcome",
     "audit",
     "lock_waiters_mean",
+    "workers",
+    "engine",
     "client_cpu_percent",
+    "client_cpu_percent_by_worker",
     "meta",
 )
 AUDIT_KEYS = (
@@ -84,9 +87,15 @@ def summarize(
     audit: dict[str, Any] | None,
     lock_waiters_mean: float | None,
     client_cpu_percent: float | None,
+    client_cpu_percent_by_worker: list[float | None] | None = None,
+    workers: int = 1,
+    engine: str = "native",
     meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The summary of the requests started after the warmup (`records.warmup` False), over `duration_s`."""
+    """The summary of the requests started after the warmup (`records.warmup` False), over `duration_s`.
+
+    `client_cpu_percent` is the CPU of every load-generating process together (percent of one core);
+    `client_cpu_percent_by_worker` each one's, which the saturation warning looks at."""
     measured = records[~records["warmup"]] if "warmup" in records else records
     latency = measured["latency_ms"].to_numpy(dtype=np.float64)
     outcome = measured["outcome"].astype(str).to_numpy()
@@ -98,10 +107,18 @@ def summarize(
     meta = dict(meta or {})
     meta.setdefault("errors", {name: count for name, count in outcomes.items() if is_error(name)})
     warnings = list(meta.get("warnings", []))
-    if client_cpu_percent is not None and client_cpu_percent > CPU_WARNING_PERCENT:
+    by_worker = client_cpu_percent_by_worker or [client_cpu_percent]
+    if workers == 1 and by_worker[0] is not None and by_worker[0] > CPU_WARNING_PERCENT:
         warnings.append(
-            f"the load runner used {client_cpu_percent:.0f}% of a CPU core: the figures measure the client, "
-            "not the server (fewer VUs, a lower rate, or a second client machine)"
+            f"the load runner used {by_worker[0]:.0f}% of a CPU core: the figures measure the client, "
+            "not the server (more --workers, fewer VUs, a lower rate, or a second client machine)"
+        )
+    elif saturated := [(k, cpu) for k, cpu in enumerate(by_worker) if cpu is not None and cpu > CPU_WARNING_PERCENT]:
+        which = ", ".join(f"{k} ({cpu:.0f}%)" for k, cpu in saturated)
+        warnings.append(
+            f"load workers {which} used more than {CPU_WARNING_PERCENT:.0f}% of a CPU core each: the figures "
+            "measure the client, not the server (more --workers if the machine has idle cores, or a second client "
+            "machine)"
         )
     for fault in meta.get("faults", []):
         if fault.get("error"):
@@ -128,7 +145,10 @@ def summarize(
         "by_outcome": by_outcome,
         "audit": None if audit is None else {key: audit.get(key) for key in AUDIT_KEYS},
         "lock_waiters_mean": lock_waiters_mean,
+        "workers": workers,
+        "engine": engine,
         "client_cpu_percent": client_cpu_percent,
+        "client_cpu_percent_by_worker": list(by_worker) if client_cpu_percent_by_worker else [client_cpu_percent],
         "meta": meta,
     }
 
@@ -175,8 +195,9 @@ def render_text(summary: dict[str, Any]) -> str:
             else f"{waiters:.2f} mean (Lock:tuple + Lock:transactionid), {meta.get('lock_samples', 0)} samples",
         )
     )
-    cpu = s["client_cpu_percent"]
-    lines.append(_row("client cpu", "n/a" if cpu is None else f"{cpu:.0f}% of one core"))
+    if (hold := meta.get("lock_hold_ms")) is not None:
+        lines.append(_row("lock hold (client side)", f"{_ms(hold)} mean per order, lock result to commit answer"))
+    lines.append(_row("client cpu", _cpu_text(s)))
     if counters := meta.get("strategy_counters"):
         lines.append(_row("strategy counters", ", ".join(f"{k}={v}" for k, v in counters.items())))
     lines.append(_row("audit", _audit_text(s["audit"])))
@@ -185,6 +206,17 @@ def render_text(summary: dict[str, Any]) -> str:
     for warning in meta.get("warnings", []):
         lines.append(f"  WARNING: {warning}")
     return "\n".join(lines)
+
+
+def _cpu_text(s: dict[str, Any]) -> str:
+    cpu = s["client_cpu_percent"]
+    if cpu is None:
+        return "n/a"
+    workers = s.get("workers") or 1
+    if workers == 1:
+        return f"{cpu:.0f}% of one core"
+    each = ", ".join("-" if c is None else f"{c:.0f}%" for c in s.get("client_cpu_percent_by_worker") or [])
+    return f"{cpu:.0f}% of one core over {workers} {s.get('engine', 'native')} workers ({each})"
 
 
 def _scenario_line(s: dict[str, Any]) -> str:

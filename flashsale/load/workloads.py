@@ -6,8 +6,9 @@ In the open model a request's latency runs from its *scheduled* start: when the 
 the queue it builds shows up in the latencies instead of silently lowering the request rate (no coordinated
 omission). Starts made more than `LATE_AFTER_S` after their scheduled time are counted as late; starts that
 would exceed the bound on requests in flight are not made and counted as dropped (k6's dropped_iterations).
-Event loop timers have a resolution of one millisecond (epoll and libuv both), so starts leave up to about a
-millisecond after their schedule even on an idle client; that lag is in the latencies, as any client lag is.
+Event loop timers have a resolution of one millisecond (epoll and libuv both), so the open model is woken by an
+`Alarm` thread instead, which sleeps in nanoseconds: starts leave within tens of microseconds of their schedule on
+an idle client. Any lag the client does have is in the latencies, as it must be.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import asyncio
 import contextlib
 import math
 import random
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +31,6 @@ OrderFn = Callable[[int], Awaitable[tuple[int, int]]]
 SessionFactory = Callable[[], contextlib.AbstractAsyncContextManager[OrderFn]]
 
 LATE_AFTER_S = 0.005
-MIN_SLEEP_NS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -93,11 +94,14 @@ async def run_closed(
     seed: int = 0,
     grace_s: float = 10.0,
     origin_ns: int | None = None,
+    vu_ids: Sequence[int] | None = None,
 ) -> WorkloadStats:
     """Run `workload.vus` virtual users for `duration_s`; requests in flight at the end may finish within `grace_s`.
 
     Each VU draws its users from its own random stream (seeded by `seed` and its number), so a seed replays
-    the same choices.
+    the same choices. `vu_ids` are the numbers of the VUs this call runs (default all of them): a process that
+    runs its share of a run's VUs passes theirs, so that the run makes the same choices over any number of
+    processes.
     """
     origin = time.perf_counter_ns() if origin_ns is None else origin_ns
     stop_at = origin + round(duration_s * 1e9)
@@ -105,7 +109,7 @@ async def run_closed(
     before = len(records)
     vus = [
         asyncio.create_task(_virtual_user(v, workload.think_s, session, records, users, seed, origin, stop_at))
-        for v in range(workload.vus)
+        for v in (range(workload.vus) if vu_ids is None else vu_ids)
     ]
     stats.interrupted = await _finish(vus, stop_at, grace_s)
     stats.started = len(records) - before + stats.interrupted
@@ -149,12 +153,20 @@ async def run_open(
     seed: int = 0,
     grace_s: float = 10.0,
     origin_ns: int | None = None,
+    share: tuple[int, int] = (0, 1),
 ) -> WorkloadStats:
-    """Start `order` on the schedule of `workload.rate` for `duration_s`; see the module's docstring."""
+    """Start `order` on the schedule of `workload.rate` for `duration_s`; see the module's docstring.
+
+    `share` = (k, n) makes this call start every n-th scheduled order from the k-th (k = 0..n-1): n processes
+    that each run their share make exactly the schedule of one. Each share draws its users from its own stream.
+    """
     origin = time.perf_counter_ns() if origin_ns is None else origin_ns
     interval_ns, count = _schedule_shape(workload.rate, duration_s)
+    first, stride = share
+    if not 0 <= first < stride:
+        raise ValueError(f"share must be (k, n) with 0 <= k < n, got {share}")
     late_ns = round(LATE_AFTER_S * 1e9)
-    pick = random.Random(f"{seed}/open").random
+    pick = random.Random(f"{seed}/open" if stride == 1 else f"{seed}/open/{first}").random
     clock = time.perf_counter_ns
     add = records.add
     stats = WorkloadStats()
@@ -164,31 +176,89 @@ async def run_open(
         outcome, status = await order(user)
         add(offset, clock() - origin - offset, outcome, status)
 
-    i, due = 0, 0  # the next start and its offset
-    while i < count:
-        now = clock() - origin
-        while due <= now:
-            if len(running) >= workload.max_inflight:
-                stats.dropped_starts += 1
-            else:
-                if now - due > late_ns:
-                    stats.late_starts += 1
-                task = asyncio.create_task(one(due, int(pick() * users)))
-                running.add(task)
-                task.add_done_callback(running.discard)
-                stats.started += 1
-            i += 1
-            if i == count:
-                break
-            due = int(i * interval_ns)
-        if i < count:
-            # Never less than a millisecond: event loop timers have that resolution (uvloop rounds shorter
-            # sleeps to zero, which would spin a core); starts due meanwhile go out together on waking.
-            await asyncio.sleep(max(MIN_SLEEP_NS, due - (clock() - origin)) / 1e9)
+    i = first  # the next start
+    due = int(i * interval_ns)  # and its offset
+    async with Alarm() as alarm:
+        while i < count:
+            now = clock() - origin
+            while due <= now:
+                if len(running) >= workload.max_inflight:
+                    stats.dropped_starts += 1
+                else:
+                    if now - due > late_ns:
+                        stats.late_starts += 1
+                    task = asyncio.create_task(one(due, int(pick() * users)))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                    stats.started += 1
+                i += stride
+                if i >= count:
+                    break
+                due = int(i * interval_ns)
+            if i < count:
+                await alarm.at(origin + due)
     stop_at = origin + round(duration_s * 1e9)
     stats.interrupted = await _finish(list(running), stop_at, grace_s)
     stats.elapsed_s = (clock() - origin) / 1e9
     return stats
+
+
+class Alarm:
+    """Wakes an event loop at a `perf_counter_ns` instant to within tens of microseconds.
+
+    Event loop timers have a resolution of one millisecond (epoll's timeout and libuv's clock both count whole
+    milliseconds), so `asyncio.sleep` wakes the open model up to a millisecond after a start is due: half a
+    millisecond on average inside every latency it reports. Here a thread sleeps instead (`time.sleep` sleeps in
+    nanoseconds) and wakes the loop through `call_soon_threadsafe`, which a waiting loop notices at once.
+    A wait shorter than `SPIN_NS` is not worth the hand-over and returns at once.
+    """
+
+    SPIN_NS = 20_000
+
+    def __init__(self) -> None:
+        self._wake = threading.Event()
+        self._stop = False
+        self._deadline = 0
+        self._future: asyncio.Future | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    async def __aenter__(self) -> Alarm:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="flashsale-alarm", daemon=True)
+        self._thread.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop = True
+        self._wake.set()
+        await asyncio.to_thread(self._thread.join)
+
+    async def at(self, deadline_ns: int) -> None:
+        if deadline_ns - time.perf_counter_ns() < self.SPIN_NS:
+            await asyncio.sleep(0)
+            return
+        self._future = self._loop.create_future()
+        self._deadline = deadline_ns
+        self._wake.set()
+        await self._future
+
+    def _run(self) -> None:
+        clock, sleep = time.perf_counter_ns, time.sleep
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stop:
+                return
+            future, remaining = self._future, self._deadline - clock()
+            if remaining > 0:
+                sleep(remaining / 1e9)
+            self._loop.call_soon_threadsafe(_resolve, future)
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 async def _finish(tasks: list[asyncio.Task], stop_at: int, grace_s: float) -> int:

@@ -15,7 +15,8 @@ class PessimisticNowait(OrderStrategy):
     """Parameters: `retries` (default 8) retries after the first attempt, `backoff_s` (default 0.001) the first
     backoff's upper bound, doubling up to `max_backoff_s` (default 0.05).
 
-    Counters: `lock_not_available` (every attempt that found the row locked), `retries`, `busy` (orders given up).
+    Counters: `lock_not_available` (every attempt that found the row locked), `retries`, `busy` (orders given up),
+    `lock_hold_ns` and `lock_holds` (see `pessimistic.create_order`).
     """
 
     name = "pessimistic_nowait"
@@ -40,7 +41,9 @@ class PessimisticNowait(OrderStrategy):
                 self.counters["retries"] += 1
                 await self.backoff.sleep(attempt - 1)
             try:
-                return await pessimistic.create_order(conn, command, lock=flash_sales.send_get_for_update_nowait)
+                return await pessimistic.create_order(
+                    conn, command, lock=flash_sales.send_get_for_update_nowait, counters=self.counters
+                )
             except errors.LockNotAvailable:
                 self.counters["lock_not_available"] += 1
         self.counters["busy"] += 1

@@ -1,0 +1,148 @@
+"""What a load run depends on (`LoadConfig`), validated when it is made, and how many load-generating processes a
+run gets by default."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from flashsale import strategies
+from flashsale.load.faults import Fault
+from flashsale.load.retries import KeyedRetries
+from flashsale.load.workloads import Closed, Open
+
+TARGETS = ("db", "http")
+ENGINES = ("native", "locust")  # native: flashsale's own workers; locust: Locust's distributed mode (http target)
+OPEN_MODEL_POOL = 32  # default pool (db target) or service pool (http target) in the open model
+# The default number of load-generating processes (see `default_workers`).
+VUS_PER_WORKER = 16  # closed model: virtual users one event loop serves before a second process is worth it
+RATE_PER_WORKER = 1000.0  # open model: starts a second one event loop makes on time
+CORES_PER_WORKER = 4  # the load generator takes at most a quarter of the cores: the database and service need the rest
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """Everything a run depends on; the defaults are the seed's k6 test (10 VUs, 100 ms think, 100 users,
+    50 units, one per user)."""
+
+    target: str = "db"  # "db": the strategy in-process; "http": the order service
+    strategy: str = strategies.DEFAULT_STRATEGY
+    vus: int = 10  # closed model: virtual users
+    think_ms: float = 100.0  # closed model: pause after each order
+    rate: float | None = None  # orders/s; setting it selects the open model
+    max_inflight: int = 1000  # open model: starts beyond this many requests in flight are dropped
+    duration_s: float = 30.0  # measured time, after the warmup
+    warmup_s: float = 0.0  # run first, excluded from the figures
+    users: int = 100
+    inventory: int = 50
+    per_user_limit: int = 1
+    quantity: int = 1  # units per order
+    shards: int | None = None  # passed to scenario.reset when it takes shards
+    reset: bool = True  # a fresh scenario before the run; False: the newest sale (or `sale_id`) as it is
+    sale_id: UUID | None = None
+    seed: int = 0  # the random choice of users
+    pool_size: int | None = None  # db target pool / started service pool; default vus (closed) or 32 (open)
+    base_url: str | None = None  # http target: a running service; None starts one on a free loopback port
+    database_url: str | None = None  # default: FLASHSALE_DATABASE_URL, else the embedded server
+    sample_interval_s: float = 0.1  # pg_stat_activity sampling
+    grace_s: float = 10.0  # how long requests in flight at the end may take to finish
+    progress: bool = False  # a tqdm bar on stderr
+    faults: tuple[str, ...] = ()  # e.g. ("db-restart@10s",) or ("db-stop@10s:3s",): see flashsale.load.faults
+    request_timeout_s: float = 10.0  # http target: a request not answered by then is a `TimeoutError`
+    pool_timeout_s: float | None = None  # wait for a pooled connection (db target 30 s; started service its default)
+    idempotency_keys: bool = False  # every order carries an idempotency key (implied by retry_rate > 0)
+    retry_rate: float = 0.0  # share of requests that resend one of the last `retry_pool` keys with the same body
+    retry_pool: int = 50
+    workers: int | None = None  # load-generating processes; None: `default_workers` for this machine and load
+    engine: str = "native"  # "locust": Locust's master and `workers` Locust workers (http target only)
+    service_workers: int = 1  # http target, started service: `flashsale serve --workers N`
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.engine == "locust" and self.target != "http":
+            raise ValueError("the locust engine drives the http target only (add --target http)")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if self.service_workers < 1:
+            raise ValueError(f"service workers must be at least 1, got {self.service_workers}")
+        if self.service_workers > 1 and (self.target != "http" or self.base_url is not None):
+            raise ValueError("service workers are for the service this run starts (--target http, no --base-url)")
+        if self.strategy not in strategies.names():
+            raise strategies.UnknownStrategy(self.strategy)
+        if self.base_url is not None and self.target != "http":
+            raise ValueError("a base URL is only for the http target")
+        if not self.duration_s > 0:
+            raise ValueError(f"duration must be positive, got {self.duration_s}")
+        if self.warmup_s < 0 or self.grace_s < 0 or not self.sample_interval_s > 0:
+            raise ValueError("warmup and grace must be 0 or more, the sample interval positive")
+        if self.pool_size is not None and self.pool_size < 1:
+            raise ValueError(f"pool size must be at least 1, got {self.pool_size}")
+        if not self.request_timeout_s > 0 or (self.pool_timeout_s is not None and not self.pool_timeout_s > 0):
+            raise ValueError("request and pool timeouts must be positive")
+        KeyedRetries(rate=self.retry_rate, pool=self.retry_pool)  # validates both
+        if isinstance(self.faults, str):
+            object.__setattr__(self, "faults", (self.faults,))
+        object.__setattr__(self, "faults", tuple(str(Fault.parse(f)) for f in self.faults))
+        for fault in self.fault_list:
+            if fault.at_s >= self.warmup_s + self.duration_s:
+                raise ValueError(f"fault {fault} comes after the run's end ({self.warmup_s + self.duration_s:g} s)")
+        self.workload  # noqa: B018 - validates vus, think time, rate and max in-flight
+
+    @property
+    def model(self) -> str:
+        return "closed" if self.rate is None else "open"
+
+    @property
+    def workload(self) -> Closed | Open:
+        if self.rate is None:
+            return Closed(vus=self.vus, think_s=self.think_ms / 1000)
+        return Open(rate=self.rate, max_inflight=self.max_inflight)
+
+    @property
+    def keyed(self) -> bool:
+        return self.idempotency_keys or self.retry_rate > 0
+
+    @property
+    def fault_list(self) -> list[Fault]:
+        return [Fault.parse(f) for f in self.faults]
+
+    @property
+    def effective_pool_size(self) -> int:
+        if self.pool_size is not None:
+            return self.pool_size
+        return self.vus if self.rate is None else min(self.max_inflight, OPEN_MODEL_POOL)
+
+    @property
+    def worker_count(self) -> int:
+        """`workers`, or the default for this machine and load (`default_workers`)."""
+        return self.workers if self.workers is not None else default_workers(self)
+
+    def replace(self, **changes: Any) -> LoadConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def default_workers(config: LoadConfig, cores: int | None = None) -> int:
+    """Load-generating processes for `config` on a machine with `cores` cores (default: this one's).
+
+    One process per `VUS_PER_WORKER` virtual users (closed model) or per `RATE_PER_WORKER` orders/s (open model),
+    but at most one per `CORES_PER_WORKER` cores, and at least one: on a 2-core machine that is one (the database
+    and the service need the cores more than the client), on 16 cores up to 4, on 64 cores up to 16.
+    """
+    cores = available_cores() if cores is None else cores
+    demand = math.ceil(config.vus / VUS_PER_WORKER) if config.rate is None else math.ceil(config.rate / RATE_PER_WORKER)
+    return max(1, min(cores // CORES_PER_WORKER, demand))
