@@ -20,10 +20,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from flashsale.load.config import LoadConfig
     from flashsale.load.outcomes import Outcomes
     from flashsale.load.pgbench import PgbenchFailed, PgbenchResult, run_pgbench
     from flashsale.load.records import RecordBuffer
-    from flashsale.load.config import LoadConfig
     from flashsale.load.runner import LoadResult, run_load, run_load_async
     from flashsale.load.summary import latency_stats, render_text, summarize, summary_frame
     from flashsale.load.workloads import Closed, Open, WorkloadStats, run_closed, run_open, schedule

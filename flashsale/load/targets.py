@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from flashsale import idempotency
 from flashsale.db.guard import DatabaseDown, DatabaseGuard
 from flashsale.domain import DomainError, PlaceOrder
+from flashsale.load.http_client import HttpClient
 from flashsale.load.outcomes import ALIASES, CREATED, KNOWN, REPLAYED, UNAVAILABLE_DB, Outcomes
 from flashsale.load.retries import KeyedRetries
 from flashsale.load.workloads import OrderFn, shared
@@ -199,13 +200,14 @@ class DbTarget(_Target):
 class HttpTarget(_Target):
     """The order service over HTTP: `POST {base_url}/api/orders`, as the seed's k6 script did.
 
-    `open()` is the setup phase: it reads the real user ids from `GET /users` (every page) and encodes each
-    user's request body once, so the hot path only sends bytes and reads the answer. Every request gives up after
-    `timeout_s` (outcome `TimeoutError`), so a stalled service cannot stall the run.
+    `open()` is the setup phase: it reads the real user ids from `GET /users` (every page) and prepares each
+    user's request once, as the bytes to send (`flashsale.load.http_client`), so the hot path only writes them
+    and parses the answer. Every request gives up after `timeout_s` (outcome `TimeoutError`), so a stalled
+    service cannot stall the run.
     """
 
     name = "http"
-    HEADERS: ClassVar[dict[str, str]] = {"Content-Type": "application/json"}
+    ORDERS_PATH = "/api/orders"
 
     def __init__(
         self,
@@ -214,7 +216,6 @@ class HttpTarget(_Target):
         *,
         outcomes: Outcomes,
         quantity: int = 1,
-        connections: int = 100,
         timeout_s: float = 10.0,
         retries: KeyedRetries | None = None,
     ) -> None:
@@ -222,12 +223,11 @@ class HttpTarget(_Target):
         self.base_url = base_url.rstrip("/")
         self.flash_sale_id = flash_sale_id
         self.quantity = quantity
-        self.connections = connections
         self.timeout_s = timeout_s
         self.user_ids: list[str] = []
         self._bodies: list[bytes] = []
-        self._session: aiohttp.ClientSession | None = None
-        self._orders_url = f"{self.base_url}/api/orders"
+        self._requests: list[bytes] = []
+        self._client: HttpClient | None = None
         self._answers: dict[tuple[int, str | None], tuple[int, int]] = {}
         self._created = (outcomes.id(CREATED), 201)
         self._replayed = (outcomes.id(REPLAYED), 201)
@@ -237,55 +237,42 @@ class HttpTarget(_Target):
         return len(self._bodies)
 
     async def open(self) -> None:
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.connections, limit_per_host=self.connections),
-            timeout=aiohttp.ClientTimeout(total=self.timeout_s, sock_connect=min(self.timeout_s, 5.0)),
-        )
-        self.user_ids = await fetch_user_ids(self._session, self.base_url)
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s, sock_connect=min(self.timeout_s, 5.0))
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            self.user_ids = await fetch_user_ids(session, self.base_url)
         if not self.user_ids:
             raise LookupError(f"GET {self.base_url}/users returned no users")
         sale = str(self.flash_sale_id)
         self._bodies = [
             json.dumps({"user_id": u, "flash_sale_id": sale, "quantity": self.quantity}).encode() for u in self.user_ids
         ]
+        self._client = HttpClient(self.base_url, timeout_s=self.timeout_s)
+        self._requests = [self._client.prepare("POST", self.ORDERS_PATH, body) for body in self._bodies]
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     async def order(self, user: int) -> tuple[int, int]:
-        if self.retries is not None:
-            return await self._keyed_order(user)
+        number = None
+        if self.retries is None:
+            request = self._requests[user]
+        else:  # an idempotency key, perhaps one sent before (a retry), with the body it was first sent with
+            number, user = self.retries.next(user)
+            key = {"Idempotency-Key": self.retries.key(number)}
+            request = self._client.prepare("POST", self.ORDERS_PATH, self._bodies[user], key)
         try:
-            async with self._session.post(self._orders_url, data=self._bodies[user], headers=self.HEADERS) as resp:
-                status = resp.status
-                body = await resp.read()
+            answer = await self._client.send(request)
         except Exception as exc:
             return self._failed(exc)
-        if status == 201:
-            self.acknowledged += order_id(body)
-            return self._created
-        return self._answer(status, body)
-
-    async def _keyed_order(self, user: int) -> tuple[int, int]:
-        """One order with an `Idempotency-Key` header (perhaps a retry of an earlier one)."""
-        retries = self.retries
-        number, user = retries.next(user)
-        headers = {**self.HEADERS, "Idempotency-Key": retries.key(number)}
-        try:
-            async with self._session.post(self._orders_url, data=self._bodies[user], headers=headers) as resp:
-                status = resp.status
-                body = await resp.read()
-                replayed = resp.headers.get("Idempotent-Replayed") == "true"
-        except Exception as exc:
-            return self._failed(exc)
-        if status == 201:
-            placed = order_id(body)
-            self.acknowledged += placed
-            retries.answered(number, placed)
-            return self._replayed if replayed else self._created
-        return self._answer(status, body)
+        if answer.status != 201:
+            return self._answer(answer.status, answer.body)
+        placed = order_id(answer.body)
+        self.acknowledged += placed
+        if number is not None:
+            self.retries.answered(number, placed)
+        return self._replayed if answer.replayed else self._created
 
     def session(self) -> contextlib.AbstractAsyncContextManager[OrderFn]:
         return shared(self.order)

@@ -9,7 +9,7 @@ strategy instance. Each gets a `WorkerPlan`:
 - closed model: virtual users v = k, k + N, k + 2N, ... (each keeps the random stream of its number, so a seed
   makes the same choices over any number of workers);
 - open model: every N-th scheduled start from the k-th, so that the N schedules together are the run's schedule;
-- a share of the pool (db target) or of the HTTP connections, and idempotency keys with a prefix of its own.
+- a share of the pool (db target), and idempotency keys with a prefix of its own.
 
 The parent waits until every worker is ready (connections open, users read), then gives all of them one origin a
 little in the future; every worker measures from it (`perf_counter_ns` is CLOCK_MONOTONIC, one clock for every
@@ -86,11 +86,6 @@ class WorkerPlan:
         if config.model == "closed":
             return math.ceil(config.effective_pool_size * len(self.vu_ids) / config.vus)
         return self._share(config.effective_pool_size)
-
-    @property
-    def connections(self) -> int:
-        """HTTP connections (http target): one a VU, or the bound on requests in flight."""
-        return len(self.vu_ids) if self.config.model == "closed" else self._share(self.config.max_inflight)
 
     def _share(self, total: int) -> int:
         return max(1, math.ceil(total / self.count))
@@ -230,7 +225,6 @@ class Worker:
             plan.sale.flash_sale_id,
             outcomes=self.outcomes,
             quantity=config.quantity,
-            connections=plan.connections,
             timeout_s=config.request_timeout_s,
             retries=self.retries,
         )
