@@ -139,7 +139,9 @@ class LocustEngine:
         self._dir = Path(tempfile.mkdtemp(prefix="flashsale-locust-"))
         web_port, master_port = free_port(LOOPBACK), free_port(LOOPBACK)
         self._web_url = f"http://{LOOPBACK}:{web_port}"
-        env = {**os.environ, RESULTS_DIR_ENV: str(self._dir)}
+        # Locust also reads LOCUST_* variables (LOCUST_HEADLESS, LOCUST_USERS, ...): the engine sets everything itself.
+        env = {name: value for name, value in os.environ.items() if not name.startswith("LOCUST_")}
+        env[RESULTS_DIR_ENV] = str(self._dir)
         locust = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", self.base_url]
         master = [
             "--master",
