@@ -132,7 +132,9 @@ def register(subparsers) -> None:
 
 def cmd_load(args: argparse.Namespace) -> int:
     from flashsale.load import LoadConfig, run_load
+    from flashsale.load.locust_engine import LocustFailed
     from flashsale.load.service import ServiceFailed
+    from flashsale.load.workers import WorkerFailed
 
     config = LoadConfig(
         target=args.target,
@@ -168,6 +170,8 @@ def cmd_load(args: argparse.Namespace) -> int:
         result = run_load(config)
     except ServiceFailed as exc:
         return fail(args, "service_failed", str(exc))
+    except (WorkerFailed, LocustFailed) as exc:
+        return fail(args, "load_workers_failed", str(exc))
     if args.out:
         records, locks = result.to_parquet(args.out)
         result.summary["meta"]["records_path"] = str(records)

@@ -26,14 +26,14 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from flashsale.cli import bench, db, demo, load, order, serve, strategies, sweep
+    from flashsale.cli import audit, bench, db, demo, load, locustfile, order, serve, strategies, sweep
 
     parser = OneLineErrorParser(
         prog="flashsale",
         description="A laboratory for flash-sale inventory concurrency on PostgreSQL.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (db, order, demo, serve, load, bench, strategies, sweep):
+    for module in (db, order, demo, serve, load, bench, strategies, sweep, audit, locustfile):
         module.register(subparsers)
     return parser
 

@@ -10,6 +10,9 @@ or no connection came free in time; `overloaded`: too many requests already wait
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 CREATED = "created"
 REPLAYED = "replayed"  # a 201 for an order placed earlier with the same idempotency key
 REFUSALS = ("sold_out", "per_user_limit_exceeded", "sale_not_active", "not_found", "invalid", "idempotency_key_reused")
@@ -28,6 +31,25 @@ ALIASES = {
 
 OTHER_ERROR = "other_error"  # every error class past the 255th distinct one (the records keep one byte)
 _MAX_IDS = 256
+
+
+def error_code(body: bytes) -> str | None:
+    """The `error` of an HTTP error answer (`{"error": code, "message": text}`), or None for any other body."""
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        return None
+    code = data.get("error") if isinstance(data, dict) else None
+    return code if isinstance(code, str) else None
+
+
+def http_error_name(status: int, code: str | None) -> str:
+    """The outcome of an HTTP answer other than a 201: its error code when that names an outcome (through
+    ALIASES), else `http_<status>` (an answer outside the contract)."""
+    name = ALIASES.get(code, code) if code else None
+    if name not in KNOWN or name == CREATED:
+        return f"http_{status}"
+    return name
 
 
 def is_error(name: str) -> bool:

@@ -150,6 +150,8 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
                 await injector.finish(faulting)
         if service is not None:
             meta["service_cpu_percent"] = service.cpu_percent()
+        if config.engine == "locust":
+            meta["locust_stats"] = workers.locust_stats  # Locust's own (bucketed) figures, beside the exact ones
         timeline = await sampler.stop()
         if sampler.error:
             meta["lock_sampler_error"] = sampler.error
@@ -248,7 +250,7 @@ def _target_meta(config: LoadConfig, workers, service: ServiceProcess | None, ba
     return {
         "base_url": base_url,
         "service_started": service is not None,
-        "users_fetched": workers.user_count,
+        "users_fetched": getattr(workers, "user_count", None),  # Locust's workers read them on their own
         "service_pid": service.pid if service else None,
     }
 

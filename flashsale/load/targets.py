@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import ClassVar
 from uuid import UUID
 
 import aiohttp
@@ -24,7 +24,16 @@ from flashsale import idempotency
 from flashsale.db.guard import DatabaseDown, DatabaseGuard
 from flashsale.domain import DomainError, PlaceOrder
 from flashsale.load.http_client import HttpClient
-from flashsale.load.outcomes import ALIASES, CREATED, KNOWN, REPLAYED, UNAVAILABLE_DB, Outcomes
+from flashsale.load.outcomes import (
+    ALIASES,
+    CREATED,
+    KNOWN,
+    REPLAYED,
+    UNAVAILABLE_DB,
+    Outcomes,
+    error_code,
+    http_error_name,
+)
 from flashsale.load.retries import KeyedRetries
 from flashsale.load.workloads import OrderFn, shared
 from flashsale.strategies import OrderStrategy, StrategyUnavailable
@@ -278,29 +287,17 @@ class HttpTarget(_Target):
         return shared(self.order)
 
     def _answer(self, status: int, body: bytes) -> tuple[int, int]:
-        code = _error_code(body)
+        code = error_code(body)
         key = (status, code)
         found = self._answers.get(key)
         if found is None:
-            name = ALIASES.get(code, code) if code else None
-            if name not in KNOWN or name == CREATED:
-                name = f"http_{status}"
-            found = self._answers[key] = (self.outcomes.id(name), status)
+            found = self._answers[key] = (self.outcomes.id(http_error_name(status, code)), status)
         return found
 
 
 def order_id(body: bytes) -> bytes:
     """The 16 bytes of the id in a 201's order."""
     return UUID(json.loads(body)["id"]).bytes
-
-
-def _error_code(body: bytes) -> str | None:
-    try:
-        data: Any = json.loads(body)
-    except ValueError:
-        return None
-    code = data.get("error") if isinstance(data, dict) else None
-    return code if isinstance(code, str) else None
 
 
 async def fetch_user_ids(session: aiohttp.ClientSession, base_url: str, *, page: int = USERS_PAGE) -> list[str]:

@@ -1,0 +1,166 @@
+"""What one Locust worker process keeps while its users place orders: the requests to send and every answer as
+a record, in the same compact columns and under the same outcome names as the native http target.
+
+The locustfile's users only time the request and hand the answer over; everything else lives here, without
+Locust or gevent imported, so that it is tested like any other module and the naming rules stay those of
+`flashsale.load.outcomes`. At the end the worker turns it into the `WorkerResult` that `flashsale.load.merge`
+concatenates with the other workers' (start offsets from the common origin, latencies in nanoseconds).
+
+With idempotency keys, every order carries an `Idempotency-Key` header from a `KeyedRetries` of this process
+(its prefix is random, so keys never collide across workers or machines); a retry resends an earlier key with the
+body it was first sent with, and a 201 with `Idempotent-Replayed: true` is the outcome `replayed`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from uuid import UUID
+
+import psutil
+
+from flashsale.load.merge import WorkerResult
+from flashsale.load.outcomes import CREATED, REPLAYED, Outcomes, error_code, http_error_name
+from flashsale.load.records import RecordBuffer
+from flashsale.load.retries import KeyedRetries
+from flashsale.load.workloads import WorkloadStats
+
+JSON = {"Content-Type": "application/json"}
+USERS_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """One request to send: its body, its headers, and its key number (None without keys)."""
+
+    body: bytes
+    headers: dict[str, str]
+    key: int | None = None
+
+
+class WorkerOrders:
+    """The orders of one worker process: bodies encoded once per user, records appended as answers come."""
+
+    def __init__(
+        self,
+        user_ids: list[str],
+        flash_sale_id: UUID | str,
+        *,
+        quantity: int = 1,
+        retries: KeyedRetries | None = None,
+    ) -> None:
+        if not user_ids:
+            raise LookupError("the service listed no users")
+        sale = str(UUID(str(flash_sale_id)))
+        self.bodies = [
+            json.dumps({"user_id": u, "flash_sale_id": sale, "quantity": quantity}).encode() for u in user_ids
+        ]
+        self.retries = retries
+        self.outcomes = Outcomes()
+        self.records = RecordBuffer()
+        self.acknowledged = bytearray()
+        self.started = 0  # requests sent (some may never be answered: cut off at the end of the grace period)
+        self.origin_ns = 0
+        self.last_end_ns = 0
+        self._cpu_at_origin: float | None = None
+        self._answers: dict[tuple[int, str | None], int] = {}
+        self._errors: dict[type, int] = {}
+        self._created = self.outcomes.id(CREATED)
+        self._replayed = self.outcomes.id(REPLAYED)
+
+    @property
+    def users(self) -> int:
+        return len(self.bodies)
+
+    def begin(self, origin_ns: int) -> None:
+        """The run starts at `origin_ns` (`time.perf_counter_ns()`): offsets and CPU are measured from there."""
+        self.origin_ns = origin_ns
+        self._cpu_at_origin = _cpu_s()
+
+    def next(self, user: int) -> Order:
+        """The request for user number `user` (or, with retries, perhaps a resent earlier key)."""
+        self.started += 1
+        retries = self.retries
+        if retries is None:
+            return Order(self.bodies[user], JSON)
+        number, user = retries.next(user)
+        return Order(self.bodies[user], {**JSON, "Idempotency-Key": retries.key(number)}, number)
+
+    def answered(self, order: Order, start_ns: int, end_ns: int, status: int, body: bytes, replayed: bool) -> str:
+        """Record an HTTP answer; its outcome name."""
+        if status == 201:
+            placed = UUID(json.loads(body)["id"]).bytes
+            self.acknowledged += placed
+            if order.key is not None:
+                self.retries.answered(order.key, placed)
+            outcome = self._replayed if replayed else self._created
+        else:
+            code = error_code(body)
+            outcome = self._answers.get((status, code))
+            if outcome is None:
+                outcome = self._answers[status, code] = self.outcomes.id(http_error_name(status, code))
+        self._add(start_ns, end_ns, outcome, status)
+        return self.outcomes.names[outcome]
+
+    def failed(self, start_ns: int, end_ns: int, error: BaseException) -> str:
+        """Record a request that got no HTTP answer (connection refused, timeout...): named by its class."""
+        kind = type(error)
+        outcome = self._errors.get(kind)
+        if outcome is None:
+            outcome = self._errors[kind] = self.outcomes.id(kind.__name__)
+        self._add(start_ns, end_ns, outcome, 0)
+        return self.outcomes.names[outcome]
+
+    def _add(self, start_ns: int, end_ns: int, outcome: int, status: int) -> None:
+        self.records.add(start_ns - self.origin_ns, end_ns - start_ns, outcome, status)
+        if end_ns > self.last_end_ns:
+            self.last_end_ns = end_ns
+
+    def result(self, worker: int = 0) -> WorkerResult:
+        """Everything measured, as `flashsale.load.merge` takes it; the CPU from `begin()` until now."""
+        now = time.perf_counter_ns()
+        cpu_s = _cpu_s() - self._cpu_at_origin if self._cpu_at_origin is not None else 0.0
+        wall_s = max(0, now - self.origin_ns) / 1e9 if self._cpu_at_origin is not None else 0.0
+        stats = WorkloadStats(
+            started=self.started,
+            interrupted=self.started - len(self.records),
+            elapsed_s=max(0, self.last_end_ns - self.origin_ns) / 1e9,
+        )
+        retries = self.retries
+        keys, key_orders = retries.acknowledged() if retries is not None else ([], [])
+        return WorkerResult.from_buffer(
+            worker,
+            self.records,
+            self.outcomes,
+            acknowledged=bytes(self.acknowledged),
+            stats=stats,
+            cpu_s=cpu_s,
+            wall_s=wall_s,
+            keys=retries.keys if retries is not None else 0,
+            retries=retries.retries if retries is not None else 0,
+            disagreements=retries.disagreements if retries is not None else 0,
+            acknowledged_keys=keys,
+            acknowledged_key_orders=[order.bytes for order in key_orders],
+        )
+
+
+def fetch_user_ids(base_url: str, *, page: int = USERS_PAGE, timeout_s: float = 10.0) -> list[str]:
+    """Every user id the service lists, page by page (`GET /users?limit=&offset=`), as the native http target
+    reads them, but blocking (under Locust, gevent makes the socket cooperative)."""
+    ids: list[str] = []
+    while True:
+        query = urllib.parse.urlencode({"limit": page, "offset": len(ids)})
+        with urllib.request.urlopen(f"{base_url.rstrip('/')}/users?{query}", timeout=timeout_s) as response:
+            data = json.load(response)
+        batch = data["user_ids"]
+        ids.extend(str(u) for u in batch)
+        if not batch or len(ids) >= data.get("total", len(ids)):
+            return ids
+
+
+def _cpu_s() -> float:
+    times = psutil.Process().cpu_times()
+    return times.user + times.system
