@@ -4,7 +4,6 @@ pgbench script (the same SQL the strategy sends) with one connection a client, a
 from __future__ import annotations
 
 import math
-import os
 import re
 import subprocess
 import tempfile
@@ -14,6 +13,7 @@ from pathlib import Path
 from uuid import UUID
 
 from flashsale.db import embedded
+from flashsale.load.config import available_cores
 
 PROTOCOLS = ("prepared", "extended")  # the scripts pass a uuid as :sale, which needs a bind parameter
 
@@ -37,6 +37,7 @@ class PgbenchResult:
     tps: float
     latency_avg_ms: float
     clients: int
+    threads: int
     transactions: int
     failed: int
     duration_s: int
@@ -89,7 +90,8 @@ def run_pgbench(
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     seconds = max(1, math.ceil(duration_s - 1e-9))
-    threads = threads or max(1, min(clients, os.cpu_count() or 1))
+    # One thread per core (pgbench's -j), never more than clients: its C client then keeps up with any server here.
+    threads = threads or max(1, min(clients, available_cores()))
     with tempfile.NamedTemporaryFile("w", suffix=".sql", prefix="flashsale-pgbench-") as file:
         file.write(script)
         file.flush()
@@ -120,4 +122,6 @@ def run_pgbench(
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
         raise PgbenchFailed(f"pgbench exited with status {proc.returncode}", output)
-    return PgbenchResult(clients=clients, duration_s=seconds, protocol=protocol, **parse_output(output))
+    return PgbenchResult(
+        clients=clients, threads=threads, duration_s=seconds, protocol=protocol, **parse_output(output)
+    )

@@ -1,0 +1,155 @@
+"""Does the lab measure the database, or its own client? The load runner at 1 and at N worker processes against
+pgbench replaying the same SQL (the strategy's `pgbench_plan`, `-j` one thread per core), back to back, and the
+HTTP service at 1 and at N processes.
+
+For each strategy and virtual-user level: pgbench first (on its own fresh scenario), then the runner with one
+worker, then with `--workers` workers, each on a fresh scenario that never sells out (every transaction a full
+order). The bar (issue 10): every safe strategy at least 0.9x pgbench at 8 and 64 VUs. The lock-hold column is
+the client-side time the pessimistic flow holds the row (locked row received -> commit answered), per order.
+Then the HTTP service (`--http-strategy` at `--http-vus`) with the runner at N workers and the service at 1 and
+at N processes, beside the same load in-process.
+
+    .venv/bin/flashsale db up
+    .venv/bin/python benchmarks/scaling.py                       # 5 s each: about 6 minutes on 2 cores
+    .venv/bin/python benchmarks/scaling.py --strategies pessimistic --vus 8,64 --duration 3s
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from flashsale import config, strategies
+from flashsale.db import connection
+from flashsale.load import LoadConfig, run_load
+from flashsale.load.config import available_cores
+from flashsale.load.reference import run_reference
+from flashsale.units import seconds
+
+BAR = 0.9
+BAR_VUS = (8, 64)
+NEVER = 100_000_000
+
+
+def load_row(config: LoadConfig) -> dict:
+    result = run_load(config)
+    s = result.summary
+    return {
+        "orders_per_s": s["orders_per_s"],
+        "p50_ms": s["latency_ms"]["p50"],
+        "p95_ms": s["latency_ms"]["p95"],
+        "client_cpu_percent": s["client_cpu_percent"],
+        "client_cpu_percent_by_worker": s["client_cpu_percent_by_worker"],
+        "service_cpu_percent": s["meta"].get("service_cpu_percent"),
+        "lock_hold_ms": s["meta"].get("lock_hold_ms"),
+        "workers": s["workers"],
+        "audit_ok": result.ok,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--strategies", default="pessimistic,atomic,sharded,batched")
+    parser.add_argument("--vus", default="8,64,128")
+    parser.add_argument("--workers", type=int, default=max(2, available_cores()), help="N (default: the cores)")
+    parser.add_argument("--duration", type=seconds, default=5.0)
+    parser.add_argument("--warmup", type=seconds, default=1.0)
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--http-strategy", default="batched")
+    parser.add_argument("--http-vus", type=int, default=64)
+    parser.add_argument("--no-http", dest="http", action="store_false")
+    parser.add_argument("--out", default=str(config.DATA_DIR / "benchmarks" / "scaling.json"))
+    args = parser.parse_args()
+    names = [n for n in args.strategies.split(",") if n]
+    for name in names:
+        strategies.STRATEGIES[name]
+    levels = [int(v) for v in args.vus.split(",")]
+    url = connection.database_url()
+    common = dict(
+        target="db", think_ms=0, duration_s=args.duration, warmup_s=args.warmup, users=args.users,
+        inventory=NEVER, per_user_limit=NEVER, database_url=url,
+    )  # fmt: skip
+    rows = []
+    print(
+        f"{'strategy':<12} {'VUs':>4} {'pgbench':>9} {'1 worker':>9} {'ratio':>6} {f'{args.workers} workers':>10} "
+        f"{'ratio':>6} {'hold 1w':>8} {'hold Nw':>8} {'cpu 1w':>7} {'cpu Nw':>7}  bar"
+    )
+    for name in names:
+        for vus in levels:
+            base = LoadConfig(strategy=name, vus=vus, **common)
+            reference = run_reference(base)
+            one = load_row(base.replace(workers=1))
+            many = load_row(base.replace(workers=args.workers))
+            ref = reference.orders_per_s
+            row = {
+                "strategy": name,
+                "vus": vus,
+                "pgbench_orders_per_s": ref,
+                "pgbench_clients": reference.pgbench.clients,
+                "pgbench_threads": reference.pgbench.threads,
+                "pgbench_audit_ok": reference.audit.ok,
+                "one": one,
+                "many": many,
+                "ratio_one": one["orders_per_s"] / ref if ref else None,
+                "ratio_many": many["orders_per_s"] / ref if ref else None,
+            }
+            best = max(row["ratio_one"] or 0, row["ratio_many"] or 0)
+            row["meets_bar"] = None if vus not in BAR_VUS else best >= BAR
+            rows.append(row)
+            print(
+                f"{name:<12} {vus:>4} {ref:>9.0f} {one['orders_per_s']:>9.0f} {row['ratio_one']:>6.2f} "
+                f"{many['orders_per_s']:>10.0f} {row['ratio_many']:>6.2f} {_ms(one['lock_hold_ms']):>8} "
+                f"{_ms(many['lock_hold_ms']):>8} {one['client_cpu_percent']:>6.0f}% {many['client_cpu_percent']:>6.0f}%"
+                f"  {'' if row['meets_bar'] is None else ('ok' if row['meets_bar'] else 'BELOW 0.9')}",
+                flush=True,
+            )
+    http_rows = []
+    if args.http:
+        print(f"\nHTTP: {args.http_strategy} at {args.http_vus} VUs, runner at {args.workers} workers")
+        shape = dict(common, strategy=args.http_strategy, vus=args.http_vus, workers=args.workers)
+        for label, changes in (
+            ("in-process", {}),
+            ("service x1", {"target": "http", "service_workers": 1}),
+            (f"service x{args.workers}", {"target": "http", "service_workers": args.workers}),
+        ):
+            row = {"setup": label, **load_row(LoadConfig(**{**shape, **changes}))}
+            http_rows.append(row)
+            print(
+                f"  {label:<12} {row['orders_per_s']:>8.0f} orders/s  p50 {row['p50_ms']:.2f} ms  p95 "
+                f"{row['p95_ms']:.2f} ms  client cpu {row['client_cpu_percent']:.0f}%  service cpu "
+                f"{_pct(row['service_cpu_percent'])}  audit {'ok' if row['audit_ok'] else 'FAILED'}",
+                flush=True,
+            )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {
+                "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "cores": available_cores(),
+                "workers": args.workers,
+                "duration_s": args.duration,
+                "bar": BAR,
+                "rows": rows,
+                "http": http_rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"\nwrote {out}", file=sys.stderr)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}%"
+
+
+if __name__ == "__main__":
+    main()
