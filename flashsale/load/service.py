@@ -74,7 +74,8 @@ class ServiceProcess:
         return self.base_url
 
     async def stop(self) -> None:
-        """SIGTERM, then SIGKILL after a timeout: this process only, by its pid."""
+        """SIGTERM to the service's process, then SIGKILL after a timeout, by its pid; workers it left behind (if it
+        was killed) are ended by theirs (see ServerProcess.stop)."""
         await asyncio.to_thread(self.server.stop)
         self._logs.cleanup()
 
