@@ -23,8 +23,9 @@ watches them and stops them.
 - SIGTERM (or Ctrl-C) to the parent: SIGTERM to every worker; each drains like a single server (uvicorn's graceful
   shutdown, then the lifespan closes its pool); the parent exits 0 once every worker has exited 0, or kills those
   still running after GRACEFUL_SHUTDOWN_S + STOP_MARGIN_S. Ctrl-C then exits 130, as interrupted commands do.
-- Metrics: the parent makes a fresh PROMETHEUS_MULTIPROC_DIR for the workers' metric files and removes it at exit
-  (see `flashsale.http.shared_metrics`).
+- Metrics: the parent makes a fresh PROMETHEUS_MULTIPROC_DIR (in the temporary directory, `TMPDIR`) for the
+  workers' metric files and removes it at exit (a parent killed by SIGKILL leaves it behind), see
+  `flashsale.http.shared_metrics`.
 """
 
 from __future__ import annotations

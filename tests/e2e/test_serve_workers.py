@@ -284,7 +284,9 @@ class TestShutdown:
         assert not psutil.pid_exists(survivor)
 
     def test_workers_whose_parent_was_killed_drain_and_stop_leaves_nothing(self, database_url, tmp_path):
-        server = ServerProcess(workers=WORKERS, pool_size=1, log_path=tmp_path / "serve.log").start()
+        # A killed parent cannot remove its metrics directory: let it make it under tmp_path.
+        env = {"TMPDIR": str(tmp_path)}
+        server = ServerProcess(workers=WORKERS, pool_size=1, log_path=tmp_path / "serve.log", env=env).start()
         workers = server.worker_pids()
         server.process.kill()
         assert server.stop() == -signal.SIGKILL
