@@ -1,27 +1,33 @@
 """`flashsale serve`: the order HTTP service on uvicorn (uvloop + httptools), logging JSON lines to stderr.
 
 SIGTERM is a graceful shutdown: uvicorn stops accepting connections, lets the requests in flight finish (for up to
-`GRACEFUL_SHUTDOWN_S`), then the lifespan stops the strategy and closes the pool, and the exit status is 0
-(Ctrl-C does the same, then exits with 130 as interrupted commands do).
+`GRACEFUL_SHUTDOWN_S`, in flashsale.http.serving), then the lifespan stops the strategy and closes the pool, and
+the exit status is 0 (Ctrl-C does the same, then exits with 130 as interrupted commands do).
+
+`--workers N` (N > 1) serves from N processes on the one port, each with its own pool and strategy instance, under
+a parent that starts, watches and stops them (see `flashsale.http.workers`); `/metrics` then reports the totals
+over every worker, whichever answers (see `flashsale.http.shared_metrics`).
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
 
 from flashsale import strategies
 from flashsale.cli.db import ready_url
 from flashsale.units import seconds
 
-# Exit status when the server could not start (the lifespan failed: in practice, the database).
-EXIT_NOT_STARTED = 3
-GRACEFUL_SHUTDOWN_S = 10
-
 
 def port(text: str) -> int:
     value = int(text)
     if not 0 < value < 65536:
+        raise ValueError(text)
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
         raise ValueError(text)
     return value
 
@@ -47,15 +53,21 @@ def register(subparsers) -> None:
         help="requests that may wait for a connection at once; more get a 503 at once (default 1000; 0: no bound)",
     )
     serve.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="server processes on the port, each with its own pool of --pool-size connections and its own strategy "
+        "instance (default 1: this process serves)",
+    )
+    serve.add_argument(
         "--no-access-log", dest="access_log", action="store_false", help="no log line per request (for load runs)"
     )
     serve.set_defaults(func=cmd_serve)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from flashsale.http import create_app, log
+    from flashsale.http import log
+    from flashsale.http.serving import ServeSettings, serve_in_this_process
 
     if args.pool_size < 1:
         raise ValueError(f"--pool-size must be at least 1, got {args.pool_size}")
@@ -63,35 +75,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ValueError(f"--pool-timeout must be positive, got {args.pool_timeout}")
     if args.max_waiting < 0:
         raise ValueError(f"--max-waiting must be 0 (no bound) or more, got {args.max_waiting}")
-    url = ready_url()
-    log.configure()
-    app = create_app(
-        url,
+    settings = ServeSettings(
+        url=ready_url(),
         strategy=args.strategy,
         pool_size=args.pool_size,
         pool_timeout=args.pool_timeout,
         max_waiting=args.max_waiting,
         access_log=args.access_log,
-    )
-    config = uvicorn.Config(
-        app,
         host=args.host,
         port=args.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,  # ours is structured and carries the request id (see flashsale.http.middleware)
-        log_config=None,  # keep the JSON logging configured above
-        server_header=False,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        workers=args.workers,
     )
-    server = uvicorn.Server(config)
-    # uvicorn handles SIGTERM itself while it serves (graceful shutdown), then restores the handler found here and
-    # raises the signal again: this one turns that into a normal exit, so that a drained service exits with 0.
-    signal.signal(signal.SIGTERM, _exit_after_shutdown)
-    server.run()
-    return 0 if server.started else EXIT_NOT_STARTED
+    log.configure()
+    if settings.workers == 1:
+        return serve_in_this_process(settings)
+    from flashsale.http.workers import serve_workers
 
-
-def _exit_after_shutdown(signum: int, frame: object) -> None:
-    raise SystemExit(0)
+    return serve_workers(settings)

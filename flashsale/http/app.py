@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -33,6 +34,7 @@ from flashsale.http.health_handler import health
 from flashsale.http.middleware import RequestMiddleware
 from flashsale.http.order_handler import get_order, place_order
 from flashsale.http.service import Service
+from flashsale.http.shared_metrics import MULTIPROC_DIR_ENV
 from flashsale.http.user_handler import list_users
 from flashsale.strategies import OrderStrategy
 
@@ -57,6 +59,7 @@ def create_app(
     check_connections: bool = True,
     probe_interval_s: float = 0.25,
     access_log: bool = True,
+    shared_metrics: bool = False,
 ) -> Starlette:
     """The application for the database at `url`, placing orders through `strategy` (a name or an instance).
 
@@ -64,7 +67,9 @@ def create_app(
     `max_waiting` how many requests may wait at once (0: no bound); `open_timeout` how long startup waits for
     the pool's first connections. `check_connections` tests each connection before use (one round trip) so that
     connections broken while the service was idle are replaced instead of failing a request; `probe_interval_s`
-    is how often the guard tries the database while it is lost.
+    is how often the guard tries the database while it is lost. `shared_metrics`: the application runs in one of
+    several worker processes (`flashsale serve --workers N`), whose metrics are merged through prometheus-client's
+    multiprocess mode (`PROMETHEUS_MULTIPROC_DIR` must be set before prometheus_client is imported).
     """
     if pool_size < 1:
         raise ValueError(f"pool size must be at least 1, got {pool_size}")
@@ -72,9 +77,11 @@ def create_app(
         raise ValueError(f"pool timeout must be positive, got {pool_timeout}")
     if max_waiting < 0:
         raise ValueError(f"max waiting must be 0 (no bound) or more, got {max_waiting}")
+    if shared_metrics and not os.environ.get(MULTIPROC_DIR_ENV):
+        raise ValueError(f"shared metrics need {MULTIPROC_DIR_ENV} (a directory for every worker's metric files)")
     if isinstance(strategy, str):
         strategy = strategies.get_strategy(strategy)
-    service = Service(strategy=strategy)
+    service = Service(strategy=strategy, shared_metrics=shared_metrics)
     openapi_json = json.dumps(openapi.document()).encode()
 
     @asynccontextmanager
@@ -105,7 +112,8 @@ def create_app(
             }
             log.info("ready", extra={"fields": fields})
             try:
-                yield
+                async with service.metrics.serving():
+                    yield
             finally:
                 service.pool = None
                 await strategy.stop()

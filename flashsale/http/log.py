@@ -13,7 +13,8 @@ ACCESS_LOGGER = "flashsale.http.access"
 
 
 class JsonFormatter(logging.Formatter):
-    """`{"time", "level", "logger", "message", "request_id", ...fields}`; extra fields come from
+    """`{"time", "level", "logger", "message", "pid", "request_id", ...fields}` (`pid`: the process that wrote the
+    line, one of the workers under `flashsale serve --workers N`); extra fields come from
     `logger.info(message, extra={"fields": {...}})`, a traceback from `exc_info` as `"exception"`."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -22,6 +23,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,
         }
         if (rid := request_id.current.get()) is not None:
             line["request_id"] = rid

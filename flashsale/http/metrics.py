@@ -1,14 +1,23 @@
 """Prometheus metrics of one service instance, on its own registry: request durations by route and status,
-order outcomes by strategy, the connection pool's `get_stats()`, the strategy's own counters, and the process."""
+order outcomes by strategy, the connection pool's `get_stats()`, the strategy's own counters, the database guard,
+how many server processes serve, and the process.
+
+One of several worker processes (`flashsale serve --workers N`) exports the same names through prometheus-client's
+multiprocess mode instead, so that any worker's `/metrics` reports them all: see `flashsale.http.shared_metrics`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     PlatformCollector,
     ProcessCollector,
@@ -22,6 +31,9 @@ from starlette.responses import Response
 
 from flashsale.db.guard import DatabaseGuard
 from flashsale.strategies import OrderStrategy
+
+if TYPE_CHECKING:
+    from flashsale.http.shared_metrics import SharedMetrics
 
 DURATION_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -45,6 +57,14 @@ POOL_COUNTERS = {
     "connections_errors": ("flashsale_pool_connection_errors", "failed connection attempts", 1),
     "connections_lost": ("flashsale_pool_connections_lost", "connections found broken", 1),
 }
+STRATEGY_EVENTS = ("flashsale_strategy_events", "events counted by the order strategy")
+GUARD_OPEN = ("flashsale_database_circuit_open", "1 while requests are refused because the database is lost")
+GUARD_COUNTERS = {
+    "trips": ("flashsale_database_circuit_trips", "times the database was found lost"),
+    "refused": ("flashsale_database_circuit_refused", "requests refused at once while it was lost"),
+    "open_s": ("flashsale_database_circuit_open_seconds", "time spent refusing requests"),
+}
+SERVICE_WORKERS = ("flashsale_service_workers", "server processes serving requests (flashsale serve --workers)")
 
 
 class PoolCollector(Collector):
@@ -73,9 +93,7 @@ class StrategyCollector(Collector):
         self._strategy = strategy
 
     def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(
-            "flashsale_strategy_events", "events counted by the order strategy", labels=["strategy", "event"]
-        )
+        family = CounterMetricFamily(*STRATEGY_EVENTS, labels=["strategy", "event"])
         for event, count in sorted(self._strategy.counters.items()):
             family.add_metric([self._strategy.name, event], count)
         yield family
@@ -92,28 +110,22 @@ class GuardCollector(Collector):
         if guard is None:
             return
         stats = guard.stats()
-        yield GaugeMetricFamily(
-            "flashsale_database_circuit_open",
-            "1 while requests are refused because the database is lost",
-            stats["open"],
-        )
-        yield CounterMetricFamily(
-            "flashsale_database_circuit_trips", "times the database was found lost", stats["trips"]
-        )
-        yield CounterMetricFamily(
-            "flashsale_database_circuit_refused", "requests refused at once while it was lost", stats["refused"]
-        )
-        yield CounterMetricFamily(
-            "flashsale_database_circuit_open_seconds", "time spent refusing requests", stats["open_s"]
-        )
+        yield GaugeMetricFamily(*GUARD_OPEN, stats["open"])
+        for key, (name, doc) in GUARD_COUNTERS.items():
+            yield CounterMetricFamily(name, doc, stats[key])
 
 
 class Metrics:
+    """`shared=True`: this process is one of several workers (needs `PROMETHEUS_MULTIPROC_DIR`, see
+    `flashsale.http.shared_metrics`)."""
+
     def __init__(
         self,
         strategy: OrderStrategy,
         pool: Callable[[], AsyncConnectionPool | None],
         guard: Callable[[], DatabaseGuard | None] = lambda: None,
+        *,
+        shared: bool = False,
     ) -> None:
         self.registry = CollectorRegistry()
         self.request_duration = Histogram(
@@ -129,12 +141,20 @@ class Metrics:
             ["strategy", "outcome"],
             registry=self.registry,
         )
+        # Set to 1 while this process serves: summed over the live processes in multiprocess mode.
+        self.workers = Gauge(*SERVICE_WORKERS, registry=self.registry, multiprocess_mode="livesum")
         self._strategy_name = strategy.name
-        self.registry.register(PoolCollector(pool))
-        self.registry.register(StrategyCollector(strategy))
-        self.registry.register(GuardCollector(guard))
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
+        self.shared: SharedMetrics | None = None
+        if shared:
+            from flashsale.http.shared_metrics import SharedMetrics
+
+            self.shared = SharedMetrics(strategy, pool, guard)
+        else:
+            self.registry.register(PoolCollector(pool))
+            self.registry.register(StrategyCollector(strategy))
+            self.registry.register(GuardCollector(guard))
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.request_duration.labels(method, route, str(status)).observe(seconds)
@@ -142,5 +162,21 @@ class Metrics:
     def count_order(self, outcome: str) -> None:
         self.orders.labels(self._strategy_name, outcome).inc()
 
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[None]:
+        """While the service serves: counted in `flashsale_service_workers`, and, as one of several workers,
+        mirroring what only this process can read into the shared metrics."""
+        self.workers.set(1)
+        refresher = asyncio.create_task(self.shared.refresh_periodically()) if self.shared else None
+        try:
+            yield
+        finally:
+            self.workers.set(0)
+            if refresher is not None:
+                refresher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await refresher
+
     async def endpoint(self, request: Request) -> Response:
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+        body = self.shared.exposition() if self.shared else generate_latest(self.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)

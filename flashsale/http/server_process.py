@@ -3,6 +3,9 @@ pid: for the end-to-end tests, the benchmark, and anyone who wants a real server
 
     with ServerProcess(strategy="pessimistic", pool_size=8) as server:
         ... server.url ...
+
+With `workers=N` (`serve --workers N`), `pid` is the parent's, `worker_pids()` the workers' (the children that
+listen on the port); ready means every worker listens, and `stop()` leaves no process of the service behind.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import IO
+
+import psutil
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -44,6 +49,7 @@ class ServerProcess:
         log_path: Path | None = None,
         env: dict[str, str] | None = None,
         ready_timeout: float = 60.0,
+        workers: int | None = None,
     ) -> None:
         self.host = "127.0.0.1"
         self.port = free_port(self.host)
@@ -59,15 +65,37 @@ class ServerProcess:
             self.args += ["--max-waiting", str(max_waiting)]
         if not access_log:
             self.args.append("--no-access-log")
+        if workers is not None:
+            self.args += ["--workers", str(workers)]
+        self.workers = workers or 1
         self.log_path = log_path
         self.env = {**os.environ, **(env or {})}
         self.ready_timeout = ready_timeout
         self.process: subprocess.Popen | None = None
         self._log_file: IO[bytes] | None = None
+        self._descendants: dict[int, psutil.Process] = {}
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
+
+    def worker_pids(self) -> list[int]:
+        """The processes listening on the port: the server itself, or its workers under `--workers N`."""
+        if self.process is None or self.process.poll() is not None:
+            return []
+        try:
+            parent = psutil.Process(self.pid)
+            candidates = [parent, *parent.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+        return sorted(process.pid for process in candidates if self._listens(process))
+
+    def _listens(self, process: psutil.Process) -> bool:
+        try:
+            connections = process.net_connections(kind="tcp")
+        except psutil.Error:
+            return False
+        return any(c.status == psutil.CONN_LISTEN and c.laddr.port == self.port for c in connections)
 
     def start(self) -> ServerProcess:
         self._log_file = open(self.log_path, "wb") if self.log_path else None  # noqa: SIM115 - closed in stop()
@@ -85,20 +113,31 @@ class ServerProcess:
         return self
 
     def wait_ready(self) -> dict:
-        """Poll `/health` until it answers 200; returns its body."""
+        """Poll `/health` until it answers 200 and every worker listens; returns the body of `/health`."""
         assert self.process is not None
         deadline = time.monotonic() + self.ready_timeout
+        health = None
         while time.monotonic() < deadline:
             if (code := self.process.poll()) is not None:
                 raise ServerNotReady(f"flashsale serve exited with status {code} before it was ready{self._log_hint()}")
-            with (
-                contextlib.suppress(OSError, urllib.error.URLError),
-                urllib.request.urlopen(f"{self.url}/health", timeout=2) as response,
-            ):
-                if response.status == 200:
-                    return json.load(response)
+            if health is None:
+                with (
+                    contextlib.suppress(OSError, urllib.error.URLError),
+                    urllib.request.urlopen(f"{self.url}/health", timeout=2) as response,
+                ):
+                    if response.status == 200:
+                        health = json.load(response)
+            if health is not None and (self.workers == 1 or len(self.worker_pids()) == self.workers):
+                self._remember_descendants()
+                return health
             time.sleep(0.05)
         raise ServerNotReady(f"flashsale serve was not ready after {self.ready_timeout:.0f} s{self._log_hint()}")
+
+    def _remember_descendants(self) -> None:
+        """The service's processes now, so that `stop()` can still find them if the parent is gone by then."""
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for child in psutil.Process(self.pid).children(recursive=True):
+                self._descendants.setdefault(child.pid, child)
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM (graceful shutdown: requests in flight finish), SIGKILL if it has not exited within `timeout`;
@@ -106,6 +145,7 @@ class ServerProcess:
         code = None
         if self.process is not None:
             if self.process.poll() is None:
+                self._remember_descendants()
                 self.process.send_signal(signal.SIGTERM)
                 try:
                     self.process.wait(timeout)
@@ -113,10 +153,23 @@ class ServerProcess:
                     self.process.kill()
                     self.process.wait()
             code = self.process.returncode
+            self._end_descendants(timeout)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
         return code
+
+    def _end_descendants(self, timeout: float) -> None:
+        """Workers left behind by a parent that was killed: they drain by themselves once their parent is gone
+        (see flashsale.http.workers); those still there after `timeout` are killed, by pid."""
+        # psutil.Process remembers each process's creation time, so a pid reused since is left alone.
+        remembered = list(self._descendants.values())
+        _, alive = psutil.wait_procs(remembered, timeout=timeout)
+        for process in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        psutil.wait_procs(alive, timeout=timeout)
+        self._descendants.clear()
 
     def log_lines(self) -> list[dict]:
         """The JSON log lines written so far (needs `log_path`)."""

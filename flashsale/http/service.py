@@ -26,9 +26,10 @@ class Service:
     pool: AsyncConnectionPool | None = None
     guard: DatabaseGuard | None = None
     clock: Callable[[], datetime] = utc_now
+    shared_metrics: bool = False  # one of several worker processes (see flashsale.http.shared_metrics)
 
     def __post_init__(self) -> None:
-        self.metrics = Metrics(self.strategy, lambda: self.pool, lambda: self.guard)
+        self.metrics = Metrics(self.strategy, lambda: self.pool, lambda: self.guard, shared=self.shared_metrics)
 
     @property
     def open_pool(self) -> AsyncConnectionPool:

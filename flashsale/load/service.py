@@ -1,5 +1,6 @@
 """The order service for `--target http` without `--base-url`: `flashsale serve` on a free loopback port (the
-service's own `ServerProcess`), started before the run and stopped after it, with its CPU use measured."""
+service's own `ServerProcess`), started before the run and stopped after it, with its CPU use measured: that of
+the server process and of all its descendants (the workers under `--workers N`)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ class ServiceFailed(RuntimeError):
 
 
 class ServiceProcess:
-    """`flashsale serve --strategy S --pool-size N` on the database at `database_url`, without access log."""
+    """`flashsale serve --strategy S --pool-size N [--workers W]` on the database at `database_url`, without access
+    log (with W workers, each has its own pool of N connections)."""
 
     def __init__(
         self,
@@ -35,6 +37,7 @@ class ServiceProcess:
         database_url: str,
         pool_timeout_s: float | None = None,
         startup_timeout_s: float = 60.0,
+        workers: int = 1,
     ) -> None:
         self._logs = tempfile.TemporaryDirectory(prefix="flashsale-serve-")
         self.log_path = Path(self._logs.name) / "serve.log"
@@ -46,6 +49,7 @@ class ServiceProcess:
             log_path=self.log_path,
             env={config.DATABASE_URL_ENV: database_url},
             ready_timeout=startup_timeout_s,
+            workers=workers,
         )
         self._cpu_start: float | None = None
         self._wall_start: float | None = None
@@ -70,22 +74,38 @@ class ServiceProcess:
         return self.base_url
 
     async def stop(self) -> None:
-        """SIGTERM, then SIGKILL after a timeout: this process only, by its pid."""
+        """SIGTERM to the service's process, then SIGKILL after a timeout, by its pid; workers it left behind (if it
+        was killed) are ended by theirs (see ServerProcess.stop)."""
         await asyncio.to_thread(self.server.stop)
         self._logs.cleanup()
 
     def mark_cpu(self) -> None:
         """Start measuring the service's CPU use from now."""
         with contextlib.suppress(psutil.Error, TypeError):
-            times = psutil.Process(self.pid).cpu_times()
-            self._cpu_start, self._wall_start = times.user + times.system, time.perf_counter()
+            self._cpu_start, self._wall_start = cpu_seconds(psutil.Process(self.pid)), time.perf_counter()
 
     def cpu_percent(self) -> float | None:
-        """CPU used by the service since `mark_cpu()`, in percent of one core (None once it has stopped)."""
+        """CPU used by the service (every process of it) since `mark_cpu()`, in percent of one core (None once it
+        has stopped)."""
         if self._cpu_start is None:
             return None
         with contextlib.suppress(psutil.Error):
-            times = psutil.Process(self.pid).cpu_times()
+            used = cpu_seconds(psutil.Process(self.pid)) - self._cpu_start
             wall = time.perf_counter() - self._wall_start
-            return 100.0 * (times.user + times.system - self._cpu_start) / wall if wall > 0 else None
+            return 100.0 * used / wall if wall > 0 else None
         return None
+
+
+def cpu_seconds(root: psutil.Process) -> float:
+    """CPU time of `root` and of all its descendants: those running, and those that have exited and been waited
+    for (the `children_*` times of their parent), so that a worker's time still counts once it has exited."""
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            if process is root:
+                raise
+            continue  # exited since it was listed: its time now shows in its parent's children_* times
+        total += times.user + times.system + times.children_user + times.children_system
+    return total

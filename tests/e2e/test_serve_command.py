@@ -17,6 +17,8 @@ import pytest
         ["--port", "70000"],
         ["--port", "http"],
         ["--strategy", "nope"],
+        ["--workers", "0"],
+        ["--workers", "two"],
     ],
 )
 def test_bad_options_are_one_line_and_exit_2(args, database_url):
@@ -32,5 +34,5 @@ def test_help_lists_the_options():
     out = subprocess.run(
         [sys.executable, "-m", "flashsale.cli.main", "serve", "--help"], capture_output=True, text=True, timeout=60
     ).stdout
-    for option in ("--host", "--port", "--strategy", "--pool-size", "--pool-timeout", "--no-access-log"):
+    for option in ("--host", "--port", "--strategy", "--pool-size", "--pool-timeout", "--workers", "--no-access-log"):
         assert option in out
