@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--http-strategy", default="batched")
     parser.add_argument("--http-vus", type=int, default=64)
     parser.add_argument("--no-http", dest="http", action="store_false")
+    parser.add_argument("--lock-hold", action="store_true", help="the lock-hold section even without pessimistic")
     parser.add_argument("--out", default=str(config.DATA_DIR / "benchmarks" / "scaling.json"))
     args = parser.parse_args()
     names = [n for n in args.strategies.split(",") if n]
@@ -106,6 +107,18 @@ def main() -> None:
                 f"  {'' if row['meets_bar'] is None else ('ok' if row['meets_bar'] else 'BELOW 0.9')}",
                 flush=True,
             )
+    holds = []
+    if "pessimistic" in names or args.lock_hold:
+        print("\nlock hold of the seed's flow (client side, per order): 1 VU, then 64 VUs over 1, N and 2N processes")
+        for vus, workers in ((1, 1), (64, 1), (64, args.workers), (64, 2 * args.workers)):
+            row = {"vus": vus, "workers": workers, **load_row(LoadConfig(strategy="pessimistic", vus=vus,
+                                                                          workers=workers, **common))}  # fmt: skip
+            holds.append(row)
+            print(
+                f"  {vus:>3} VUs {workers:>2} workers: hold {_ms(row['lock_hold_ms'])} ms, "
+                f"{row['orders_per_s']:.0f} orders/s (1 / hold = {1000 / row['lock_hold_ms']:.0f})",
+                flush=True,
+            )
     http_rows = []
     if args.http:
         print(f"\nHTTP: {args.http_strategy} at {args.http_vus} VUs, runner at {args.workers} workers")
@@ -134,6 +147,7 @@ def main() -> None:
                 "duration_s": args.duration,
                 "bar": BAR,
                 "rows": rows,
+                "lock_hold": holds,
                 "http": http_rows,
             },
             indent=2,

@@ -219,6 +219,7 @@ async def _service(config: LoadConfig, url: str, stack: contextlib.AsyncExitStac
         pool_size=config.effective_pool_size,
         pool_timeout_s=config.pool_timeout_s,
         database_url=url,
+        workers=config.service_workers,
     )
     stack.push_async_callback(service.stop)
     return service, await service.start()
@@ -252,6 +253,7 @@ def _target_meta(config: LoadConfig, workers, service: ServiceProcess | None, ba
         "service_started": service is not None,
         "users_fetched": getattr(workers, "user_count", None),  # Locust's workers read them on their own
         "service_pid": service.pid if service else None,
+        "service_workers": config.service_workers if service else None,
     }
 
 

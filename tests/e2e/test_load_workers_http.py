@@ -27,3 +27,17 @@ class TestHttpWorkers:
         assert summary["audit"]["key_violations"] == 0
         assert summary["outcomes"]["replayed"] > 0
         assert spawned_children() == []
+
+    async def test_the_runner_starts_the_service_with_several_processes(self, database_url):
+        result = await run_load_async(
+            LoadConfig(
+                target="http", database_url=database_url, vus=4, think_ms=5, duration_s=1.0, workers=2,
+                service_workers=2, users=50, inventory=40, per_user_limit=1,
+            )
+        )  # fmt: skip
+        summary = result.summary
+        assert result.ok, summary["meta"]["audit_problems"]
+        assert summary["meta"]["service_workers"] == 2
+        assert summary["audit"]["orders"] == 40 == summary["audit"]["acknowledged"]  # 50 users, one each: sold out
+        assert summary["meta"]["service_cpu_percent"] > 0
+        assert spawned_children() == []
