@@ -5,7 +5,9 @@ HTTP service at 1 and at N processes.
 For each strategy and virtual-user level: pgbench first (on its own fresh scenario), then the runner with one
 worker, then with `--workers` workers, each on a fresh scenario that never sells out (every transaction a full
 order). The bar (issue 10): every safe strategy at least 0.9x pgbench at 8 and 64 VUs. The lock-hold column is
-the client-side time the pessimistic flow holds the row (locked row received -> commit answered), per order.
+the client-side time the pessimistic flow holds the row (locked row received -> commit answered), per order; the
+µs/o columns the client CPU per order of pgbench, of the runner with 1 worker and with N (on a machine whose cores
+the database needs too, the client's CPU is taken from the database).
 Then the HTTP service (`--http-strategy` at `--http-vus`) with the runner at N workers and the service at 1 and
 at N processes, beside the same load in-process.
 
@@ -38,6 +40,7 @@ def load_row(config: LoadConfig) -> dict:
     result = run_load(config)
     s = result.summary
     return {
+        "cpu_us_per_order": _us_per_order(s["client_cpu_percent"], s["orders_per_s"]),
         "orders_per_s": s["orders_per_s"],
         "p50_ms": s["latency_ms"]["p50"],
         "p95_ms": s["latency_ms"]["p95"],
@@ -76,7 +79,7 @@ def main() -> None:
     rows = []
     print(
         f"{'strategy':<12} {'VUs':>4} {'pgbench':>9} {'1 worker':>9} {'ratio':>6} {f'{args.workers} workers':>10} "
-        f"{'ratio':>6} {'hold 1w':>8} {'hold Nw':>8} {'cpu 1w':>7} {'cpu Nw':>7}  bar"
+        f"{'ratio':>6} {'hold 1w':>8} {'hold Nw':>8} {'µs/o pgb':>8} {'µs/o 1w':>7} {'µs/o Nw':>7}  bar"
     )
     for name in names:
         for vus in levels:
@@ -91,6 +94,8 @@ def main() -> None:
                 "pgbench_orders_per_s": ref,
                 "pgbench_clients": reference.pgbench.clients,
                 "pgbench_threads": reference.pgbench.threads,
+                "pgbench_cpu_percent": reference.pgbench.client_cpu_percent,
+                "pgbench_cpu_us_per_order": _us_per_order(reference.pgbench.client_cpu_percent, ref),
                 "pgbench_audit_ok": reference.audit.ok,
                 "one": one,
                 "many": many,
@@ -103,7 +108,8 @@ def main() -> None:
             print(
                 f"{name:<12} {vus:>4} {ref:>9.0f} {one['orders_per_s']:>9.0f} {row['ratio_one']:>6.2f} "
                 f"{many['orders_per_s']:>10.0f} {row['ratio_many']:>6.2f} {_ms(one['lock_hold_ms']):>8} "
-                f"{_ms(many['lock_hold_ms']):>8} {one['client_cpu_percent']:>6.0f}% {many['client_cpu_percent']:>6.0f}%"
+                f"{_ms(many['lock_hold_ms']):>8} {_us(row['pgbench_cpu_us_per_order']):>8} "
+                f"{_us(one['cpu_us_per_order']):>7} {_us(many['cpu_us_per_order']):>7}"
                 f"  {'' if row['meets_bar'] is None else ('ok' if row['meets_bar'] else 'BELOW 0.9')}",
                 flush=True,
             )
@@ -157,8 +163,19 @@ def main() -> None:
     print(f"\nwrote {out}", file=sys.stderr)
 
 
+def _us_per_order(cpu_percent: float | None, orders_per_s: float | None) -> float | None:
+    """Client CPU per order in µs: percent of a core over orders a second."""
+    if not cpu_percent or not orders_per_s:
+        return None
+    return cpu_percent / 100 / orders_per_s * 1e6
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+def _us(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def _pct(value: float | None) -> str:

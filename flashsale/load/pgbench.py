@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import math
 import re
+import resource
 import subprocess
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +40,7 @@ class PgbenchResult:
     latency_avg_ms: float
     clients: int
     threads: int
+    client_cpu_percent: float | None  # pgbench's own CPU (user + system) over its run, in percent of one core
     transactions: int
     failed: int
     duration_s: int
@@ -61,6 +64,13 @@ def parse_output(text: str) -> dict:
             raise PgbenchFailed(f"pgbench printed no {key.replace('_', ' ')}", text)
         found[key] = kind(match.group(1)) if match else 0
     return found
+
+
+def _children_cpu_s() -> float:
+    """CPU used by this process's reaped children: pgbench's, measured around its run (nothing else is reaped
+    meanwhile in the calling thread; another thread's child finishing then would count too)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def pgbench_path() -> Path:
@@ -118,10 +128,17 @@ def run_pgbench(
             *options,
             url,
         ]
+        before, started = _children_cpu_s(), time.perf_counter()
         proc = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120, check=False)
+        cpu_percent = 100.0 * (_children_cpu_s() - before) / (time.perf_counter() - started)
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
         raise PgbenchFailed(f"pgbench exited with status {proc.returncode}", output)
     return PgbenchResult(
-        clients=clients, threads=threads, duration_s=seconds, protocol=protocol, **parse_output(output)
+        clients=clients,
+        threads=threads,
+        client_cpu_percent=cpu_percent,
+        duration_s=seconds,
+        protocol=protocol,
+        **parse_output(output),
     )
