@@ -38,6 +38,34 @@ def uuid_arg(text: str) -> uuid.UUID:
 uuid_arg.__name__ = "UUID"
 
 
+def stages_arg(text: str) -> tuple[tuple[float, float], ...]:
+    points = []
+    for part in text.split(","):
+        at, _, rate = part.partition(":")
+        points.append((seconds(at), float(rate)))
+    return tuple(points)
+
+
+stages_arg.__name__ = "stages (TIME:RATE,...)"
+
+
+def spike_arg(text: str) -> tuple[int, float]:
+    buyers, _, window = text.partition(":")
+    return int(buyers), seconds(window)
+
+
+spike_arg.__name__ = "spike (N:T)"
+
+
+def _default_duration(args: argparse.Namespace) -> float:
+    """30 s, or what the open-model shape spans (less the warmup)."""
+    if args.stages:
+        return max(args.stages[-1][0] - args.warmup, 0.001)
+    if args.spike:
+        return max(args.spike[1] - args.warmup, 0.001)
+    return 30.0
+
+
 def add_scenario_arguments(parser: argparse.ArgumentParser) -> None:
     """The scenario options `load` and `bench` share."""
     parser.add_argument(
@@ -70,8 +98,25 @@ def register(subparsers) -> None:
         "--think-ms", type=float, default=100.0, help="closed model: pause after each order, ms (default 100)"
     )
     load.add_argument("--rate", type=float, help="open model: orders per second on a fixed schedule")
+    load.add_argument(
+        "--stages",
+        type=stages_arg,
+        help="open model, ramping (k6's ramping-arrival-rate): TIME:RATE points, linear between, e.g. "
+        "0s:0,2s:2000,12s:2000 (the duration defaults to the last point)",
+    )
+    load.add_argument(
+        "--spike",
+        type=spike_arg,
+        help="open model, a sale's opening: N:T, N buyers arriving at random within T, one order each "
+        "(needs --users N or more; the duration defaults to T)",
+    )
+    load.add_argument(
+        "--sale-opens-at",
+        type=seconds,
+        help="open the sale this long into the run (orders before are refused sale_not_active), e.g. 500ms",
+    )
     load.add_argument("--max-inflight", type=positive_int, default=1000, help="open model: bound on requests in flight")
-    load.add_argument("--duration", type=seconds, default=30.0, help="measured time (default 30s)")
+    load.add_argument("--duration", type=seconds, help="measured time (default 30s, or the end of --stages/--spike)")
     load.add_argument("--warmup", type=seconds, default=0.0, help="run first, left out of the figures (default 0s)")
     load.add_argument("--seed", type=int, default=0, help="seed of the random choice of users (default 0)")
     load.add_argument(
@@ -143,8 +188,11 @@ def cmd_load(args: argparse.Namespace) -> int:
         vus=args.vus,
         think_ms=args.think_ms,
         rate=args.rate,
+        stages=args.stages or (),
+        spike=args.spike,
+        sale_opens_s=args.sale_opens_at,
         max_inflight=args.max_inflight,
-        duration_s=args.duration,
+        duration_s=args.duration if args.duration is not None else _default_duration(args),
         warmup_s=args.warmup,
         users=args.users,
         inventory=args.inventory,

@@ -13,7 +13,7 @@ from uuid import UUID
 from flashsale import strategies
 from flashsale.load.faults import Fault
 from flashsale.load.retries import KeyedRetries
-from flashsale.load.workloads import Closed, Open
+from flashsale.load.workloads import Closed, Open, OpenWorkload, Ramping, Spike
 
 TARGETS = ("db", "http")
 ENGINES = ("native", "locust")  # native: flashsale's own workers; locust: Locust's distributed mode (http target)
@@ -34,6 +34,11 @@ class LoadConfig:
     vus: int = 10  # closed model: virtual users
     think_ms: float = 100.0  # closed model: pause after each order
     rate: float | None = None  # orders/s; setting it selects the open model
+    stages: tuple[
+        tuple[float, float], ...
+    ] = ()  # open model, ramping: (time s, orders/s) points, e.g. ((0, 0), (2, 2000))
+    spike: tuple[int, float] | None = None  # open model, a sale's opening: (buyers, window s), one order each
+    sale_opens_s: float | None = None  # open the sale this long after the run's origin (None: the scenario's window)
     max_inflight: int = 1000  # open model: starts beyond this many requests in flight are dropped
     duration_s: float = 30.0  # measured time, after the warmup
     warmup_s: float = 0.0  # run first, excluded from the figures
@@ -93,14 +98,30 @@ class LoadConfig:
         for fault in self.fault_list:
             if fault.at_s >= self.warmup_s + self.duration_s:
                 raise ValueError(f"fault {fault} comes after the run's end ({self.warmup_s + self.duration_s:g} s)")
-        self.workload  # noqa: B018 - validates vus, think time, rate and max in-flight
+        object.__setattr__(self, "stages", tuple((float(t), float(r)) for t, r in self.stages))
+        if self.spike is not None:
+            object.__setattr__(self, "spike", (int(self.spike[0]), float(self.spike[1])))
+        if sum(x is not None and x != () for x in (self.rate, self.stages or None, self.spike)) > 1:
+            raise ValueError("give one of rate, stages and spike (each selects the open model)")
+        if self.spike is not None:
+            if self.spike[1] > self.warmup_s + self.duration_s:
+                raise ValueError(f"the spike's window ({self.spike[1]:g} s) is longer than the run")
+            if self.reset and self.users < self.spike[0]:
+                raise ValueError(f"a spike of {self.spike[0]} buyers needs as many users, got {self.users}")
+        if self.sale_opens_s is not None and self.sale_opens_s < 0:
+            raise ValueError(f"the sale opens at 0 s or later, got {self.sale_opens_s}")
+        self.workload  # noqa: B018 - validates vus, think time, rate, stages, spike and max in-flight
 
     @property
     def model(self) -> str:
-        return "closed" if self.rate is None else "open"
+        return "closed" if self.rate is None and not self.stages and self.spike is None else "open"
 
     @property
-    def workload(self) -> Closed | Open:
+    def workload(self) -> Closed | OpenWorkload:
+        if self.stages:
+            return Ramping(stages=self.stages, max_inflight=self.max_inflight)
+        if self.spike is not None:
+            return Spike(buyers=self.spike[0], window_s=self.spike[1], max_inflight=self.max_inflight)
         if self.rate is None:
             return Closed(vus=self.vus, think_s=self.think_ms / 1000)
         return Open(rate=self.rate, max_inflight=self.max_inflight)
@@ -117,7 +138,7 @@ class LoadConfig:
     def effective_pool_size(self) -> int:
         if self.pool_size is not None:
             return self.pool_size
-        return self.vus if self.rate is None else min(self.max_inflight, OPEN_MODEL_POOL)
+        return self.vus if self.model == "closed" else min(self.max_inflight, OPEN_MODEL_POOL)
 
     @property
     def worker_count(self) -> int:
@@ -144,5 +165,9 @@ def default_workers(config: LoadConfig, cores: int | None = None) -> int:
     and the service need the cores more than the client), on 16 cores up to 4, on 64 cores up to 16.
     """
     cores = available_cores() if cores is None else cores
-    demand = math.ceil(config.vus / VUS_PER_WORKER) if config.rate is None else math.ceil(config.rate / RATE_PER_WORKER)
+    workload = config.workload
+    if isinstance(workload, Closed):
+        demand = math.ceil(workload.vus / VUS_PER_WORKER)
+    else:
+        demand = math.ceil(workload.peak_rate / RATE_PER_WORKER)
     return max(1, min(cores // CORES_PER_WORKER, demand))

@@ -102,7 +102,7 @@ class LocustEngine:
     """Locust's master and `workers` worker processes on this machine, driven through the master's web API."""
 
     def __init__(self, config: LoadConfig, *, base_url: str, flash_sale_id: UUID, workers: int) -> None:
-        if config.rate is not None:
+        if config.model == "open":
             raise ValueError("the locust engine runs the closed model (--vus, --think-ms), not an arrival rate")
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")

@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +46,12 @@ from flashsale.load.service import ServiceProcess
 from flashsale.load.workers import LocalWorkers, ProcessWorkers
 from flashsale.load.workers import plans as worker_plans
 from flashsale.load.workloads import LATE_AFTER_S, WorkloadStats
+from flashsale.repositories import flash_sales
 
 __all__ = ["LoadConfig", "LoadResult", "configured_sale", "ready_url", "run_load", "run_load_async"]
 
 LOCKS_SUFFIX = ".locks.parquet"
+SALE_WINDOW = timedelta(hours=1)  # a sale opened during a run stays open this long
 SUMMARY_METADATA_KEY = b"flashsale.summary"
 
 
@@ -134,6 +136,8 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
         meta.update(_target_meta(config, workers, service, base_url))
 
         origin = time.perf_counter_ns() + round(workers.lead_s() * 1e9)
+        if config.sale_opens_s is not None:
+            meta["sale_opens_at"] = await _open_sale_at(url, sale, origin, config.sale_opens_s)
         sampler = LockSampler(url, interval_s=config.sample_interval_s, origin_ns=origin)
         await sampler.start()
         stack.push_async_callback(sampler.stop)
@@ -245,6 +249,15 @@ async def _workers(config: LoadConfig, url: str, sale: Sale, base_url: str | Non
     return workers
 
 
+async def _open_sale_at(url: str, sale: Sale, origin_ns: int, opens_s: float) -> str:
+    """Move the sale's window so that it opens `opens_s` after the run's origin (for an hour); its wall-clock time."""
+    opens_at = datetime.now(UTC) + timedelta(seconds=(origin_ns - time.perf_counter_ns()) / 1e9 + opens_s)
+    conn = await connection.connect_async(url)
+    async with conn:
+        await flash_sales.set_window(conn, sale.flash_sale_id, opens_at, opens_at + SALE_WINDOW)
+    return opens_at.isoformat()
+
+
 def _target_meta(config: LoadConfig, workers, service: ServiceProcess | None, base_url: str | None) -> dict:
     if config.target == "db":
         return {"pinned_connections": workers.pinned}
@@ -333,6 +346,8 @@ def _run_meta(config: LoadConfig, sale: Sale, stats: WorkloadStats, audit: Audit
     }
     if config.model == "open":
         meta.update(
+            stages=[list(point) for point in config.stages] or None,
+            spike=list(config.spike) if config.spike else None,
             max_inflight=config.max_inflight,
             late_starts=stats.late_starts,
             dropped_starts=stats.dropped_starts,

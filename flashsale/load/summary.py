@@ -221,14 +221,20 @@ def _cpu_text(s: dict[str, Any]) -> str:
 
 def _scenario_line(s: dict[str, Any]) -> str:
     meta = s["meta"]
-    if s["model"] == "open":
+    if s["model"] == "open" and meta.get("stages"):
+        shape = "open model, stages " + ",".join(f"{t:g}s:{r:g}" for t, r in meta["stages"]) + " orders/s"
+    elif s["model"] == "open" and meta.get("spike"):
+        buyers, window = meta["spike"]
+        shape = f"open model, spike: {buyers} buyers within {window:g} s"
+    elif s["model"] == "open":
         shape = f"open model: {s['rate']:g} orders/s"
     else:
         shape = f"closed model: {s['vus']} VUs, think {s['think_ms']:g} ms"
     warmup = meta.get("warmup_s") or 0
     where = f" at {meta['base_url']}" if meta.get("base_url") else ""
+    opens = f", sale opens at {meta['sale_opens_at']}" if meta.get("sale_opens_at") else ""
     return (
-        f"  scenario: {shape}, {s['duration_s']:g} s"
+        f"  scenario: {shape}{opens}, {s['duration_s']:g} s"
         + (f" (+{warmup:g} s warmup)" if warmup else "")
         + f", target {s['target']}{where}, strategy {s['strategy']}"
     )

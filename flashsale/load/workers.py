@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import multiprocessing
 import time
@@ -42,7 +43,7 @@ from flashsale.load.records import RecordBuffer
 from flashsale.load.retries import KeyedRetries
 from flashsale.load.sale import Sale
 from flashsale.load.targets import DbTarget, HttpTarget
-from flashsale.load.workloads import Closed, Open, run_closed, run_open
+from flashsale.load.workloads import Closed, OpenWorkload, run_closed, run_open
 from flashsale.repositories import users as users_repo
 
 DB_POOL_TIMEOUT_S = 30.0  # db target: how long an order may wait for a pooled connection
@@ -72,11 +73,11 @@ class WorkerPlan:
         return range(self.index, self.config.vus, self.count)
 
     @property
-    def workload(self) -> Closed | Open:
+    def workload(self) -> Closed | OpenWorkload:
         config = self.config
         if config.model == "closed":
             return Closed(vus=len(self.vu_ids), think_s=config.think_ms / 1000)
-        return Open(rate=config.rate, max_inflight=self._share(config.max_inflight))
+        return dataclasses.replace(config.workload, max_inflight=self._share(config.max_inflight))
 
     @property
     def pool_size(self) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import itertools
 import math
 import random
 import threading
@@ -32,6 +33,7 @@ OrderFn = Callable[[int], Awaitable[tuple[int, int]]]
 SessionFactory = Callable[[], contextlib.AbstractAsyncContextManager[OrderFn]]
 
 LATE_AFTER_S = 0.005
+SPIKE_STREAM = 0x5B1CE  # the spike's arrival instants come from their own random stream of the seed
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,105 @@ class Open:
     def __post_init__(self) -> None:
         if not self.rate > 0:
             raise ValueError(f"rate must be positive, got {self.rate}")
-        if self.max_inflight < 1:
-            raise ValueError(f"max in-flight must be at least 1, got {self.max_inflight}")
+        _check_inflight(self.max_inflight)
+
+    @property
+    def peak_rate(self) -> float:
+        return self.rate
+
+    def arrivals(self, duration_s: float, seed: int) -> Arrivals:
+        interval_ns, count = _schedule_shape(self.rate, duration_s)
+        return Arrivals(count, lambda i: int(i * interval_ns))
+
+
+@dataclass(frozen=True)
+class Ramping:
+    """k6 `ramping-arrival-rate`: the rate goes linearly from point to point of `stages`, (time s, orders/s) pairs
+    from (0, r0); after the last point it stays at the last rate. Starts are where the cumulative count of
+    arrivals (the integral of the rate) reaches 0, 1, 2, ...: the schedule a constant rate would make, bent."""
+
+    stages: tuple[tuple[float, float], ...]
+    max_inflight: int = 1000
+
+    def __post_init__(self) -> None:
+        times = [t for t, _ in self.stages]
+        if not self.stages or times[0] != 0:
+            raise ValueError("stages must start at 0s, e.g. 0s:0,2s:2000,12s:2000")
+        if any(b <= a for a, b in itertools.pairwise(times)):
+            raise ValueError("stage times must increase")
+        if any(r < 0 for _, r in self.stages) or not any(r > 0 for _, r in self.stages):
+            raise ValueError("stage rates must be 0 or more, and not all 0")
+        _check_inflight(self.max_inflight)
+
+    @property
+    def peak_rate(self) -> float:
+        return max(r for _, r in self.stages)
+
+    def arrivals(self, duration_s: float, seed: int) -> Arrivals:
+        points = list(self.stages)
+        if points[-1][0] < duration_s:
+            points.append((duration_s, points[-1][1]))
+        t = np.array([p[0] for p in points], dtype=np.float64)
+        r = np.array([p[1] for p in points], dtype=np.float64)
+        # cumulative arrivals at each point, then invert the piecewise quadratic for every whole arrival
+        cumulative = np.concatenate([[0.0], np.cumsum((r[1:] + r[:-1]) / 2 * np.diff(t))])
+        end = float(np.interp(duration_s, t, cumulative))
+        wanted = np.arange(math.ceil(end - 1e-9), dtype=np.float64)
+        segment = np.clip(np.searchsorted(cumulative, wanted, side="right") - 1, 0, len(t) - 2)
+        t0, r0, c0 = t[segment], r[segment], cumulative[segment]
+        slope = (r[segment + 1] - r0) / (t[segment + 1] - t0)
+        need = wanted - c0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            quadratic = (-r0 + np.sqrt(r0 * r0 + 2 * slope * need)) / slope
+            linear = need / r0
+        dt = np.where(np.abs(slope) > 1e-12, quadratic, linear)
+        offsets = np.round((t0 + dt) * 1e9).astype(np.int64)
+        offsets = offsets[offsets < round(duration_s * 1e9)]
+        return Arrivals(len(offsets), offsets.item)
+
+
+@dataclass(frozen=True)
+class Spike:
+    """A sale's opening: `buyers` arrive at random instants within `window_s` of the run's start, each placing one
+    order (buyer b is user b: the scenario needs at least `buyers` users)."""
+
+    buyers: int
+    window_s: float
+    max_inflight: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.buyers < 1 or not self.window_s > 0:
+            raise ValueError(
+                f"a spike needs at least one buyer and a positive window, got {self.buyers}:{self.window_s}"
+            )
+        _check_inflight(self.max_inflight)
+
+    @property
+    def peak_rate(self) -> float:
+        return self.buyers / self.window_s
+
+    def arrivals(self, duration_s: float, seed: int) -> Arrivals:
+        draw = np.random.default_rng([abs(seed), SPIKE_STREAM])
+        offsets = np.sort(np.round(draw.uniform(0, self.window_s * 1e9, self.buyers)).astype(np.int64))
+        return Arrivals(self.buyers, offsets.item, users=lambda i: i)
+
+
+@dataclass(frozen=True)
+class Arrivals:
+    """An open workload's starts: `count` of them, the offset (ns from the origin) of start i, and the user of start
+    i (None: drawn at random)."""
+
+    count: int
+    offset: Callable[[int], int]
+    users: Callable[[int], int] | None = None
+
+
+def _check_inflight(max_inflight: int) -> None:
+    if max_inflight < 1:
+        raise ValueError(f"max in-flight must be at least 1, got {max_inflight}")
+
+
+OpenWorkload = Open | Ramping | Spike
 
 
 @dataclass
@@ -145,7 +244,7 @@ async def _virtual_user(
 
 
 async def run_open(
-    workload: Open,
+    workload: OpenWorkload,
     order: OrderFn,
     records: RecordBuffer,
     *,
@@ -156,13 +255,15 @@ async def run_open(
     origin_ns: int | None = None,
     share: tuple[int, int] = (0, 1),
 ) -> WorkloadStats:
-    """Start `order` on the schedule of `workload.rate` for `duration_s`; see the module's docstring.
+    """Start `order` on the schedule of `workload` (a constant rate, ramping stages or a spike) for `duration_s`;
+    see the module's docstring.
 
     `share` = (k, n) makes this call start every n-th scheduled order from the k-th (k = 0..n-1): n processes
     that each run their share make exactly the schedule of one. Each share draws its users from its own stream.
     """
     origin = time.perf_counter_ns() if origin_ns is None else origin_ns
-    interval_ns, count = _schedule_shape(workload.rate, duration_s)
+    arrivals = workload.arrivals(duration_s, seed)
+    count, offset_of, user_of = arrivals.count, arrivals.offset, arrivals.users
     first, stride = share
     if not 0 <= first < stride:
         raise ValueError(f"share must be (k, n) with 0 <= k < n, got {share}")
@@ -178,7 +279,7 @@ async def run_open(
         add(offset, clock() - origin - offset, outcome, status)
 
     i = first  # the next start
-    due = int(i * interval_ns)  # and its offset
+    due = offset_of(i) if i < count else 0  # and its offset
     async with Alarm() as alarm:
         while i < count:
             now = clock() - origin
@@ -188,14 +289,15 @@ async def run_open(
                 else:
                     if now - due > late_ns:
                         stats.late_starts += 1
-                    task = asyncio.create_task(one(due, int(pick() * users)))
+                    user = user_of(i) if user_of is not None else int(pick() * users)
+                    task = asyncio.create_task(one(due, user))
                     running.add(task)
                     task.add_done_callback(running.discard)
                     stats.started += 1
                 i += stride
                 if i >= count:
                     break
-                due = int(i * interval_ns)
+                due = offset_of(i)
             if i < count:
                 await alarm.at(origin + due)
     stop_at = origin + round(duration_s * 1e9)

@@ -76,6 +76,13 @@ async def set_remaining(conn: AsyncConnection, sale_id: UUID, remaining: int) ->
     await conn.execute("UPDATE flash_sales SET remaining_inventory = %s WHERE id = %s", [remaining, sale_id])
 
 
+async def set_window(conn: AsyncConnection, sale_id: UUID, starts_at: datetime, ends_at: datetime) -> None:
+    """Move the sale's window (a load run opens the sale at a chosen instant of the run)."""
+    await conn.execute(
+        "UPDATE flash_sales SET starts_at = %s, ends_at = %s WHERE id = %s", [starts_at, ends_at, sale_id]
+    )
+
+
 async def insert(
     conn: AsyncConnection,
     *,
