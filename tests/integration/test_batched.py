@@ -11,6 +11,7 @@ from flashsale.db import connection
 from flashsale.domain import PlaceOrder
 from flashsale.repositories import flash_sales, users
 from flashsale.strategies import Batched, Rejected
+from tests.waiting import HANG_S, until, until_lock_waiters
 
 
 @pytest.fixture
@@ -22,12 +23,12 @@ async def other(database_url):
 
 async def until_someone_waits_for_a_lock(conn):
     """Poll until a session (the worker's batch) queues on a row lock."""
-    for _ in range(500):
-        cur = await conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-        if (await cur.fetchone())[0]:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("nobody queued on the lock in 5 s")
+    await until_lock_waiters(conn, 1)
+
+
+async def until_queued(batched, count):
+    """Until `count` orders wait in the strategy's queue (their callers' tasks have run up to it)."""
+    await until(lambda: batched._queue.qsize() == count, f"{count} orders in the queue")
 
 
 def place(strategy, pool, user_id, sale_id):
@@ -45,10 +46,10 @@ class TestBatched:
             first = place(batched, pool, u[0], made.flash_sale_id)
             await until_someone_waits_for_a_lock(conn)  # the worker took it and its batch waits on the lock
             queued = [place(batched, pool, u[1], made.flash_sale_id), place(batched, pool, u[2], made.flash_sale_id)]
-            await asyncio.sleep(0.01)
+            await until_queued(batched, 2)
+            # Refused without awaiting anything: were it queued, it would wait for the lock held here.
             with pytest.raises(Rejected) as rejected:
-                async with asyncio.timeout(5):  # were it queued, it would wait for the lock held here
-                    await batched.place_order(pool, PlaceOrder(user_id=u[3], flash_sale_id=made.flash_sale_id))
+                batched.place_order(pool, PlaceOrder(user_id=u[3], flash_sale_id=made.flash_sale_id)).send(None)
             assert rejected.value.code == "rejected"
             assert rejected.value.retry_after_s == 2.5
         placed = await asyncio.gather(first, *queued)
@@ -120,11 +121,11 @@ class TestBatched:
             in_flight = place(batched, pool, u[0], made.flash_sale_id)
             await until_someone_waits_for_a_lock(conn)
             waiting = [place(batched, pool, u[1], made.flash_sale_id), place(batched, pool, u[2], made.flash_sale_id)]
-            await asyncio.sleep(0.01)
+            await until_queued(batched, 2)
             stopping = asyncio.create_task(batched.stop())
             for caller in waiting:
                 with pytest.raises(Rejected):
-                    async with asyncio.timeout(5):
+                    async with asyncio.timeout(HANG_S):  # answered while the batch in flight still waits
                         await caller
             assert not stopping.done()  # the batch in flight still waits for the lock
         assert (await in_flight).user_id == u[0]
