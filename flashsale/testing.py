@@ -6,11 +6,16 @@ Used by the project's own pytest fixtures (tests/conftest.py); usable from a not
 
     with TestDatabase() as url:
         ...
+
+Tests that stop and start their database (faults) use a `ScratchServer` instead: a second embedded server on a
+temporary data directory of its own, so that the server every other test uses is never taken away under them.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from flashsale import config
@@ -22,8 +27,9 @@ TEST_DATABASE_URL_ENV = "FLASHSALE_TEST_DATABASE_URL"
 class TestDatabase:
     __test__ = False  # not a pytest test class
 
-    def __init__(self, pgdata: Path | None = None) -> None:
+    def __init__(self, pgdata: Path | None = None, *, export_url: bool = True) -> None:
         self.pgdata = pgdata or config.state_dir() / "test-pgdata"
+        self.export_url = export_url  # set FLASHSALE_DATABASE_URL for subprocesses while it is entered
         self.url: str | None = None
         self._started_pid: int | None = None
         self._saved_env: str | None = None
@@ -38,16 +44,61 @@ class TestDatabase:
             self._started_pid = None if already else info.pid
             connection.ensure_database(info)
             self.url = info.url()
-        # Subprocesses (the CLI, the HTTP service) inherit this and use the same server.
-        os.environ[config.DATABASE_URL_ENV] = self.url
+        if self.export_url:  # subprocesses (the CLI, the HTTP service) inherit this and use the same server
+            os.environ[config.DATABASE_URL_ENV] = self.url
         with connection.connect(self.url) as conn:
             migrate.migrate(conn)
         return self.url
 
     def __exit__(self, *exc) -> None:
-        if self._saved_env is None:
-            os.environ.pop(config.DATABASE_URL_ENV, None)
-        else:
-            os.environ[config.DATABASE_URL_ENV] = self._saved_env
+        if self.export_url:
+            if self._saved_env is None:
+                os.environ.pop(config.DATABASE_URL_ENV, None)
+            else:
+                os.environ[config.DATABASE_URL_ENV] = self._saved_env
         if self._started_pid is not None:
             embedded.stop(self.pgdata)
+
+
+class ScratchServer:
+    """A migrated embedded server of its own, on a fresh temporary data directory under the project's state
+    directory (where the fault injector accepts it), started on entry and, on exit, stopped by its pid and deleted.
+
+        with ScratchServer() as scratch:
+            ... scratch.url, scratch.pgdata: stop it, start it again, nobody else notices ...
+
+    It never exports its URL: give it explicitly to whatever should use it (`ServerProcess(env=...)`,
+    `LoadConfig(database_url=...)`).
+    """
+
+    __test__ = False
+
+    def __init__(self) -> None:
+        self.root: Path | None = None
+        self.pgdata: Path | None = None
+        self.url: str | None = None
+
+    def __enter__(self) -> ScratchServer:
+        state = config.state_dir()
+        state.mkdir(parents=True, exist_ok=True)
+        self.root = Path(tempfile.mkdtemp(prefix="scratch-", dir=state))
+        self.root.chmod(0o755)  # as root, the server runs as its own system user, which must reach the directory
+        self.pgdata = self.root / "pgdata"
+        try:
+            info = embedded.start(self.pgdata)
+            connection.ensure_database(info)
+            self.url = info.url()
+            with connection.connect(self.url) as conn:
+                migrate.migrate(conn)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if self.pgdata is not None:
+                embedded.stop(self.pgdata)
+        finally:
+            if self.root is not None:
+                shutil.rmtree(self.root, ignore_errors=True)

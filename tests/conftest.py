@@ -5,7 +5,8 @@ import pytest
 from flashsale import scenario as scenario_module
 from flashsale import strategies
 from flashsale.db import connection
-from flashsale.testing import TestDatabase
+from flashsale.testing import ScratchServer, TestDatabase
+from tests.waiting import HANG_S
 
 
 @pytest.fixture(scope="session")
@@ -35,12 +36,25 @@ async def make_scenario(database_url):
     return make
 
 
+@pytest.fixture(scope="session")
+def scratch_server():
+    """A second embedded server with a temporary data directory of its own, for the tests that stop and start their
+    database (faults): the server the other tests use is never stopped. Started on first use, stopped by its pid
+    and deleted at the end of the session; each test makes its own sale on it."""
+    with ScratchServer() as server:
+        yield server
+
+
 @pytest.fixture
 async def pool(database_url):
-    """A pool of 70 connections, enough for every concurrent buyer in the concurrency tests to hold its own."""
+    """A pool of 70 connections, enough for every concurrent buyer in the concurrency tests to hold its own; every
+    connection is open before the test starts (a race must not depend on how fast they come up)."""
     p = connection.make_pool(database_url, size=70)
-    async with p:
+    await p.open(wait=True, timeout=HANG_S)
+    try:
         yield p
+    finally:
+        await p.close()
 
 
 # Parameters under which a retrying strategy never gives up in a test: its concurrency tests count orders exactly.

@@ -41,14 +41,21 @@ def document() -> dict[str, Any]:
     ref = {model: refs[(model, mode)] for model, mode in models}
     error = ref[dto.ErrorResponse]
 
-    def ok(description: str, model: type[BaseModel], status: int = 200, headers: dict | None = None) -> dict:
-        return {
-            str(status): {
-                "description": description,
-                "headers": {REQUEST_ID_HEADER: {"$ref": "#/components/headers/RequestId"}, **(headers or {})},
-                "content": {"application/json": {"schema": ref[model]}},
-            }
+    def ok(
+        description: str,
+        model: type[BaseModel],
+        status: int = 200,
+        headers: dict | None = None,
+        links: dict | None = None,
+    ) -> dict:
+        response = {
+            "description": description,
+            "headers": {REQUEST_ID_HEADER: {"$ref": "#/components/headers/RequestId"}, **(headers or {})},
+            "content": {"application/json": {"schema": ref[model]}},
         }
+        if links:
+            response["links"] = links
+        return {str(status): response}
 
     def errors(*statuses: int) -> dict:
         out = {}
@@ -101,6 +108,20 @@ def document() -> dict[str, Any]:
         "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY, "pattern": "^[!-~]+$"},
     }
 
+    # What a placed order supplies to the other operations (OpenAPI links: stateful clients and fuzzers follow them).
+    order_links = {
+        "GetOrder": {
+            "operationId": "getOrder",
+            "parameters": {"order_id": "$response.body#/id"},
+            "description": "the order just placed",
+        },
+        "GetFlashSale": {
+            "operationId": "getFlashSale",
+            "parameters": {"flash_sale_id": "$response.body#/flash_sale_id"},
+            "description": "the sale the order was placed on",
+        },
+    }
+
     return {
         "openapi": "3.1.0",
         "info": {
@@ -121,7 +142,7 @@ def document() -> dict[str, Any]:
                         "content": {"application/json": {"schema": ref[dto.PlaceOrderRequest]}},
                     },
                     "responses": {
-                        **ok("the order, confirmed", dto.OrderResponse, 201, location),
+                        **ok("the order, confirmed", dto.OrderResponse, 201, location, order_links),
                         **errors(404, 409, 413, 415, 422, 503),
                     },
                 }

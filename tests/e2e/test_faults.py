@@ -1,9 +1,11 @@
-"""The order service through database faults, overload and shutdown: the real `flashsale serve` process, and the
-real embedded test server stopped under it and started again on the same socket (left running for the tests
-after these).
+"""The order service through database faults, overload and shutdown: the real `flashsale serve` process, and a
+real embedded server of its own (`scratch_server`) stopped under it and started again on the same socket; the
+server the other tests use is never stopped.
 
 The promise: every request gets a clear answer in bounded time (503 with `Retry-After` while the database is away
-or the queue is full, never a hang), the service recovers by itself, and no acknowledged order is lost.
+or the queue is full, never a hang), the service recovers by itself, and no acknowledged order is lost. "At once"
+is shown by the order of events (answered while what it would wait for is still held) or against a configured
+timeout far above what the answer took, never against a wall-clock figure a loaded machine could miss.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import statistics
 import threading
 import time
 
@@ -20,28 +21,23 @@ import psutil
 import psycopg
 import pytest
 
+from flashsale.config import DATABASE_URL_ENV
 from flashsale.db import embedded
 from flashsale.http.server_process import ServerProcess
 from flashsale.load import LoadConfig, run_load_async
-from flashsale.load.faults import FaultUnsupported, embedded_pgdata
 from tests.e2e.api import Api
-from tests.e2e.test_unavailable import blocked_on_lock, wait_for
+from tests.e2e.conftest import make_sale
+from tests.waiting import HANG_S, blocked_on_lock, wait_for
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture
-def pgdata(database_url):
-    """The test server's data directory; skipped when the tests run on a server given by URL."""
-    try:
-        return embedded_pgdata(database_url)
-    except FaultUnsupported:
-        pytest.skip("database faults need the embedded test server")
+# Long enough that a request that waited for a pooled connection could not be mistaken for one refused at once.
+POOL_TIMEOUT_S = 30.0
 
 
 @contextlib.contextmanager
 def database_down(pgdata):
-    """The test server stopped (fast shutdown) for the block, then started again on its socket."""
+    """The scratch server stopped (fast shutdown, by its pid) for the block, then started again on its socket."""
     info = embedded.running(pgdata)
     embedded.stop(pgdata)
     try:
@@ -64,23 +60,28 @@ def metric(api: Api, name: str) -> float:
 
 
 class TestDatabaseDown:
-    def test_answers_503_at_once_then_recovers_without_a_restart(self, database_url, pgdata, sale, tmp_path):
-        with ServerProcess(pool_size=2, pool_timeout=3, log_path=tmp_path / "serve.log") as server:
-            api = Api(server.url, timeout=10)
+    def test_answers_503_at_once_then_recovers_without_a_restart(self, scratch_server, tmp_path):
+        sale = make_sale(scratch_server.url, users=10, inventory=5, per_user_limit=2)
+        with ServerProcess(
+            pool_size=2,
+            pool_timeout=POOL_TIMEOUT_S,
+            log_path=tmp_path / "serve.log",
+            env={DATABASE_URL_ENV: scratch_server.url},
+        ) as server:
+            api = Api(server.url, timeout=2 * POOL_TIMEOUT_S)
             assert api.order(sale.user_ids[0], sale.id).status == 201
 
-            with database_down(pgdata):
+            with database_down(scratch_server.pgdata):
                 replies = [timed(lambda: api.order(sale.user_ids[1], sale.id)) for _ in range(20)]
                 health = api.get("/health")
             assert {(r.status, r.json["error"], r.header("retry-after")) for r, _ in replies} == {
                 (503, "unavailable", "1")
             }
-            latencies = [elapsed for _, elapsed in replies]
-            assert max(latencies) < 1.5  # far below the 3 s pool timeout: nobody waits on a dead database
-            assert statistics.median(latencies) < 0.1
+            # Nobody waited for a pooled connection on a dead database: that wait would last the pool timeout.
+            assert max(elapsed for _, elapsed in replies) < POOL_TIMEOUT_S / 2
             assert health.status == 503
 
-            assert wait_for(lambda: api.get("/health").status == 200, timeout=10)
+            wait_for(lambda: api.get("/health").status == 200, "the service to find its database back")
             assert api.order(sale.user_ids[1], sale.id).status == 201
             assert server.process.poll() is None  # the same process all along
             assert metric(api, "flashsale_database_circuit_trips_total") == 1
@@ -94,28 +95,29 @@ class TestDatabaseDown:
 
 
 class TestLoadThroughARestart:
-    async def test_503s_during_the_outage_recovery_and_every_acknowledged_order_present(self, database_url, pgdata):
+    async def test_503s_during_the_outage_recovery_and_every_acknowledged_order_present(self, scratch_server):
         result = await run_load_async(
             LoadConfig(
-                target="http", database_url=database_url, vus=6, think_ms=10, duration_s=4.0, users=60,
-                inventory=100_000, per_user_limit=100_000, pool_timeout_s=3.0, faults=("db-restart@1.5s",),
+                target="http", database_url=scratch_server.url, vus=6, think_ms=10, duration_s=6.0, users=60,
+                inventory=100_000, per_user_limit=100_000, pool_timeout_s=POOL_TIMEOUT_S, faults=("db-restart@1s",),
+                request_timeout_s=2 * POOL_TIMEOUT_S,
             )
         )  # fmt: skip
         summary, records = result.summary, result.records
         (fault,) = summary["meta"]["faults"]
         assert fault["error"] is None
-        # While the database was away, the service answered 503 (and nothing else), quickly.
+        # While the database was away, the service answered 503 (and nothing else), without waiting out the pool.
         assert fault["failures"] > 0
         assert fault["statuses"] == {"503": fault["failures"]}
         assert set(fault["errors"]) == {"unavailable"}
-        assert fault["failure_latency_ms"]["p50"] < 100
-        assert fault["failure_latency_ms"]["max"] < 3000  # never more than the pool timeout
+        assert fault["failure_latency_ms"]["max"] < POOL_TIMEOUT_S * 1000 / 2
         assert set(records["status"]) == {201, 503}
-        # It recovered by itself: the runner started the service once, and orders went through again.
-        assert fault["recovery_s"] < 2.5
-        assert fault["lag_s"] < 1.5
+        # It recovered by itself, after the database was back: the runner started the service once, and orders
+        # went through again.
+        assert 1.0 <= fault["injected_s"] < fault["down_s"] < fault["up_s"] <= fault["recovered_s"]
+        assert fault["lag_s"] >= 0
         assert summary["meta"]["service_started"] is True
-        assert (records[records["start_s"] > fault["recovered_s"]]["status"] == 201).sum() > 10
+        assert (records[records["start_s"] > fault["recovered_s"]]["status"] == 201).sum() > 0
         # The audit: nothing oversold, and every 201 the clients saw is an order in the database.
         audit = summary["audit"]
         assert result.ok, summary["meta"]["audit_problems"]
@@ -127,8 +129,10 @@ class TestLoadThroughARestart:
 class TestOverload:
     def test_a_full_queue_is_refused_at_once(self, database_url, sale, tmp_path):
         """One connection, held by an order waiting on a row lock the test holds; one more order may wait."""
-        with ServerProcess(pool_size=1, pool_timeout=5, max_waiting=1, log_path=tmp_path / "serve.log") as server:
-            api = Api(server.url)
+        with ServerProcess(
+            pool_size=1, pool_timeout=POOL_TIMEOUT_S, max_waiting=1, log_path=tmp_path / "serve.log"
+        ) as server:
+            api = Api(server.url, timeout=2 * POOL_TIMEOUT_S)
             replies: dict[str, object] = {}
 
             def order(name: str, user: int) -> threading.Thread:
@@ -141,68 +145,70 @@ class TestOverload:
             with psycopg.connect(database_url) as holder:
                 holder.execute("SELECT 1 FROM flash_sales WHERE id = %s FOR UPDATE", [sale.id])
                 first = order("first", 0)
-                assert wait_for(lambda: blocked_on_lock(database_url) == 1)
+                wait_for(lambda: blocked_on_lock(database_url) == 1, "the first order to queue on the row")
                 second = order("second", 1)
-                assert wait_for(lambda: metric(api, "flashsale_pool_requests_waiting") == 1)
+                wait_for(lambda: metric(api, "flashsale_pool_requests_waiting") == 1, "the second to wait")
 
-                refused, elapsed = timed(lambda: api.order(sale.user_ids[2], sale.id))
+                refused = api.order(sale.user_ids[2], sale.id)
+                # Refused while the order it would have queued behind still waits (for a connection held by the
+                # first, which waits on the row held here): it did not wait its turn.
+                assert second.is_alive()
+                assert "second" not in replies
                 holder.commit()
-            first.join(10)
-            second.join(10)
+            first.join(HANG_S)
+            second.join(HANG_S)
 
             assert (refused.status, refused.json["error"], refused.header("retry-after")) == (503, "overloaded", "1")
-            assert elapsed < 0.5
             assert (replies["first"].status, replies["second"].status) == (201, 201)
 
     def test_memory_stays_flat_under_a_long_overload(self, database_url, sale, tmp_path):
-        """The first order takes the only connection and blocks on a row lock the test holds for 4 s: the queue
-        fills, everything else is refused, and the service's memory must not grow with the refusals."""
-        duration_s, clients = 4.0, 64
+        """The first order takes the only connection and blocks on a row lock the test holds: the queue fills,
+        everything else is refused, and the service's memory must not grow with the refusals. Measured by the
+        count of refusals, not by time, so a slow machine measures the same overload."""
+        clients, warm, measured = 64, 1000, 2000  # refusals before the first sample, then between the two
+        allowed = 2 * 2**10  # bytes a refusal may leave behind, on average: less than any request's own objects
         with ServerProcess(
             pool_size=1, pool_timeout=0.3, max_waiting=8, access_log=False, log_path=tmp_path / "serve.log"
         ) as server:
             service = psutil.Process(server.pid)
             body = {"user_id": str(sale.user_ids[0]), "flash_sale_id": str(sale.id), "quantity": 1}
-            rss: list[tuple[float, int]] = []
             statuses: dict[int, int] = {}
-            slowest_refusal = 0.0
+            rss: dict[str, int] = {}
 
-            async def overload() -> None:
-                nonlocal slowest_refusal
-                loop = asyncio.get_running_loop()
-                stop_at = loop.time() + duration_s
+            async def overload() -> int:
+                async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HANG_S)) as session:
 
-                async def client(session: aiohttp.ClientSession) -> None:
-                    nonlocal slowest_refusal
-                    while loop.time() < stop_at:
-                        started = loop.time()
+                    async def post() -> int:
                         async with session.post(f"{server.url}/api/orders", json=body) as reply:
                             await reply.read()
-                        statuses[reply.status] = statuses.get(reply.status, 0) + 1
-                        if reply.status == 503:
-                            slowest_refusal = max(slowest_refusal, loop.time() - started)
+                            return reply.status
 
-                async def hold_the_row_then_sample() -> None:
+                    async def client() -> None:
+                        while statuses.get(503, 0) < warm + measured:
+                            status = await post()
+                            statuses[status] = statuses.get(status, 0) + 1
+                            if status == 503 and statuses[503] == warm:
+                                rss["warm"] = service.memory_info().rss
+                        rss.setdefault("end", service.memory_info().rss)
+
                     holder = await psycopg.AsyncConnection.connect(database_url)
                     async with holder:
                         await holder.execute("SELECT 1 FROM flash_sales WHERE id = %s FOR UPDATE", [sale.id])
-                        while loop.time() < stop_at:
-                            rss.append((duration_s - (stop_at - loop.time()), service.memory_info().rss))
-                            await asyncio.sleep(0.1)
+                        blocked = asyncio.create_task(post())
+                        await asyncio.to_thread(
+                            wait_for, lambda: blocked_on_lock(database_url) == 1, "the first order to queue"
+                        )
+                        # Every client's every request is answered while the row is still held: nobody hangs.
+                        async with asyncio.timeout(HANG_S * 5):
+                            await asyncio.gather(*(client() for _ in range(clients)))
                         await holder.rollback()  # the blocked order goes through
+                        return await blocked
 
-                async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-                    await asyncio.gather(hold_the_row_then_sample(), *(client(session) for _ in range(clients)))
+            assert asyncio.run(overload()) == 201
 
-            asyncio.run(overload())
-
-        assert statuses.get(503, 0) > 500
-        assert statuses.get(201, 0) <= 1  # the one order that held the connection, once the row was free
-        assert set(statuses) <= {201, 503}
-        assert slowest_refusal < 2.0  # the pool timeout plus the machine's noise: no request hangs
-        settled = [value for t, value in rss if t >= 1.0]
-        growth_mb = (max(settled) - settled[0]) / 2**20
-        assert growth_mb < 4, f"the service grew by {growth_mb:.1f} MB under a steady overload"
+        assert set(statuses) == {503}
+        growth = rss["end"] - rss["warm"]
+        assert growth < allowed * measured, f"the service grew by {growth / 2**20:.1f} MB over {measured} refusals"
 
 
 class TestGracefulShutdown:
@@ -215,15 +221,15 @@ class TestGracefulShutdown:
                 holder.execute("SELECT 1 FROM flash_sales WHERE id = %s FOR UPDATE", [sale.id])
                 worker = threading.Thread(target=lambda: replies.update(reply=api.order(sale.user_ids[0], sale.id)))
                 worker.start()
-                assert wait_for(lambda: blocked_on_lock(database_url) == 1)
+                wait_for(lambda: blocked_on_lock(database_url) == 1, "the order to queue on the row")
 
                 server.process.send_signal(signal.SIGTERM)
-                assert wait_for(lambda: not _accepts(api), timeout=5)  # no new connections
+                wait_for(lambda: not _accepts(api), "the service to stop accepting connections")
                 assert server.process.poll() is None  # but still draining the order in flight
                 holder.commit()
-            worker.join(10)
+            worker.join(HANG_S)
             assert replies["reply"].status == 201
-            assert server.process.wait(15) == 0
+            assert server.process.wait(HANG_S) == 0
         finally:
             server.stop()
         messages = [line["message"] for line in server.log_lines()]

@@ -5,7 +5,7 @@ import json
 
 import psutil
 
-from flashsale.load import LoadConfig, run_load_async
+from flashsale.load import LoadConfig, run_load_async, schedule
 from tests.integration.test_cli import flashsale
 
 
@@ -20,7 +20,7 @@ class TestHttpTarget:
         assert summary["meta"]["service_started"] is True
         assert summary["audit"]["ok"] is True
         assert summary["audit"]["orders"] == 15  # 20 users, one each, 15 units: it sells out
-        assert summary["outcomes"]["created"] <= 15
+        assert summary["outcomes"]["created"] == 15  # every order the clients were told of, and no more
         assert set(summary["outcomes"]) <= {"created", "sold_out", "per_user_limit_exceeded"}
         assert summary["meta"]["service_cpu_percent"] is not None
         assert not psutil.pid_exists(summary["meta"]["service_pid"])  # stopped (and reaped) by the runner
@@ -52,3 +52,22 @@ class TestHttpTarget:
         assert set(by_outcome.index) <= {"created", "sold_out", "per_user_limit_exceeded"}
         assert all(list(by_outcome[name]) == [409] for name in by_outcome.index if name != "created")
         assert result.ok
+
+
+class TestHttpTargetOpenModel:
+    async def test_requests_start_on_the_schedule_and_every_answer_is_audited(self, server, database_url):
+        result = await run_load_async(
+            LoadConfig(
+                target="http", base_url=server.url, database_url=database_url, rate=40, duration_s=1.0,
+                users=200, inventory=25, per_user_limit=1,
+            )
+        )  # fmt: skip
+        summary, records = result.summary, result.records
+        assert summary["model"] == "open"
+        assert summary["meta"]["started"] + summary["meta"]["dropped_starts"] == 40
+        starts = sorted(round(s * 1e9) for s in records["start_s"])
+        assert set(starts) <= set(schedule(40, 1.0).tolist())  # scheduled starts, whatever the client's lag
+        assert result.ok, summary["meta"]["audit_problems"]
+        created = (records["outcome"] == "created").sum()
+        assert created == summary["audit"]["orders"] <= 25
+        assert set(records.loc[records["outcome"] == "created", "status"]) <= {201}

@@ -8,9 +8,10 @@ import pytest
 from flashsale.audit import audit_sale
 from flashsale.crowd import buy_concurrently, crowd_commands
 from flashsale.db import connection
-from flashsale.domain import PlaceOrder
+from flashsale.domain import IdempotencyKeyTaken, PlaceOrder
 from flashsale.repositories import flash_sales, users
 from flashsale.strategies import Batched, Rejected
+from tests.waiting import HANG_S, until, until_lock_waiters
 
 
 @pytest.fixture
@@ -22,12 +23,12 @@ async def other(database_url):
 
 async def until_someone_waits_for_a_lock(conn):
     """Poll until a session (the worker's batch) queues on a row lock."""
-    for _ in range(500):
-        cur = await conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-        if (await cur.fetchone())[0]:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("nobody queued on the lock in 5 s")
+    await until_lock_waiters(conn, 1)
+
+
+async def until_queued(batched, count):
+    """Until `count` orders wait in the strategy's queue (their callers' tasks have run up to it)."""
+    await until(lambda: batched._queue.qsize() == count, f"{count} orders in the queue")
 
 
 def place(strategy, pool, user_id, sale_id):
@@ -45,10 +46,10 @@ class TestBatched:
             first = place(batched, pool, u[0], made.flash_sale_id)
             await until_someone_waits_for_a_lock(conn)  # the worker took it and its batch waits on the lock
             queued = [place(batched, pool, u[1], made.flash_sale_id), place(batched, pool, u[2], made.flash_sale_id)]
-            await asyncio.sleep(0.01)
+            await until_queued(batched, 2)
+            # Refused without awaiting anything: were it queued, it would wait for the lock held here.
             with pytest.raises(Rejected) as rejected:
-                async with asyncio.timeout(5):  # were it queued, it would wait for the lock held here
-                    await batched.place_order(pool, PlaceOrder(user_id=u[3], flash_sale_id=made.flash_sale_id))
+                batched.place_order(pool, PlaceOrder(user_id=u[3], flash_sale_id=made.flash_sale_id)).send(None)
             assert rejected.value.code == "rejected"
             assert rejected.value.retry_after_s == 2.5
         placed = await asyncio.gather(first, *queued)
@@ -120,13 +121,50 @@ class TestBatched:
             in_flight = place(batched, pool, u[0], made.flash_sale_id)
             await until_someone_waits_for_a_lock(conn)
             waiting = [place(batched, pool, u[1], made.flash_sale_id), place(batched, pool, u[2], made.flash_sale_id)]
-            await asyncio.sleep(0.01)
+            await until_queued(batched, 2)
             stopping = asyncio.create_task(batched.stop())
             for caller in waiting:
                 with pytest.raises(Rejected):
-                    async with asyncio.timeout(5):
+                    async with asyncio.timeout(HANG_S):  # answered while the batch in flight still waits
                         await caller
             assert not stopping.done()  # the batch in flight still waits for the lock
         assert (await in_flight).user_id == u[0]
         await stopping
         assert (await audit_sale(conn, made.flash_sale_id)).orders == 1
+
+
+class TestAKeyTakenBehindTheBatchsBack:
+    async def test_the_batch_is_settled_again_and_its_other_orders_placed(
+        self, make_strategy, conn, other, pool, make_scenario
+    ):
+        """Another transaction, on another sale, inserts an order with a key of the batch and commits only once the
+        batch's INSERT waits on that key: the batch read its keys before, so its INSERT breaks the unique
+        constraint. Settled again, the keyed order finds its key taken and the other order of the batch goes
+        through (without the second settle it would have failed with the whole batch)."""
+        made = await make_scenario(users=2, inventory=10, per_user_limit=5)
+        a, b = await users.list_ids(conn, limit=2)
+        cur = await conn.execute(
+            "INSERT INTO flash_sales SELECT * FROM json_populate_record(NULL::flash_sales, (SELECT to_json(s)::jsonb"
+            " || jsonb_build_object('id', gen_random_uuid()) FROM flash_sales s WHERE id = %s)::json) RETURNING id",
+            [made.flash_sale_id],
+        )
+        (elsewhere,) = await cur.fetchone()
+        batched = make_strategy("batched")
+        keyed = PlaceOrder(user_id=a, flash_sale_id=made.flash_sale_id, idempotency_key="behind-its-back")
+        async with other.transaction():
+            await other.execute(
+                "INSERT INTO orders (user_id, flash_sale_id, quantity, status, idempotency_key)"
+                " VALUES (%s, %s, 1, 'CONFIRMED', %s)",
+                [a, elsewhere, keyed.idempotency_key],
+            )
+            # Both tickets are queued before the worker (started by the first) runs: one batch.
+            first = asyncio.create_task(batched.place_order(pool, keyed))
+            second = place(batched, pool, b, made.flash_sale_id)
+            await until_lock_waiters(conn, 1)  # the batch's INSERT waits for this transaction's key
+        with pytest.raises(IdempotencyKeyTaken):
+            await first
+        assert (await second).user_id == b
+        assert batched.counters["batches"] == 1  # the settle that broke counts nothing; the second does
+        audit = await audit_sale(conn, made.flash_sale_id)
+        assert audit.ok, audit.problems()
+        assert (audit.orders, audit.remaining) == (1, 9)

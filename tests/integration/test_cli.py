@@ -173,3 +173,19 @@ class TestBadInput:
         assert proc.returncode == 3
         assert proc.stderr.startswith("flashsale: error: cannot connect to")
         assert len(proc.stderr.strip().splitlines()) == 1
+
+
+class TestDemo:
+    @pytest.mark.parametrize("strategy", ["pessimistic", "batched"])
+    def test_sells_exactly_the_stock_and_the_audit_passes(self, database_url, strategy):
+        proc = flashsale(
+            "demo", "--buyers", "60", "--users", "40", "--inventory", "25", "--pool-size", "8",
+            "--strategy", strategy, "--json", check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        out = json.loads(proc.stdout)
+        # 60 buyers, 40 users with one unit each, 25 units: 25 sold, the rest refused by the stock or the limit.
+        assert out["outcomes"]["created"] == 25
+        assert sum(out["outcomes"].values()) == 60
+        assert set(out["outcomes"]) <= {"created", "sold_out", "per_user_limit_exceeded"}
+        assert (out["audit"]["ok"], out["audit"]["orders"], out["audit"]["remaining"]) == (True, 25, 0)

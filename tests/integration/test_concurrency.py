@@ -1,22 +1,108 @@
 """Real concurrent connections racing for one sale, then an audit of what the database holds: for every safe
-strategy, and for `unsafe`, which must be caught."""
+strategy, and for `unsafe`, which must be caught.
 
+A race that happens to run one buyer after the other would pass any audit, so every race here is forced: the
+buyers are released while another transaction holds the sale (and its shards), the test waits until they provably
+queue on it (sessions seen waiting on the lock in `pg_stat_activity`, or NOWAIT failures counted), and only then
+lets them go; each test then asserts the contention it forced (waiters seen, conflicts or retries counted).
+"""
+
+import asyncio
+import math
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 
 from flashsale import strategies
 from flashsale.audit import audit_sale
-from flashsale.crowd import buy_concurrently, crowd_commands
+from flashsale.crowd import CrowdResult, buy_concurrently, crowd_commands
+from flashsale.db import connection
 from flashsale.repositories import orders, users
+from flashsale.strategies import unsafe as unsafe_module
+from tests.waiting import HANG_S, lock_waiters, until, until_lock_waiters
 
 SAFE = strategies.names(safe=True)
 WAVE = 70  # the pool's size: every buyer of a wave holds its own connection
+# Several batches in flight at once, each queuing on the sale row in turn (one worker would race with nobody).
+SETTINGS = {"batched": {"workers": 4, "batch_size": 8}}
+
+# The holder's write moves the row's version on (its trigger), so that every optimistic or serializable write
+# queued behind it must find the row changed; locking the shards makes `sharded`'s buyers queue too.
+HOLD_SALE = "UPDATE flash_sales SET remaining_inventory = remaining_inventory WHERE id = %s"
+HOLD_SHARDS = "SELECT 1 FROM flash_sale_shards WHERE flash_sale_id = %s FOR UPDATE"
 
 
 @pytest.fixture(params=SAFE)
 def strategy(request, make_strategy):
-    return make_strategy(request.param, patient=True)
+    return make_strategy(request.param, patient=True, **SETTINGS.get(request.param, {}))
+
+
+@pytest.fixture
+async def holder(database_url):
+    """The connection that holds the sale while the buyers queue."""
+    c = await connection.connect_async(database_url)
+    async with c:
+        yield c
+
+
+async def contended(holder, watcher, pool, strategy, commands, sale_id) -> tuple[CrowdResult, int]:
+    """`buy_concurrently`, forced to contend: the crowd is released while `holder` holds the sale, and the sale is
+    let go once every buyer provably queues on it (or was refused without needing it: a read-and-check strategy
+    refuses a user at the limit without writing). Returns the crowd's result and the lock waiters seen then."""
+    failed_before = strategy.counters["lock_not_available"]
+    finished = 0
+
+    async def place_order(pool, command):
+        nonlocal finished
+        try:
+            return await strategy.place_order(pool, command)
+        finally:
+            finished += 1
+
+    seen = 0
+    async with holder.transaction():
+        await holder.execute(HOLD_SALE, [sale_id])
+        await holder.execute(HOLD_SHARDS, [sale_id])
+        crowd = asyncio.create_task(buy_concurrently(pool, SimpleNamespace(place_order=place_order), commands))
+        try:
+            if strategy.name == "pessimistic_nowait":  # it never queues: it fails, backs off and tries again
+                await until(
+                    lambda: strategy.counters["lock_not_available"] - failed_before >= len(commands),
+                    "every buyer's NOWAIT to fail once",
+                )
+            elif strategy.name == "batched":  # the buyers wait in its queue; its workers' batches on the lock
+                seen = await until_lock_waiters(watcher, strategy.workers)
+            else:
+                deadline = asyncio.get_running_loop().time() + HANG_S
+                while (seen := await lock_waiters(watcher)) + finished < len(commands):
+                    assert asyncio.get_running_loop().time() < deadline, f"{seen} waiting, {finished} refused"
+                    await asyncio.sleep(0.005)
+        except BaseException:
+            crowd.cancel()
+            raise
+    async with asyncio.timeout(HANG_S):
+        return await crowd, seen
+
+
+def check_contention(strategy, buyers: int, seen: int, *, everyone_queued: bool = True) -> None:
+    """The race forced by `contended` happened, as each strategy shows it. `buyers`: in all the test's races;
+    `seen`: lock waiters seen in all of them; `everyone_queued`: no buyer could be refused without the lock."""
+    counters = strategy.counters
+    if strategy.name == "pessimistic_nowait":
+        assert counters["lock_not_available"] >= buyers, dict(counters)
+        assert counters["retries"] >= buyers, dict(counters)
+    elif strategy.name == "batched":
+        assert seen >= strategy.workers
+        assert counters["batches"] >= math.ceil(buyers / strategy.batch_size), dict(counters)
+    else:
+        assert seen == buyers if everyone_queued else seen > 0
+        # Every write queued behind the holder found the row changed by it, and tried again.
+        if strategy.name == "optimistic":
+            assert counters["version_conflicts"] >= seen, dict(counters)
+        elif strategy.name == "serializable":
+            assert counters["serialization_failures"] >= seen, dict(counters)
+    check_retry_accounting(strategy)
 
 
 def check_retry_accounting(strategy):
@@ -28,11 +114,11 @@ def check_retry_accounting(strategy):
 
 
 class TestSafeStrategies:
-    async def test_64_buyers_on_50_units_with_shared_users(self, strategy, conn, pool, make_scenario):
+    async def test_70_buyers_on_50_units_with_shared_users(self, strategy, conn, holder, pool, make_scenario):
         made = await make_scenario(users=60, inventory=50, per_user_limit=1)
         user_ids = await users.list_ids(conn, limit=60)
         commands = crowd_commands(user_ids, made.flash_sale_id, buyers=70)  # 10 users have two buyers racing
-        result = await buy_concurrently(pool, strategy, commands)
+        result, seen = await contended(holder, conn, pool, strategy, commands, made.flash_sale_id)
 
         assert result.outcomes["created"] == 50
         assert result.outcomes["sold_out"] + result.outcomes["per_user_limit_exceeded"] == 20, result.outcomes
@@ -40,38 +126,46 @@ class TestSafeStrategies:
         assert audit.ok, audit.problems()
         assert (audit.orders, audit.confirmed_quantity, audit.remaining, audit.limit_violations) == (50, 50, 0, 0)
         assert len({order.user_id for order in result.orders}) == 50
-        check_retry_accounting(strategy)
+        check_contention(strategy, len(commands), seen)
 
-    async def test_the_limit_binds_before_the_stock(self, strategy, conn, pool, make_scenario):
+    async def test_the_limit_binds_before_the_stock(self, strategy, conn, holder, pool, make_scenario):
         made = await make_scenario(users=40, inventory=50, per_user_limit=1)
         user_ids = await users.list_ids(conn, limit=40)
         # 64 buyers from 40 users: 24 users have two buyers racing for them, and the stock never runs out.
-        result = await buy_concurrently(pool, strategy, crowd_commands(user_ids, made.flash_sale_id, buyers=64))
+        commands = crowd_commands(user_ids, made.flash_sale_id, buyers=64)
+        result, seen = await contended(holder, conn, pool, strategy, commands, made.flash_sale_id)
 
         assert (result.outcomes["created"], result.outcomes["per_user_limit_exceeded"]) == (40, 24)
         audit = await audit_sale(conn, made.flash_sale_id)
         assert audit.ok, audit.problems()
         assert (audit.orders, audit.remaining, audit.limit_violations) == (40, 10, 0)
+        check_contention(strategy, len(commands), seen)
 
-    async def test_mixed_quantities_on_1000_units(self, strategy, conn, pool, make_scenario):
+    async def test_mixed_quantities_on_1000_units(self, strategy, conn, holder, pool, make_scenario):
         made = await make_scenario(users=30, inventory=1000, per_user_limit=4)
         user_ids = await users.list_ids(conn, limit=30)
         commands = crowd_commands(user_ids, made.flash_sale_id, buyers=70, quantities=(1, 2, 3), seed=3)
-        result = await buy_concurrently(pool, strategy, commands)
+        result, seen = await contended(holder, conn, pool, strategy, commands, made.flash_sale_id)
 
         audit = await audit_sale(conn, made.flash_sale_id)
         assert audit.ok, audit.problems()
         assert audit.orders == result.outcomes["created"] > 30
         assert audit.confirmed_quantity == sum(order.quantity for order in result.orders)
         assert set(result.outcomes) <= {"created", "per_user_limit_exceeded"}  # 1000 units never run out here
+        check_contention(strategy, len(commands), seen)
 
-    async def test_selling_out_in_mixed_quantities_refuses_nobody_wrongly(self, strategy, conn, pool, make_scenario):
+    async def test_selling_out_in_mixed_quantities_refuses_nobody_wrongly(
+        self, strategy, conn, holder, pool, make_scenario
+    ):
         made = await make_scenario(users=80, inventory=300, per_user_limit=6)
         user_ids = await users.list_ids(conn, limit=80)
         commands = crowd_commands(user_ids, made.flash_sale_id, buyers=280, quantities=(1, 2, 3), seed=5)
-        results = []
+        results, seen = [], 0
         for start in range(0, len(commands), WAVE):
-            results += (await buy_concurrently(pool, strategy, commands[start : start + WAVE])).results
+            wave = commands[start : start + WAVE]
+            result, waiters = await contended(holder, conn, pool, strategy, wave, made.flash_sale_id)
+            results += result.results
+            seen += waiters
 
         audit = await audit_sale(conn, made.flash_sale_id)
         assert audit.ok, audit.problems()
@@ -89,17 +183,26 @@ class TestSafeStrategies:
                 assert held[command.user_id] + command.quantity > 6
             else:
                 assert not isinstance(result, str), result
-        check_retry_accounting(strategy)
+        # Buyers at their limit or asking more than is left may be refused before they need the lock.
+        check_contention(strategy, len(commands), seen, everyone_queued=False)
 
 
 class TestUnsafe:
     async def test_a_deterministic_race_oversells_and_the_audit_reports_it(
-        self, make_strategy, conn, pool, make_scenario
+        self, make_strategy, conn, pool, make_scenario, monkeypatch
     ):
         made = await make_scenario(users=60, inventory=50, per_user_limit=1)
         user_ids = await users.list_ids(conn, limit=60)
-        # Every buyer reads before anyone writes: the sleep between read and write is far longer than 64 reads.
-        unsafe = make_strategy("unsafe", race_delay_s=0.5)
+        # Every buyer reads before anyone writes: the pause the strategy makes between its read and its write
+        # (`race_delay_s`) is a barrier that opens once all 64 have read, however slowly they come.
+        barrier = asyncio.Barrier(64)
+
+        async def until_everyone_has_read(_delay_s):
+            async with asyncio.timeout(HANG_S):
+                await barrier.wait()
+
+        monkeypatch.setattr(unsafe_module, "asyncio", SimpleNamespace(sleep=until_everyone_has_read))
+        unsafe = make_strategy("unsafe", race_delay_s=1.0)
         result = await buy_concurrently(pool, unsafe, crowd_commands(user_ids, made.flash_sale_id, buyers=64))
 
         assert result.outcomes["created"] == 64

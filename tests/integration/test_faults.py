@@ -1,6 +1,6 @@
-"""Faults on the real embedded test server: the db target through a restart, the audit of acknowledged orders, and
-the refusal to fault a server the project does not own. A test that stops the server starts it again on the same
-socket, so the tests after it find it as they expect."""
+"""Faults on a real embedded server: the db target through a restart and a stop, the audit of acknowledged orders,
+and the refusal to fault a server the project does not own. The faults are injected into a server of their own
+(`scratch_server`), never into the one the other tests use."""
 
 import uuid
 
@@ -20,8 +20,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def pgdata(database_url, monkeypatch):
-    """The test server's data directory; skipped when the tests run on a server given by URL."""
+def pgdata(database_url):
+    """The test server's data directory (only looked up, never stopped); skipped when the tests run on a server
+    given by URL."""
     try:
         return embedded_pgdata(database_url)
     except FaultUnsupported:
@@ -56,42 +57,60 @@ class TestAcknowledgedOrdersAudit:
         assert audit.unacknowledged is None
 
 
-class TestDbTargetThroughARestart:
-    async def test_completes_reports_the_outage_and_loses_nothing(self, database_url, pgdata):
-        before = embedded.running(pgdata)
-        result = await run_load_async(
-            LoadConfig(
-                database_url=database_url, vus=4, think_ms=5, duration_s=3.0, users=50, inventory=100_000,
-                per_user_limit=100_000, faults=("db-restart@1s",),
-            )
-        )  # fmt: skip
-        after = embedded.running(pgdata)
+def check_outage(result, fault_spec: str, at_s: float) -> dict:
+    """What every fault must show, in the order things happened (no wall-clock bound: a loaded machine only
+    stretches the intervals): injected at its time, the server down then up, the clients failing in between and
+    ordering again afterwards on the same pool, nothing acknowledged lost, nothing oversold."""
+    summary, records = result.summary, result.records
+    (fault,) = summary["meta"]["faults"]
+    assert fault["fault"] == fault_spec
+    assert fault["error"] is None
+    assert at_s <= fault["injected_s"] < fault["down_s"] < fault["up_s"] <= fault["recovered_s"]
+    assert fault["recovery_s"] == pytest.approx(fault["recovered_s"] - fault["injected_s"])
+    assert fault["lag_s"] >= 0
+    # The clients failed while it was down (in-flight orders by class, the rest refused at once)...
+    assert fault["failures"] > 0
+    assert set(fault["errors"]) <= {"unavailable", "AdminShutdown", "OperationalError", "PoolTimeout"}
+    assert fault["first_failure_s"] >= fault["injected_s"]
+    # ...and ordered again afterwards, on the same pool.
+    after_recovery = records[records["start_s"] > fault["recovered_s"]]
+    assert (after_recovery["outcome"] == "created").sum() > 0
+    assert records["in_outage"].sum() == fault["requests"]
+    # Nothing acknowledged was lost, nothing oversold.
+    audit = summary["audit"]
+    assert result.ok, summary["meta"]["audit_problems"]
+    assert audit["acknowledged"] == (records["outcome"] == "created").sum()
+    assert audit["acknowledged_missing"] == 0
+    assert audit["orders"] == audit["acknowledged"] + audit["unacknowledged"]
+    return fault
+
+
+def db_load(url: str, fault: str) -> LoadConfig:
+    return LoadConfig(
+        database_url=url, vus=4, think_ms=5, duration_s=5.0, users=50, inventory=100_000, per_user_limit=100_000,
+        faults=(fault,),
+    )  # fmt: skip
+
+
+class TestDbTargetThroughFaults:
+    async def test_a_restart_completes_reports_the_outage_and_loses_nothing(self, scratch_server):
+        before = embedded.running(scratch_server.pgdata)
+        result = await run_load_async(db_load(scratch_server.url, "db-restart@1s"))
+        after = embedded.running(scratch_server.pgdata)
         assert after is not None
         assert after.pid != before.pid
-        assert after.socket_dir == before.socket_dir
-        assert after.port == before.port
+        assert (after.socket_dir, after.port) == (before.socket_dir, before.port)
+        check_outage(result, "db-restart@1s", at_s=1.0)
 
-        summary, records = result.summary, result.records
-        (fault,) = summary["meta"]["faults"]
-        assert fault["error"] is None
-        assert 0.9 < fault["injected_s"] < fault["down_s"] < fault["up_s"] < 3.0
-        assert fault["recovery_s"] is not None
-        assert fault["recovered_s"] < 3.5
-        assert 0 <= fault["lag_s"] < 1.5
-        # The clients failed while it was down (in-flight orders by class, the rest refused at once)...
-        assert fault["failures"] > 0
-        assert set(fault["errors"]) <= {"unavailable", "AdminShutdown", "OperationalError", "PoolTimeout"}
-        assert fault["failure_latency_ms"]["p50"] < 100
-        # ...and ordered again afterwards, on the same pool.
-        after_recovery = records[records["start_s"] > fault["recovered_s"]]
-        assert (after_recovery["outcome"] == "created").sum() > 10
-        assert records["in_outage"].sum() == fault["requests"]
-        # Nothing acknowledged was lost, nothing oversold.
-        audit = summary["audit"]
-        assert result.ok, summary["meta"]["audit_problems"]
-        assert audit["acknowledged"] == (records["outcome"] == "created").sum()
-        assert audit["acknowledged_missing"] == 0
-        assert audit["orders"] == audit["acknowledged"] + audit["unacknowledged"]
+    async def test_a_stop_keeps_the_server_down_for_its_duration(self, scratch_server):
+        before = embedded.running(scratch_server.pgdata)
+        result = await run_load_async(db_load(scratch_server.url, "db-stop@1s:1s"))
+        fault = check_outage(result, "db-stop@1s:1s", at_s=1.0)
+        assert fault["unavailable_s"] >= 1.0  # down at least as long as asked (a lower bound holds under load)
+        assert fault["recovered_s"] >= fault["down_s"] + 1.0
+        after = embedded.running(scratch_server.pgdata)
+        assert after.pid != before.pid
+        assert (after.socket_dir, after.port) == (before.socket_dir, before.port)
 
 
 class TestOnlyOurOwnServer:

@@ -78,6 +78,41 @@ class TestConcurrentRetries:
         assert (await audit_sale(conn, made.flash_sale_id)).remaining == 99
 
 
+class TestTheLastUnit:
+    async def test_copies_that_lose_the_race_and_meet_sold_out_are_answered_with_the_order(
+        self, strategy, conn, pool, make_scenario
+    ):
+        """One unit: every copy looks for the key's order before any of them places one (a barrier), so the losers
+        go on to the strategy and meet the sale sold out by their own winner; each must still get that order."""
+        made = await make_scenario(users=3, inventory=1, per_user_limit=50)
+        (user, *_) = await users.list_ids(conn, limit=1)
+        command = PlaceOrder(user, made.flash_sale_id, quantity=1, idempotency_key=f"last-{strategy.name}")
+        barrier, refused = asyncio.Barrier(RETRIES), []
+
+        class AfterEveryLookup:
+            name = strategy.name
+
+            async def place_order(self, pool, command):
+                async with asyncio.timeout(60):
+                    await barrier.wait()
+                try:
+                    return await strategy.place_order(pool, command)
+                except Exception as exc:
+                    refused.append(getattr(exc, "code", type(exc).__name__))
+                    raise
+
+        answers = await race(pool, AfterEveryLookup(), command, RETRIES)
+        assert not [a for a in answers if isinstance(a, Exception)]
+        assert len({a.order.id for a in answers}) == 1
+        assert sorted(a.replayed for a in answers) == [False] + [True] * (RETRIES - 1)
+        assert len(refused) == RETRIES - 1  # every loser was refused by the strategy, then answered
+        if strategy.name not in ("batched", "unsafe"):  # batched sees the key in its batch; unsafe never waits
+            assert "sold_out" in refused, refused
+        audit = await audit_sale(conn, made.flash_sale_id)
+        assert audit.ok, audit.problems()
+        assert (audit.orders, audit.remaining) == (1, 0)
+
+
 class TestKeysOfRefusedOrders:
     async def test_a_refused_order_keeps_no_key_and_may_be_sent_again(self, conn, pool, make_scenario, make_strategy):
         strategy = make_strategy("pessimistic")

@@ -99,6 +99,8 @@ class TestBenchPgbench:
         assert {"tps", "latency_avg_ms", "clients"} <= set(result)
         assert result["tps"] > 0
         assert result["latency_avg_ms"] > 0
+        # Each order sold came from one pgbench transaction (a refused one sells nothing).
+        assert 0 < result["audit"]["orders"] <= result["transactions"]
         assert result["clients"] == 2
         assert result["failed"] == 0
         # pgbench ran the strategy's SQL: what it sold passes the same audit.

@@ -54,12 +54,17 @@ class TestDbTargetClosedModel:
         result = await run_load_async(
             config(database_url, vus=2, think_ms=20, duration_s=0.6, warmup_s=0.4, inventory=1000, per_user_limit=50)
         )
-        warm = result.records["warmup"]
+        records, summary = result.records, result.summary
+        warm = records["warmup"]
         assert warm.any()
         assert (~warm).any()
-        assert result.summary["requests"] == (~warm).sum()
-        assert (result.records.loc[warm, "start_s"] < 0.4).all()
-        assert result.summary["meta"]["warmup_s"] == 0.4
+        # The summary is that of the measured requests only: their count, outcomes and latency.
+        measured = records[~warm]
+        assert summary["requests"] == len(measured)
+        assert summary["outcomes"] == measured["outcome"].astype(str).value_counts().to_dict()
+        assert summary["latency_ms"]["avg"] == pytest.approx(measured["latency_ms"].mean())
+        assert summary["latency_ms"]["max"] == pytest.approx(measured["latency_ms"].max())
+        assert summary["meta"]["warmup_s"] == 0.4
 
 
 class TestDbTargetOpenModel:
@@ -133,7 +138,8 @@ class TestLockSampler:
         assert len(timeline) >= 3
         assert timeline["t_s"].is_monotonic_increasing
         assert result.summary["lock_waiters_mean"] is not None
-        assert 0 <= result.summary["lock_waiters_mean"] <= 8
+        # Eight buyers without a pause on one row: some queue, and never more than the seven not holding it.
+        assert 0 < result.summary["lock_waiters_mean"] <= 8 - 1
         assert result.summary["meta"]["lock_samples"] >= 3
 
 

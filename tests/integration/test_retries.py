@@ -12,6 +12,7 @@ from flashsale.domain import PerUserLimitExceeded, PlaceOrder
 from flashsale.repositories import flash_sales, locks, placements, users
 from flashsale.strategies import Busy, Optimistic, Serializable
 from flashsale.strategies.pessimistic import create_order as pessimistic_order
+from tests.waiting import until, until_lock_waiters
 
 FAST = {"backoff_s": 0.001, "max_backoff_s": 0.002}
 
@@ -19,6 +20,14 @@ FAST = {"backoff_s": 0.001, "max_backoff_s": 0.002}
 @pytest.fixture
 async def other(database_url):
     """A second connection, for the competing transaction."""
+    c = await connection.connect_async(database_url)
+    async with c:
+        yield c
+
+
+@pytest.fixture
+async def watcher(database_url):
+    """A third connection, to watch the others in pg_stat_activity."""
     c = await connection.connect_async(database_url)
     async with c:
         yield c
@@ -58,11 +67,12 @@ class TestPessimisticNowait:
             attempt = asyncio.create_task(
                 nowait.create_order(conn, PlaceOrder(user_id=buyer, flash_sale_id=made.flash_sale_id))
             )
-            await asyncio.sleep(0.1)
+            # Released only once it has found the row locked and backed off twice.
+            await until(lambda: nowait.counters["retries"] >= 2 or attempt.done(), "two retries on the held row")
             assert not attempt.done()
         order = await attempt
         assert order.quantity == 1
-        assert nowait.counters["retries"] == nowait.counters["lock_not_available"] >= 1
+        assert nowait.counters["retries"] == nowait.counters["lock_not_available"] >= 2
         assert nowait.counters["busy"] == 0
 
 
@@ -123,7 +133,7 @@ class TestReadThenWrite:
 
 @pytest.mark.parametrize("name", ["atomic", "sharded"])
 async def test_the_per_user_lock_makes_a_concurrent_order_of_the_same_user_count(
-    name, make_strategy, conn, other, make_scenario
+    name, make_strategy, conn, other, watcher, make_scenario
 ):
     """A single statement checks the limit against the orders committed when it starts. The per-(sale, user)
     lock makes it start only after the same user's other order has committed, so it sees that order."""
@@ -142,8 +152,8 @@ async def test_the_per_user_lock_makes_a_concurrent_order_of_the_same_user_count
         )
         assert await (await taking).one() is not None
         second = asyncio.create_task(strategy.create_order(conn, command))
-        await asyncio.sleep(0.2)
-        assert not second.done()  # it queues on the user's lock
+        await until_lock_waiters(watcher, 1)  # it queues on the user's lock
+        assert not second.done()
     with pytest.raises(PerUserLimitExceeded):
         await second
     audit = await audit_sale(conn, made.flash_sale_id)

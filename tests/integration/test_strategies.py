@@ -3,7 +3,7 @@
 One connection, one order at a time: what each strategy does under concurrency is in test_concurrency.py.
 """
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
@@ -20,6 +20,7 @@ from flashsale.domain import (
     UserNotFound,
 )
 from flashsale.repositories import orders, users
+from flashsale.strategies import Busy
 
 ALL = strategies.names()
 
@@ -139,12 +140,57 @@ class TestOutcomes:
         assert (audit.orders, audit.remaining) == (10, 0)
 
 
+# What each strategy's summary must name: the mechanism that sets it apart.
+MECHANISM = {
+    "pessimistic": "SELECT ... FOR UPDATE",
+    "pessimistic_nowait": "FOR UPDATE NOWAIT",
+    "optimistic": "version",
+    "serializable": "SERIALIZABLE",
+    "procedure": "place_order(sale, user, quantity)",
+    "atomic": "single conditional statement",
+    "sharded": "flash_sale_shards",
+    "batched": "queue",
+    "unsafe": "UNSAFE",
+}
+
+
+class TestInjectedClock:
+    """The strategies that check the sale window in Python check it against their `clock`, not the database's."""
+
+    @pytest.mark.parametrize("name", ["optimistic", "serializable", "batched", "unsafe"])
+    async def test_the_window_is_the_clock_s(self, name, make_strategy, conn, pool, make_scenario):
+        made = await make_scenario(users=2, inventory=5)  # open for an hour from now, by the database's time
+        first, second = await users.list_ids(conn, limit=2)
+        late = make_strategy(name, clock=lambda: datetime.now(UTC) + timedelta(hours=2))
+        with pytest.raises(SaleNotActive):
+            await late.place_order(pool, PlaceOrder(user_id=first, flash_sale_id=made.flash_sale_id))
+        on_time = make_strategy(name, clock=lambda: datetime.now(UTC) + timedelta(minutes=30))
+        await on_time.place_order(pool, PlaceOrder(user_id=second, flash_sale_id=made.flash_sale_id))
+        audit = await audit_sale(conn, made.flash_sale_id)
+        assert (audit.orders, audit.remaining) == (1, 4)
+
+    async def test_atomic_answers_busy_when_no_reason_explains_a_refusal(self, make_strategy, conn, make_scenario):
+        """The database says the sale has not started; the clock says it has: the statement refuses, the read finds
+        nothing against the order, three times over, and the order is given up as `busy`, not placed or refused."""
+        made = await make_scenario(users=1, inventory=5, starts_in=timedelta(hours=1))
+        (user,) = await users.list_ids(conn, limit=1)
+        atomic = make_strategy("atomic", clock=lambda: datetime.now(UTC) + timedelta(hours=1, minutes=30))
+        with pytest.raises(Busy) as busy:
+            await atomic.create_order(conn, PlaceOrder(user_id=user, flash_sale_id=made.flash_sale_id))
+        assert busy.value.code == "busy"
+        assert atomic.counters["refusals_explained"] == 3
+        assert (await audit_sale(conn, made.flash_sale_id)).orders == 0
+        # With the database's own time, the same refusal is explained: not active yet.
+        with pytest.raises(SaleNotActive):
+            await make_strategy("atomic").create_order(conn, PlaceOrder(user_id=user, flash_sale_id=made.flash_sale_id))
+
+
 class TestCatalogue:
     def test_every_strategy_builds_with_defaults_and_describes_itself(self):
         for name in ALL:
             strategy = strategies.get_strategy(name)
             assert strategy.name == name
-            assert len(strategy.summary) > 200, name
+            assert MECHANISM[name] in strategy.summary, name
             assert "SELECT" in strategy.pgbench_script() or "place_order" in strategy.pgbench_script()
 
     def test_only_unsafe_is_unsafe(self):

@@ -34,10 +34,16 @@ def flashsale(*args, env):
 
 
 @pytest.fixture(scope="module")
-def swept(database_url, tmp_path_factory):
+def swept(scratch_server, tmp_path_factory):
+    """The tiny sweep, on the scratch server: notebook 4.0 restarts its database."""
     root = tmp_path_factory.mktemp("sweep")
     (root / "tiny.yaml").write_text(TINY)
-    env = {**os.environ, "FLASHSALE_DATA_DIR": str(root / "data"), "FLASHSALE_REPORTS_DIR": str(root / "reports")}
+    env = {
+        **os.environ,
+        "FLASHSALE_DATABASE_URL": scratch_server.url,
+        "FLASHSALE_DATA_DIR": str(root / "data"),
+        "FLASHSALE_REPORTS_DIR": str(root / "reports"),
+    }
     proc = flashsale("sweep", "--config", str(root / "tiny.yaml"), "--quiet", "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     return root, env, json.loads(proc.stdout)

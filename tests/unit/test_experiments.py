@@ -99,3 +99,23 @@ class TestSweepFile:
 
     def test_declared_parameters_are_the_typed_defaults(self):
         assert declared_parameters("2.0-concurrency-sweep")["vus"] == [1, 2, 4, 8, 16, 32, 64, 128]
+
+
+class TestAggregate:
+    def test_mean_std_and_count_per_strategy_and_level_and_any_failed_audit(self):
+        from flashsale.experiments.plots import aggregate
+
+        cells = pd.DataFrame(
+            {
+                "strategy": ["a", "a", "a", "b", "b"],
+                "vus": [1, 1, 4, 1, 1],
+                "rps": [10.0, 20.0, 50.0, 7.0, 9.0],
+                "audit.ok": [True, True, True, True, False],
+            }
+        )
+        table = aggregate(cells, "rps")
+        assert table.to_dict("records") == [
+            {"strategy": "a", "vus": 1, "mean": 15.0, "std": pytest.approx(7.0710678), "count": 2, "oversold": False},
+            {"strategy": "a", "vus": 4, "mean": 50.0, "std": 0.0, "count": 1, "oversold": False},
+            {"strategy": "b", "vus": 1, "mean": 8.0, "std": pytest.approx(1.4142136), "count": 2, "oversold": True},
+        ]

@@ -7,8 +7,10 @@ import pytest
 from psycopg import errors
 from psycopg_pool import PoolClosed, PoolTimeout, TooManyRequests
 
+from flashsale.db import guard as guard_module
 from flashsale.db.connection import make_pool
-from flashsale.db.guard import DatabaseDown, DatabaseGuard, is_connection_failure
+from flashsale.db.guard import TRUST_RECENT_S, DatabaseDown, DatabaseGuard, is_connection_failure
+from tests.waiting import until
 
 
 class TestConnectionFailures:
@@ -117,7 +119,7 @@ class TestCircuit:
         await pool.open(wait=False)
         try:
             waiters = [asyncio.create_task(pool.getconn()) for _ in range(3)]
-            await asyncio.sleep(0.05)
+            await until(lambda: pool.get_stats().get("requests_waiting") == 3, "three callers waiting")
             waiters[2].cancel()  # cancelled by someone else too: stays a cancellation
             guard.observe(errors.AdminShutdown("gone"))
             async with asyncio.timeout(2):
@@ -144,3 +146,68 @@ class TestCircuit:
     async def test_the_real_probe_says_no_for_a_server_that_is_not_there(self, tmp_path):
         guard = DatabaseGuard(f"postgresql://postgres@/flashsale?host={tmp_path}&port=1")
         assert await guard.probe() is False
+
+
+class Connection:
+    """A pooled connection, as far as the guard's bookkeeping goes (it keeps them in a weak dictionary)."""
+
+
+class FakeClock:
+    """Stands in for the guard's `time` module: `monotonic()` moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class TestRecentConnectionsSkipTheCheck:
+    """The pool's check: a connection returned less than TRUST_RECENT_S ago (and no failure since) is handed out
+    untested; one idle longer, or returned before a connection failure, is tested with an empty query."""
+
+    @pytest.fixture
+    def clock(self, monkeypatch):
+        fake = FakeClock()
+        monkeypatch.setattr(guard_module, "time", fake)
+        return fake
+
+    @pytest.fixture
+    def tested(self, monkeypatch):
+        """The connections the guard tested (the pool's own check, which would send the empty query)."""
+        seen = []
+
+        async def check_connection(conn):
+            seen.append(conn)
+
+        monkeypatch.setattr(guard_module.AsyncConnectionPool, "check_connection", staticmethod(check_connection))
+        return seen
+
+    async def test_a_recently_returned_connection_is_not_tested(self, clock, tested):
+        guard, conn = ScriptedGuard([]), Connection()
+        guard.returned(conn)
+        clock.now += TRUST_RECENT_S * 0.9
+        await guard.check_connection(conn)
+        assert tested == []
+
+    async def test_a_connection_idle_longer_is_tested(self, clock, tested):
+        guard, conn = ScriptedGuard([]), Connection()
+        guard.returned(conn)
+        clock.now += TRUST_RECENT_S * 1.1
+        await guard.check_connection(conn)
+        assert tested == [conn]
+
+    async def test_a_connection_never_returned_is_tested(self, clock, tested):
+        guard, conn = ScriptedGuard([]), Connection()
+        await guard.check_connection(conn)
+        assert tested == [conn]
+
+    async def test_a_failure_seen_since_its_return_makes_a_recent_one_tested(self, clock, tested):
+        guard, conn = ScriptedGuard([True] * 10), Connection()
+        guard.returned(conn)
+        clock.now += TRUST_RECENT_S * 0.1
+        assert guard.observe(errors.AdminShutdown("another connection was lost"))
+        await guard.stop()
+        clock.now += TRUST_RECENT_S * 0.1
+        await guard.check_connection(conn)
+        assert tested == [conn]

@@ -1,43 +1,63 @@
-"""The workload models on small in-process targets: what the schedule is, and what the clock can and cannot show.
+"""The workload models on small in-process targets with known service times, on a virtual clock
+(`VirtualTimeLoop`): what the schedule is, and exactly what each model's latencies show, a stall included.
 
-Bounds only, never timings: every assertion holds however loaded the machine is.
+No assertion depends on the machine: a target's `asyncio.sleep(0.01)` takes exactly 10 ms of virtual time.
 """
 
-import asyncio
 import contextlib
-import time
 
 import numpy as np
 import pytest
 
+from flashsale.load import workloads
 from flashsale.load.outcomes import Outcomes
 from flashsale.load.records import RecordBuffer
-from flashsale.load.workloads import Closed, Open, run_closed, run_open, schedule, shared
+from flashsale.load.workloads import LATE_AFTER_S, Closed, Open, run_closed, run_open, schedule, shared
+from tests.unit.virtual_time import VirtualTimeLoop
 
 CREATED = (Outcomes().id("created"), 0)
+MS = 1_000_000  # ns
+
+
+@pytest.fixture
+def loop(monkeypatch):
+    """Runs a workload on virtual time: the workloads' clock is the loop's."""
+    virtual = VirtualTimeLoop()
+    monkeypatch.setattr(workloads, "time", virtual.time_module)
+    yield virtual
+    virtual.close()
 
 
 class SleepTarget:
-    """Answers every order after `latency_s`, tracking how many are in flight and which users were picked."""
+    """Answers every order after `latency_s` (its service time), tracking how many are in flight and which users
+    were picked; with `stall_s`, its first order first blocks the whole client for that long."""
 
-    def __init__(self, latency_s=0.0):
+    def __init__(self, loop, latency_s=0.0, stall_s=0.0):
+        self.loop = loop
         self.latency_s = latency_s
+        self.stall_s = stall_s
         self.inflight = 0
         self.max_inflight = 0
         self.picked = []
 
     async def order(self, user):
+        if self.stall_s and not self.picked:
+            self.loop.stall(self.stall_s)
         self.picked.append(user)
         self.inflight += 1
         self.max_inflight = max(self.max_inflight, self.inflight)
         try:
-            await asyncio.sleep(self.latency_s)
+            await workloads.asyncio.sleep(self.latency_s)
         finally:
             self.inflight -= 1
         return CREATED
 
     def session(self):
         return shared(self.order)
+
+
+def columns(records):
+    return np.frombuffer(records.start_ns, dtype=np.int64), np.frombuffer(records.latency_ns, dtype=np.int64)
 
 
 class TestSchedule:
@@ -54,87 +74,100 @@ class TestSchedule:
 
 
 class TestClosedModel:
-    async def test_rps_is_bounded_by_think_time_and_latency(self):
-        """Each VU waits for its answer and then pauses, so RPS <= vus / (think + latency)."""
-        target, records = SleepTarget(latency_s=0.01), RecordBuffer()
-        vus, think_s, duration_s = 4, 0.04, 1.0
-        await run_closed(Closed(vus=vus, think_s=think_s), target.session, records, users=10, duration_s=duration_s)
-        latency_s = np.frombuffer(records.latency_ns, dtype=np.int64).mean() / 1e9
-        # + vus / duration: each VU's last iteration may start just before the end
-        bound = vus / (think_s + latency_s) + vus / duration_s
-        assert 0 < len(records) / duration_s <= bound
-        assert target.max_inflight <= vus
+    def test_latency_is_the_service_time_and_each_vu_paces_itself(self, loop):
+        """Each VU places an order (10 ms), pauses (40 ms) and goes again: a start every 50 ms, 20 in a second."""
+        target, records = SleepTarget(loop, latency_s=0.01), RecordBuffer()
+        loop.run_until_complete(
+            run_closed(Closed(vus=4, think_s=0.04), target.session, records, users=10, duration_s=1.0)
+        )
+        start, latency = columns(records)
+        assert latency.tolist() == [10 * MS] * 80
+        assert sorted(start.tolist()) == sorted(list(range(0, 1000 * MS, 50 * MS)) * 4)
+        assert target.max_inflight == 4
 
-    async def test_each_vu_has_one_request_in_flight(self):
-        target, records = SleepTarget(latency_s=0.005), RecordBuffer()
-        await run_closed(Closed(vus=3, think_s=0), target.session, records, users=5, duration_s=0.3)
+    def test_a_stall_is_charged_only_to_the_request_it_hit(self, loop):
+        """Coordinated omission: a closed-model VU does not start the requests it would have sent while stalled,
+        so the stall shows once (in the request it hit) and as missing requests, never in the others' latency."""
+        target, records = SleepTarget(loop, latency_s=0.01, stall_s=0.3), RecordBuffer()
+        loop.run_until_complete(run_closed(Closed(vus=1, think_s=0), target.session, records, users=1, duration_s=1.0))
+        start, latency = columns(records)
+        assert latency.tolist() == [310 * MS] + [10 * MS] * 69
+        assert start.tolist() == [0, *range(310 * MS, 1000 * MS, 10 * MS)]
+
+    def test_each_vu_has_one_request_in_flight(self, loop):
+        target, records = SleepTarget(loop, latency_s=0.005), RecordBuffer()
+        loop.run_until_complete(run_closed(Closed(vus=3, think_s=0), target.session, records, users=5, duration_s=0.3))
         assert target.max_inflight == 3
+        assert len(records) == 3 * 60
 
-    async def test_a_seed_replays_the_same_users(self):
+    def test_a_seed_replays_the_same_users(self, loop):
         picks = []
         for _ in range(2):
-            target = SleepTarget()
-            await run_closed(Closed(vus=1, think_s=0.01), target.session, RecordBuffer(), users=1000, duration_s=0.2)
+            target = SleepTarget(loop)
+            loop.run_until_complete(
+                run_closed(Closed(vus=1, think_s=0.01), target.session, RecordBuffer(), users=1000, duration_s=0.2)
+            )
             picks.append(target.picked)
-        shortest = min(len(p) for p in picks)
-        assert shortest > 1
-        assert picks[0][:shortest] == picks[1][:shortest]
+        assert len(picks[0]) == 20
+        assert picks[0] == picks[1]
         assert all(0 <= user < 1000 for user in picks[0])
 
-    async def test_requests_still_running_after_the_grace_period_are_interrupted(self):
-        target, records = SleepTarget(latency_s=30), RecordBuffer()
-        stats = await run_closed(
-            Closed(vus=2, think_s=0), target.session, records, users=1, duration_s=0.05, grace_s=0.05
+    def test_requests_still_running_after_the_grace_period_are_interrupted(self, loop):
+        target, records = SleepTarget(loop, latency_s=30), RecordBuffer()
+        stats = loop.run_until_complete(
+            run_closed(Closed(vus=2, think_s=0), target.session, records, users=1, duration_s=0.05, grace_s=0.05)
         )
         assert stats.interrupted == 2
         assert len(records) == 0
+        assert stats.elapsed_s == pytest.approx(0.1)
 
-    async def test_each_vu_gets_its_own_session(self):
+    def test_each_vu_gets_its_own_session(self, loop):
         opened = []
 
         @contextlib.asynccontextmanager
         async def session():
             opened.append(object())
-            yield SleepTarget(0.001).order
+            yield SleepTarget(loop, 0.001).order
 
-        await run_closed(Closed(vus=3, think_s=0), session, RecordBuffer(), users=1, duration_s=0.05)
+        loop.run_until_complete(run_closed(Closed(vus=3, think_s=0), session, RecordBuffer(), users=1, duration_s=0.05))
         assert len(opened) == 3
 
 
 class TestOpenModel:
-    async def test_starts_follow_the_schedule(self):
-        target, records = SleepTarget(latency_s=0.001), RecordBuffer()
-        stats = await run_open(Open(rate=200), target.order, records, users=10, duration_s=0.5)
+    def test_starts_follow_the_schedule_and_latency_is_the_service_time(self, loop):
+        target, records = SleepTarget(loop, latency_s=0.003), RecordBuffer()
+        stats = loop.run_until_complete(run_open(Open(rate=200), target.order, records, users=10, duration_s=0.5))
+        start, latency = columns(records)
         assert stats.started == 100
-        assert sorted(records.start_ns) == schedule(200, 0.5).tolist()
-        assert stats.dropped_starts == 0
+        assert sorted(start.tolist()) == schedule(200, 0.5).tolist()
+        assert latency.tolist() == [3 * MS] * 100
+        assert (stats.dropped_starts, stats.late_starts) == (0, 0)
 
-    async def test_a_stalled_client_shows_in_the_latencies(self):
-        """No coordinated omission: requests due while the event loop was blocked count the wait as latency."""
-        stall_s = 0.3
-        stalled = []
-
-        async def order(user):
-            if not stalled:
-                stalled.append(True)
-                time.sleep(stall_s)  # noqa: ASYNC251 - blocks the whole event loop, as a stalled client would
-            return CREATED
-
-        records = RecordBuffer()
-        stats = await run_open(Open(rate=100), order, records, users=1, duration_s=0.5)
-        start = np.frombuffer(records.start_ns, dtype=np.int64)
-        latency = np.frombuffer(records.latency_ns, dtype=np.int64)
-        due_during_stall = (start > 0) & (start < stall_s * 1e9)
-        assert due_during_stall.sum() >= 20
-        # Each of them waited at least until the stall ended, measured from its scheduled start.
-        assert np.all(latency[due_during_stall] >= stall_s * 1e9 - start[due_during_stall])
-        assert stats.late_starts >= due_during_stall.sum() - 1
+    def test_a_stall_is_charged_to_every_request_scheduled_behind_it(self, loop):
+        """No coordinated omission: the first request blocks the client for 300 ms; the 30 requests due meanwhile
+        start when it ends and finish 5 ms later, and each one's latency runs from its *scheduled* start."""
+        target, records = SleepTarget(loop, latency_s=0.005, stall_s=0.3), RecordBuffer()
+        stats = loop.run_until_complete(run_open(Open(rate=100), target.order, records, users=1, duration_s=0.5))
+        start, latency = columns(records)
+        order = np.argsort(start)
+        start, latency = start[order], latency[order]
+        assert start.tolist() == schedule(100, 0.5).tolist()
+        expected = np.maximum(305 * MS, start + 5 * MS) - start  # 305 ms, 295 ms, ..., 5 ms, then 5 ms
+        assert latency.tolist() == expected.tolist()
+        assert latency[:3].tolist() == [305 * MS, 295 * MS, 285 * MS]
+        # Started more than LATE_AFTER_S after their time: the 29 due from 10 to 290 ms.
+        assert stats.late_starts == int((300 * MS - start[1:31] > LATE_AFTER_S * 1e9).sum()) == 29
         assert len(records) == 50
 
-    async def test_starts_beyond_the_in_flight_bound_are_dropped(self):
-        target, records = SleepTarget(latency_s=0.2), RecordBuffer()
-        stats = await run_open(Open(rate=100, max_inflight=5), target.order, records, users=1, duration_s=0.5)
-        assert target.max_inflight <= 5
-        assert stats.dropped_starts > 0
+    def test_starts_beyond_the_in_flight_bound_are_dropped(self, loop):
+        target, records = SleepTarget(loop, latency_s=0.195), RecordBuffer()
+        stats = loop.run_until_complete(
+            run_open(Open(rate=100, max_inflight=5), target.order, records, users=1, duration_s=0.5)
+        )
+        assert target.max_inflight == 5
+        # Five in flight from 0 to 40 ms, each for 195 ms: the starts due from 50 to 190 ms find the bound reached.
+        start, _ = columns(records)
+        assert sorted(start.tolist())[:6] == [0, 10 * MS, 20 * MS, 30 * MS, 40 * MS, 200 * MS]
+        assert stats.dropped_starts >= 15
         assert stats.started + stats.dropped_starts == 50
         assert len(records) == stats.started
