@@ -364,6 +364,20 @@ class Alarm:
             self._loop.call_soon_threadsafe(_resolve, future)
 
 
+class LoopTimer:
+    """`Alarm`'s interface on the event loop's own timer (`asyncio.sleep`, millisecond resolution): what a loop on
+    a virtual clock needs (the workload tests run on one)."""
+
+    async def __aenter__(self) -> LoopTimer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def at(self, deadline_ns: int) -> None:
+        await asyncio.sleep(max(0, deadline_ns - time.perf_counter_ns()) / 1e9)
+
+
 def _fine_timer_slack() -> None:
     """Let this thread's sleeps end on time: Linux lets a sleeping thread's timer fire up to its "timer slack"
     late (50 µs by default) to batch wake-ups; PR_SET_TIMERSLACK (29) sets it to 1 ns for the calling thread."""

@@ -24,6 +24,8 @@ def loop(monkeypatch):
     """Runs a workload on virtual time: the workloads' clock is the loop's."""
     virtual = VirtualTimeLoop()
     monkeypatch.setattr(workloads, "time", virtual.time_module)
+    # The open model's Alarm wakes the loop from a thread sleeping in real time: on virtual time, the loop's timer.
+    monkeypatch.setattr(workloads, "Alarm", workloads.LoopTimer)
     yield virtual
     virtual.close()
 
