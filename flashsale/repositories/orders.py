@@ -5,7 +5,7 @@ from uuid import UUID
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
-from flashsale.domain import Order, OrderStatus
+from flashsale.domain import Order, OrderStatus, PlaceOrder
 from flashsale.records import OrderRecord
 from flashsale.repositories.pending import Pending
 
@@ -48,6 +48,19 @@ async def send_insert(
     cur = conn.cursor(row_factory=class_row(OrderRecord))
     await cur.execute(_INSERT, [user_id, flash_sale_id, quantity, status.value, idempotency_key])
     return Pending(cur, OrderRecord.to_domain)
+
+
+async def send_insert_confirmed(conn: AsyncConnection, command: PlaceOrder) -> Pending[Order]:
+    """Insert the confirmed order `command` asks for (with its idempotency key), for pipelined flows (see `Pending`):
+    the INSERT every strategy that decides in Python sends once it has taken the stock."""
+    return await send_insert(
+        conn,
+        user_id=command.user_id,
+        flash_sale_id=command.flash_sale_id,
+        quantity=command.quantity,
+        status=OrderStatus.CONFIRMED,
+        idempotency_key=command.idempotency_key,
+    )
 
 
 async def send_insert_many(
