@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 from typing import NamedTuple
 from uuid import UUID
@@ -15,6 +14,7 @@ from psycopg import AsyncConnection, errors
 from psycopg_pool import AsyncConnectionPool
 
 from flashsale.domain import (
+    Clock,
     DomainError,
     FlashSale,
     IdempotencyKeyTaken,
@@ -23,10 +23,10 @@ from flashsale.domain import (
     PlaceOrder,
     SaleNotFound,
     UserNotFound,
+    utc_now,
 )
 from flashsale.repositories import flash_sales, orders
 from flashsale.strategies.base import OrderStrategy, PgbenchPlan, Rejected
-from flashsale.strategies.pessimistic import utc_now
 from flashsale.strategies.pipelined import pipelined_transaction
 
 
@@ -67,9 +67,9 @@ class Batched(OrderStrategy):
         queue_size: int = 1000,
         workers: int = 1,
         retry_after_s: float = 1.0,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
     ) -> None:
-        super().__init__()
+        super().__init__(clock=clock)
         for label, value in (("batch_size", batch_size), ("queue_size", queue_size), ("workers", workers)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{label} must be a whole number, 1 or more, got {value!r}")
@@ -77,7 +77,6 @@ class Batched(OrderStrategy):
         self.queue_size = queue_size
         self.workers = workers
         self.retry_after_s = retry_after_s
-        self.clock = clock
         self._queue: asyncio.Queue[_Ticket] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 

@@ -20,7 +20,7 @@ from flashsale.strategies.base import OrderStrategy
 
 
 class Procedure(OrderStrategy):
-    """No parameters; no counters."""
+    """Parameters: `clock` (the time the function checks the sale window against). No counters."""
 
     name = "procedure"
     safe = True
@@ -36,7 +36,7 @@ class Procedure(OrderStrategy):
 
     async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
         try:
-            placed = await placements.call_place_order(conn, command)
+            placed = await placements.call_place_order(conn, command, now=self.clock())
         except errors.ForeignKeyViolation as exc:
             raise UserNotFound(command.user_id) from exc
         if placed.outcome != "created":
