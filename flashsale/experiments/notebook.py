@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 
 import pandas as pd
@@ -46,6 +45,7 @@ def context(cells: pd.DataFrame):
 
 
 def outcomes_of(cells: pd.DataFrame) -> pd.DataFrame:
-    """The `outcomes` JSON column as one column per outcome (counts)."""
-    parsed = cells["outcomes"].map(json.loads).apply(pd.Series).fillna(0).astype(int)
-    return parsed
+    """One column per outcome (counts); see `cells.outcome_counts`."""
+    from flashsale.experiments.cells import outcome_counts
+
+    return outcome_counts(cells)
