@@ -86,7 +86,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for run in plan.runs:
         for note in run.notes:
             print(f"{run.notebook}: {note}", file=sys.stderr)
-    skipped = {run.notebook: run.skipped for run in plan.skip_unplannable()}
+    skipped = {run.notebook: str(run.skipped) for run in plan.skip_unplannable()}
     if len(skipped) == len(plan.runs):
         raise ValueError(f"no notebook of the sweep can run with these options ({'; '.join(skipped.values())})")
     for notebook, reason in skipped.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
@@ -85,7 +87,7 @@ def make_pool(
     With a `guard`, the pool is a `GuardedPool`: callers are refused at once while the guard finds the database
     lost, and a failed check makes the guard look.
     """
-    settings = dict(
+    settings: dict[str, Any] = dict(
         min_size=size,
         max_size=size,
         timeout=timeout,

@@ -120,7 +120,7 @@ def _measure_pgbench(dataset: Dataset, cell: Cell, context: dict[str, Any]) -> N
 
     try:
         reference = run_reference(cell.load)
-        row = {
+        row: dict[str, Any] = {
             "tps": reference.pgbench.tps,
             "orders_per_s": reference.orders_per_s,
             "latency_avg_ms": reference.pgbench.latency_avg_ms,

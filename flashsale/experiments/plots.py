@@ -21,7 +21,7 @@ def _strategy_label(name: str) -> str:
     return f"{name} (UNSAFE)" if cls is not None and not cls.safe else name
 
 
-def _strategy_color(name: str) -> str:
+def _strategy_color(name: str) -> tuple[float, float, float, float]:
     names = strategies.names()
     index = names.index(name) if name in names else len(names)
     return plt.get_cmap("tab10")(index % 10)

@@ -7,7 +7,7 @@ from psycopg.rows import class_row
 
 from flashsale.domain import Order, OrderStatus, PlaceOrder
 from flashsale.records import OrderRecord
-from flashsale.repositories.pending import Pending
+from flashsale.repositories.pending import Pending, fetch_one
 
 _COLUMNS = "id, user_id, flash_sale_id, quantity, status, created_at"
 
@@ -32,7 +32,7 @@ async def insert(
 ) -> Order:
     cur = conn.cursor(row_factory=class_row(OrderRecord))
     await cur.execute(_INSERT, [user_id, flash_sale_id, quantity, status.value, idempotency_key])
-    return (await cur.fetchone()).to_domain()
+    return (await fetch_one(cur)).to_domain()
 
 
 async def send_insert(
@@ -108,7 +108,7 @@ async def confirmed_quantity(conn: AsyncConnection, *, user_id: UUID, flash_sale
         " WHERE user_id = %s AND flash_sale_id = %s AND status = 'CONFIRMED'",
         [user_id, flash_sale_id],
     )
-    return (await cur.fetchone())[0]
+    return (await fetch_one(cur))[0]
 
 
 async def get_by_idempotency_key(conn: AsyncConnection, key: str) -> Order | None:

@@ -16,7 +16,7 @@ from psycopg.rows import class_row
 
 from flashsale.domain import Order, PlaceOrder, utc_now
 from flashsale.records import OrderRecord, PlacementRecord
-from flashsale.repositories.pending import Pending
+from flashsale.repositories.pending import Pending, fetch_one
 
 _RETURNING = "RETURNING id, user_id, flash_sale_id, quantity, status, created_at"
 
@@ -120,7 +120,7 @@ async def call_place_order(
         "SELECT outcome, order_id, created_at, remaining, bought, per_user_limit FROM place_order(%s, %s, %s, %s, %s)",
         [command.flash_sale_id, command.user_id, command.quantity, command.idempotency_key, now or utc_now()],
     )
-    return await cur.fetchone()
+    return await fetch_one(cur)
 
 
 def _params(command: PlaceOrder) -> dict[str, UUID | int | str | None]:

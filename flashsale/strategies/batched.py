@@ -111,6 +111,7 @@ class Batched(OrderStrategy):
         if not self._tasks:
             await self.start(pool)
         answer = asyncio.get_running_loop().create_future()
+        assert self._queue is not None  # start() made it
         try:
             self._queue.put_nowait(_Ticket(command, answer))
         except asyncio.QueueFull:
@@ -129,6 +130,7 @@ class Batched(OrderStrategy):
 
     async def _work(self, pool: AsyncConnectionPool) -> None:
         queue = self._queue
+        assert queue is not None  # start() made it before the workers
         while True:
             batch = [await queue.get()]
             while len(batch) < self.batch_size and not queue.empty():
@@ -169,7 +171,7 @@ class Batched(OrderStrategy):
                 outcomes[i] = outcome
         self.counters["batches"] += 1
         self.counters["batched_orders"] += len(commands)
-        return outcomes
+        return [outcome for outcome in outcomes if outcome is not None]  # every position was settled
 
     async def _settle_sale(
         self, conn: AsyncConnection, sale_id: UUID, commands: list[PlaceOrder]
@@ -198,10 +200,10 @@ class Batched(OrderStrategy):
                     status=OrderStatus.CONFIRMED,
                     idempotency_keys=[c.idempotency_key for c in accepted.values()],
                 )
-        if accepted:
-            placed = {order.id: order for order in await inserted.all()}
-            outcomes = [placed[outcome] if isinstance(outcome, UUID) else outcome for outcome in outcomes]
-        return outcomes
+        if not accepted:
+            return [outcome for outcome in outcomes if isinstance(outcome, Exception)]  # all refused
+        placed = {order.id: order for order in await inserted.all()}
+        return [placed[outcome] if isinstance(outcome, UUID) else outcome for outcome in outcomes]
 
 
 def decide(

@@ -65,7 +65,7 @@ async def create_order(
         counters["lock_holds"] += 1
     if refused is not None:
         raise refused
-    return await inserted.one()
+    return await inserted.only()
 
 
 class Pessimistic(OrderStrategy):

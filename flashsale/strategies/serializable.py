@@ -66,7 +66,7 @@ class Serializable(RetryStrategy):
                 inserted = await orders.send_insert_confirmed(conn, command)
         if refused is not None:
             raise refused
-        return await inserted.one()
+        return await inserted.only()
 
     async def read(self, conn: AsyncConnection, command: PlaceOrder) -> SaleSnapshotRecord | None:
         """The read inside the transaction (a method so that tests can make another order commit right after)."""

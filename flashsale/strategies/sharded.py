@@ -93,7 +93,7 @@ class Sharded(OrderStrategy):
             if from_row:  # a sale without shards: its row is the only one
                 await flash_sales.decrement_remaining(conn, sale.id, from_row)
             inserted = await orders.send_insert_confirmed(conn, command)
-        return await inserted.one()
+        return await inserted.only()
 
 
 def spread(units: int, shards: dict[int, int]) -> dict[int, int]:

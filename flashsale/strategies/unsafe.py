@@ -50,4 +50,4 @@ class Unsafe(OrderStrategy):
                 inserted = await orders.send_insert_confirmed(conn, command)
         except errors.ForeignKeyViolation as exc:
             raise UserNotFound(command.user_id) from exc
-        return await inserted.one()
+        return await inserted.only()
