@@ -1,6 +1,8 @@
 """Placing an order at most once per idempotency key, with any strategy: what the service and the load runner
 call instead of `strategy.place_order` (the promise of Stripe's and the IETF draft's `Idempotency-Key`).
 
+The idempotency policy is written here, once; the README, the HTTP service and the CLI refer to it.
+
     placed = await idempotency.place_order(strategy, pool, PlaceOrder(user, sale, 1, idempotency_key="k-1"))
     placed.order, placed.replayed
 

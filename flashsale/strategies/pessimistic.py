@@ -34,8 +34,8 @@ async def create_order(
     the read of the user's confirmed units travel together (that read runs once the lock is held, with a snapshot
     of its own, so it sees what the previous lock holder committed); the UPDATE, the INSERT and COMMIT travel
     together. The row stays locked while the client checks the order, as in the seed, but across one round trip
-    instead of five. A refused order commits its read-only transaction (a rollback would make psycopg forget the
-    connection's prepared statements). `lock` sends the locking read (`pessimistic_nowait` passes the NOWAIT one).
+    instead of five. A refused order commits its read-only transaction (see `pipelined`: why refused orders
+    commit). `lock` sends the locking read (`pessimistic_nowait` passes the NOWAIT one).
 
     With `counters`, the time the lock was held as the client sees it (from the locked row's arrival to the
     commit's answer: the client's turn, the second round trip and the commit) is added to `lock_hold_ns`, and

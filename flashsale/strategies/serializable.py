@@ -51,7 +51,7 @@ class Serializable(RetryStrategy):
     async def attempt(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
         """One serializable transaction: the read in one round trip, the writes and COMMIT in the next (the order
         row is read once the pipeline has synced). A refused order commits its read-only transaction rather than
-        rolling it back, which keeps the connection's prepared statements (psycopg drops them on rollback)."""
+        rolling it back (see `pipelined`: why refused orders commit)."""
         refused: DomainError | None = None
         async with pipelined_transaction(conn, isolation="serializable"):
             seen = await self.read(conn, command)
