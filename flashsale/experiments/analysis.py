@@ -8,13 +8,14 @@ number, a small frame or a sentence, so that the notebooks keep only calls and p
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 import pandas as pd
 
-from flashsale import strategies
+from flashsale import config, strategies
 
 # The measured throughput is "at" a bound when it is within this share of it.
 BOUND_TOLERANCE = 0.03
@@ -63,6 +64,43 @@ def think_time_verdict(check: BoundCheck) -> str:
         f"it is more than {BOUND_TOLERANCE:.0%} away from the bound, a sign that something else (the client, the "
         "machine) got in the way"
     )
+
+
+# --- the seed's published figures -----------------------------------------------------------------------------------
+
+BASELINE_METRICS = ["RPS", "requests", "avg", "p50", "p90", "p95", "max", "orders created", "created-only p95"]
+
+
+def published_baselines() -> dict[str, Any]:
+    """The seed's published load-test figures (`data/reference/seed-baselines.json`)."""
+    return json.loads((config.REFERENCE_DIR / "seed-baselines.json").read_text())
+
+
+def baseline_side_by_side(cells: pd.DataFrame, published: dict[str, Any] | None = None) -> pd.DataFrame:
+    """The seed's figures, the later FlashDeal devlog's run of the same scenario and each of these runs, one column
+    each, one row per metric (latencies in ms)."""
+    published = published or published_baselines()
+    seed = published["devlog-02-naive-concurrency"]["results"]
+    later = published["flashdeal-devlog-02-observability-first"]["results"]
+
+    def measured(row: pd.Series) -> dict[str, Any]:
+        latency = {k: row[f"latency_ms.{k}"] for k in ("avg", "p50", "p90", "p95", "max")}
+        return {"RPS": row["rps"], "requests": row["requests"], **latency, "orders created": row["orders"],
+                "created-only p95": row["created_p95_ms"]}  # fmt: skip
+
+    columns = {
+        "seed devlog 02": {"RPS": seed["rps"], **seed["latency_ms"]},
+        "FlashDeal devlog 02 (30 s)": {
+            "RPS": later["rps"],
+            "requests": later["requests"],
+            **later["latency_ms"],
+            "created-only p95": later["created_only_latency_ms"]["p95"],
+        },
+        **{f"this project: {row['label']}": measured(row) for _, row in cells.iterrows()},
+    }
+    side = pd.DataFrame(columns).reindex(BASELINE_METRICS)
+    side.index.name = "metric"
+    return side.reset_index()
 
 
 # --- the seed's rule of thumb: throughput <= 1 / lock hold time -----------------------------------------------------
@@ -175,7 +213,17 @@ def sweep_summary(cells: pd.DataFrame) -> pd.DataFrame:
     )
     summary["audit"] = summary.pop("audit_ok").map({True: "ok", False: "OVERSOLD"})
     summary["strategy"] = summary["strategy"].map(strategy_label)
-    return summary
+    return summary.rename(columns=SUMMARY_NAMES)
+
+
+# The summary's columns as a reader sees them.
+SUMMARY_NAMES = {
+    "vus": "VUs",
+    "rps": "requests/s",
+    "orders_per_s": "orders/s",
+    "lock_waiters": "row-lock waiters",
+    "client_cpu": "client CPU",
+}
 
 
 def sweep_reading(cells: pd.DataFrame) -> str:

@@ -41,7 +41,7 @@ def context(cells: pd.DataFrame):
     context, usually one)."""
     present = [c for c in CONTEXT_COLUMNS if c in cells]
     distinct = cells[present].drop_duplicates(subset=[c for c in present if c != "time"])
-    return table(distinct.rename(columns=CONTEXT_COLUMNS), caption="Measurement context")
+    return table(distinct.rename(columns=CONTEXT_COLUMNS), {"memory (GiB)": "{:.1f}"}, caption="Measurement context")
 
 
 def outcomes_of(cells: pd.DataFrame) -> pd.DataFrame:

@@ -120,7 +120,7 @@ class TestSweep:
             ]
         )
         summary = analysis.sweep_summary(cells).set_index("strategy")
-        assert summary.loc["pessimistic", "rps"] == 150.0
+        assert summary.loc["pessimistic", "requests/s"] == 150.0
         assert summary.loc["pessimistic", "runs"] == 2
         assert summary.loc["pessimistic", "audit"] == "ok"
         assert summary.loc["unsafe (UNSAFE)", "audit"] == "OVERSOLD"
