@@ -34,9 +34,10 @@ lab: $(STAMP) ## open the notebooks in JupyterLab (they run top to bottom on the
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
 .PHONY: lint
-lint: $(STAMP) ## ruff
-	$(BIN)/ruff check flashsale tests
-	$(BIN)/ruff format --check flashsale tests
+lint: $(STAMP) ## ruff (the package, tests and benchmarks) and mypy (the package; settings in pyproject.toml)
+	$(BIN)/ruff check flashsale tests benchmarks
+	$(BIN)/ruff format --check flashsale tests benchmarks
+	$(BIN)/mypy
 
 .PHONY: clean
 clean: ## remove the virtual environment, the database directory and generated output

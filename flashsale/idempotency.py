@@ -1,6 +1,8 @@
 """Placing an order at most once per idempotency key, with any strategy: what the service and the load runner
 call instead of `strategy.place_order` (the promise of Stripe's and the IETF draft's `Idempotency-Key`).
 
+The idempotency policy is written here, once; the README, the HTTP service and the CLI refer to it.
+
     placed = await idempotency.place_order(strategy, pool, PlaceOrder(user, sale, 1, idempotency_key="k-1"))
     placed.order, placed.replayed
 
@@ -37,23 +39,25 @@ class Placement:
 
 async def place_order(strategy: OrderStrategy, pool: AsyncConnectionPool, command: PlaceOrder) -> Placement:
     """`strategy.place_order(pool, command)`, at most once per `command.idempotency_key` (if it has one)."""
-    if command.idempotency_key is None:
+    key = command.idempotency_key
+    if key is None:
         return Placement(await strategy.place_order(pool, command), replayed=False)
 
     async def find() -> Order | None:
         async with pool.connection() as conn:
-            return await orders.get_by_idempotency_key(conn, command.idempotency_key)
+            return await orders.get_by_idempotency_key(conn, key)
 
     return await _at_most_once(command, find, lambda: strategy.place_order(pool, command))
 
 
 async def create_order(strategy: OrderStrategy, conn: AsyncConnection, command: PlaceOrder) -> Placement:
     """`strategy.create_order(conn, command)` on one connection, at most once per key (as `place_order`)."""
-    if command.idempotency_key is None:
+    key = command.idempotency_key
+    if key is None:
         return Placement(await strategy.create_order(conn, command), replayed=False)
     return await _at_most_once(
         command,
-        lambda: orders.get_by_idempotency_key(conn, command.idempotency_key),
+        lambda: orders.get_by_idempotency_key(conn, key),
         lambda: strategy.create_order(conn, command),
     )
 
@@ -80,5 +84,5 @@ async def _at_most_once(
 
 def _answering(command: PlaceOrder, earlier: Order) -> Order:
     if not command.same_request(earlier):
-        raise IdempotencyKeyReused(command.idempotency_key)
+        raise IdempotencyKeyReused(str(command.idempotency_key))
     return earlier

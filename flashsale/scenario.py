@@ -9,6 +9,7 @@ from uuid import UUID
 
 from psycopg import AsyncConnection
 
+from flashsale.domain import InvalidQuantity
 from flashsale.domain.model import check_quantity
 from flashsale.repositories import flash_sales, products, scenarios
 from flashsale.repositories import shards as shards_repo
@@ -47,7 +48,7 @@ def validate(
         raise InvalidScenario(f"inventory must be 0 or more, got {inventory}")
     try:
         check_quantity(per_user_limit)
-    except ValueError:
+    except InvalidQuantity:  # a DomainError (a refused order), which here is bad input
         raise InvalidScenario(f"per-user limit must be at least 1, got {per_user_limit}") from None
     if inventory > 2**31 - 1:
         raise InvalidScenario(f"inventory must fit a 32-bit integer, got {inventory}")

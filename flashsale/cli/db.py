@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+import psycopg
 
 from flashsale import aio, config
 from flashsale.cli.output import add_json_flag, emit
@@ -99,11 +102,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     url = connection.database_url(start_embedded=False)
     with connection.connect(url) as conn:
-        version = conn.execute("SHOW server_version").fetchone()[0]
+        version = _scalar(conn, "SHOW server_version")
         applied = migrate.applied(conn)
         pending = [m.version for m in migrate.available() if m.version not in applied]
-        sales = conn.execute("SELECT count(*) FROM flash_sales").fetchone()[0] if applied else 0
-        users = conn.execute("SELECT count(*) FROM users").fetchone()[0] if applied else 0
+        sales = _scalar(conn, "SELECT count(*) FROM flash_sales") if applied else 0
+        users = _scalar(conn, "SELECT count(*) FROM users") if applied else 0
     data = {
         "running": True,
         "embedded": info is not None,
@@ -168,3 +171,11 @@ def cmd_reset(args: argparse.Namespace) -> int:
         f"{made.users} users, open {made.starts_at:%H:%M:%S} to {made.ends_at:%H:%M:%S} UTC",
     )
     return 0
+
+
+def _scalar(conn: psycopg.Connection, sql: str) -> Any:
+    """The one value of a statement that returns one row."""
+    row = conn.execute(sql).fetchone()
+    if row is None:
+        raise LookupError(f"{sql} returned no row")
+    return row[0]

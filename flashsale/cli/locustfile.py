@@ -25,6 +25,9 @@ def register(subparsers) -> None:
 
 
 def cmd_locustfile(args: argparse.Namespace) -> int:
-    path = find_spec(LOCUSTFILE_MODULE).origin
+    spec = find_spec(LOCUSTFILE_MODULE)
+    if spec is None or spec.origin is None:
+        raise LookupError(f"the module {LOCUSTFILE_MODULE} is not installed")
+    path = spec.origin
     emit(args, {"path": path}, path)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+from typing import Any
 
 from flashsale import strategies
 from flashsale.cli.output import add_json_flag, emit
@@ -17,7 +18,9 @@ def register(subparsers) -> None:
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:
-    catalogue = [{"name": cls.name, "safe": cls.safe, "summary": cls.summary} for cls in strategies.STRATEGIES.values()]
+    catalogue: list[dict[str, Any]] = [
+        {"name": cls.name, "safe": cls.safe, "summary": cls.summary} for cls in strategies.STRATEGIES.values()
+    ]
     blocks = [
         f"{entry['name']}{'' if entry['safe'] else '  (UNSAFE: oversells, for demonstration only)'}\n"
         + textwrap.fill(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from flashsale import config
@@ -82,9 +83,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if unknown:
             raise ValueError(f"not in the sweep file: {', '.join(sorted(unknown))}")
         plan.runs = [r for r in plan.runs if r.notebook in wanted]
+    for run in plan.runs:
+        for note in run.notes:
+            print(f"{run.notebook}: {note}", file=sys.stderr)
+    skipped = {run.notebook: str(run.skipped) for run in plan.skip_unplannable()}
+    if len(skipped) == len(plan.runs):
+        raise ValueError(f"no notebook of the sweep can run with these options ({'; '.join(skipped.values())})")
+    for notebook, reason in skipped.items():
+        print(f"{notebook}: skipped, since {reason}", file=sys.stderr)
     measure(plan, progress=not args.quiet)
     pages = render(plan)
-    _print_pages(args, pages)
+    _print_pages(args, pages, skipped=skipped)
     return 0
 
 
@@ -95,10 +104,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_pages(args: argparse.Namespace, pages: list[Path]) -> None:
+def _print_pages(args: argparse.Namespace, pages: list[Path], *, skipped: dict[str, str] | None = None) -> None:
     emit(
         args,
-        {"reports": [str(p) for p in pages]},
+        {"reports": [str(p) for p in pages], "skipped": skipped or {}},
         "\n".join(
             f"wrote {p.relative_to(config.PROJ_ROOT) if p.is_relative_to(config.PROJ_ROOT) else p}" for p in pages
         ),

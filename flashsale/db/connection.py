@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
@@ -71,7 +73,8 @@ def make_pool(
     """An autocommit pool of `size` connections, not yet opened: `await pool.open(wait=True)` before use.
 
     Autocommit because single statements must not pay for a BEGIN/COMMIT round trip; multi-statement order
-    flows open `conn.transaction()` themselves, so the logic layer owns the transaction.
+    flows open their own transaction (`strategies.pipelined.pipelined_transaction`: BEGIN and COMMIT travel in the
+    pipeline with the statements), so the logic layer owns the transaction.
 
     `timeout` bounds the wait for a free connection (then `PoolTimeout`); `max_waiting` bounds the queue of
     callers waiting for one (beyond it `TooManyRequests` at once; 0: unbounded). `check` tests a connection with
@@ -85,7 +88,7 @@ def make_pool(
     With a `guard`, the pool is a `GuardedPool`: callers are refused at once while the guard finds the database
     lost, and a failed check makes the guard look.
     """
-    settings = dict(
+    settings: dict[str, Any] = dict(
         min_size=size,
         max_size=size,
         timeout=timeout,

@@ -249,6 +249,7 @@ class GuardedPool(AsyncConnectionPool):
         guard = self.guard
         guard.check()
         task = asyncio.current_task()
+        assert task is not None  # a coroutine always runs in a task
         guard._waiting.add(task)
         try:
             conn = await super().getconn(timeout)

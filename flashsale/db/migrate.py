@@ -24,8 +24,8 @@ def available() -> list[Migration]:
 
 
 def applied(conn: psycopg.Connection) -> list[str]:
-    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()[0]
-    if not exists:
+    row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    if row is None or not row[0]:
         return []
     return [row[0] for row in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
 

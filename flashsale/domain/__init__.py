@@ -1,5 +1,6 @@
 """The flash-sale domain: plain objects and errors, free of any database import."""
 
+from flashsale.domain.clock import Clock, utc_now
 from flashsale.domain.errors import (
     DomainError,
     IdempotencyKeyReused,
@@ -23,6 +24,7 @@ from flashsale.domain.model import (
 )
 
 __all__ = [
+    "Clock",
     "DomainError",
     "FlashSale",
     "IdempotencyKeyReused",
@@ -40,4 +42,5 @@ __all__ = [
     "User",
     "UserNotFound",
     "check_idempotency_key",
+    "utc_now",
 ]

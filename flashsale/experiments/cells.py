@@ -87,7 +87,7 @@ def run_cells(
         bar.close()
     wanted = [c.cell_id for c in cells]
     table = dataset.read_cells()
-    table = table[table["cell_id"].isin(wanted)].reset_index(drop=True)
+    table = tidy(table[table["cell_id"].isin(wanted)].reset_index(drop=True))
     pgb = dataset.read_pgbench()
     if not pgb.empty:
         pgb = pgb[pgb["cell_id"].isin(wanted)].reset_index(drop=True)
@@ -120,7 +120,7 @@ def _measure_pgbench(dataset: Dataset, cell: Cell, context: dict[str, Any]) -> N
 
     try:
         reference = run_reference(cell.load)
-        row = {
+        row: dict[str, Any] = {
             "tps": reference.pgbench.tps,
             "orders_per_s": reference.orders_per_s,
             "latency_avg_ms": reference.pgbench.latency_avg_ms,
@@ -148,17 +148,74 @@ def _measure_pgbench(dataset: Dataset, cell: Cell, context: dict[str, Any]) -> N
 
 
 def _flat(summary: dict[str, Any]) -> dict[str, Any]:
-    """The summary as flat columns; nested dicts that vary by run (outcomes, meta) become JSON text columns."""
+    """The summary as flat, tidy columns (no JSON text to parse): `latency_ms.p95`, `audit.ok`, `outcome.<name>`
+    (counts), `by_outcome.<name>.<stat>`, `fault.<key>` (the run's fault report, nested keys joined by dots) and
+    `meta.<key>` for the rest of the run's metadata; `meta` keeps the whole metadata as JSON text, an archive
+    nothing needs to parse."""
     flat: dict[str, Any] = {}
     for key, value in summary.items():
         if key in ("latency_ms", "audit"):
             flat.update({f"{key}.{k}": v for k, v in (value or {}).items()})
-        elif key in ("outcomes", "by_outcome", "meta"):
-            flat[key] = json.dumps(value, default=str)
+        elif key == "outcomes":
+            flat.update({f"outcome.{k}": int(v) for k, v in (value or {}).items()})
+        elif key == "by_outcome":
+            flat.update(_dotted("by_outcome", value or {}))
+        elif key == "meta":
+            meta = dict(value or {})
+            for i, fault in enumerate(meta.pop("faults", None) or []):
+                flat.update(_dotted("fault" if i == 0 else f"fault{i + 1}", fault))
+            flat.update(_dotted("meta", meta))
+            # The whole record as well, for what the columns leave out (lists of records such as Locust's figures).
+            flat["meta"] = json.dumps(value, default=str)
         else:
             flat[key] = value
     flat["created_p95_ms"] = (summary.get("by_outcome") or {}).get("created", {}).get("p95")
     return flat
+
+
+def _dotted(prefix: str, value: Any) -> dict[str, Any]:
+    """Nested dicts as one column per leaf (`prefix.a.b`); a list of plain values as one text column; other lists
+    (of records, such as Locust's own statistics) are left out: the requests file holds the detail."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_dotted(f"{prefix}.{k}", v))
+        return out
+    if isinstance(value, list | tuple):
+        if all(v is None or isinstance(v, int | float | str | bool) for v in value):
+            return {prefix: "; ".join(str(v) for v in value)}
+        return {}
+    return {prefix: value if value is None or isinstance(value, int | float | str | bool) else str(value)}
+
+
+def tidy(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` with the rows of older data (whose outcomes, by_outcome and meta were JSON text) expanded into the
+    tidy columns `_flat` writes, and outcome counts as whole numbers (0 where a run had none of that outcome)."""
+    if table.empty:
+        return table
+    if "outcomes" in table:
+        legacy = table["outcomes"].map(lambda v: isinstance(v, str))
+        expanded = pd.DataFrame(
+            [
+                _flat(
+                    {k: json.loads(row[k]) for k in ("outcomes", "by_outcome", "meta") if isinstance(row.get(k), str)}
+                )
+                for _, row in table[legacy].iterrows()
+            ],
+            index=table.index[legacy],
+        ).drop(columns=["created_p95_ms", "meta"], errors="ignore")
+        table = table.drop(columns=["outcomes", "by_outcome"], errors="ignore")
+        table = table.combine_first(expanded)[[*table.columns, *(c for c in expanded if c not in table)]]
+    counts = [c for c in table if c.startswith("outcome.")]
+    if counts:
+        table[counts] = table[counts].fillna(0).astype(int)
+    return table
+
+
+def outcome_counts(cells: pd.DataFrame) -> pd.DataFrame:
+    """One column per outcome (created, sold_out, busy, ...): how many requests of each run ended so."""
+    columns = [c for c in cells if c.startswith("outcome.")]
+    return cells[columns].fillna(0).astype(int).rename(columns=lambda c: c.removeprefix("outcome."))
 
 
 def _progress(total: int, enabled: bool):

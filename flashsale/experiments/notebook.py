@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 
 import pandas as pd
@@ -42,10 +41,11 @@ def context(cells: pd.DataFrame):
     context, usually one)."""
     present = [c for c in CONTEXT_COLUMNS if c in cells]
     distinct = cells[present].drop_duplicates(subset=[c for c in present if c != "time"])
-    return table(distinct.rename(columns=CONTEXT_COLUMNS), caption="Measurement context")
+    return table(distinct.rename(columns=CONTEXT_COLUMNS), {"memory (GiB)": "{:.1f}"}, caption="Measurement context")
 
 
 def outcomes_of(cells: pd.DataFrame) -> pd.DataFrame:
-    """The `outcomes` JSON column as one column per outcome (counts)."""
-    parsed = cells["outcomes"].map(json.loads).apply(pd.Series).fillna(0).astype(int)
-    return parsed
+    """One column per outcome (counts); see `cells.outcome_counts`."""
+    from flashsale.experiments.cells import outcome_counts
+
+    return outcome_counts(cells)

@@ -3,7 +3,7 @@ notebook itself (in JupyterLab) run exactly the same grid from the same paramete
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from flashsale.experiments.cells import Cell
@@ -33,7 +33,7 @@ def baseline_cells(
 ) -> list[Cell]:
     """The seed's k6 scenario twice: inventory 50 / limit 1 (sells out early, as the original run did), and an
     inventory that never runs out."""
-    common = dict(
+    common: dict[str, Any] = dict(
         target=target,
         strategy=strategy,
         vus=vus,
@@ -107,7 +107,7 @@ def contention_cells(
 ) -> list[Cell]:
     """Each strategy at `vus` with no think time, plus `pessimistic` alone at 1 VU: its latency there is the
     lock hold time of the seed's rule of thumb (throughput <= 1 / hold time)."""
-    common = dict(
+    common: dict[str, Any] = dict(
         target=target,
         think_ms=0.0,
         duration_s=duration_s,
@@ -138,7 +138,7 @@ def fault_cells(
 ) -> list[Cell]:
     """One run per fault (`db-restart@4s`, `db-stop@4s:2s`, ...) on a sale that never sells out, so that every
     answer before and after the outage is an order; clients resend a share of their idempotency keys."""
-    common = dict(
+    common: dict[str, Any] = dict(
         target=target,
         strategy=strategy,
         vus=vus,
@@ -154,7 +154,7 @@ def fault_cells(
     return [Cell(fault, _load(**common, faults=(fault,))) for fault in faults]
 
 
-NOTEBOOK_PLANS = {
+NOTEBOOK_PLANS: dict[str, Callable[..., list[Cell]]] = {
     "1.0-devlog-baseline": baseline_cells,
     "2.0-concurrency-sweep": sweep_cells,
     "3.0-lock-contention": contention_cells,

@@ -9,19 +9,29 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import LogFormatter
 
 from flashsale import strategies
+from flashsale.experiments.analysis import strategy_label as _strategy_label
 
 OVERSOLD_COLOR = "#d62728"
 PLAIN_NUMBERS = plt.FuncFormatter(lambda value, _: f"{value:g}")
 
 
-def _strategy_label(name: str) -> str:
-    cls = strategies.STRATEGIES.get(name)
-    return f"{name} (UNSAFE)" if cls is not None and not cls.safe else name
+class PlainLogFormatter(LogFormatter):
+    """Log-axis labels as plain numbers (2,000, not 2x10^3); as minor formatter it labels some of the 2..9 ticks
+    when the axis spans less than two decades, so that a narrow axis still carries numbers."""
+
+    def _pprint_val(self, x: float, d: float) -> str:
+        return f"{x:,.0f}" if x >= 1 else f"{x:g}"
 
 
-def _strategy_color(name: str) -> str:
+def _plain_log(axis) -> None:
+    axis.set_major_formatter(PlainLogFormatter())
+    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+
+
+def _strategy_color(name: str) -> tuple[float, float, float, float]:
     names = strategies.names()
     index = names.index(name) if name in names else len(names)
     return plt.get_cmap("tab10")(index % 10)
@@ -34,13 +44,137 @@ def _style(name: str) -> dict:
 
 
 def aggregate(cells: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Mean, standard deviation and count of `metric` per strategy and VU level, and whether any repeat failed
-    its audit."""
-    grouped = cells.groupby(["strategy", "vus"])
-    out = grouped[metric].agg(["mean", "std", "count"]).reset_index()
+    """Mean, standard deviation, range (min, max) and count of `metric` per strategy and VU level, and whether any
+    repeat failed its audit."""
+    grouped = cells.groupby(["strategy", "vus"], sort=False)
+    out = grouped[metric].agg(["mean", "std", "min", "max", "count"]).reset_index()
     out["oversold"] = grouped["audit.ok"].apply(lambda ok: not bool(ok.all())).to_numpy()
     out["std"] = out["std"].fillna(0.0)
     return out
+
+
+def _range_bars(ax, rows: pd.DataFrame, **style) -> None:
+    """The mean at each level, with the range of the repeats as error bars (none for a single run)."""
+    yerr = None
+    if (rows["count"] > 1).any():
+        yerr = [(rows["mean"] - rows["min"]).to_numpy(), (rows["max"] - rows["mean"]).to_numpy()]
+    ax.errorbar(rows["vus"], rows["mean"], yerr=yerr, capsize=2, elinewidth=1, **style)
+
+
+def _mark_oversold(ax, rows: pd.DataFrame) -> None:
+    bad = rows[rows["oversold"]]
+    if bad.empty:
+        return
+    ax.scatter(bad["vus"], bad["mean"], marker="X", s=90, color=OVERSOLD_COLOR, zorder=5)
+    ax.annotate(
+        "OVERSOLD",
+        (bad["vus"].iloc[-1], bad["mean"].iloc[-1]),
+        textcoords="offset points",
+        xytext=(-8, 8),
+        ha="right",
+        color=OVERSOLD_COLOR,
+        fontweight="bold",
+        fontsize=7,
+    )
+
+
+def _vus_axis(ax, *, log_y: bool, label: bool = True) -> None:
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(PLAIN_NUMBERS)
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    if log_y:
+        ax.set_yscale("log")
+        _plain_log(ax.yaxis)
+    if label:
+        ax.set_xlabel("virtual users (log2)")
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def _panel_grid(strategies_shown: list[str], *, ncols: int = 3, overview_title: str):
+    """A figure with a compact overview on the left and one small panel per strategy beside it (shared axes)."""
+    nrows = max(1, -(-len(strategies_shown) // ncols))
+    fig = plt.figure(figsize=(14, max(3.6, 2.6 * nrows + 0.8)), layout="constrained")
+    grid = fig.add_gridspec(nrows, ncols + 2, width_ratios=[1.35, 0.08, *([1] * ncols)])
+    overview = fig.add_subplot(grid[:, 0])
+    overview.set_title(overview_title, fontsize=10)
+    panels: dict[str, plt.Axes] = {}
+    first = None
+    for i, name in enumerate(strategies_shown):
+        ax = fig.add_subplot(grid[i // ncols, 2 + i % ncols], sharex=first, sharey=first)
+        first = first or ax
+        ax.set_title(_strategy_label(name), fontsize=9, color=_strategy_color(name))
+        ax.tick_params(labelsize=7)
+        panels[name] = ax
+    return fig, overview, panels
+
+
+def rates_by_strategy(
+    cells: pd.DataFrame,
+    *,
+    title: str,
+    reference: pd.DataFrame | None = None,
+    ceilings: pd.DataFrame | None = None,
+):
+    """Requests/s (throughput) and orders/s (goodput) against virtual users, one small panel per strategy on shared
+    log axes: the range of the repeats as error bars, pgbench's orders/s replaying the same SQL dotted, and for the
+    single-row designs that time their lock the ceiling 1 / lock hold (`analysis.lock_hold_ceilings`) dash-dotted.
+    Beside them, a compact overview: every strategy's goodput on one axis."""
+    rps, orders = aggregate(cells, "rps"), aggregate(cells, "orders_per_s")
+    shown = list(dict.fromkeys(cells["strategy"]))
+    fig, overview, panels = _panel_grid(shown, overview_title="goodput, every strategy (orders/s)")
+    refs = (
+        reference.dropna(subset=["orders_per_s"]).groupby(["strategy", "clients"])["orders_per_s"].mean()
+        if reference is not None and not reference.empty and "orders_per_s" in reference
+        else pd.Series(dtype=float)
+    )
+    for name, ax in panels.items():
+        color = _strategy_color(name)
+        mine = orders[orders["strategy"] == name].sort_values("vus")
+        _range_bars(ax, rps[rps["strategy"] == name].sort_values("vus"), color="grey", marker=".", lw=1)
+        _range_bars(ax, mine, color=color, marker="o", markersize=3, lw=1.6)
+        _mark_oversold(ax, mine)
+        if name in refs.index.get_level_values(0):
+            ref = refs.loc[name]
+            ax.plot(ref.index, ref.to_numpy(), linestyle=":", color=color, lw=1.5)
+        if ceilings is not None and name in set(ceilings["strategy"]):
+            bound = ceilings[ceilings["strategy"] == name].sort_values("vus")
+            ax.plot(bound["vus"], bound["ceiling"], linestyle="-.", color="black", lw=1)
+        _vus_axis(ax, log_y=True, label=False)
+        line = _style(name)
+        overview.plot(mine["vus"], mine["mean"], label=_strategy_label(name), lw=1.4, **line)
+    _vus_axis(overview, log_y=True)
+    overview.set_ylabel("orders created per second (log)")
+    overview.legend(fontsize=7, loc="upper left", frameon=False)
+    key = [
+        plt.Line2D([], [], color="grey", marker=".", lw=1, label="requests/s (throughput)"),
+        plt.Line2D(
+            [], [], color="black", marker="o", markersize=3, lw=1.6, label="orders/s (goodput), strategy's colour"
+        ),
+        plt.Line2D([], [], color="black", linestyle=":", lw=1.5, label="pgbench, same SQL (orders/s)"),
+        plt.Line2D([], [], color="black", linestyle="-.", lw=1, label="1 / lock hold (single-row designs)"),
+    ]
+    fig.legend(handles=key, loc="outside lower center", ncol=4, fontsize=8, frameon=False)
+    fig.suptitle(title, fontweight="bold")
+    return fig
+
+
+def metric_by_strategy(cells: pd.DataFrame, metric: str, *, title: str, ylabel: str, overview_title: str):
+    """`metric` (e.g. `latency_ms.p95`) against virtual users, one small panel per strategy on shared log axes with
+    the range of the repeats as error bars; beside them every strategy's line on one axis."""
+    table = aggregate(cells, metric)
+    shown = list(dict.fromkeys(cells["strategy"]))
+    fig, overview, panels = _panel_grid(shown, overview_title=overview_title)
+    for name, ax in panels.items():
+        mine = table[table["strategy"] == name].sort_values("vus")
+        _range_bars(ax, mine, color=_strategy_color(name), marker="o", markersize=3, lw=1.6)
+        _mark_oversold(ax, mine)
+        _vus_axis(ax, log_y=True, label=False)
+        overview.plot(mine["vus"], mine["mean"], label=_strategy_label(name), lw=1.4, **_style(name))
+    _vus_axis(overview, log_y=True)
+    overview.set_ylabel(ylabel)
+    overview.legend(fontsize=7, loc="upper left", frameon=False)
+    fig.suptitle(title, fontweight="bold")
+    return fig
 
 
 def versus_vus(
@@ -81,11 +215,7 @@ def versus_vus(
             ax.plot(xs, series.to_numpy(), linestyle=":", color=_strategy_color(name), linewidth=1.5)
         # One legend entry for all the reference lines: each has its strategy's colour.
         ax.plot([], [], linestyle=":", color="grey", label="dotted: pgbench replaying the same SQL")
-    ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_formatter(PLAIN_NUMBERS)
-    if log_y:
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(PLAIN_NUMBERS)
+    _vus_axis(ax, log_y=log_y, label=False)
     ax.set_xlabel("virtual users (concurrent clients, log2 scale)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -107,7 +237,7 @@ def latency_cdf(requests: dict[str, pd.DataFrame], *, title: str, ax=None):
                 **{k: v for k, v in _style(label.split(",")[0]).items() if k not in ("marker", "markersize")},
             )
     ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(PLAIN_NUMBERS)
+    _plain_log(ax.xaxis)
     ax.set_xlabel("latency (ms, log scale)")
     ax.set_ylabel("fraction of requests at or below")
     ax.set_title(title)
@@ -126,7 +256,7 @@ def latency_over_time(requests: pd.DataFrame, *, title: str, bucket_s: float = 0
     p95 = frame.groupby(buckets)["latency_ms"].quantile(0.95)
     ax.plot(p95.index, p95.to_numpy(), color="black", label=f"p95 per {bucket_s * 1000:.0f} ms")
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(PLAIN_NUMBERS)
+    _plain_log(ax.yaxis)
     ax.set_xlabel("time since the start of the run (s)")
     ax.set_ylabel("latency (ms, log scale)")
     ax.set_title(title)
@@ -151,6 +281,37 @@ def lock_waiters_over_time(timelines: dict[str, pd.DataFrame], *, title: str, ax
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     return ax
+
+
+def lock_waiters_by_strategy(timelines: dict[str, pd.DataFrame], *, title: str, ncols: int = 3):
+    """Sessions waiting on a row lock during each run, one small panel per run (shared axes), so that no strategy's
+    line hides another's."""
+    shown = {label: t for label, t in timelines.items() if not t.empty}
+    ncols = max(1, min(ncols, len(shown)))
+    nrows = max(1, -(-len(shown) // ncols))
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(4 * ncols, 2.3 * nrows + 0.6),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
+    )
+    for ax, (label, timeline) in zip(axes.flat, shown.items(), strict=False):
+        waiting = timeline["tuple"] + timeline["transactionid"]
+        color = _strategy_color(label.split(",")[0])
+        ax.fill_between(timeline["t_s"], waiting, step="post", color=color, alpha=0.35)
+        ax.plot(timeline["t_s"], waiting, drawstyle="steps-post", color=color, lw=1)
+        ax.set_title(label, fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(shown) :]:
+        ax.set_visible(False)
+    fig.supxlabel("time since the start of the run (s)", fontsize=9)
+    fig.supylabel("sessions waiting on a row lock", fontsize=9)
+    fig.suptitle(title, fontweight="bold")
+    return fig
 
 
 def outcome_latency(requests: dict[str, pd.DataFrame], *, title: str, ax=None):

@@ -24,6 +24,8 @@ DEFAULT_SWEEP = SWEEPS_DIR / "default.yaml"
 class NotebookRun:
     notebook: str
     parameters: dict[str, Any]
+    notes: list[str] = field(default_factory=list)  # what an override changed beyond what it named
+    skipped: str | None = None  # why this notebook is left out of the sweep (it is neither measured nor rendered)
 
     def report_name(self, sweep: str) -> str:
         return f"{sweep}--{self.notebook}"
@@ -83,19 +85,57 @@ class Sweep:
         given = {k: v for k, v in overrides.items() if v is not None}
         for run in self.runs:
             declared = declared_parameters(run.notebook)
+            before = run.resolved()
             run.parameters.update({k: v for k, v in given.items() if k in declared and _same_kind(v, declared[k])})
+            if "faults" in declared and "faults" not in given:
+                scale_faults(run, before)
         return self
+
+    def skip_unplannable(self) -> list[NotebookRun]:
+        """Leave out (with the reason in `skipped`) every notebook whose parameters make no valid run, so that one
+        notebook an override does not suit does not stop the others; returns the runs left out."""
+        for run in self.runs:
+            if run.skipped is None:
+                try:
+                    plan(run.notebook, _with_strategies(run.resolved()))
+                except ValueError as exc:
+                    run.skipped = str(exc)
+        return [run for run in self.runs if run.skipped is not None]
+
+
+def scale_faults(run: NotebookRun, before: dict[str, Any]) -> None:
+    """A notebook's fault times are moments of its run: when an override changes the run's length, move them (and
+    each outage) by the same factor, so that `--duration 2s` restarts the database at the same point of a shorter
+    run instead of after its end. The change is noted in `run.notes`."""
+    old, new = before.get("duration_s"), run.resolved().get("duration_s")
+    faults = before.get("faults") or []
+    if not faults or not old or not new or old == new:
+        return
+    from flashsale.load.faults import Fault
+
+    factor = new / old
+    scaled = [
+        str(Fault(f.kind, round(f.at_s * factor, 3), round(f.down_s * factor, 3))) for f in map(Fault.parse, faults)
+    ]
+    run.parameters["faults"] = scaled
+    run.notes.append(f"faults scaled to the {new:g} s run: {', '.join(faults)} -> {', '.join(scaled)}")
+
+
+def _with_strategies(params: dict[str, Any]) -> dict[str, Any]:
+    """An empty `strategies` list means every strategy of the catalogue."""
+    from flashsale import strategies
+
+    if "strategies" in params and not params["strategies"]:
+        return {**params, "strategies": strategies.names()}
+    return params
 
 
 def measure(sweep: Sweep, *, progress: bool = True) -> None:
-    """Run every cell the sweep's notebooks need and that data/ does not hold yet."""
-    from flashsale import strategies
-
+    """Run every cell the sweep's notebooks (but those skipped) need and that data/ does not hold yet."""
     for run in sweep.runs:
-        params = run.resolved()
-        if "strategies" in params and not params["strategies"]:
-            params["strategies"] = strategies.names()
-        planned = plan(run.notebook, params)
+        if run.skipped is not None:
+            continue
+        planned = plan(run.notebook, _with_strategies(run.resolved()))
         if planned is None:
             continue
         dataset, cells = planned
@@ -105,9 +145,12 @@ def measure(sweep: Sweep, *, progress: bool = True) -> None:
 
 
 def render(sweep: Sweep, *, reports_dir: Path = config.REPORTS_DIR) -> list[Path]:
-    """Execute every notebook from data alone and export it; returns the HTML pages (index.html last)."""
+    """Execute every notebook (but those skipped) from data alone and export it; returns the HTML pages (index.html
+    last)."""
     pages = []
     for run in sweep.runs:
+        if run.skipped is not None:
+            continue
         name = run.report_name(sweep.name)
         executed = execute_notebook(
             run.notebook, {**run.parameters, "allow_load": False}, output=reports_dir / "runs" / f"{name}.ipynb"

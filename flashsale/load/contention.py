@@ -12,6 +12,7 @@ import pandas as pd
 import psycopg
 
 from flashsale.db import connection
+from flashsale.repositories.pending import fetch_one
 
 SAMPLE = """
 SELECT count(*) FILTER (WHERE wait_event_type = 'Lock' AND wait_event = 'tuple'),
@@ -37,7 +38,7 @@ class LockSampler:
         self.origin_ns = origin_ns
         self.rows: list[tuple[float, int, int, int, int]] = []
         self._task: asyncio.Task | None = None
-        self._conn = None
+        self._conn: psycopg.AsyncConnection | None = None
         self.error: str | None = None
         self.failures = 0  # samples lost to a database error
 
@@ -48,8 +49,10 @@ class LockSampler:
         self._task = asyncio.create_task(self._run())
 
     async def sample(self) -> tuple[float, int, int, int, int]:
+        assert self._conn is not None
+        assert self.origin_ns is not None
         cur = await self._conn.execute(SAMPLE, prepare=True)
-        tuple_, transactionid, other, active = await cur.fetchone()
+        tuple_, transactionid, other, active = await fetch_one(cur)
         row = ((time.perf_counter_ns() - self.origin_ns) / 1e9, tuple_, transactionid, other, active)
         self.rows.append(row)
         return row

@@ -91,7 +91,10 @@ def embedded_pgdata(url: str) -> Path:
     """The data directory of the embedded server at `url`, or `FaultUnsupported` if it is any other server."""
     try:
         with connection.connect(url) as conn:
-            data_directory = Path(conn.execute("SHOW data_directory").fetchone()[0]).resolve()
+            row = conn.execute("SHOW data_directory").fetchone()
+            if row is None:
+                raise LookupError("SHOW data_directory returned no row")
+            data_directory = Path(row[0]).resolve()
     except Exception as exc:
         raise FaultUnsupported(f"cannot ask {connection.describe(url)} for its data directory: {exc}") from exc
     home = config.state_dir()

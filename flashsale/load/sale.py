@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from psycopg import AsyncConnection
@@ -35,7 +36,7 @@ async def prepare_sale(
     """With `reset`, empty the database and create the scenario (with `shards` when the scenario takes them);
     otherwise the sale `sale_id`, or the newest one, as it is."""
     if reset:
-        extra = {}
+        extra: dict[str, Any] = {}
         if shards is not None:
             if "shards" not in inspect.signature(scenario.reset).parameters:
                 raise ValueError("this version's scenario has no shards; leave --shards out")

@@ -8,6 +8,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
 from flashsale.records import AuditRecord
+from flashsale.repositories.pending import fetch_one
 
 
 async def read(conn: AsyncConnection, flash_sale_id: UUID) -> AuditRecord | None:
@@ -44,7 +45,7 @@ async def count_missing(conn: AsyncConnection, flash_sale_id: UUID, order_ids: l
         " WHERE o.id = acked.id AND o.flash_sale_id = %s AND o.status = 'CONFIRMED')",
         [order_ids, flash_sale_id],
     )
-    return (await cur.fetchone())[0]
+    return (await fetch_one(cur))[0]
 
 
 async def count_key_mismatches(conn: AsyncConnection, keys: list[str], order_ids: list[UUID]) -> int:
@@ -56,7 +57,7 @@ async def count_key_mismatches(conn: AsyncConnection, keys: list[str], order_ids
         " WHERE o.id IS DISTINCT FROM acked.id",
         [keys, order_ids],
     )
-    return (await cur.fetchone())[0]
+    return (await fetch_one(cur))[0]
 
 
 async def count_keys_with_several_orders(conn: AsyncConnection, flash_sale_id: UUID) -> int:
@@ -66,4 +67,4 @@ async def count_keys_with_several_orders(conn: AsyncConnection, flash_sale_id: U
         " GROUP BY idempotency_key HAVING count(*) > 1) AS several",
         [flash_sale_id],
     )
-    return (await cur.fetchone())[0]
+    return (await fetch_one(cur))[0]

@@ -8,7 +8,7 @@ from psycopg.rows import class_row
 
 from flashsale.domain import FlashSale
 from flashsale.records import FlashSaleRecord, SaleSnapshotRecord
-from flashsale.repositories.pending import Pending
+from flashsale.repositories.pending import Pending, fetch_one
 
 _COLUMNS = "id, product_id, starts_at, ends_at, total_inventory, remaining_inventory, per_user_limit, created_at"
 
@@ -98,7 +98,7 @@ async def insert(
         f" VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
         [product_id, starts_at, ends_at, inventory, inventory, per_user_limit],
     )
-    return (await cur.fetchone()).to_domain()
+    return (await fetch_one(cur)).to_domain()
 
 
 async def list_all(conn: AsyncConnection) -> list[FlashSale]:

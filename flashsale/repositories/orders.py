@@ -5,9 +5,9 @@ from uuid import UUID
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
-from flashsale.domain import Order, OrderStatus
+from flashsale.domain import Order, OrderStatus, PlaceOrder
 from flashsale.records import OrderRecord
-from flashsale.repositories.pending import Pending
+from flashsale.repositories.pending import Pending, fetch_one
 
 _COLUMNS = "id, user_id, flash_sale_id, quantity, status, created_at"
 
@@ -32,7 +32,7 @@ async def insert(
 ) -> Order:
     cur = conn.cursor(row_factory=class_row(OrderRecord))
     await cur.execute(_INSERT, [user_id, flash_sale_id, quantity, status.value, idempotency_key])
-    return (await cur.fetchone()).to_domain()
+    return (await fetch_one(cur)).to_domain()
 
 
 async def send_insert(
@@ -48,6 +48,19 @@ async def send_insert(
     cur = conn.cursor(row_factory=class_row(OrderRecord))
     await cur.execute(_INSERT, [user_id, flash_sale_id, quantity, status.value, idempotency_key])
     return Pending(cur, OrderRecord.to_domain)
+
+
+async def send_insert_confirmed(conn: AsyncConnection, command: PlaceOrder) -> Pending[Order]:
+    """Insert the confirmed order `command` asks for (with its idempotency key), for pipelined flows (see `Pending`):
+    the INSERT every strategy that decides in Python sends once it has taken the stock."""
+    return await send_insert(
+        conn,
+        user_id=command.user_id,
+        flash_sale_id=command.flash_sale_id,
+        quantity=command.quantity,
+        status=OrderStatus.CONFIRMED,
+        idempotency_key=command.idempotency_key,
+    )
 
 
 async def send_insert_many(
@@ -95,7 +108,7 @@ async def confirmed_quantity(conn: AsyncConnection, *, user_id: UUID, flash_sale
         " WHERE user_id = %s AND flash_sale_id = %s AND status = 'CONFIRMED'",
         [user_id, flash_sale_id],
     )
-    return (await cur.fetchone())[0]
+    return (await fetch_one(cur))[0]
 
 
 async def get_by_idempotency_key(conn: AsyncConnection, key: str) -> Order | None:

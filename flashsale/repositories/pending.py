@@ -12,6 +12,19 @@ from typing import Any, Generic, TypeVar
 from psycopg import AsyncCursor
 
 T = TypeVar("T")
+R = TypeVar("R")
+
+
+class NoRow(LookupError):
+    """A statement that always returns a row (an aggregate, an INSERT ... RETURNING) returned none."""
+
+
+async def fetch_one(cursor: AsyncCursor[R]) -> R:
+    """The row of a statement that always returns one."""
+    row = await cursor.fetchone()
+    if row is None:
+        raise NoRow("the statement returned no row")
+    return row
 
 
 class Pending(Generic[T]):
@@ -23,6 +36,10 @@ class Pending(Generic[T]):
         """The statement's row, converted; None if it returned no row."""
         record = await self._cursor.fetchone()
         return None if record is None else self._convert(record)
+
+    async def only(self) -> T:
+        """The row of a statement that always returns one (an INSERT ... RETURNING that did not fail), converted."""
+        return self._convert(await fetch_one(self._cursor))
 
     async def all(self) -> list[T]:
         return [self._convert(record) for record in await self._cursor.fetchall()]

@@ -1,20 +1,22 @@
 """Single statements that take stock and insert the order together: either both happen or neither does, and
 the statement's own conditions decide. An empty answer means "refused"; the caller finds out why by reading.
 
-Each returns the order as `orders.insert` does, or (`send_*`, for pipelined flows) a `Pending` order.
+Each returns the order as `orders.insert` does, or (`send_*`, for pipelined flows) a `Pending` order. The sale
+window is checked against `now` (default: this machine's clock), the strategy's clock, not the database's `now()`.
 """
 
 from __future__ import annotations
 
 import random
+from datetime import datetime
 from uuid import UUID
 
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
-from flashsale.domain import Order, PlaceOrder
+from flashsale.domain import Order, PlaceOrder, utc_now
 from flashsale.records import OrderRecord, PlacementRecord
-from flashsale.repositories.pending import Pending
+from flashsale.repositories.pending import Pending, fetch_one
 
 _RETURNING = "RETURNING id, user_id, flash_sale_id, quantity, status, created_at"
 
@@ -26,7 +28,7 @@ _BOUGHT = (
 _TAKE_STOCK = f"""
 WITH sale AS (
     UPDATE flash_sales SET remaining_inventory = remaining_inventory - %(quantity)s
-     WHERE id = %(sale)s AND remaining_inventory >= %(quantity)s AND starts_at <= now() AND now() < ends_at
+     WHERE id = %(sale)s AND remaining_inventory >= %(quantity)s AND starts_at <= %(now)s AND %(now)s < ends_at
        AND {_BOUGHT} + %(quantity)s <= per_user_limit
     RETURNING id
 )
@@ -36,12 +38,12 @@ SELECT %(user)s, id, %(quantity)s, 'CONFIRMED', %(key)s FROM sale
 """
 
 
-async def send_take_stock(conn: AsyncConnection, command: PlaceOrder) -> Pending[Order]:
-    """Decrement the sale row if the sale is open, has the stock and the user stays within the limit; insert
+async def send_take_stock(conn: AsyncConnection, command: PlaceOrder, *, now: datetime | None = None) -> Pending[Order]:
+    """Decrement the sale row if the sale is open at `now`, has the stock and the user stays within the limit; insert
     the order if it did. The caller must hold `locks.lock_buyer`: the limit check reads the orders as of the
     statement's start, and only that lock keeps the same user's other orders from committing meanwhile."""
     cur = conn.cursor(row_factory=class_row(OrderRecord))
-    await cur.execute(_TAKE_STOCK, _params(command))
+    await cur.execute(_TAKE_STOCK, {**_params(command), "now": now or utc_now()})
     return Pending(cur, OrderRecord.to_domain)
 
 
@@ -55,7 +57,7 @@ WITH shard AS (
      WHERE flash_sale_id = %(sale)s AND remaining >= %(quantity)s AND shard = (
         SELECT s.shard FROM flash_sale_shards s JOIN flash_sales f ON f.id = s.flash_sale_id
          WHERE s.flash_sale_id = %(sale)s AND s.remaining >= %(quantity)s
-           AND f.starts_at <= now() AND now() < f.ends_at
+           AND f.starts_at <= %(now)s AND %(now)s < f.ends_at
            AND {_BOUGHT} + %(quantity)s <= f.per_user_limit
          ORDER BY hashint4(s.shard + %(spin)s) LIMIT 1 {lock})
     RETURNING flash_sale_id
@@ -70,9 +72,11 @@ _TAKE_FREE_SHARD = _take_shard("FOR UPDATE OF s SKIP LOCKED")
 _TAKE_ANY_SHARD = _take_shard("")
 
 
-async def send_take_shard(conn: AsyncConnection, command: PlaceOrder, *, skip_locked: bool) -> Pending[Order]:
-    """Take the units from one shard that holds enough, chosen at random (its own order for each call), and
-    insert the order.
+async def send_take_shard(
+    conn: AsyncConnection, command: PlaceOrder, *, now: datetime | None = None, skip_locked: bool
+) -> Pending[Order]:
+    """Take the units from one shard that holds enough (the sale open at `now`), chosen at random (its own order for
+    each call), and insert the order.
 
     With `skip_locked`, shards other orders hold are passed over and nothing waits. Without it, one shard is chosen
     without a lock and the UPDATE queues on it alone, then re-checks its units: the statement never holds a shard
@@ -80,7 +84,7 @@ async def send_take_shard(conn: AsyncConnection, command: PlaceOrder, *, skip_lo
     Same precondition as `send_take_stock` (`locks.lock_buyer`).
     """
     cur = conn.cursor(row_factory=class_row(OrderRecord))
-    params = {**_params(command), "spin": random.randrange(1 << 30)}
+    params = {**_params(command), "now": now or utc_now(), "spin": random.randrange(1 << 30)}
     await cur.execute(_TAKE_FREE_SHARD if skip_locked else _TAKE_ANY_SHARD, params)
     return Pending(cur, OrderRecord.to_domain)
 
@@ -106,15 +110,17 @@ async def take_if_unchanged(conn: AsyncConnection, command: PlaceOrder, version:
     return record.to_domain() if record else None
 
 
-async def call_place_order(conn: AsyncConnection, command: PlaceOrder) -> PlacementRecord:
-    """The whole pessimistic flow inside the database (see the `place_order` function in migrations 0002 and
-    0003)."""
+async def call_place_order(
+    conn: AsyncConnection, command: PlaceOrder, *, now: datetime | None = None
+) -> PlacementRecord:
+    """The whole pessimistic flow inside the database, the sale window checked against `now` (see the `place_order`
+    function in migrations 0002 to 0004)."""
     cur = conn.cursor(row_factory=class_row(PlacementRecord))
     await cur.execute(
-        "SELECT outcome, order_id, created_at, remaining, bought, per_user_limit FROM place_order(%s, %s, %s, %s)",
-        [command.flash_sale_id, command.user_id, command.quantity, command.idempotency_key],
+        "SELECT outcome, order_id, created_at, remaining, bought, per_user_limit FROM place_order(%s, %s, %s, %s, %s)",
+        [command.flash_sale_id, command.user_id, command.quantity, command.idempotency_key, now or utc_now()],
     )
-    return await cur.fetchone()
+    return await fetch_one(cur)
 
 
 def _params(command: PlaceOrder) -> dict[str, UUID | int | str | None]:

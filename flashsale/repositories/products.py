@@ -7,6 +7,7 @@ from psycopg.rows import class_row
 
 from flashsale.domain import Product
 from flashsale.records import ProductRecord
+from flashsale.repositories.pending import fetch_one
 
 _COLUMNS = "id, name, price_cents, created_at"
 
@@ -16,7 +17,7 @@ async def insert(conn: AsyncConnection, *, name: str, price_cents: int) -> Produ
     await cur.execute(
         f"INSERT INTO products (name, price_cents) VALUES (%s, %s) RETURNING {_COLUMNS}", [name, price_cents]
     )
-    return (await cur.fetchone()).to_domain()
+    return (await fetch_one(cur)).to_domain()
 
 
 async def get(conn: AsyncConnection, product_id: UUID) -> Product | None:

@@ -8,6 +8,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
 from flashsale.records import ShardRecord
+from flashsale.repositories.pending import fetch_one
 
 
 async def create(conn: AsyncConnection, flash_sale_id: UUID, shards: int) -> int:
@@ -43,7 +44,7 @@ async def total_remaining(conn: AsyncConnection, flash_sale_id: UUID) -> int:
     cur = await conn.execute(
         "SELECT coalesce(sum(remaining), 0)::int FROM flash_sale_shards WHERE flash_sale_id = %s", [flash_sale_id]
     )
-    return (await cur.fetchone())[0]
+    return (await fetch_one(cur))[0]
 
 
 async def set_remaining(conn: AsyncConnection, flash_sale_id: UUID, remaining: dict[int, int]) -> None:

@@ -7,6 +7,7 @@ from psycopg.rows import class_row
 
 from flashsale.domain import User
 from flashsale.records import UserRecord
+from flashsale.repositories.pending import fetch_one
 
 _COLUMNS = "id, number, name, created_at"
 
@@ -25,13 +26,13 @@ async def list_ids(conn: AsyncConnection, *, limit: int, offset: int = 0) -> lis
 
 async def count(conn: AsyncConnection) -> int:
     cur = await conn.execute("SELECT count(*) FROM users")
-    return (await cur.fetchone())[0]
+    return (await fetch_one(cur))[0]
 
 
 async def insert(conn: AsyncConnection, name: str) -> User:
     cur = conn.cursor(row_factory=class_row(UserRecord))
     await cur.execute(f"INSERT INTO users (name) VALUES (%s) RETURNING {_COLUMNS}", [name])
-    return (await cur.fetchone()).to_domain()
+    return (await fetch_one(cur)).to_domain()
 
 
 async def insert_many(conn: AsyncConnection, how_many: int, *, name_prefix: str = "user") -> int:

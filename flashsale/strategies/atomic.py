@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
-
 from psycopg import AsyncConnection, errors
 
 from flashsale.domain import Order, PlaceOrder, UserNotFound
 from flashsale.repositories import locks, placements
 from flashsale.strategies import refusals
 from flashsale.strategies.base import Busy, OrderStrategy
-from flashsale.strategies.pessimistic import utc_now
 from flashsale.strategies.pipelined import pipelined_transaction
 
 # A refusal the follow-up read cannot explain (the sale opened between the two) is tried again this often.
@@ -19,7 +15,8 @@ _ATTEMPTS = 3
 
 
 class Atomic(OrderStrategy):
-    """Parameters: `clock` (the time a refusal is explained against; the statement itself uses the database's).
+    """Parameters: `clock` (the time the statement checks the sale window against, and a refusal is explained
+    against).
 
     Counters: `refusals_explained` (statements that took nothing and a read said why).
     """
@@ -36,16 +33,12 @@ class Atomic(OrderStrategy):
         "one hot row: throughput is bounded by 1 / (statement + commit flush), not by client round trips."
     )
 
-    def __init__(self, *, clock: Callable[[], datetime] = utc_now) -> None:
-        super().__init__()
-        self.clock = clock
-
     async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
         for _ in range(_ATTEMPTS):
             try:
                 async with pipelined_transaction(conn):
                     await locks.lock_buyer(conn, command.flash_sale_id, command.user_id)
-                    taken = await placements.send_take_stock(conn, command)
+                    taken = await placements.send_take_stock(conn, command, now=self.clock())
             except errors.ForeignKeyViolation as exc:
                 raise UserNotFound(command.user_id) from exc
             if (order := await taken.one()) is not None:

@@ -13,7 +13,7 @@ from uuid import UUID
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from flashsale.domain import Order, PlaceOrder
+from flashsale.domain import Clock, Order, PlaceOrder, utc_now
 
 
 class StrategyUnavailable(Exception):
@@ -60,13 +60,16 @@ class OrderStrategy(ABC):
     `create_order(conn, command)` is the order logic on one connection: it owns the transaction on that
     connection, commits on success, rolls back and raises a `DomainError` otherwise.
     `place_order(pool, command)` is what callers with a pool use; strategies that queue or batch override it.
+    `clock` is the time every check of the sale window uses (in Python, or sent to the statement that checks it), so
+    that a test or a notebook can place orders at another time.
     """
 
     name: ClassVar[str]
     safe: ClassVar[bool] = True
     summary: ClassVar[str]
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Clock = utc_now) -> None:
+        self.clock = clock
         # Counters a strategy wants reported (retries, conflicts, ...): the load runner and /metrics read them.
         self.counters: Counter[str] = Counter()
 

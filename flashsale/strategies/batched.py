@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 from typing import NamedTuple
 from uuid import UUID
@@ -15,6 +14,7 @@ from psycopg import AsyncConnection, errors
 from psycopg_pool import AsyncConnectionPool
 
 from flashsale.domain import (
+    Clock,
     DomainError,
     FlashSale,
     IdempotencyKeyTaken,
@@ -23,10 +23,10 @@ from flashsale.domain import (
     PlaceOrder,
     SaleNotFound,
     UserNotFound,
+    utc_now,
 )
 from flashsale.repositories import flash_sales, orders
 from flashsale.strategies.base import OrderStrategy, PgbenchPlan, Rejected
-from flashsale.strategies.pessimistic import utc_now
 from flashsale.strategies.pipelined import pipelined_transaction
 
 
@@ -67,9 +67,9 @@ class Batched(OrderStrategy):
         queue_size: int = 1000,
         workers: int = 1,
         retry_after_s: float = 1.0,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
     ) -> None:
-        super().__init__()
+        super().__init__(clock=clock)
         for label, value in (("batch_size", batch_size), ("queue_size", queue_size), ("workers", workers)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{label} must be a whole number, 1 or more, got {value!r}")
@@ -77,7 +77,6 @@ class Batched(OrderStrategy):
         self.queue_size = queue_size
         self.workers = workers
         self.retry_after_s = retry_after_s
-        self.clock = clock
         self._queue: asyncio.Queue[_Ticket] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -112,6 +111,7 @@ class Batched(OrderStrategy):
         if not self._tasks:
             await self.start(pool)
         answer = asyncio.get_running_loop().create_future()
+        assert self._queue is not None  # start() made it
         try:
             self._queue.put_nowait(_Ticket(command, answer))
         except asyncio.QueueFull:
@@ -130,6 +130,7 @@ class Batched(OrderStrategy):
 
     async def _work(self, pool: AsyncConnectionPool) -> None:
         queue = self._queue
+        assert queue is not None  # start() made it before the workers
         while True:
             batch = [await queue.get()]
             while len(batch) < self.batch_size and not queue.empty():
@@ -170,7 +171,7 @@ class Batched(OrderStrategy):
                 outcomes[i] = outcome
         self.counters["batches"] += 1
         self.counters["batched_orders"] += len(commands)
-        return outcomes
+        return [outcome for outcome in outcomes if outcome is not None]  # every position was settled
 
     async def _settle_sale(
         self, conn: AsyncConnection, sale_id: UUID, commands: list[PlaceOrder]
@@ -199,10 +200,10 @@ class Batched(OrderStrategy):
                     status=OrderStatus.CONFIRMED,
                     idempotency_keys=[c.idempotency_key for c in accepted.values()],
                 )
-        if accepted:
-            placed = {order.id: order for order in await inserted.all()}
-            outcomes = [placed[outcome] if isinstance(outcome, UUID) else outcome for outcome in outcomes]
-        return outcomes
+        if not accepted:
+            return [outcome for outcome in outcomes if isinstance(outcome, Exception)]  # all refused
+        placed = {order.id: order for order in await inserted.all()}
+        return [placed[outcome] if isinstance(outcome, UUID) else outcome for outcome in outcomes]
 
 
 def decide(

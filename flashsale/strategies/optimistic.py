@@ -7,11 +7,10 @@ from psycopg import AsyncConnection, errors
 from flashsale.domain import Order, PlaceOrder, SaleNotFound, UserNotFound
 from flashsale.records import SaleSnapshotRecord
 from flashsale.repositories import flash_sales, placements
-from flashsale.strategies.base import Busy
-from flashsale.strategies.retry import ReadCheckRetryStrategy
+from flashsale.strategies.retry import RetryStrategy
 
 
-class Optimistic(ReadCheckRetryStrategy):
+class Optimistic(RetryStrategy):
     """Parameters: `retries` (default 16) after the first attempt, `backoff_s` (default 0.001) doubling up to
     `max_backoff_s` (default 0.05), `clock` (the time the sale window is checked against).
 
@@ -19,6 +18,7 @@ class Optimistic(ReadCheckRetryStrategy):
     """
 
     name = "optimistic"
+    conflict = "version_conflicts"
     safe = True
     summary = (
         "Optimistic locking with a version column. The order reads the sale, its version and the user's "
@@ -32,26 +32,21 @@ class Optimistic(ReadCheckRetryStrategy):
     )
 
     async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self.counters["retries"] += 1
-                await self.backoff.sleep(attempt - 1)
-            seen = await self.read(conn, command)
-            if seen is None:
-                raise SaleNotFound(command.flash_sale_id)
-            seen.to_domain().check_order(quantity=command.quantity, already_bought=seen.bought, now=self.clock())
-            try:
-                order = await placements.take_if_unchanged(conn, command, seen.version)
-            except errors.ForeignKeyViolation as exc:
-                raise UserNotFound(command.user_id) from exc
-            if order is not None:
-                return order
-            self.counters["version_conflicts"] += 1
-        self.counters["busy"] += 1
-        raise Busy(
-            f"flash sale {command.flash_sale_id} changed under every one of {self.retries + 1} attempts",
-            retry_after_s=max(self.backoff.cap_s, 0.001),
+        return await self.with_retries(
+            lambda: self.attempt(conn, command),
+            busy=f"flash sale {command.flash_sale_id} changed under every one of",
         )
+
+    async def attempt(self, conn: AsyncConnection, command: PlaceOrder) -> Order | None:
+        """Read, check, and write only if the version is still the one read; None if it moved on."""
+        seen = await self.read(conn, command)
+        if seen is None:
+            raise SaleNotFound(command.flash_sale_id)
+        seen.to_domain().check_order(quantity=command.quantity, already_bought=seen.bought, now=self.clock())
+        try:
+            return await placements.take_if_unchanged(conn, command, seen.version)
+        except errors.ForeignKeyViolation as exc:
+            raise UserNotFound(command.user_id) from exc
 
     async def read(self, conn: AsyncConnection, command: PlaceOrder) -> SaleSnapshotRecord | None:
         """The unlocked read (a method so that tests can make another order commit right after it)."""

@@ -5,20 +5,18 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from uuid import UUID
 
 from psycopg import AsyncConnection, errors
 
-from flashsale.domain import DomainError, FlashSale, Order, OrderStatus, PlaceOrder, SaleNotFound, UserNotFound
+from flashsale.domain import DomainError, FlashSale, Order, PlaceOrder, SaleNotFound, UserNotFound, utc_now
+
+__all__ = ["Pessimistic", "create_order", "utc_now"]  # utc_now: where callers used to import it from
 from flashsale.repositories import flash_sales, orders
 from flashsale.repositories.pending import Pending
 from flashsale.strategies.base import OrderStrategy
 from flashsale.strategies.pipelined import pipelined_transaction
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 async def create_order(
@@ -36,8 +34,8 @@ async def create_order(
     the read of the user's confirmed units travel together (that read runs once the lock is held, with a snapshot
     of its own, so it sees what the previous lock holder committed); the UPDATE, the INSERT and COMMIT travel
     together. The row stays locked while the client checks the order, as in the seed, but across one round trip
-    instead of five. A refused order commits its read-only transaction (a rollback would make psycopg forget the
-    connection's prepared statements). `lock` sends the locking read (`pessimistic_nowait` passes the NOWAIT one).
+    instead of five. A refused order commits its read-only transaction (see `pipelined`: why refused orders
+    commit). `lock` sends the locking read (`pessimistic_nowait` passes the NOWAIT one).
 
     With `counters`, the time the lock was held as the client sees it (from the locked row's arrival to the
     commit's answer: the client's turn, the second round trip and the commit) is added to `lock_hold_ns`, and
@@ -59,14 +57,7 @@ async def create_order(
                 refused = exc
             else:
                 await flash_sales.decrement_remaining(conn, sale.id, command.quantity)
-                inserted = await orders.send_insert(
-                    conn,
-                    user_id=command.user_id,
-                    flash_sale_id=sale.id,
-                    quantity=command.quantity,
-                    status=OrderStatus.CONFIRMED,
-                    idempotency_key=command.idempotency_key,
-                )
+                inserted = await orders.send_insert_confirmed(conn, command)
     except errors.ForeignKeyViolation as exc:
         raise UserNotFound(command.user_id) from exc
     if counters is not None and locked_at:
@@ -74,10 +65,15 @@ async def create_order(
         counters["lock_holds"] += 1
     if refused is not None:
         raise refused
-    return await inserted.one()
+    return await inserted.only()
 
 
 class Pessimistic(OrderStrategy):
+    """Parameters: `clock` (the time the sale window is checked against).
+
+    Counters: `lock_hold_ns` and `lock_holds` (see `create_order`).
+    """
+
     name = "pessimistic"
     safe = True
     summary = (
@@ -90,4 +86,4 @@ class Pessimistic(OrderStrategy):
     )
 
     async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
-        return await create_order(conn, command, counters=self.counters)
+        return await create_order(conn, command, clock=self.clock, counters=self.counters)

@@ -7,19 +7,21 @@ from psycopg import AsyncConnection, errors
 from flashsale.domain import Order, PlaceOrder
 from flashsale.repositories import flash_sales
 from flashsale.strategies import pessimistic
-from flashsale.strategies.base import Busy, OrderStrategy
-from flashsale.strategies.retry import Backoff, check_retries
+from flashsale.strategies.retry import RetryStrategy
 
 
-class PessimisticNowait(OrderStrategy):
+class PessimisticNowait(RetryStrategy):
     """Parameters: `retries` (default 8) retries after the first attempt, `backoff_s` (default 0.001) the first
-    backoff's upper bound, doubling up to `max_backoff_s` (default 0.05).
+    backoff's upper bound, doubling up to `max_backoff_s` (default 0.05), `clock` (the time the sale window is checked
+    against).
 
     Counters: `lock_not_available` (every attempt that found the row locked), `retries`, `busy` (orders given up),
     `lock_hold_ns` and `lock_holds` (see `pessimistic.create_order`).
     """
 
     name = "pessimistic_nowait"
+    conflict = "lock_not_available"
+    default_retries = 8
     safe = True
     summary = (
         "The seed's flow with SELECT ... FOR UPDATE NOWAIT: an order that finds the sale row locked does not "
@@ -30,24 +32,11 @@ class PessimisticNowait(OrderStrategy):
         "are wasted round trips and the throughput is at best that of `pessimistic`."
     )
 
-    def __init__(self, *, retries: int = 8, backoff_s: float = 0.001, max_backoff_s: float = 0.05) -> None:
-        super().__init__()
-        self.retries = check_retries(retries)
-        self.backoff = Backoff(backoff_s, max_backoff_s)
-
     async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self.counters["retries"] += 1
-                await self.backoff.sleep(attempt - 1)
-            try:
-                return await pessimistic.create_order(
-                    conn, command, lock=flash_sales.send_get_for_update_nowait, counters=self.counters
-                )
-            except errors.LockNotAvailable:
-                self.counters["lock_not_available"] += 1
-        self.counters["busy"] += 1
-        raise Busy(
-            f"flash sale {command.flash_sale_id} stayed locked through {self.retries + 1} attempts",
-            retry_after_s=max(self.backoff.cap_s, 0.001),
+        return await self.with_retries(
+            lambda: pessimistic.create_order(
+                conn, command, clock=self.clock, lock=flash_sales.send_get_for_update_nowait, counters=self.counters
+            ),
+            lost=(errors.LockNotAvailable,),
+            busy=f"flash sale {command.flash_sale_id} stayed locked through",
         )

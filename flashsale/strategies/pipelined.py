@@ -6,6 +6,13 @@ the client answers each one. Here BEGIN travels with the first statements and CO
 that reads nothing is one round trip; each read (a fetch inside the block) adds one.
 
 Rows of statements sent in the block are read after it (see `repositories.pending.Pending`).
+
+Why refused orders commit. psycopg prepares a statement on a connection once it has run a few times there, and
+forgets every prepared statement of the connection when a transaction rolls back. Order flows whose refusals are
+expected (sold out, over the limit, outside the window) therefore decide them inside the block and raise them after
+it: their read-only transaction commits, and the connection keeps its statements prepared for the next order. Only
+real failures (a lost race, a broken connection) roll back. This is the one place the rule is written; the flows
+refer to it.
 """
 
 from __future__ import annotations
@@ -24,9 +31,8 @@ async def pipelined_transaction(conn: AsyncConnection, *, isolation: str | None 
     """BEGIN (at `isolation`, "serializable" or the default), the block, COMMIT. If the block raises or a statement
     fails, roll back after the pipeline has synced and raise the first error.
 
-    The connection must be in autocommit mode (as pool connections are) and not already in a pipeline. A rollback
-    drops the connection's prepared statements: flows whose refusals are expected decide them in the block and
-    raise them after it, so that their transaction commits and the statements stay prepared.
+    The connection must be in autocommit mode (as pool connections are) and not already in a pipeline. Refusals
+    are raised after the block, so that it commits (see "Why refused orders commit" above).
     """
     error: Exception | None = None
     try:

@@ -20,7 +20,7 @@ from flashsale.strategies.base import OrderStrategy
 
 
 class Procedure(OrderStrategy):
-    """No parameters; no counters."""
+    """Parameters: `clock` (the time the function checks the sale window against). No counters."""
 
     name = "procedure"
     safe = True
@@ -36,11 +36,13 @@ class Procedure(OrderStrategy):
 
     async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
         try:
-            placed = await placements.call_place_order(conn, command)
+            placed = await placements.call_place_order(conn, command, now=self.clock())
         except errors.ForeignKeyViolation as exc:
             raise UserNotFound(command.user_id) from exc
         if placed.outcome != "created":
             raise refusal(placed, command)
+        assert placed.order_id is not None
+        assert placed.created_at is not None
         return Order(
             id=placed.order_id,
             user_id=command.user_id,
@@ -60,5 +62,6 @@ def refusal(placed: PlacementRecord, command: PlaceOrder) -> Exception:
         case "sold_out":
             return SoldOut(command.flash_sale_id, remaining=placed.remaining, requested=command.quantity)
         case "per_user_limit_exceeded":
+            assert placed.per_user_limit is not None  # the function sets it with this outcome
             return PerUserLimitExceeded(limit=placed.per_user_limit, already=placed.bought, requested=command.quantity)
     raise ValueError(f"place_order returned an unknown outcome {placed.outcome!r}")

@@ -1,16 +1,16 @@
-"""Bounded retries with jittered exponential backoff, shared by the strategies that retry (`pessimistic_nowait`,
-`optimistic`, `serializable`)."""
+"""Bounded retries with jittered exponential backoff, shared by the strategies that retry an attempt which lost a
+race (`pessimistic_nowait`, `optimistic`, `serializable`): `RetryStrategy.with_retries` is their one retry loop."""
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from typing import ClassVar
 
-from flashsale.strategies.base import OrderStrategy
-from flashsale.strategies.pessimistic import utc_now
+from flashsale.domain import Clock, Order, utc_now
+from flashsale.strategies.base import Busy, OrderStrategy
 
 
 @dataclass(frozen=True)
@@ -38,19 +38,52 @@ def check_retries(retries: int) -> int:
     return retries
 
 
-class ReadCheckRetryStrategy(OrderStrategy):
-    """The settings shared by the strategies that read without a lock, check in Python and retry a write that lost
-    a race (`optimistic`, `serializable`): how many retries, the backoff between them, the clock of the checks."""
+class RetryStrategy(OrderStrategy):
+    """A strategy whose attempts can lose a race and are then tried again: `retries` after the first attempt (default
+    `default_retries`), a jittered backoff from `backoff_s` doubling up to `max_backoff_s` between them, and `clock`.
+
+    Counters: `retries`, `busy` (orders given up), and the subclass's `conflict` counter (attempts that lost).
+    """
+
+    default_retries: ClassVar[int] = 16
+    conflict: ClassVar[str]
 
     def __init__(
         self,
         *,
-        retries: int = 16,
+        retries: int | None = None,
         backoff_s: float = 0.001,
         max_backoff_s: float = 0.05,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
     ) -> None:
-        super().__init__()
-        self.retries = check_retries(retries)
+        super().__init__(clock=clock)
+        self.retries = check_retries(self.default_retries if retries is None else retries)
         self.backoff = Backoff(backoff_s, max_backoff_s)
-        self.clock = clock
+
+    async def with_retries(
+        self,
+        attempt: Callable[[], Awaitable[Order | None]],
+        *,
+        lost: tuple[type[Exception], ...] = (),
+        busy: str,
+    ) -> Order:
+        """Run `attempt` until it returns an order; an attempt that returns None or raises one of `lost` lost a race
+        (counted as `conflict`) and is tried again after a backoff, at most `retries` times; then `Busy`, whose
+        message is `busy` followed by the number of attempts. Any other error (a refusal) ends the order at once."""
+        for n in range(self.retries + 1):
+            if n:
+                self.counters["retries"] += 1
+                await self.backoff.sleep(n - 1)
+            try:
+                order = await attempt()
+            except lost:
+                order = None
+            if order is not None:
+                return order
+            self.counters[self.conflict] += 1
+        self.counters["busy"] += 1
+        raise Busy(f"{busy} {self.retries + 1} attempts", retry_after_s=max(self.backoff.cap_s, 0.001))
+
+
+# The name the read-check strategies knew it by.
+ReadCheckRetryStrategy = RetryStrategy

@@ -6,15 +6,15 @@ import dataclasses
 
 from psycopg import AsyncConnection, errors
 
-from flashsale.domain import DomainError, Order, OrderStatus, PlaceOrder, SaleNotFound, UserNotFound
+from flashsale.domain import DomainError, Order, PlaceOrder, SaleNotFound, UserNotFound
 from flashsale.records import SaleSnapshotRecord
 from flashsale.repositories import flash_sales, orders
-from flashsale.strategies.base import Busy, PgbenchPlan
+from flashsale.strategies.base import PgbenchPlan
 from flashsale.strategies.pipelined import pipelined_transaction
-from flashsale.strategies.retry import ReadCheckRetryStrategy
+from flashsale.strategies.retry import RetryStrategy
 
 
-class Serializable(ReadCheckRetryStrategy):
+class Serializable(RetryStrategy):
     """Parameters: `retries` (default 16) after the first attempt, `backoff_s` (default 0.001) doubling up to
     `max_backoff_s` (default 0.05), `clock` (the time the sale window is checked against).
 
@@ -22,6 +22,7 @@ class Serializable(ReadCheckRetryStrategy):
     """
 
     name = "serializable"
+    conflict = "serialization_failures"
     safe = True
     summary = (
         "The seed's flow without FOR UPDATE, in a SERIALIZABLE transaction: read the sale and the user's "
@@ -38,26 +39,19 @@ class Serializable(ReadCheckRetryStrategy):
         return dataclasses.replace(super().pgbench_plan(vus), options=(f"--max-tries={self.retries + 1}",))
 
     async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self.counters["retries"] += 1
-                await self.backoff.sleep(attempt - 1)
-            try:
-                return await self.attempt(conn, command)
-            except errors.SerializationFailure:
-                self.counters["serialization_failures"] += 1
-            except errors.ForeignKeyViolation as exc:
-                raise UserNotFound(command.user_id) from exc
-        self.counters["busy"] += 1
-        raise Busy(
-            f"order on flash sale {command.flash_sale_id} failed to serialise {self.retries + 1} times",
-            retry_after_s=max(self.backoff.cap_s, 0.001),
-        )
+        try:
+            return await self.with_retries(
+                lambda: self.attempt(conn, command),
+                lost=(errors.SerializationFailure,),
+                busy=f"order on flash sale {command.flash_sale_id} failed to serialise in",
+            )
+        except errors.ForeignKeyViolation as exc:
+            raise UserNotFound(command.user_id) from exc
 
     async def attempt(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
         """One serializable transaction: the read in one round trip, the writes and COMMIT in the next (the order
         row is read once the pipeline has synced). A refused order commits its read-only transaction rather than
-        rolling it back, which keeps the connection's prepared statements (psycopg drops them on rollback)."""
+        rolling it back (see `pipelined`: why refused orders commit)."""
         refused: DomainError | None = None
         async with pipelined_transaction(conn, isolation="serializable"):
             seen = await self.read(conn, command)
@@ -69,17 +63,10 @@ class Serializable(ReadCheckRetryStrategy):
                 refused = exc
             else:
                 await flash_sales.decrement_remaining(conn, command.flash_sale_id, command.quantity)
-                inserted = await orders.send_insert(
-                    conn,
-                    user_id=command.user_id,
-                    flash_sale_id=command.flash_sale_id,
-                    quantity=command.quantity,
-                    status=OrderStatus.CONFIRMED,
-                    idempotency_key=command.idempotency_key,
-                )
+                inserted = await orders.send_insert_confirmed(conn, command)
         if refused is not None:
             raise refused
-        return await inserted.one()
+        return await inserted.only()
 
     async def read(self, conn: AsyncConnection, command: PlaceOrder) -> SaleSnapshotRecord | None:
         """The read inside the transaction (a method so that tests can make another order commit right after)."""

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from datetime import datetime
 from uuid import UUID
 
 from psycopg import AsyncConnection, errors
 
-from flashsale.domain import Order, OrderStatus, PlaceOrder, SaleNotFound, UserNotFound
+from flashsale.domain import Order, PlaceOrder, SaleNotFound, UserNotFound
 from flashsale.repositories import flash_sales, locks, orders, placements, shards
 from flashsale.strategies import refusals
 from flashsale.strategies.base import OrderStrategy
-from flashsale.strategies.pessimistic import utc_now
 from flashsale.strategies.pipelined import pipelined_transaction
 
 
 class Sharded(OrderStrategy):
-    """Parameters: `clock` (the time the slow path checks the sale window against). The number of shards K is
-    a property of the scenario (`scenario.reset(shards=K)`, `flashsale db reset --shards K`), not of the strategy.
+    """Parameters: `clock` (the time the sale window is checked against, by the statement and by the slow path).
+    The number of shards K is a property of the scenario (`scenario.reset(shards=K)`, `flashsale db reset --shards
+    K`), not of the strategy.
 
     Counters: `free_shard` (orders served by a shard nobody held), `waited_for_shard` (every shard with stock was
     held, so the order queued on one), `slow_path` (settled under every shard's lock: first orders, fragmented
@@ -40,16 +38,12 @@ class Sharded(OrderStrategy):
         "the costs are K rows to keep, a per-user lock, and refusals that need extra reads."
     )
 
-    def __init__(self, *, clock: Callable[[], datetime] = utc_now) -> None:
-        super().__init__()
-        self.clock = clock
-
     async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
         try:
             for skip_locked, counter in ((True, "free_shard"), (False, "waited_for_shard")):
                 async with pipelined_transaction(conn):
                     await locks.lock_buyer(conn, command.flash_sale_id, command.user_id)
-                    taken = await placements.send_take_shard(conn, command, skip_locked=skip_locked)
+                    taken = await placements.send_take_shard(conn, command, now=self.clock(), skip_locked=skip_locked)
                 if (order := await taken.one()) is not None:
                     self.counters[counter] += 1
                     return order
@@ -98,15 +92,8 @@ class Sharded(OrderStrategy):
                 await shards.set_remaining(conn, sale.id, changed)
             if from_row:  # a sale without shards: its row is the only one
                 await flash_sales.decrement_remaining(conn, sale.id, from_row)
-            inserted = await orders.send_insert(
-                conn,
-                user_id=command.user_id,
-                flash_sale_id=sale.id,
-                quantity=command.quantity,
-                status=OrderStatus.CONFIRMED,
-                idempotency_key=command.idempotency_key,
-            )
-        return await inserted.one()
+            inserted = await orders.send_insert_confirmed(conn, command)
+        return await inserted.only()
 
 
 def spread(units: int, shards: dict[int, int]) -> dict[int, int]:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from datetime import datetime
 
 from psycopg import AsyncConnection, errors
 
-from flashsale.domain import Order, OrderStatus, PlaceOrder, SaleNotFound, UserNotFound
+from flashsale.domain import Clock, Order, PlaceOrder, SaleNotFound, UserNotFound, utc_now
 from flashsale.repositories import flash_sales, orders
 from flashsale.strategies.base import OrderStrategy
-from flashsale.strategies.pessimistic import utc_now
 from flashsale.strategies.pipelined import pipelined_transaction
 
 
@@ -32,12 +29,11 @@ class Unsafe(OrderStrategy):
         "inventory row that disagrees with the orders, limit violations."
     )
 
-    def __init__(self, *, race_delay_s: float = 0.0, clock: Callable[[], datetime] = utc_now) -> None:
-        super().__init__()
+    def __init__(self, *, race_delay_s: float = 0.0, clock: Clock = utc_now) -> None:
+        super().__init__(clock=clock)
         if race_delay_s < 0:
             raise ValueError(f"race_delay_s must be 0 or more, got {race_delay_s}")
         self.race_delay_s = race_delay_s
-        self.clock = clock
 
     async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
         seen = await flash_sales.read_for_order(conn, command.flash_sale_id, command.user_id)
@@ -51,14 +47,7 @@ class Unsafe(OrderStrategy):
                 await flash_sales.set_remaining(
                     conn, command.flash_sale_id, seen.remaining_inventory - command.quantity
                 )
-                inserted = await orders.send_insert(
-                    conn,
-                    user_id=command.user_id,
-                    flash_sale_id=command.flash_sale_id,
-                    quantity=command.quantity,
-                    status=OrderStatus.CONFIRMED,
-                    idempotency_key=command.idempotency_key,
-                )
+                inserted = await orders.send_insert_confirmed(conn, command)
         except errors.ForeignKeyViolation as exc:
             raise UserNotFound(command.user_id) from exc
-        return await inserted.one()
+        return await inserted.only()
