@@ -18,7 +18,7 @@ class UserRecord:
     created_at: datetime
 
     def to_domain(self) -> User:
-        return User(id=self.id, name=self.name)
+        return User(id=self.id, name=self.name, created_at=self.created_at)
 
 
 @dataclass(frozen=True, slots=True)

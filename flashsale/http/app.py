@@ -32,10 +32,10 @@ from flashsale.http import errors, openapi
 from flashsale.http.flash_sale_handler import get_flash_sale
 from flashsale.http.health_handler import health
 from flashsale.http.middleware import RequestMiddleware
-from flashsale.http.order_handler import get_order, place_order
+from flashsale.http.order_handler import get_order, get_order_status, place_order
 from flashsale.http.service import Service
 from flashsale.http.shared_metrics import MULTIPROC_DIR_ENV
-from flashsale.http.user_handler import list_users
+from flashsale.http.user_handler import list_user_ids, list_users
 from flashsale.strategies import OrderStrategy
 
 DEFAULT_POOL_SIZE = 8  # the issue measured 5-10 connections as best for one hot row
@@ -134,6 +134,10 @@ def create_app(
             Route("/api/orders", place_order, methods=["POST"]),
             Route("/api/orders/{order_id}", get_order, methods=["GET"]),
             Route("/api/flash-sales/{flash_sale_id}", get_flash_sale, methods=["GET"]),
+            Route("/api/users", list_user_ids, methods=["GET"]),
+            # The original's contract (FlashDeal), so that its k6 scripts run unchanged.
+            Route("/orders", place_order, methods=["POST"]),
+            Route("/orders/{order_id}/status", get_order_status, methods=["GET"]),
             Route("/users", list_users, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
             Route("/metrics", service.metrics.endpoint, methods=["GET"]),

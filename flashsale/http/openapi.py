@@ -34,6 +34,8 @@ def document() -> dict[str, Any]:
         (dto.OrderResponse, "serialization"),
         (dto.FlashSaleResponse, "serialization"),
         (dto.UserIdsPage, "serialization"),
+        (dto.UserList, "serialization"),
+        (dto.OrderStatusResponse, "serialization"),
         (dto.HealthResponse, "serialization"),
         (dto.ErrorResponse, "serialization"),
     ]
@@ -72,11 +74,13 @@ def document() -> dict[str, Any]:
             "schema": {"type": "string", "format": "uuid"},
         }
 
-    query_schema = dto.UsersQuery.model_json_schema()["properties"]
-    users_parameters = [
-        {"name": name, "in": "query", "required": False, "description": field.description, "schema": query_schema[name]}
-        for name, field in dto.UsersQuery.model_fields.items()
-    ]
+    def query_parameters(model: type[BaseModel]) -> list[dict]:
+        schema = model.model_json_schema()["properties"]
+        return [
+            {"name": name, "in": "query", "required": False, "description": field.description, "schema": schema[name]}
+            for name, field in model.model_fields.items()
+        ]
+
     location = {
         "Location": {
             "description": "where the new order can be read",
@@ -101,6 +105,20 @@ def document() -> dict[str, Any]:
         "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY, "pattern": "^[!-~]+$"},
     }
 
+    place_order = {
+        "operationId": "placeOrder",
+        "summary": "Place an order on a flash sale",
+        "parameters": [idempotency_key],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ref[dto.PlaceOrderRequest]}},
+        },
+        "responses": {
+            **ok("the order, confirmed", dto.OrderResponse, 201, location),
+            **errors(404, 409, 413, 415, 422, 503),
+        },
+    }
+
     return {
         "openapi": "3.1.0",
         "info": {
@@ -111,19 +129,20 @@ def document() -> dict[str, Any]:
             '`{"error": code, "message": text}`.',
         },
         "paths": {
-            "/api/orders": {
+            "/api/orders": {"post": place_order},
+            "/orders": {
                 "post": {
-                    "operationId": "placeOrder",
-                    "summary": "Place an order on a flash sale",
-                    "parameters": [idempotency_key],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": ref[dto.PlaceOrderRequest]}},
-                    },
-                    "responses": {
-                        **ok("the order, confirmed", dto.OrderResponse, 201, location),
-                        **errors(404, 409, 413, 415, 422, 503),
-                    },
+                    **place_order,
+                    "operationId": "placeOrderOriginal",
+                    "summary": "Place an order on a flash sale (the original's route, the same as POST /api/orders)",
+                }
+            },
+            "/orders/{order_id}/status": {
+                "get": {
+                    "operationId": "getOrderStatus",
+                    "summary": "Where an order stands: pending, completed (with the order) or failed (with the reason)",
+                    "parameters": [uuid_path_parameter("order_id", "the order's id")],
+                    "responses": {**ok("the order's status", dto.OrderStatusResponse), **errors(404, 422, 503)},
                 }
             },
             "/api/orders/{order_id}": {
@@ -142,12 +161,20 @@ def document() -> dict[str, Any]:
                     "responses": {**ok("the flash sale", dto.FlashSaleResponse), **errors(404, 422, 503)},
                 }
             },
-            "/users": {
+            "/api/users": {
                 "get": {
                     "operationId": "listUserIds",
-                    "summary": "User ids in a stable order, a page at a time",
-                    "parameters": users_parameters,
+                    "summary": "User ids in a stable order, a page at a time, with the total",
+                    "parameters": query_parameters(dto.UsersQuery),
                     "responses": {**ok("one page of user ids", dto.UserIdsPage), **errors(422, 503)},
+                }
+            },
+            "/users": {
+                "get": {
+                    "operationId": "listUsers",
+                    "summary": "Users in a stable order (the original's list): every one, or a page with limit",
+                    "parameters": query_parameters(dto.UserListQuery),
+                    "responses": {**ok("the users, a JSON array", dto.UserList), **errors(422, 503)},
                 }
             },
             "/health": {

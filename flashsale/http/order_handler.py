@@ -1,4 +1,6 @@
-"""`POST /api/orders` places an order through the configured strategy; `GET /api/orders/{order_id}` reads one.
+"""`POST /api/orders` (and the original's `POST /orders`) places an order through the configured strategy;
+`GET /api/orders/{order_id}` reads one; `GET /orders/{order_id}/status` says where it stands (the original's
+status URL: `pending`, `completed` with the order, or `failed` with the reason).
 
 `POST /api/orders` takes an optional `Idempotency-Key` header (1 to 255 visible ASCII characters): the order is
 placed at most once for that key, and a request that repeats it (same body) gets the order placed the first time,
@@ -15,7 +17,7 @@ from flashsale import idempotency
 from flashsale.domain import check_idempotency_key
 from flashsale.http.errors import ApiError, to_api_error
 from flashsale.http.json_body import read_model
-from flashsale.http.order_dto import OrderResponse, PlaceOrderRequest
+from flashsale.http.order_dto import OrderResponse, OrderStatusResponse, PlaceOrderRequest
 from flashsale.http.params import path_uuid
 from flashsale.http.responses import model_response
 from flashsale.http.service import service_of
@@ -54,3 +56,12 @@ async def get_order(request: Request) -> Response:
     if order is None:
         raise ApiError(404, "order_not_found", f"order {order_id} does not exist")
     return model_response(OrderResponse.from_domain(order))
+
+
+async def get_order_status(request: Request) -> Response:
+    order_id = path_uuid(request, "order_id")
+    async with service_of(request).open_pool.connection() as conn:
+        order = await orders.get(conn, order_id)
+    if order is None:
+        raise ApiError(404, "order_not_found", f"order {order_id} does not exist")
+    return model_response(OrderStatusResponse.from_domain(order))
