@@ -60,6 +60,23 @@ def register(subparsers) -> None:
         "instance (default 1: this process serves)",
     )
     serve.add_argument(
+        "--queue-size",
+        type=int,
+        default=0,
+        help="orders that may wait in an in-process queue in front of the strategy; more get a 503 queue_full at "
+        "once (default 0: no queue, every request goes to the strategy; per server process)",
+    )
+    serve.add_argument(
+        "--queue-workers", type=positive_int, default=1, help="workers taking orders from the queue (default 1)"
+    )
+    serve.add_argument(
+        "--user-rate",
+        type=float,
+        default=0.0,
+        help="orders per second per user (a token bucket, burst as many); more get a 429 rate_limited before any "
+        "database work (default 0: no limit; per server process)",
+    )
+    serve.add_argument(
         "--no-access-log", dest="access_log", action="store_false", help="no log line per request (for load runs)"
     )
     serve.set_defaults(func=cmd_serve)
@@ -75,6 +92,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ValueError(f"--pool-timeout must be positive, got {args.pool_timeout}")
     if args.max_waiting < 0:
         raise ValueError(f"--max-waiting must be 0 (no bound) or more, got {args.max_waiting}")
+    if args.queue_size < 0:
+        raise ValueError(f"--queue-size must be 0 (no queue) or more, got {args.queue_size}")
+    if not args.user_rate >= 0:
+        raise ValueError(f"--user-rate must be 0 (no limit) or more, got {args.user_rate}")
     settings = ServeSettings(
         url=ready_url(),
         strategy=args.strategy,
@@ -85,6 +106,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        queue_size=args.queue_size,
+        queue_workers=args.queue_workers,
+        user_rate=args.user_rate,
     )
     log.configure()
     if settings.workers == 1:

@@ -22,9 +22,11 @@ _ERROR_STATUS_TEXT = {
     415: "`unsupported_media_type`: the body is not declared as UTF-8 application/json",
     422: "`invalid_request` (malformed JSON, missing, extra or mistyped fields or parameters, ids that are not "
     "UUIDs), `invalid_quantity` or `invalid_idempotency_key`",
+    429: "`rate_limited`: this user sent more orders a second than `serve --user-rate` allows; try again after "
+    "`Retry-After` seconds",
     503: "try again after `Retry-After` seconds: `unavailable` (database down, or no pooled connection free in time), "
-    "`overloaded` (too many requests already wait for a connection), `busy` or `rejected` (the strategy could not "
-    "take the order now)",
+    "`overloaded` (too many requests already wait for a connection), `queue_full` (the order queue of "
+    "`serve --queue-size` is full), `busy` or `rejected` (the strategy could not take the order now)",
 }
 
 
@@ -56,7 +58,7 @@ def document() -> dict[str, Any]:
         out = {}
         for status in statuses:
             headers = {REQUEST_ID_HEADER: {"$ref": "#/components/headers/RequestId"}}
-            if status == 503:
+            if status in (429, 503):
                 headers["Retry-After"] = {"$ref": "#/components/headers/RetryAfter"}
             out[str(status)] = {
                 "description": _ERROR_STATUS_TEXT[status],
@@ -115,7 +117,7 @@ def document() -> dict[str, Any]:
         },
         "responses": {
             **ok("the order, confirmed", dto.OrderResponse, 201, location),
-            **errors(404, 409, 413, 415, 422, 503),
+            **errors(404, 409, 413, 415, 422, 429, 503),
         },
     }
 

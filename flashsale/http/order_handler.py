@@ -5,7 +5,9 @@ status URL: `pending`, `completed` with the order, or `failed` with the reason).
 `POST /api/orders` takes an optional `Idempotency-Key` header (1 to 255 visible ASCII characters): the order is
 placed at most once for that key, and a request that repeats it (same body) gets the order placed the first time,
 201 again, with `Idempotent-Replayed: true`; the same key with another body is a 409 `idempotency_key_reused`.
-See `flashsale.idempotency` for what happens to the keys of refused orders.
+See `flashsale.idempotency` for what happens to the keys of refused orders. With admission control
+(`flashsale.admission`), a user over the per-user rate is refused with 429 `rate_limited` before any database work,
+and an order that finds the order queue full with 503 `queue_full`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from flashsale import idempotency
 from flashsale.domain import check_idempotency_key
 from flashsale.http.errors import ApiError, to_api_error
 from flashsale.http.json_body import read_model
@@ -33,10 +34,9 @@ async def place_order(request: Request) -> Response:
         key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
         if key is not None:
             check_idempotency_key(key)
-        body = await read_model(request, PlaceOrderRequest)
-        placed = await idempotency.place_order(
-            service.strategy, service.open_pool, body.to_command(idempotency_key=key)
-        )
+        command = (await read_model(request, PlaceOrderRequest)).to_command(idempotency_key=key)
+        service.admit(command)
+        placed = await service.place_order(command)
     except Exception as exc:
         error = to_api_error(exc)
         service.metrics.count_order(error.code if error else "internal")
