@@ -7,6 +7,8 @@ raising what it raises; when `size` jobs are already waiting it raises `QueueFul
 being carried out no longer counts against `size`: at most `size + workers` orders are in the service at once.
 The queue depth is reported to `on_depth` whenever it changes, each refusal to `on_overflow`.
 
+`submit(job)` queues a job nobody waits for (asynchronous orders' settlements, `flashsale.settlement`).
+
 A job whose caller has gone (its future cancelled) before a worker takes it is dropped: nobody waits for its answer,
 and it has placed nothing.
 """
@@ -51,7 +53,7 @@ class OrderQueue:
         if workers < 1:
             raise ValueError(f"queue workers must be at least 1, got {workers}")
         self.size, self.workers = size, workers
-        self._jobs: asyncio.Queue[tuple[Callable[[], Awaitable[Any]], asyncio.Future]] = asyncio.Queue(size)
+        self._jobs: asyncio.Queue[tuple[Callable[[], Awaitable[Any]], asyncio.Future | None]] = asyncio.Queue(size)
         self._on_depth, self._on_overflow = on_depth, on_overflow
         self._tasks: list[asyncio.Task] = []
 
@@ -59,6 +61,16 @@ class OrderQueue:
     def depth(self) -> int:
         """Jobs waiting for a worker."""
         return self._jobs.qsize()
+
+    @property
+    def room(self) -> int:
+        """Jobs that can still be queued now."""
+        return self.size - self._jobs.qsize()
+
+    def check_room(self) -> None:
+        """Raise `QueueFull` (counted as an overflow) if no job can be queued now."""
+        if self.room <= 0:
+            self._overflow()
 
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._work(), name=f"order-queue-worker-{n}") for n in range(self.workers)]
@@ -76,17 +88,33 @@ class OrderQueue:
         try:
             self._jobs.put_nowait((job, future))
         except asyncio.QueueFull:
-            self._on_overflow()
-            raise QueueFull(
-                f"the order queue is full ({self.size} waiting); retry later", retry_after_s=RETRY_AFTER_S
-            ) from None
+            self._overflow()
         self._on_depth(self.depth)
         return await future
+
+    def submit(self, job: Callable[[], Awaitable[Any]]) -> None:
+        """Queue the job without waiting for it (its result is dropped; it must handle its own errors); raises
+        `QueueFull` (not counted as an overflow: nobody was refused) when the queue is full."""
+        try:
+            self._jobs.put_nowait((job, None))
+        except asyncio.QueueFull:
+            raise QueueFull(f"the order queue is full ({self.size} waiting)") from None
+        self._on_depth(self.depth)
+
+    def _overflow(self) -> None:
+        self._on_overflow()
+        raise QueueFull(f"the order queue is full ({self.size} waiting); retry later", retry_after_s=RETRY_AFTER_S)
 
     async def _work(self) -> None:
         while True:
             job, future = await self._jobs.get()
             self._on_depth(self.depth)
+            if future is None:  # submitted: nobody waits for the answer
+                try:
+                    await job()
+                except Exception:
+                    log.exception("queued job failed")
+                continue
             if future.done():  # the caller has gone
                 continue
             try:

@@ -77,6 +77,13 @@ def register(subparsers) -> None:
         "database work (default 0: no limit; per server process)",
     )
     serve.add_argument(
+        "--accept",
+        choices=["sync", "async"],
+        default="sync",
+        help="sync: answer an order once placed (201); async: store it as PENDING and answer 202 with its status URL "
+        "at once, the queue's workers settle it (needs --queue-size; default sync)",
+    )
+    serve.add_argument(
         "--no-access-log", dest="access_log", action="store_false", help="no log line per request (for load runs)"
     )
     serve.set_defaults(func=cmd_serve)
@@ -96,6 +103,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ValueError(f"--queue-size must be 0 (no queue) or more, got {args.queue_size}")
     if not args.user_rate >= 0:
         raise ValueError(f"--user-rate must be 0 (no limit) or more, got {args.user_rate}")
+    if args.accept == "async" and not args.queue_size:
+        raise ValueError("--accept async needs the order queue: give --queue-size N")
+    if args.accept == "async" and args.pool_size <= args.queue_workers:
+        raise ValueError(
+            f"--accept async needs more connections than queue workers: --pool-size {args.pool_size}, "
+            f"--queue-workers {args.queue_workers}"
+        )
     settings = ServeSettings(
         url=ready_url(),
         strategy=args.strategy,
@@ -109,6 +123,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         queue_size=args.queue_size,
         queue_workers=args.queue_workers,
         user_rate=args.user_rate,
+        accept=args.accept,
     )
     log.configure()
     if settings.workers == 1:

@@ -37,6 +37,7 @@ from flashsale.http.order_handler import get_order, get_order_status, place_orde
 from flashsale.http.service import Service
 from flashsale.http.shared_metrics import MULTIPROC_DIR_ENV
 from flashsale.http.user_handler import list_user_ids, list_users
+from flashsale.settlement import Settler
 from flashsale.strategies import OrderStrategy
 
 DEFAULT_POOL_SIZE = 8  # the issue measured 5-10 connections as best for one hot row
@@ -64,6 +65,7 @@ def create_app(
     queue_size: int = 0,
     queue_workers: int = 1,
     user_rate: float = 0.0,
+    accept: str = "sync",
 ) -> Starlette:
     """The application for the database at `url`, placing orders through `strategy` (a name or an instance).
 
@@ -89,6 +91,15 @@ def create_app(
         raise ValueError(f"queue size must be 0 (no queue) or more, got {queue_size}")
     if queue_workers < 1:
         raise ValueError(f"queue workers must be at least 1, got {queue_workers}")
+    if accept not in ("sync", "async"):
+        raise ValueError(f"accept must be sync or async, got {accept!r}")
+    if accept == "async" and not queue_size:
+        raise ValueError("asynchronous orders (accept async) need the order queue (a queue size of 1 or more)")
+    if accept == "async" and pool_size <= queue_workers:
+        raise ValueError(
+            f"asynchronous orders need more connections than queue workers (each settlement holds one while the "
+            f"strategy uses another): pool size {pool_size}, {queue_workers} workers"
+        )
     if user_rate < 0:
         raise ValueError(f"user rate must be 0 (no limit) or more, got {user_rate}")
     if shared_metrics and not os.environ.get(MULTIPROC_DIR_ENV):
@@ -128,6 +139,9 @@ def create_app(
                     on_overflow=service.metrics.queue_overflow.inc,
                 )
                 await service.order_queue.start()
+                if accept == "async":
+                    service.settler = Settler(strategy, pool, service.order_queue)
+                    await service.settler.start()
             fields = {
                 "strategy": strategy.name,
                 "pool_size": pool_size,
@@ -136,12 +150,15 @@ def create_app(
                 "queue_size": queue_size,
                 "queue_workers": queue_workers if queue_size else 0,
                 "user_rate": user_rate,
+                "accept": accept,
             }
             log.info("ready", extra={"fields": fields})
             try:
                 async with service.metrics.serving():
                     yield
             finally:
+                if service.settler is not None:
+                    await service.settler.stop()
                 if service.order_queue is not None:
                     await service.order_queue.stop()
                 service.pool = None

@@ -38,6 +38,7 @@ def document() -> dict[str, Any]:
         (dto.UserIdsPage, "serialization"),
         (dto.UserList, "serialization"),
         (dto.OrderStatusResponse, "serialization"),
+        (dto.OrderAcceptedResponse, "serialization"),
         (dto.HealthResponse, "serialization"),
         (dto.ErrorResponse, "serialization"),
     ]
@@ -96,6 +97,10 @@ def document() -> dict[str, Any]:
             "schema": {"type": "string", "enum": ["true"]},
         },
     }
+    accepted_location = {
+        **location,
+        "Location": {"description": "the order's status URL", "required": True, "schema": {"type": "string"}},
+    }
     idempotency_key = {
         "name": IDEMPOTENCY_KEY_HEADER,
         "in": "header",
@@ -117,6 +122,13 @@ def document() -> dict[str, Any]:
         },
         "responses": {
             **ok("the order, confirmed", dto.OrderResponse, 201, location),
+            **ok(
+                "`serve --accept async`: the order is accepted (stored PENDING) and will be settled; follow it at "
+                "`status_url` (also in `Location`)",
+                dto.OrderAcceptedResponse,
+                202,
+                accepted_location,
+            ),
             **errors(404, 409, 413, 415, 422, 429, 503),
         },
     }

@@ -109,10 +109,11 @@ class OrderStatusResponse(BaseModel):
 
 
 class OrderAcceptedResponse(BaseModel):
-    """An order accepted for settlement by the workers (`serve --accept async`): the body of a 202."""
+    """An order accepted for settlement by the workers (`serve --accept async`): the body of a 202. `status` is
+    `pending`, or where the order stands when a retry with its idempotency key comes after its settlement."""
 
     order_id: UUID
-    status: Literal["pending"]
+    status: Literal["pending", "completed", "failed"]
     status_url: str
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
 
-from flashsale import idempotency
+from flashsale import idempotency, settlement
 from flashsale.admission import OrderQueue, RateLimited, UserRateLimiter
 from flashsale.db.guard import DatabaseGuard
 from flashsale.domain import PlaceOrder
@@ -33,6 +33,7 @@ class Service:
     shared_metrics: bool = False  # one of several worker processes (see flashsale.http.shared_metrics)
     rate_limiter: UserRateLimiter | None = None
     order_queue: OrderQueue | None = None  # made and started by the lifespan when the service has one
+    settler: settlement.Settler | None = None  # serve --accept async: orders are accepted, then settled
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.strategy, lambda: self.pool, lambda: self.guard, shared=self.shared_metrics)
@@ -63,6 +64,17 @@ class Service:
         if self.order_queue is None:
             return await idempotency.place_order(self.strategy, pool, command)
         return await self.order_queue.run(lambda: idempotency.place_order(self.strategy, self.open_pool, command))
+
+    async def accept_order(self, command: PlaceOrder) -> idempotency.Placement:
+        """`--accept async`: a place in the queue (else `QueueFull` at once), the order stored as PENDING (or the
+        one its key already has), its settlement scheduled."""
+        if self.order_queue is None or self.settler is None:  # pragma: no cover - create_app requires both
+            raise RuntimeError("asynchronous orders need the order queue")
+        self.order_queue.check_room()
+        placed = await settlement.accept(self.open_pool, command)
+        if not placed.replayed:
+            self.settler.schedule(placed.order.id)  # if the queue filled meanwhile, the sweep settles it
+        return placed
 
 
 def service_of(request: Request) -> Service:

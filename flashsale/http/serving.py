@@ -35,6 +35,7 @@ class ServeSettings:
     queue_size: int = 0
     queue_workers: int = 1
     user_rate: float = 0.0
+    accept: str = "sync"
 
     def app(self, *, shared_metrics: bool = False) -> Starlette:
         from flashsale.http import create_app
@@ -50,6 +51,7 @@ class ServeSettings:
             queue_size=self.queue_size,
             queue_workers=self.queue_workers,
             user_rate=self.user_rate,
+            accept=self.accept,
         )
 
     def uvicorn_config(self, app: Starlette) -> uvicorn.Config:

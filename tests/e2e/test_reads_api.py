@@ -111,6 +111,7 @@ class TestOpenApi:
         )
         assert set(doc["paths"]["/api/orders"]["post"]["responses"]) == {
             "201",
+            "202",
             "404",
             "409",
             "413",
