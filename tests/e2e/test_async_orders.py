@@ -199,3 +199,20 @@ class TestDatabaseRestart:
         result = audit(url, sale.id, accepted=[uuid.UUID(i) for i in ids])
         assert result.ok, result.problems()
         assert (result.orders, result.failed, result.remaining) == (4, 2, 0)
+
+
+class TestSeveralProcesses:
+    def test_with_two_server_processes_every_order_is_settled_once(self, database_url, tmp_path):
+        """`--workers 2`: a queue and a settler in each process; their sweeps may meet on an order, the claim
+        decides."""
+        sale = make_sale(database_url, users=12, inventory=7, per_user_limit=1)
+        args = ["--accept", "async", "--queue-size", "20", "--queue-workers", "1"]
+        with ServerProcess(pool_size=3, workers=2, extra_args=args, log_path=tmp_path / "serve.log") as server:
+            api = Api(server.url)
+            replies = [post(api, user, sale.id) for user in sale.user_ids]
+            ids = [r.json["order_id"] for r in replies]
+            assert wait_for(lambda: settled(api, ids))
+        assert [r.status for r in replies] == [202] * 12
+        result = audit(database_url, sale.id, accepted=[uuid.UUID(i) for i in ids])
+        assert result.ok, result.problems()
+        assert (result.orders, result.failed, result.pending) == (7, 5, 0)
