@@ -1,6 +1,6 @@
 """A service that answers at once: the order service's contract with no work behind it, to measure the clients.
 
-`GET /users` lists `--users` made-up ids (paged like the real service), `POST /api/orders` reads the body and
+`GET /api/users` lists `--users` made-up ids (paged like the real service), `POST /api/orders` reads the body and
 answers `409 {"error": "sold_out"}` at once (or after `--delay-ms`), `GET /health` answers 200. A bare ASGI
 callable on uvicorn (uvloop + httptools), one process: what is left in a client's latency against it is the
 client's own work, the loopback and this server's parsing, the same for every client measured against it.
@@ -38,7 +38,7 @@ def make_app(users: int, delay_s: float):
             if delay_s:
                 await asyncio.sleep(delay_s)
             status, body = 409, SOLD_OUT
-        elif path == "/users":
+        elif path == "/api/users":
             query = parse_qs(scope["query_string"].decode())
             limit = int(query.get("limit", ["100"])[0])
             offset = int(query.get("offset", ["0"])[0])

@@ -75,7 +75,7 @@ def run_k6(base_url: str, *, model: str, rate: float | None, vus: int, duration:
     req = metrics["http_req_duration"]["values"]
     iteration = metrics["iteration_duration"]["values"]
     dropped = metrics.get("dropped_iterations", {}).get("values", {}).get("count", 0)
-    requests = metrics["http_reqs"]["values"]["count"] - 1 - _pages(metrics)  # setup's GET /users pages
+    requests = metrics["http_reqs"]["values"]["count"] - 1 - _pages(metrics)  # setup's GET /api/users pages
     return {
         "client": "k6",
         "p50_ms": req["med"],

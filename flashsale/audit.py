@@ -1,7 +1,8 @@
 """The audit run after every load test: was anything oversold, is the inventory row consistent with the
 confirmed orders, did any user get more than the per-user limit, is every order a client was told was created
 (acknowledged: a 201, or an order returned in-process) in the database, and (with idempotency keys) does each key
-have one order, the one its clients were answered with?"""
+have one order, the one its clients were answered with? For asynchronous orders (`serve --accept async`): has every
+accepted order been settled, CONFIRMED or FAILED, with none left pending?"""
 
 from __future__ import annotations
 
@@ -33,6 +34,12 @@ class Audit:
     # With the idempotency keys the clients were answered for (else None / 0):
     keys: int | None = None  # keys answered with an order
     key_violations: int = 0  # keys without that order in the database, with several orders, or answered two ways
+    # Asynchronous orders (see flashsale.settlement):
+    pending: int = 0  # orders still PENDING: not settled (yet)
+    failed: int = 0  # orders settled as FAILED (refused: sold out, ...); not a problem
+    settlement_leftovers: int = 0  # orders a settlement placed but never moved onto their pending order
+    accepted: int | None = None  # with the ids of the orders accepted (202): how many distinct
+    accepted_unsettled: int = 0  # of those, not CONFIRMED or FAILED orders of the sale: lost or still pending
 
     @property
     def ok(self) -> bool:
@@ -43,6 +50,9 @@ class Audit:
             and self.limit_violations == 0
             and self.acknowledged_missing == 0
             and self.key_violations == 0
+            and self.pending == 0
+            and self.settlement_leftovers == 0
+            and self.accepted_unsettled == 0
         )
 
     def problems(self) -> list[str]:
@@ -64,6 +74,12 @@ class Audit:
             )
         if self.key_violations:
             found.append(f"{self.key_violations} idempotency keys do not have exactly the one order they answered")
+        if self.pending:
+            found.append(f"{self.pending} orders are still pending")
+        if self.settlement_leftovers:
+            found.append(f"{self.settlement_leftovers} settlement orders were not moved onto their pending order")
+        if self.accepted_unsettled:
+            found.append(f"{self.accepted_unsettled} of {self.accepted} accepted orders are not settled")
         return found
 
     def as_json(self) -> dict:
@@ -77,11 +93,13 @@ async def audit_sale(
     acknowledged: bytes | Iterable[UUID] | None = None,
     keys: tuple[list[str], list[UUID]] | None = None,
     key_disagreements: int = 0,
+    accepted: Iterable[UUID] | None = None,
 ) -> Audit:
     """The audit of one sale; with `acknowledged` (order ids, or their 16-byte forms end to end), also check that
     every order a client was acknowledged is there; with `keys` (idempotency keys, and the order each was answered
     with), that each key has that order and no other (`key_disagreements`: keys the clients saw answered with two
-    different orders, counted as they ran)."""
+    different orders, counted as they ran); with `accepted` (ids of orders answered 202), that each was settled.
+    Orders still pending always fail the audit: run it once the settlement is done."""
     record = await audits.read(conn, flash_sale_id)
     if record is None:
         raise SaleNotFound(flash_sale_id)
@@ -101,6 +119,12 @@ async def audit_sale(
         mismatched = await audits.count_key_mismatches(conn, key_list, answered) if key_list else 0
         several = await audits.count_keys_with_several_orders(conn, flash_sale_id)
         acks |= {"keys": len(key_list), "key_violations": mismatched + several + key_disagreements}
+    pending, failed, leftovers = await audits.count_settlement_states(conn, flash_sale_id)
+    acks |= {"pending": pending, "failed": failed, "settlement_leftovers": leftovers}
+    if accepted is not None:
+        accepted_ids = list(dict.fromkeys(accepted))
+        unsettled = await audits.count_unsettled(conn, flash_sale_id, accepted_ids) if accepted_ids else 0
+        acks |= {"accepted": len(accepted_ids), "accepted_unsettled": unsettled}
     return Audit(
         total=record.total,
         remaining=record.remaining,

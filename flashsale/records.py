@@ -18,7 +18,7 @@ class UserRecord:
     created_at: datetime
 
     def to_domain(self) -> User:
-        return User(id=self.id, name=self.name)
+        return User(id=self.id, name=self.name, created_at=self.created_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +72,30 @@ class OrderRecord:
             quantity=self.quantity,
             status=OrderStatus(self.status),
             created_at=self.created_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementRecord:
+    """An order row with why it failed, if it did (migration 0004): what asynchronous settlement reads."""
+
+    id: UUID
+    user_id: UUID
+    flash_sale_id: UUID
+    quantity: int
+    status: str
+    created_at: datetime
+    failure_reason: str | None
+
+    def to_domain(self) -> Order:
+        return Order(
+            id=self.id,
+            user_id=self.user_id,
+            flash_sale_id=self.flash_sale_id,
+            quantity=self.quantity,
+            status=OrderStatus(self.status),
+            created_at=self.created_at,
+            failure_reason=self.failure_reason,
         )
 
 

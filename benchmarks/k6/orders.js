@@ -1,4 +1,4 @@
-// The load runner's scenario in k6, the seed's own load tool: setup reads every user from GET /users (paged),
+// The load runner's scenario in k6, the seed's own load tool: setup reads every user from GET /api/users (paged),
 // then each iteration posts one order for a random user, as `flashsale load --target http` does.
 //   MODEL=open RATE=150  : constant-arrival-rate (the runner's open model)
 //   MODEL=closed VUS=1    : constant-vus with no pause (the runner's closed model, --think-ms 0)
@@ -29,7 +29,7 @@ export const options = {
 export function setup() {
   const users = [];
   for (;;) {
-    const page = http.get(`${BASE_URL}/users?limit=1000&offset=${users.length}`, { responseType: 'text' }).json();
+    const page = http.get(`${BASE_URL}/api/users?limit=1000&offset=${users.length}`, { responseType: 'text' }).json();
     users.push(...page.user_ids);
     if (page.user_ids.length === 0 || users.length >= page.total) break;
   }

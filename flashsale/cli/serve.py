@@ -60,6 +60,30 @@ def register(subparsers) -> None:
         "instance (default 1: this process serves)",
     )
     serve.add_argument(
+        "--queue-size",
+        type=int,
+        default=0,
+        help="orders that may wait in an in-process queue in front of the strategy; more get a 503 queue_full at "
+        "once (default 0: no queue, every request goes to the strategy; per server process)",
+    )
+    serve.add_argument(
+        "--queue-workers", type=positive_int, default=1, help="workers taking orders from the queue (default 1)"
+    )
+    serve.add_argument(
+        "--user-rate",
+        type=float,
+        default=0.0,
+        help="orders per second per user (a token bucket, burst as many); more get a 429 rate_limited before any "
+        "database work (default 0: no limit; per server process)",
+    )
+    serve.add_argument(
+        "--accept",
+        choices=["sync", "async"],
+        default="sync",
+        help="sync: answer an order once placed (201); async: store it as PENDING and answer 202 with its status URL "
+        "at once, the queue's workers settle it (needs --queue-size; default sync)",
+    )
+    serve.add_argument(
         "--no-access-log", dest="access_log", action="store_false", help="no log line per request (for load runs)"
     )
     serve.set_defaults(func=cmd_serve)
@@ -75,6 +99,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ValueError(f"--pool-timeout must be positive, got {args.pool_timeout}")
     if args.max_waiting < 0:
         raise ValueError(f"--max-waiting must be 0 (no bound) or more, got {args.max_waiting}")
+    if args.queue_size < 0:
+        raise ValueError(f"--queue-size must be 0 (no queue) or more, got {args.queue_size}")
+    if not args.user_rate >= 0:
+        raise ValueError(f"--user-rate must be 0 (no limit) or more, got {args.user_rate}")
+    if args.accept == "async" and not args.queue_size:
+        raise ValueError("--accept async needs the order queue: give --queue-size N")
+    if args.accept == "async" and args.pool_size <= args.queue_workers:
+        raise ValueError(
+            f"--accept async needs more connections than queue workers: --pool-size {args.pool_size}, "
+            f"--queue-workers {args.queue_workers}"
+        )
     settings = ServeSettings(
         url=ready_url(),
         strategy=args.strategy,
@@ -85,6 +120,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        queue_size=args.queue_size,
+        queue_workers=args.queue_workers,
+        user_rate=args.user_rate,
+        accept=args.accept,
     )
     log.configure()
     if settings.workers == 1:

@@ -25,6 +25,7 @@ class OrderStatus(enum.StrEnum):
 class User:
     id: UUID
     name: str
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class Order:
     quantity: int
     status: OrderStatus
     created_at: datetime
+    failure_reason: str | None = None  # why a FAILED order was refused (a domain error's code)
 
 
 @dataclass(frozen=True)

@@ -26,16 +26,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from flashsale import strategies
+from flashsale.admission import OrderQueue, UserRateLimiter
 from flashsale.db.connection import DatabaseUnavailable, describe, make_pool
 from flashsale.db.guard import DatabaseGuard
 from flashsale.http import errors, openapi
 from flashsale.http.flash_sale_handler import get_flash_sale
 from flashsale.http.health_handler import health
 from flashsale.http.middleware import RequestMiddleware
-from flashsale.http.order_handler import get_order, place_order
+from flashsale.http.order_handler import get_order, get_order_status, place_order
 from flashsale.http.service import Service
 from flashsale.http.shared_metrics import MULTIPROC_DIR_ENV
-from flashsale.http.user_handler import list_users
+from flashsale.http.user_handler import list_user_ids, list_users
+from flashsale.settlement import Settler
 from flashsale.strategies import OrderStrategy
 
 DEFAULT_POOL_SIZE = 8  # the issue measured 5-10 connections as best for one hot row
@@ -60,6 +62,10 @@ def create_app(
     probe_interval_s: float = 0.25,
     access_log: bool = True,
     shared_metrics: bool = False,
+    queue_size: int = 0,
+    queue_workers: int = 1,
+    user_rate: float = 0.0,
+    accept: str = "sync",
 ) -> Starlette:
     """The application for the database at `url`, placing orders through `strategy` (a name or an instance).
 
@@ -70,6 +76,10 @@ def create_app(
     is how often the guard tries the database while it is lost. `shared_metrics`: the application runs in one of
     several worker processes (`flashsale serve --workers N`), whose metrics are merged through prometheus-client's
     multiprocess mode (`PROMETHEUS_MULTIPROC_DIR` must be set before prometheus_client is imported).
+
+    Admission control (`flashsale.admission`, off by default): `user_rate` > 0 refuses a user's orders beyond that
+    many a second (burst as many) with 429; `queue_size` > 0 puts orders in a queue of that size in front of the
+    strategy, served by `queue_workers` workers, and refuses them with 503 `queue_full` when it is full.
     """
     if pool_size < 1:
         raise ValueError(f"pool size must be at least 1, got {pool_size}")
@@ -77,11 +87,28 @@ def create_app(
         raise ValueError(f"pool timeout must be positive, got {pool_timeout}")
     if max_waiting < 0:
         raise ValueError(f"max waiting must be 0 (no bound) or more, got {max_waiting}")
+    if queue_size < 0:
+        raise ValueError(f"queue size must be 0 (no queue) or more, got {queue_size}")
+    if queue_workers < 1:
+        raise ValueError(f"queue workers must be at least 1, got {queue_workers}")
+    if accept not in ("sync", "async"):
+        raise ValueError(f"accept must be sync or async, got {accept!r}")
+    if accept == "async" and not queue_size:
+        raise ValueError("asynchronous orders (accept async) need the order queue (a queue size of 1 or more)")
+    if accept == "async" and pool_size <= queue_workers:
+        raise ValueError(
+            f"asynchronous orders need more connections than queue workers (each settlement holds one while the "
+            f"strategy uses another): pool size {pool_size}, {queue_workers} workers"
+        )
+    if user_rate < 0:
+        raise ValueError(f"user rate must be 0 (no limit) or more, got {user_rate}")
     if shared_metrics and not os.environ.get(MULTIPROC_DIR_ENV):
         raise ValueError(f"shared metrics need {MULTIPROC_DIR_ENV} (a directory for every worker's metric files)")
     if isinstance(strategy, str):
         strategy = strategies.get_strategy(strategy)
     service = Service(strategy=strategy, shared_metrics=shared_metrics)
+    if user_rate > 0:
+        service.rate_limiter = UserRateLimiter(user_rate)
     openapi_json = json.dumps(openapi.document()).encode()
 
     @asynccontextmanager
@@ -104,17 +131,36 @@ def create_app(
         try:
             await strategy.start(pool)
             service.pool, service.guard = pool, guard
+            if queue_size:
+                service.order_queue = OrderQueue(
+                    queue_size,
+                    queue_workers,
+                    on_depth=service.metrics.queue_depth.set,
+                    on_overflow=service.metrics.queue_overflow.inc,
+                )
+                await service.order_queue.start()
+                if accept == "async":
+                    service.settler = Settler(strategy, pool, service.order_queue)
+                    await service.settler.start()
             fields = {
                 "strategy": strategy.name,
                 "pool_size": pool_size,
                 "pool_timeout_s": pool_timeout,
                 "max_waiting": max_waiting,
+                "queue_size": queue_size,
+                "queue_workers": queue_workers if queue_size else 0,
+                "user_rate": user_rate,
+                "accept": accept,
             }
             log.info("ready", extra={"fields": fields})
             try:
                 async with service.metrics.serving():
                     yield
             finally:
+                if service.settler is not None:
+                    await service.settler.stop()
+                if service.order_queue is not None:
+                    await service.order_queue.stop()
                 service.pool = None
                 await strategy.stop()
         finally:
@@ -134,6 +180,10 @@ def create_app(
             Route("/api/orders", place_order, methods=["POST"]),
             Route("/api/orders/{order_id}", get_order, methods=["GET"]),
             Route("/api/flash-sales/{flash_sale_id}", get_flash_sale, methods=["GET"]),
+            Route("/api/users", list_user_ids, methods=["GET"]),
+            # The original's contract (FlashDeal), so that its k6 scripts run unchanged.
+            Route("/orders", place_order, methods=["POST"]),
+            Route("/orders/{order_id}/status", get_order_status, methods=["GET"]),
             Route("/users", list_users, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
             Route("/metrics", service.metrics.endpoint, methods=["GET"]),

@@ -1,5 +1,6 @@
 """Every failure becomes `{"error": code, "message": text}` with the right status: domain refusals keep the
-domain error's code, a missing or saturated database is a 503 with `Retry-After` (`unavailable`: the database is
+domain error's code, a user over the per-user rate is a 429 with `Retry-After`, a missing or saturated database
+(or a full order queue, `queue_full`) is a 503 with `Retry-After` (`unavailable`: the database is
 lost or no connection came free in time; `overloaded`: too many requests already wait for one), and anything
 unexpected is a bare `{"error": "internal"}` (its details go to the log, with the request id, never to the
 caller)."""
@@ -17,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from flashsale.admission import QueueFull, RateLimited
 from flashsale.db.guard import DatabaseDown
 from flashsale.domain import DomainError
 from flashsale.http.order_dto import ErrorResponse
@@ -62,6 +64,8 @@ def to_api_error(exc: Exception) -> ApiError | None:
         return exc
     if isinstance(exc, DomainError):
         return ApiError(STATUS_BY_DOMAIN_CODE.get(exc.code, 409), exc.code, str(exc))
+    if isinstance(exc, RateLimited):
+        return ApiError(429, exc.code, str(exc), {"Retry-After": retry_after(exc.retry_after_s)})
     if isinstance(exc, StrategyUnavailable):
         return ApiError(503, exc.code, str(exc), {"Retry-After": retry_after(exc.retry_after_s)})
     if isinstance(exc, DatabaseDown):
@@ -124,7 +128,7 @@ async def handle(request: Request, exc: Exception) -> Response:
         raise exc
     # Fast refusals (circuit open, queue full) come by the thousand in an outage or an overload: the guard logs
     # the outage once and /metrics counts them, so they get no line each.
-    if error.status >= 500 and not isinstance(exc, DatabaseDown | TooManyRequests):
+    if error.status >= 500 and not isinstance(exc, DatabaseDown | TooManyRequests | QueueFull):
         cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         log.warning("answered 503", extra={"fields": {"error": error.code, "cause": f"{type(exc).__name__}: {cause}"}})
     return error_response(error)
@@ -133,6 +137,7 @@ async def handle(request: Request, exc: Exception) -> Response:
 HANDLED: tuple[type[Exception], ...] = (
     ApiError,
     DomainError,
+    RateLimited,
     StrategyUnavailable,
     DatabaseDown,
     psycopg.OperationalError,

@@ -141,6 +141,23 @@ class Metrics:
             ["strategy", "outcome"],
             registry=self.registry,
         )
+        # Admission control (serve --queue-size, --user-rate): per process, summed over the live processes.
+        self.queue_depth = Gauge(
+            "flashsale_order_queue_depth",
+            "orders waiting in the order queue for a worker",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.queue_overflow = Counter(
+            "flashsale_order_queue_overflow",
+            "orders refused at once because the order queue was full (503 queue_full)",
+            registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "flashsale_rate_limited",
+            "orders refused because their user was over the per-user rate (429 rate_limited)",
+            registry=self.registry,
+        )
         # Set to 1 while this process serves: summed over the live processes in multiprocess mode.
         self.workers = Gauge(*SERVICE_WORKERS, registry=self.registry, multiprocess_mode="livesum")
         self._strategy_name = strategy.name

@@ -22,9 +22,11 @@ _ERROR_STATUS_TEXT = {
     415: "`unsupported_media_type`: the body is not declared as UTF-8 application/json",
     422: "`invalid_request` (malformed JSON, missing, extra or mistyped fields or parameters, ids that are not "
     "UUIDs), `invalid_quantity` or `invalid_idempotency_key`",
+    429: "`rate_limited`: this user sent more orders a second than `serve --user-rate` allows; try again after "
+    "`Retry-After` seconds",
     503: "try again after `Retry-After` seconds: `unavailable` (database down, or no pooled connection free in time), "
-    "`overloaded` (too many requests already wait for a connection), `busy` or `rejected` (the strategy could not "
-    "take the order now)",
+    "`overloaded` (too many requests already wait for a connection), `queue_full` (the order queue of "
+    "`serve --queue-size` is full), `busy` or `rejected` (the strategy could not take the order now)",
 }
 
 
@@ -34,6 +36,9 @@ def document() -> dict[str, Any]:
         (dto.OrderResponse, "serialization"),
         (dto.FlashSaleResponse, "serialization"),
         (dto.UserIdsPage, "serialization"),
+        (dto.UserList, "serialization"),
+        (dto.OrderStatusResponse, "serialization"),
+        (dto.OrderAcceptedResponse, "serialization"),
         (dto.HealthResponse, "serialization"),
         (dto.ErrorResponse, "serialization"),
     ]
@@ -61,7 +66,7 @@ def document() -> dict[str, Any]:
         out = {}
         for status in statuses:
             headers = {REQUEST_ID_HEADER: {"$ref": "#/components/headers/RequestId"}}
-            if status == 503:
+            if status in (429, 503):
                 headers["Retry-After"] = {"$ref": "#/components/headers/RetryAfter"}
             out[str(status)] = {
                 "description": _ERROR_STATUS_TEXT[status],
@@ -79,11 +84,13 @@ def document() -> dict[str, Any]:
             "schema": {"type": "string", "format": "uuid"},
         }
 
-    query_schema = dto.UsersQuery.model_json_schema()["properties"]
-    users_parameters = [
-        {"name": name, "in": "query", "required": False, "description": field.description, "schema": query_schema[name]}
-        for name, field in dto.UsersQuery.model_fields.items()
-    ]
+    def query_parameters(model: type[BaseModel]) -> list[dict]:
+        schema = model.model_json_schema()["properties"]
+        return [
+            {"name": name, "in": "query", "required": False, "description": field.description, "schema": schema[name]}
+            for name, field in model.model_fields.items()
+        ]
+
     location = {
         "Location": {
             "description": "where the new order can be read",
@@ -96,6 +103,10 @@ def document() -> dict[str, Any]:
             "required": False,
             "schema": {"type": "string", "enum": ["true"]},
         },
+    }
+    accepted_location = {
+        **location,
+        "Location": {"description": "the order's status URL", "required": True, "schema": {"type": "string"}},
     }
     idempotency_key = {
         "name": IDEMPOTENCY_KEY_HEADER,
@@ -121,6 +132,26 @@ def document() -> dict[str, Any]:
             "description": "the sale the order was placed on",
         },
     }
+    place_order = {
+        "operationId": "placeOrder",
+        "summary": "Place an order on a flash sale",
+        "parameters": [idempotency_key],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ref[dto.PlaceOrderRequest]}},
+        },
+        "responses": {
+            **ok("the order, confirmed", dto.OrderResponse, 201, location, order_links),
+            **ok(
+                "`serve --accept async`: the order is accepted (stored PENDING) and will be settled; follow it at "
+                "`status_url` (also in `Location`)",
+                dto.OrderAcceptedResponse,
+                202,
+                accepted_location,
+            ),
+            **errors(404, 409, 413, 415, 422, 429, 503),
+        },
+    }
 
     return {
         "openapi": "3.1.0",
@@ -132,19 +163,20 @@ def document() -> dict[str, Any]:
             '`{"error": code, "message": text}`.',
         },
         "paths": {
-            "/api/orders": {
+            "/api/orders": {"post": place_order},
+            "/orders": {
                 "post": {
-                    "operationId": "placeOrder",
-                    "summary": "Place an order on a flash sale",
-                    "parameters": [idempotency_key],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": ref[dto.PlaceOrderRequest]}},
-                    },
-                    "responses": {
-                        **ok("the order, confirmed", dto.OrderResponse, 201, location, order_links),
-                        **errors(404, 409, 413, 415, 422, 503),
-                    },
+                    **place_order,
+                    "operationId": "placeOrderOriginal",
+                    "summary": "Place an order on a flash sale (the original's route, the same as POST /api/orders)",
+                }
+            },
+            "/orders/{order_id}/status": {
+                "get": {
+                    "operationId": "getOrderStatus",
+                    "summary": "Where an order stands: pending, completed (with the order) or failed (with the reason)",
+                    "parameters": [uuid_path_parameter("order_id", "the order's id")],
+                    "responses": {**ok("the order's status", dto.OrderStatusResponse), **errors(404, 422, 503)},
                 }
             },
             "/api/orders/{order_id}": {
@@ -163,12 +195,20 @@ def document() -> dict[str, Any]:
                     "responses": {**ok("the flash sale", dto.FlashSaleResponse), **errors(404, 422, 503)},
                 }
             },
-            "/users": {
+            "/api/users": {
                 "get": {
                     "operationId": "listUserIds",
-                    "summary": "User ids in a stable order, a page at a time",
-                    "parameters": users_parameters,
+                    "summary": "User ids in a stable order, a page at a time, with the total",
+                    "parameters": query_parameters(dto.UsersQuery),
                     "responses": {**ok("one page of user ids", dto.UserIdsPage), **errors(422, 503)},
+                }
+            },
+            "/users": {
+                "get": {
+                    "operationId": "listUsers",
+                    "summary": "Users in a stable order (the original's list): every one, or a page with limit",
+                    "parameters": query_parameters(dto.UserListQuery),
+                    "responses": {**ok("the users, a JSON array", dto.UserList), **errors(422, 503)},
                 }
             },
             "/health": {

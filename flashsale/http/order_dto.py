@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WrapValidator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, WrapValidator
 from pydantic_core import PydanticCustomError
 
-from flashsale.domain import FlashSale, Order, OrderStatus, PlaceOrder
+from flashsale.domain import FlashSale, Order, OrderStatus, PlaceOrder, User
 from flashsale.domain.model import MAX_QUANTITY
 
 MAX_PAGE = 1000
@@ -61,9 +61,10 @@ class PlaceOrderRequest(BaseModel):
 
 
 class OrderResponse(BaseModel):
-    """An order as stored (the body of a 201)."""
+    """An order as stored (the body of a 201). `order_id` repeats `id`, as the original's order bodies name it."""
 
     id: UUID
+    order_id: UUID
     user_id: UUID
     flash_sale_id: UUID
     quantity: int = Field(ge=1, le=MAX_QUANTITY)
@@ -74,12 +75,46 @@ class OrderResponse(BaseModel):
     def from_domain(cls, order: Order) -> OrderResponse:
         return cls(
             id=order.id,
+            order_id=order.id,
             user_id=order.user_id,
             flash_sale_id=order.flash_sale_id,
             quantity=order.quantity,
             status=order.status,
             created_at=order.created_at,
         )
+
+
+# An order's progress as the original's `GET /orders/{order_id}/status` names it, by stored status.
+PROGRESS_BY_STATUS = {OrderStatus.PENDING: "pending", OrderStatus.CONFIRMED: "completed", OrderStatus.FAILED: "failed"}
+
+
+class OrderStatusResponse(BaseModel):
+    """Where an order stands: `pending` (accepted, not settled yet), `completed` (with the order) or `failed`
+    (with the reason: the domain error's code, e.g. `sold_out`)."""
+
+    order_id: UUID
+    status: Literal["pending", "completed", "failed"]
+    order: OrderResponse | None = None
+    reason: str | None = None
+
+    @classmethod
+    def from_domain(cls, order: Order) -> OrderStatusResponse:
+        progress = PROGRESS_BY_STATUS[order.status]
+        return cls(
+            order_id=order.id,
+            status=progress,
+            order=OrderResponse.from_domain(order) if progress == "completed" else None,
+            reason=order.failure_reason if progress == "failed" else None,
+        )
+
+
+class OrderAcceptedResponse(BaseModel):
+    """An order accepted for settlement by the workers (`serve --accept async`): the body of a 202. `status` is
+    `pending`, or where the order stands when a retry with its idempotency key comes after its settlement."""
+
+    order_id: UUID
+    status: Literal["pending", "completed", "failed"]
+    status_url: str
 
 
 class FlashSaleResponse(BaseModel):
@@ -109,10 +144,32 @@ class FlashSaleResponse(BaseModel):
 
 
 class UsersQuery(BaseModel):
-    """Query of `GET /users` (values arrive as text and are parsed as integers)."""
+    """Query of `GET /api/users` (values arrive as text and are parsed as integers)."""
 
     limit: int = Field(100, ge=1, le=MAX_PAGE, description=f"ids per page, 1 to {MAX_PAGE}")
     offset: int = Field(0, ge=0, le=MAX_OFFSET, description="ids to skip")
+
+
+class UserListQuery(BaseModel):
+    """Query of `GET /users`, the original's list: every user unless `limit` is given."""
+
+    limit: int | None = Field(None, ge=1, le=MAX_PAGE, description=f"users per page, 1 to {MAX_PAGE} (default: all)")
+    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="users to skip")
+
+
+class UserResponse(BaseModel):
+    """A user as the original's `GET /users` lists it."""
+
+    id: UUID
+    created_at: datetime
+
+    @classmethod
+    def from_domain(cls, user: User) -> UserResponse:
+        return cls(id=user.id, created_at=user.created_at)
+
+
+class UserList(RootModel[list[UserResponse]]):
+    """Users in a stable order (by id): the body of `GET /users`, a JSON array."""
 
 
 class UserIdsPage(BaseModel):

@@ -1,9 +1,14 @@
-"""`POST /api/orders` places an order through the configured strategy; `GET /api/orders/{order_id}` reads one.
+"""`POST /api/orders` (and the original's `POST /orders`) places an order through the configured strategy;
+`GET /api/orders/{order_id}` reads one; `GET /orders/{order_id}/status` says where it stands (the original's
+status URL: `pending`, `completed` with the order, or `failed` with the reason).
 
 `POST /api/orders` takes an optional `Idempotency-Key` header (1 to 255 visible ASCII characters): the order is
 placed at most once for that key, and a request that repeats it (same body) gets the order placed the first time,
 201 again, with `Idempotent-Replayed: true`; the same key with another body is a 409 `idempotency_key_reused`.
-See `flashsale.idempotency` for what happens to the keys of refused orders.
+See `flashsale.idempotency` for what happens to the keys of refused orders. With admission control
+(`flashsale.admission`), a user over the per-user rate is refused with 429 `rate_limited` before any database work,
+and an order that finds the order queue full with 503 `queue_full`. With `--accept async` (`flashsale.settlement`),
+the order is stored as PENDING and answered 202 with its status URL; the queue's workers settle it.
 """
 
 from __future__ import annotations
@@ -11,15 +16,21 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from flashsale import idempotency
-from flashsale.domain import check_idempotency_key
+from flashsale.domain import InvalidIdempotencyKey, check_idempotency_key
 from flashsale.http.errors import ApiError, to_api_error
 from flashsale.http.json_body import read_model
-from flashsale.http.order_dto import OrderResponse, PlaceOrderRequest
+from flashsale.http.order_dto import (
+    PROGRESS_BY_STATUS,
+    OrderAcceptedResponse,
+    OrderResponse,
+    OrderStatusResponse,
+    PlaceOrderRequest,
+)
 from flashsale.http.params import path_uuid
 from flashsale.http.responses import model_response
 from flashsale.http.service import service_of
-from flashsale.repositories import orders
+from flashsale.repositories import orders, settlements
+from flashsale.settlement import SETTLEMENT_KEY_PREFIX
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -31,10 +42,13 @@ async def place_order(request: Request) -> Response:
         key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
         if key is not None:
             check_idempotency_key(key)
-        body = await read_model(request, PlaceOrderRequest)
-        placed = await idempotency.place_order(
-            service.strategy, service.open_pool, body.to_command(idempotency_key=key)
-        )
+            if key.startswith(SETTLEMENT_KEY_PREFIX):  # the settlers' own keys (see flashsale.settlement)
+                raise InvalidIdempotencyKey(key)
+        command = (await read_model(request, PlaceOrderRequest)).to_command(idempotency_key=key)
+        service.admit(command)
+        if service.settler is not None:
+            return _accepted(service, await service.accept_order(command))
+        placed = await service.place_order(command)
     except Exception as exc:
         error = to_api_error(exc)
         service.metrics.count_order(error.code if error else "internal")
@@ -47,6 +61,18 @@ async def place_order(request: Request) -> Response:
     return model_response(OrderResponse.from_domain(order), 201, headers=headers)
 
 
+def _accepted(service, placed) -> Response:
+    """202 with where to follow the order (`--accept async`)."""
+    order = placed.order
+    status_url = f"/orders/{order.id}/status"
+    headers = {"Location": status_url}
+    if placed.replayed:
+        headers[REPLAYED_HEADER] = "true"
+    service.metrics.count_order("replayed" if placed.replayed else "accepted")
+    body = OrderAcceptedResponse(order_id=order.id, status=PROGRESS_BY_STATUS[order.status], status_url=status_url)
+    return model_response(body, 202, headers=headers)
+
+
 async def get_order(request: Request) -> Response:
     order_id = path_uuid(request, "order_id")
     async with service_of(request).open_pool.connection() as conn:
@@ -54,3 +80,12 @@ async def get_order(request: Request) -> Response:
     if order is None:
         raise ApiError(404, "order_not_found", f"order {order_id} does not exist")
     return model_response(OrderResponse.from_domain(order))
+
+
+async def get_order_status(request: Request) -> Response:
+    order_id = path_uuid(request, "order_id")
+    async with service_of(request).open_pool.connection() as conn:
+        order = await settlements.get(conn, order_id)
+    if order is None:
+        raise ApiError(404, "order_not_found", f"order {order_id} does not exist")
+    return model_response(OrderStatusResponse.from_domain(order))

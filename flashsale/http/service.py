@@ -1,5 +1,6 @@
 """What the handlers share: the strategy, the pool (open between startup and shutdown), the database guard, the
-metrics."""
+metrics, and the admission control in front of the strategy (a per-user rate limiter and an order queue, both
+optional)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from datetime import UTC, datetime
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
 
+from flashsale import idempotency, settlement
+from flashsale.admission import OrderQueue, RateLimited, UserRateLimiter
 from flashsale.db.guard import DatabaseGuard
+from flashsale.domain import PlaceOrder
 from flashsale.http.metrics import Metrics
 from flashsale.strategies import OrderStrategy
 
@@ -27,6 +31,9 @@ class Service:
     guard: DatabaseGuard | None = None
     clock: Callable[[], datetime] = utc_now
     shared_metrics: bool = False  # one of several worker processes (see flashsale.http.shared_metrics)
+    rate_limiter: UserRateLimiter | None = None
+    order_queue: OrderQueue | None = None  # made and started by the lifespan when the service has one
+    settler: settlement.Settler | None = None  # serve --accept async: orders are accepted, then settled
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.strategy, lambda: self.pool, lambda: self.guard, shared=self.shared_metrics)
@@ -39,6 +46,35 @@ class Service:
         if self.guard is not None:
             self.guard.check()
         return self.pool
+
+    def admit(self, command: PlaceOrder) -> None:
+        """Refuse the order (`RateLimited`) if its user is over the per-user rate; nothing else is touched."""
+        if self.rate_limiter is None:
+            return
+        try:
+            self.rate_limiter.admit(command.user_id)
+        except RateLimited:
+            self.metrics.rate_limited.inc()
+            raise
+
+    async def place_order(self, command: PlaceOrder) -> idempotency.Placement:
+        """The order placed through the strategy (at most once per idempotency key), by one of the order queue's
+        workers when there is a queue (a full queue raises `QueueFull` at once)."""
+        pool = self.open_pool  # while the database is lost, refuse before taking a place in the queue
+        if self.order_queue is None:
+            return await idempotency.place_order(self.strategy, pool, command)
+        return await self.order_queue.run(lambda: idempotency.place_order(self.strategy, self.open_pool, command))
+
+    async def accept_order(self, command: PlaceOrder) -> idempotency.Placement:
+        """`--accept async`: a place in the queue (else `QueueFull` at once), the order stored as PENDING (or the
+        one its key already has), its settlement scheduled."""
+        if self.order_queue is None or self.settler is None:  # pragma: no cover - create_app requires both
+            raise RuntimeError("asynchronous orders need the order queue")
+        self.order_queue.check_room()
+        placed = await settlement.accept(self.open_pool, command)
+        if not placed.replayed:
+            self.settler.schedule(placed.order.id)  # if the queue filled meanwhile, the sweep settles it
+        return placed
 
 
 def service_of(request: Request) -> Service:

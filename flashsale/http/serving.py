@@ -32,6 +32,10 @@ class ServeSettings:
     host: str
     port: int
     workers: int = 1
+    queue_size: int = 0
+    queue_workers: int = 1
+    user_rate: float = 0.0
+    accept: str = "sync"
 
     def app(self, *, shared_metrics: bool = False) -> Starlette:
         from flashsale.http import create_app
@@ -44,6 +48,10 @@ class ServeSettings:
             max_waiting=self.max_waiting,
             access_log=self.access_log,
             shared_metrics=shared_metrics,
+            queue_size=self.queue_size,
+            queue_workers=self.queue_workers,
+            user_rate=self.user_rate,
+            accept=self.accept,
         )
 
     def uvicorn_config(self, app: Starlette) -> uvicorn.Config:

@@ -148,12 +148,12 @@ class WorkerOrders:
 
 
 def fetch_user_ids(base_url: str, *, page: int = USERS_PAGE, timeout_s: float = 10.0) -> list[str]:
-    """Every user id the service lists, page by page (`GET /users?limit=&offset=`), as the native http target
+    """Every user id the service lists, page by page (`GET /api/users?limit=&offset=`), as the native http target
     reads them, but blocking (under Locust, gevent makes the socket cooperative)."""
     ids: list[str] = []
     while True:
         query = urllib.parse.urlencode({"limit": page, "offset": len(ids)})
-        with urllib.request.urlopen(f"{base_url.rstrip('/')}/users?{query}", timeout=timeout_s) as response:
+        with urllib.request.urlopen(f"{base_url.rstrip('/')}/api/users?{query}", timeout=timeout_s) as response:
             data = json.load(response)
         batch = data["user_ids"]
         ids.extend(str(u) for u in batch)

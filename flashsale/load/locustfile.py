@@ -5,7 +5,7 @@ machine or on several (`flashsale locustfile` prints this file's path):
     locust -f $(flashsale locustfile) --master --expect-workers 4 --host http://HOST:8000 --flash-sale-id SALE ...
     locust -f $(flashsale locustfile) --worker --master-host MASTER            # on each load machine
 
-It is the native runner's closed model: each user draws one of the service's users at random (`GET /users`, read
+It is the native runner's closed model: each user draws one of the service's users at random (`GET /api/users`, read
 once per process), posts `POST /api/orders` with `{"user_id", "flash_sale_id", "quantity"}`, then pauses
 `--think-ms`; with `--idempotency-keys` or `--retry-rate` every order carries an `Idempotency-Key` and some resend
 an earlier one (`flashsale.load.retries`). The parameters are Locust custom arguments, each also read from an

@@ -209,7 +209,7 @@ class DbTarget(_Target):
 class HttpTarget(_Target):
     """The order service over HTTP: `POST {base_url}/api/orders`, as the seed's k6 script did.
 
-    `open()` is the setup phase: it reads the real user ids from `GET /users` (every page) and prepares each
+    `open()` is the setup phase: it reads the real user ids from `GET /api/users` (every page) and prepares each
     user's request once, as the bytes to send (`flashsale.load.http_client`), so the hot path only writes them
     and parses the answer. Every request gives up after `timeout_s` (outcome `TimeoutError`), so a stalled
     service cannot stall the run.
@@ -250,7 +250,7 @@ class HttpTarget(_Target):
         async with aiohttp.ClientSession(timeout=timeout) as session:
             self.user_ids = await fetch_user_ids(session, self.base_url)
         if not self.user_ids:
-            raise LookupError(f"GET {self.base_url}/users returned no users")
+            raise LookupError(f"GET {self.base_url}/api/users returned no users")
         sale = str(self.flash_sale_id)
         self._bodies = [
             json.dumps({"user_id": u, "flash_sale_id": sale, "quantity": self.quantity}).encode() for u in self.user_ids
@@ -301,10 +301,11 @@ def order_id(body: bytes) -> bytes:
 
 
 async def fetch_user_ids(session: aiohttp.ClientSession, base_url: str, *, page: int = USERS_PAGE) -> list[str]:
-    """Every user id the service lists, page by page (`GET /users?limit=&offset=`)."""
+    """Every user id the service lists, page by page (`GET /api/users?limit=&offset=`: the paged
+    form; `GET /users` is the original's array)."""
     ids: list[str] = []
     while True:
-        async with session.get(f"{base_url}/users", params={"limit": page, "offset": len(ids)}) as resp:
+        async with session.get(f"{base_url}/api/users", params={"limit": page, "offset": len(ids)}) as resp:
             resp.raise_for_status()
             data = await resp.json()
         batch = data["user_ids"]

@@ -68,3 +68,27 @@ async def count_keys_with_several_orders(conn: AsyncConnection, flash_sale_id: U
         [flash_sale_id],
     )
     return (await fetch_one(cur))[0]
+
+
+async def count_settlement_states(conn: AsyncConnection, flash_sale_id: UUID) -> tuple[int, int, int]:
+    """(orders still PENDING, FAILED orders, orders placed by a settlement and not yet moved onto their pending
+    order) of this sale: see `flashsale.settlement`."""
+    cur = await conn.execute(
+        "SELECT count(*) FILTER (WHERE status = 'PENDING'),"
+        " count(*) FILTER (WHERE status = 'FAILED'),"
+        " count(*) FILTER (WHERE idempotency_key LIKE 'settle:%%')"
+        " FROM orders WHERE flash_sale_id = %s",
+        [flash_sale_id],
+    )
+    return await fetch_one(cur)
+
+
+async def count_unsettled(conn: AsyncConnection, flash_sale_id: UUID, order_ids: list[UUID]) -> int:
+    """How many of these accepted orders are not CONFIRMED or FAILED orders of this sale (lost, or still pending)."""
+    cur = await conn.execute(
+        "SELECT count(*) FROM unnest(%s::uuid[]) AS accepted (id)"
+        " WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.id = accepted.id AND o.flash_sale_id = %s"
+        " AND o.status IN ('CONFIRMED', 'FAILED'))",
+        [order_ids, flash_sale_id],
+    )
+    return (await fetch_one(cur))[0]

@@ -24,6 +24,13 @@ async def list_ids(conn: AsyncConnection, *, limit: int, offset: int = 0) -> lis
     return [row[0] for row in await cur.fetchall()]
 
 
+async def list_all(conn: AsyncConnection, *, limit: int | None = None, offset: int = 0) -> list[User]:
+    """Users in the same stable order as `list_ids`; every one from `offset` on when `limit` is None."""
+    cur = conn.cursor(row_factory=class_row(UserRecord))
+    await cur.execute(f"SELECT {_COLUMNS} FROM users ORDER BY id LIMIT %s OFFSET %s", [limit, offset])
+    return [record.to_domain() for record in await cur.fetchall()]
+
+
 async def count(conn: AsyncConnection) -> int:
     cur = await conn.execute("SELECT count(*) FROM users")
     return (await fetch_one(cur))[0]

@@ -23,7 +23,8 @@ class TestPlaceOrder:
 
         assert reply.status == 201
         order = reply.json
-        assert set(order) == {"id", "user_id", "flash_sale_id", "quantity", "status", "created_at"}
+        assert set(order) == {"id", "order_id", "user_id", "flash_sale_id", "quantity", "status", "created_at"}
+        assert order["order_id"] == order["id"]  # the original's name for it
         assert (order["user_id"], order["flash_sale_id"]) == (str(user), str(sale.id))
         assert (order["quantity"], order["status"]) == (2, "CONFIRMED")
         assert datetime.fromisoformat(order["created_at"]).tzinfo is not None

@@ -1,4 +1,4 @@
-"""`GET /users`, `GET /api/flash-sales/{id}`, `GET /health` and `GET /openapi.json` on the real server."""
+"""`GET /api/users`, `GET /api/flash-sales/{id}`, `GET /health` and `GET /openapi.json` on the real server."""
 
 from __future__ import annotations
 
@@ -13,26 +13,26 @@ from tests.e2e.conftest import POOL_SIZE, make_sale
 class TestUsers:
     def test_pages_cover_every_user_once_in_a_stable_order(self, api, database_url):
         sale = make_sale(database_url, users=25)
-        pages = [api.get(f"/users?limit=10&offset={offset}").json for offset in (0, 10, 20)]
+        pages = [api.get(f"/api/users?limit=10&offset={offset}").json for offset in (0, 10, 20)]
 
         assert [len(p["user_ids"]) for p in pages] == [10, 10, 5]
         assert [(p["total"], p["limit"], p["offset"]) for p in pages] == [(25, 10, 0), (25, 10, 10), (25, 10, 20)]
         ids = [uuid.UUID(i) for p in pages for i in p["user_ids"]]
         assert ids == sale.user_ids  # every user, once, in id order
-        assert api.get("/users?limit=10&offset=0").json == pages[0]
+        assert api.get("/api/users?limit=10&offset=0").json == pages[0]
 
     def test_defaults_are_limit_100_offset_0(self, api, database_url):
         make_sale(database_url, users=150)
-        page = api.get("/users").json
+        page = api.get("/api/users").json
         assert (len(page["user_ids"]), page["total"], page["limit"], page["offset"]) == (100, 150, 100, 0)
 
     def test_offset_past_the_end_is_an_empty_page(self, api, sale):
-        page = api.get("/users?offset=1000").json
+        page = api.get("/api/users?offset=1000").json
         assert (page["user_ids"], page["total"]) == ([], len(sale.user_ids))
 
     def test_limit_1000_is_the_maximum(self, api, sale):
-        assert api.get("/users?limit=1000").status == 200
-        reply = api.get("/users?limit=1001")
+        assert api.get("/api/users?limit=1000").status == 200
+        reply = api.get("/api/users?limit=1001")
         assert (reply.status, reply.json["error"]) == (422, "invalid_request")
         assert "limit" in reply.json["message"]
 
@@ -40,7 +40,7 @@ class TestUsers:
         "query", ["limit=0", "limit=-1", "limit=ten", "limit=1.5", "offset=-1", "offset=x", "offset=2147483648"]
     )
     def test_bad_paging_is_422(self, api, query, sale):
-        reply = api.get(f"/users?{query}")
+        reply = api.get(f"/api/users?{query}")
         assert (reply.status, reply.json["error"]) == (422, "invalid_request")
         assert query.split("=")[0] in reply.json["message"]
 
@@ -95,6 +95,9 @@ class TestOpenApi:
             "/api/orders",
             "/api/orders/{order_id}",
             "/api/flash-sales/{flash_sale_id}",
+            "/api/users",
+            "/orders",
+            "/orders/{order_id}/status",
             "/users",
             "/health",
             "/metrics",
@@ -108,10 +111,12 @@ class TestOpenApi:
         )
         assert set(doc["paths"]["/api/orders"]["post"]["responses"]) == {
             "201",
+            "202",
             "404",
             "409",
             "413",
             "415",
             "422",
+            "429",
             "503",
         }
