@@ -96,7 +96,7 @@ async def accept(pool: AsyncConnectionPool, command: PlaceOrder) -> idempotency.
 
 def _answering(command: PlaceOrder, earlier: Order) -> Order:
     if not command.same_request(earlier):
-        raise IdempotencyKeyReused(command.idempotency_key)
+        raise IdempotencyKeyReused(command.idempotency_key or "")
     return earlier
 
 

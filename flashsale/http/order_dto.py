@@ -85,7 +85,12 @@ class OrderResponse(BaseModel):
 
 
 # An order's progress as the original's `GET /orders/{order_id}/status` names it, by stored status.
-PROGRESS_BY_STATUS = {OrderStatus.PENDING: "pending", OrderStatus.CONFIRMED: "completed", OrderStatus.FAILED: "failed"}
+Progress = Literal["pending", "completed", "failed"]
+PROGRESS_BY_STATUS: dict[OrderStatus, Progress] = {
+    OrderStatus.PENDING: "pending",
+    OrderStatus.CONFIRMED: "completed",
+    OrderStatus.FAILED: "failed",
+}
 
 
 class OrderStatusResponse(BaseModel):
@@ -161,7 +166,7 @@ class UserResponse(BaseModel):
     """A user as the original's `GET /users` lists it."""
 
     id: UUID
-    created_at: datetime
+    created_at: datetime | None  # None only for a user not read from the database
 
     @classmethod
     def from_domain(cls, user: User) -> UserResponse:

@@ -84,10 +84,10 @@ class SharedMetrics:
         for event, count in self._strategy.counters.items():
             self._strategy_events.follow((self._strategy.name, event), count)
         if (guard := self._guard()) is not None:
-            stats = guard.stats()
-            self._circuit_open.set(stats["open"])
+            guard_stats = guard.stats()
+            self._circuit_open.set(guard_stats["open"])
             for key, total in self._guard_totals.items():
-                total.follow((), stats[key])
+                total.follow((), guard_stats[key])
 
     async def refresh_periodically(self, interval_s: float = REFRESH_S) -> None:
         while True:

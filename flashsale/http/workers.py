@@ -136,6 +136,7 @@ class Worker:
 
     @property
     def pid(self) -> int:
+        assert self.process.pid is not None, "a worker's process is started when it is made"
         return self.process.pid
 
 
@@ -181,13 +182,13 @@ class Supervisor:
             ready = wait([self.signals.reader, *starting, *exits])
             if self._signalled(ready):
                 return True
-            for link in set(ready) & starting.keys():
+            for link in [r for r in ready if isinstance(r, Connection) and r in starting]:
                 try:
                     link.recv()
                     starting[link].serving = True
                 except EOFError:  # it is exiting: its sentinel tells
                     pass
-            if failed := [exits[s] for s in set(ready) & exits.keys()]:
+            if failed := [exits[s] for s in ready if isinstance(s, int) and s in exits]:
                 for w in failed:
                     w.process.join()
                     log.error("worker failed to start", extra={"fields": self._exit_fields(w)})
@@ -201,7 +202,7 @@ class Supervisor:
             ready = wait([self.signals.reader, *live])
             if self._signalled(ready):
                 return
-            for sentinel in set(ready) & live.keys():
+            for sentinel in [r for r in ready if isinstance(r, int) and r in live]:
                 worker = live.pop(sentinel)
                 worker.process.join()
                 multiprocess.mark_process_dead(worker.pid, self.metrics_dir)
@@ -233,7 +234,8 @@ class Supervisor:
     @staticmethod
     def _exit_fields(worker: Worker) -> dict:
         code = worker.process.exitcode
-        return {"pid": worker.pid, "exit_status": code, "signal": signal.Signals(-code).name if code < 0 else None}
+        died_of = signal.Signals(-code).name if code is not None and code < 0 else None
+        return {"pid": worker.pid, "exit_status": code, "signal": died_of}
 
 
 class WorkerServer(uvicorn.Server):

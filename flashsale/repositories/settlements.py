@@ -11,6 +11,7 @@ from psycopg.rows import class_row
 
 from flashsale.domain import Order
 from flashsale.records import SettlementRecord
+from flashsale.repositories.pending import fetch_one
 
 _COLUMNS = "id, user_id, flash_sale_id, quantity, status, created_at, failure_reason"
 
@@ -25,7 +26,7 @@ async def insert_pending(
         f" VALUES (%s, %s, %s, 'PENDING', %s) RETURNING {_COLUMNS}",
         [user_id, flash_sale_id, quantity, idempotency_key],
     )
-    return (await cur.fetchone()).to_domain()
+    return (await fetch_one(cur)).to_domain()
 
 
 async def get(conn: AsyncConnection, order_id: UUID) -> Order | None:
