@@ -169,6 +169,24 @@ def register(subparsers) -> None:
         default=1,
         help="http target without --base-url: start the service with this many processes (default 1)",
     )
+    service = load.add_argument_group(
+        "the started service's admission control and asynchronous orders (--target http without --base-url)"
+    )
+    service.add_argument("--queue-size", type=int, default=0, help="serve --queue-size: orders waiting (default 0)")
+    service.add_argument("--queue-workers", type=positive_int, default=1, help="serve --queue-workers (default 1)")
+    service.add_argument("--user-rate", type=float, default=0.0, help="serve --user-rate: orders/s per user (0: off)")
+    service.add_argument(
+        "--accept", choices=("sync", "async"), default="sync", help="serve --accept: async answers 202 (needs a queue)"
+    )
+    load.add_argument(
+        "--poll-interval",
+        type=seconds,
+        default=1.0,
+        help="an order answered 202 is followed at its status URL this often (default 1s)",
+    )
+    load.add_argument(
+        "--poll-max", type=seconds, default=30.0, help="... until settled, or gave_up after this long (default 30s)"
+    )
     load.add_argument("--out", help="save the per-request records as Parquet (and the lock timeline beside them)")
     load.add_argument("--quiet", action="store_true", help="no progress bar")
     add_json_flag(load)
@@ -212,6 +230,12 @@ def cmd_load(args: argparse.Namespace) -> int:
         workers=args.workers,
         engine=args.engine,
         service_workers=args.service_workers,
+        queue_size=args.queue_size,
+        queue_workers=args.queue_workers,
+        user_rate=args.user_rate,
+        accept=args.accept,
+        poll_interval_s=args.poll_interval,
+        poll_max_s=args.poll_max,
         progress=not args.quiet and sys.stderr.isatty(),
     )
     try:

@@ -65,6 +65,13 @@ class LoadConfig:
     workers: int | None = None  # load-generating processes; None: `default_workers` for this machine and load
     engine: str = "native"  # "locust": Locust's master and `workers` Locust workers (http target only)
     service_workers: int = 1  # http target, started service: `flashsale serve --workers N`
+    # http target, started service: admission control and asynchronous orders (`flashsale serve --queue-size ...`)
+    queue_size: int = 0  # orders waiting in the service's queue before 503 queue_full (0: no queue)
+    queue_workers: int = 1
+    user_rate: float = 0.0  # orders a second per user before 429 rate_limited (0: no limit)
+    accept: str = "sync"  # "async": the service answers 202 and settles orders from its queue
+    poll_interval_s: float = 1.0  # an answered 202 is followed at its status URL this often
+    poll_max_s: float = 30.0  # ... until it is settled or this long has passed since the order (then `gave_up`)
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -79,6 +86,16 @@ class LoadConfig:
             raise ValueError(f"service workers must be at least 1, got {self.service_workers}")
         if self.service_workers > 1 and (self.target != "http" or self.base_url is not None):
             raise ValueError("service workers are for the service this run starts (--target http, no --base-url)")
+        if self.service_args and (self.target != "http" or self.base_url is not None):
+            raise ValueError("queue, user rate and accept are the started service's (--target http, no --base-url)")
+        if self.accept not in ("sync", "async"):
+            raise ValueError(f"accept must be sync or async, got {self.accept!r}")
+        if self.accept == "async" and not self.queue_size:
+            raise ValueError("asynchronous orders are settled from the service's queue: give a queue size")
+        if self.queue_size < 0 or self.queue_workers < 1 or self.user_rate < 0:
+            raise ValueError("the queue size and the user rate must be 0 or more, the queue workers at least 1")
+        if not self.poll_interval_s > 0 or not self.poll_max_s > 0:
+            raise ValueError("the poll interval and the poll limit must be positive")
         if self.strategy not in strategies.names():
             raise strategies.UnknownStrategy(self.strategy)
         if self.base_url is not None and self.target != "http":
@@ -139,6 +156,18 @@ class LoadConfig:
         if self.pool_size is not None:
             return self.pool_size
         return self.vus if self.model == "closed" else min(self.max_inflight, OPEN_MODEL_POOL)
+
+    @property
+    def service_args(self) -> list[str]:
+        """The started service's `serve` options for admission control and asynchronous orders."""
+        args: list[str] = []
+        if self.queue_size:
+            args += ["--queue-size", str(self.queue_size), "--queue-workers", str(self.queue_workers)]
+        if self.user_rate:
+            args += ["--user-rate", f"{self.user_rate:g}"]
+        if self.accept != "sync":
+            args += ["--accept", self.accept]
+        return args
 
     @property
     def worker_count(self) -> int:

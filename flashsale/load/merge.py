@@ -41,6 +41,13 @@ class WorkerResult:
     acknowledged_keys: list[str] = field(default_factory=list)
     acknowledged_key_orders: list[bytes] = field(default_factory=list)  # 16 bytes each, beside `acknowledged_keys`
     strategy_counters: dict[str, int] | None = None
+    # asynchronous orders (http target): the ids answered 202, and one record an accepted order followed to its end
+    # (start, time to its terminal status, outcome id as in `outcome_names`), and the status requests sent
+    accepted: bytes = b""
+    settle_start_ns: bytes = b""
+    settle_latency_ns: bytes = b""
+    settle_outcome: bytes = b""
+    polls: int = 0
     error: str | None = None  # set when the worker failed; the run then fails with this message
 
     @classmethod
@@ -76,6 +83,9 @@ class Merged:
     strategy_counters: dict[str, int] | None
     cpu_percent: list[float | None]
     worker: np.ndarray  # the worker of each record, beside `records`
+    accepted: bytearray
+    settlements: RecordBuffer
+    polls: int
 
 
 def merge(results: Iterable[WorkerResult], outcomes: Outcomes) -> Merged:
@@ -86,6 +96,8 @@ def merge(results: Iterable[WorkerResult], outcomes: Outcomes) -> Merged:
         if result.error is not None:
             raise RuntimeError(f"load worker {result.worker} failed: {result.error}")
     records = RecordBuffer()
+    settlements = RecordBuffer()
+    accepted = bytearray()
     acknowledged = bytearray()
     stats = WorkloadStats()
     keys: list[str] = []
@@ -98,6 +110,12 @@ def merge(results: Iterable[WorkerResult], outcomes: Outcomes) -> Merged:
         records.outcome.frombytes(result.outcome.translate(_table(ids)))
         records.status.frombytes(result.status)
         acknowledged += result.acknowledged
+        accepted += result.accepted
+        settled = len(result.settle_outcome)
+        settlements.start_ns.frombytes(result.settle_start_ns)
+        settlements.latency_ns.frombytes(result.settle_latency_ns)
+        settlements.outcome.frombytes(result.settle_outcome.translate(_table(ids)))
+        settlements.status.frombytes(bytes(2 * settled))
         stats.started += result.stats.started
         stats.late_starts += result.stats.late_starts
         stats.dropped_starts += result.stats.dropped_starts
@@ -119,6 +137,9 @@ def merge(results: Iterable[WorkerResult], outcomes: Outcomes) -> Merged:
         acknowledged_keys=(keys, key_orders),
         strategy_counters=counters,
         cpu_percent=[r.cpu_percent for r in results],
+        accepted=accepted,
+        settlements=settlements,
+        polls=sum(r.polls for r in results),
         worker=np.repeat(np.array([r.worker for r in results], dtype=np.uint16), [r.requests for r in results]),
     )
 

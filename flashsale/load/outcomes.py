@@ -18,8 +18,11 @@ REPLAYED = "replayed"  # a 201 for an order placed earlier with the same idempot
 REFUSALS = ("sold_out", "per_user_limit_exceeded", "sale_not_active", "not_found", "invalid", "idempotency_key_reused")
 UNAVAILABLE_DB = "unavailable"  # the database is lost, or no connection came free in time
 OVERLOADED = "overloaded"  # the service refused to queue the request (too many waiting already)
-UNAVAILABLE = ("busy", "rejected", UNAVAILABLE_DB, OVERLOADED)
-KNOWN = (CREATED, *REFUSALS, *UNAVAILABLE, REPLAYED)
+ACCEPTED = "accepted"  # a 202: the order was stored PENDING and will be settled (`serve --accept async`)
+ADMISSION = ("rate_limited", "queue_full")  # refused by admission control before any database work (429, 503)
+UNAVAILABLE = ("busy", "rejected", UNAVAILABLE_DB, OVERLOADED, *ADMISSION)
+GAVE_UP = "gave_up"  # an accepted order still pending when its client stopped polling (`--poll-max`)
+KNOWN = (CREATED, *REFUSALS, *UNAVAILABLE, REPLAYED, ACCEPTED, GAVE_UP)
 
 # Domain error codes (and the HTTP service's error codes) that share one outcome.
 ALIASES = {

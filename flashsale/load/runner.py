@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pandas as pd
 
@@ -39,7 +40,7 @@ from flashsale.load import summary as summaries
 from flashsale.load.config import LoadConfig
 from flashsale.load.contention import LockSampler, mean_row_lock_waiters
 from flashsale.load.faults import FaultInjector, embedded_pgdata, fault_report, outage_mask
-from flashsale.load.merge import merge
+from flashsale.load.merge import Merged, merge
 from flashsale.load.outcomes import Outcomes
 from flashsale.load.sale import Sale, prepare_sale
 from flashsale.load.service import ServiceProcess
@@ -164,6 +165,7 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
     # Workers, strategies and the service are stopped now (queued orders flushed): the database holds the final state.
     outcomes = Outcomes()
     merged = merge(results, outcomes)
+    accepted = [UUID(bytes=bytes(merged.accepted[i : i + 16])) for i in range(0, len(merged.accepted), 16)]
     conn = await connection.connect_async(url)
     async with conn:
         audit = await audit_sale(
@@ -172,6 +174,7 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
             acknowledged=bytes(merged.acknowledged),
             keys=merged.acknowledged_keys if config.keyed else None,
             key_disagreements=merged.disagreements,
+            accepted=accepted or None,
         )
 
     frame = merged.records.to_frame(outcomes, warmup_s=config.warmup_s)
@@ -184,6 +187,8 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
             "retries": merged.retries,
             "answers_disagreeing": merged.disagreements,
         }
+    if accepted or len(merged.settlements):
+        meta["async"] = _settlement_report(config, merged, outcomes, len(set(accepted)))
     if injector is not None:
         meta["faults"] = fault_report(frame, injector.events)
         frame["in_outage"] = outage_mask(frame, meta["faults"])
@@ -224,6 +229,7 @@ async def _service(config: LoadConfig, url: str, stack: contextlib.AsyncExitStac
         pool_timeout_s=config.pool_timeout_s,
         database_url=url,
         workers=config.service_workers,
+        extra_args=config.service_args,
     )
     stack.push_async_callback(service.stop)
     return service, await service.start()
@@ -267,6 +273,23 @@ def _target_meta(config: LoadConfig, workers, service: ServiceProcess | None, ba
         "users_fetched": getattr(workers, "user_count", None),  # Locust's workers read them on their own
         "service_pid": service.pid if service else None,
         "service_workers": config.service_workers if service else None,
+    }
+
+
+def _settlement_report(config: LoadConfig, merged: Merged, outcomes: Outcomes, accepted: int) -> dict:
+    """Asynchronous orders: how the accepted ones ended, and the time from sending each to seeing it settled
+    (its acceptance latency is the summary's `by_outcome.accepted`)."""
+    settled = merged.settlements.to_frame(outcomes, warmup_s=config.warmup_s)
+    measured = settled[~settled["warmup"]]
+    counts = measured["outcome"].astype(str).value_counts()
+    return {
+        "accepted": accepted,
+        "followed": len(measured),
+        "settled": {str(name): int(count) for name, count in counts.items()},
+        "time_to_terminal_ms": summaries.latency_stats(measured["latency_ms"].to_numpy()),
+        "polls": merged.polls,
+        "poll_interval_s": config.poll_interval_s,
+        "poll_max_s": config.poll_max_s,
     }
 
 

@@ -38,6 +38,7 @@ class ServiceProcess:
         pool_timeout_s: float | None = None,
         startup_timeout_s: float = 60.0,
         workers: int = 1,
+        extra_args: list[str] | None = None,
     ) -> None:
         self._logs = tempfile.TemporaryDirectory(prefix="flashsale-serve-")
         self.log_path = Path(self._logs.name) / "serve.log"
@@ -50,6 +51,7 @@ class ServiceProcess:
             env={config.DATABASE_URL_ENV: database_url},
             ready_timeout=startup_timeout_s,
             workers=workers,
+            extra_args=extra_args,
         )
         self._cpu_start: float | None = None
         self._wall_start: float | None = None

@@ -51,6 +51,10 @@ AUDIT_KEYS = (
     "unacknowledged",
     "keys",
     "key_violations",
+    "pending",
+    "failed",
+    "accepted",
+    "accepted_unsettled",
 )
 CPU_WARNING_PERCENT = 90.0
 
@@ -168,7 +172,9 @@ def render_text(summary: dict[str, Any]) -> str:
     s, meta = summary, summary["meta"]
     lines = [_scenario_line(s), _sale_line(meta), ""]
     lines.append(_row("requests", f"{s['requests']:<8} {_rate(s['rps'])}"))
-    lines.append(_row("orders (created)", f"{s['orders']:<8} {_rate(s['orders_per_s'])}"))
+    settled = (meta.get("async") or {}).get("settled", {})
+    later = f"  (+{settled['created']} accepted and settled later)" if settled.get("created") else ""
+    lines.append(_row("orders (created)", f"{s['orders']:<8} {_rate(s['orders_per_s'])}{later}"))
     lat = s["latency_ms"]
     lines.append(_row("latency", " ".join(f"{_label(k)}={_ms(lat[k])}" for k in LATENCY_KEYS)))
     for name, stats in s["by_outcome"].items():
@@ -195,6 +201,17 @@ def render_text(summary: dict[str, Any]) -> str:
             else f"{waiters:.2f} mean (Lock:tuple + Lock:transactionid), {meta.get('lock_samples', 0)} samples",
         )
     )
+    if settled := meta.get("async"):
+        ends = ", ".join(f"{n}={c}" for n, c in settled["settled"].items()) or "none"
+        took = settled["time_to_terminal_ms"]
+        lines.append(_row("accepted orders settled", f"{settled['followed']} followed: {ends}"))
+        lines.append(
+            _row(
+                "  time to terminal status",
+                " ".join(f"{_label(k)}={_ms(took[k])}" for k in ("avg", "p50", "p95", "p99", "max"))
+                + f" ({settled['polls']} status polls every {settled['poll_interval_s']:g} s)",
+            )
+        )
     if (hold := meta.get("lock_hold_ms")) is not None:
         lines.append(_row("lock hold (client side)", f"{_ms(hold)} mean per order, lock result to commit answer"))
     lines.append(_row("client cpu", _cpu_text(s)))
@@ -258,6 +275,8 @@ def _audit_text(audit: dict[str, Any] | None) -> str:
     )
     if audit.get("acknowledged") is not None:
         text += f", {audit['acknowledged']} acknowledged ({audit['acknowledged_missing']} missing)"
+    if audit.get("accepted") is not None:
+        text += f", {audit['accepted']} accepted ({audit['accepted_unsettled']} unsettled, {audit['pending']} pending)"
     if audit.get("keys") is not None:
         text += f", {audit['keys']} idempotency keys ({audit['key_violations']} without exactly one order)"
     return text

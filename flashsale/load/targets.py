@@ -10,8 +10,10 @@ With `retries` (a `KeyedRetries`), every request carries an idempotency key, som
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import ClassVar
 from uuid import UUID
@@ -25,8 +27,10 @@ from flashsale.db.guard import DatabaseDown, DatabaseGuard
 from flashsale.domain import DomainError, PlaceOrder
 from flashsale.load.http_client import HttpClient
 from flashsale.load.outcomes import (
+    ACCEPTED,
     ALIASES,
     CREATED,
+    GAVE_UP,
     KNOWN,
     REPLAYED,
     UNAVAILABLE_DB,
@@ -34,6 +38,7 @@ from flashsale.load.outcomes import (
     error_code,
     http_error_name,
 )
+from flashsale.load.records import RecordBuffer
 from flashsale.load.retries import KeyedRetries
 from flashsale.load.workloads import OrderFn, shared
 from flashsale.strategies import OrderStrategy, StrategyUnavailable
@@ -213,6 +218,13 @@ class HttpTarget(_Target):
     user's request once, as the bytes to send (`flashsale.load.http_client`), so the hot path only writes them
     and parses the answer. Every request gives up after `timeout_s` (outcome `TimeoutError`), so a stalled
     service cannot stall the run.
+
+    Asynchronous orders (`serve --accept async`): a 202 is the outcome `accepted`, and the order is then followed
+    at `GET /orders/{id}/status` every `poll_interval_s` until it is settled or `poll_max_s` has passed since it was
+    sent. Each follow-up ends in `settlements` (one record an accepted order: the time from sending the order to
+    seeing its terminal status, and `created`, the refusal's code, `gave_up` or an error class). In the closed
+    model a virtual user waits for its order's settlement before its next order (as the FlashDeal k6 script
+    polls); in the open model the follow-ups run beside the schedule.
     """
 
     name = "http"
@@ -227,9 +239,18 @@ class HttpTarget(_Target):
         quantity: int = 1,
         timeout_s: float = 10.0,
         retries: KeyedRetries | None = None,
+        poll_interval_s: float = 1.0,
+        poll_max_s: float = 30.0,
     ) -> None:
         super().__init__(outcomes, retries)
         self.base_url = base_url.rstrip("/")
+        self.poll_interval_s = poll_interval_s
+        self.poll_max_ns = round(poll_max_s * 1e9)
+        self.origin_ns = 0  # the run's origin, for the settlements' start offsets (set before the run)
+        self.accepted = bytearray()  # ids of the orders answered 202, 16 bytes each
+        self.settlements = RecordBuffer()
+        self.polls = 0  # status requests sent
+        self._following: set[asyncio.Task] = set()
         self.flash_sale_id = flash_sale_id
         self.quantity = quantity
         self.timeout_s = timeout_s
@@ -240,6 +261,7 @@ class HttpTarget(_Target):
         self._answers: dict[tuple[int, str | None], tuple[int, int]] = {}
         self._created = (outcomes.id(CREATED), 201)
         self._replayed = (outcomes.id(REPLAYED), 201)
+        self._accepted = (outcomes.id(ACCEPTED), 202)
 
     @property
     def users(self) -> int:
@@ -259,11 +281,23 @@ class HttpTarget(_Target):
         self._requests = [self._client.prepare("POST", self.ORDERS_PATH, body) for body in self._bodies]
 
     async def close(self) -> None:
+        await self.settle()
         if self._client is not None:
             await self._client.close()
             self._client = None
 
+    async def settle(self) -> None:
+        """Wait for every follow-up of an accepted order still running (each ends by `poll_max_s`)."""
+        while self._following:
+            await asyncio.gather(*self._following, return_exceptions=True)
+
     async def order(self, user: int) -> tuple[int, int]:
+        answer, _ = await self._place(user)
+        return answer
+
+    async def _place(self, user: int) -> tuple[tuple[int, int], asyncio.Task | None]:
+        """Post one order; a 202 starts its follow-up, returned beside the answer."""
+        sent = time.perf_counter_ns()
         number = None
         if self.retries is None:
             request = self._requests[user]
@@ -274,17 +308,54 @@ class HttpTarget(_Target):
         try:
             answer = await self._client.send(request)
         except Exception as exc:
-            return self._failed(exc)
+            return self._failed(exc), None
+        if answer.status == 202:
+            accepted = UUID(json.loads(answer.body)["order_id"]).bytes
+            self.accepted += accepted
+            if number is not None:
+                self.retries.answered(number, accepted)
+            following = asyncio.create_task(self._follow(accepted, sent))
+            self._following.add(following)
+            following.add_done_callback(self._following.discard)
+            return self._accepted, following
         if answer.status != 201:
-            return self._answer(answer.status, answer.body)
+            return self._answer(answer.status, answer.body), None
         placed = order_id(answer.body)
         self.acknowledged += placed
         if number is not None:
             self.retries.answered(number, placed)
-        return self._replayed if answer.replayed else self._created
+        return (self._replayed if answer.replayed else self._created), None
+
+    async def _follow(self, accepted: bytes, sent_ns: int) -> None:
+        """Poll the order's status until it is settled, or `poll_max_s` after it was sent."""
+        request = self._client.prepare("GET", f"/orders/{UUID(bytes=accepted)}/status")
+        give_up_at = sent_ns + self.poll_max_ns
+        outcome = GAVE_UP
+        while (left := give_up_at - time.perf_counter_ns()) > 0:
+            await asyncio.sleep(min(self.poll_interval_s, left / 1e9))
+            self.polls += 1
+            try:
+                answer = await self._client.send(request)
+            except Exception as exc:
+                outcome = type(exc).__name__
+                continue
+            if answer.status != 200:
+                outcome = http_error_name(answer.status, error_code(answer.body))
+                continue
+            status = json.loads(answer.body)
+            if status["status"] == "completed":
+                self.acknowledged += accepted  # a confirmed order now: the audit looks for it
+                outcome = CREATED
+                break
+            if status["status"] == "failed":
+                outcome = ALIASES.get(status.get("reason") or "", status.get("reason") or "failed")
+                break
+            outcome = GAVE_UP
+        now = time.perf_counter_ns()
+        self.settlements.add(sent_ns - self.origin_ns, now - sent_ns, self.outcomes.id(outcome), 0)
 
     def session(self) -> contextlib.AbstractAsyncContextManager[OrderFn]:
-        return shared(self.order)
+        return _settling_session(self)
 
     def _answer(self, status: int, body: bytes) -> tuple[int, int]:
         code = error_code(body)
@@ -293,6 +364,31 @@ class HttpTarget(_Target):
         if found is None:
             found = self._answers[key] = (self.outcomes.id(http_error_name(status, code)), status)
         return found
+
+
+class _SettlingOrders:
+    """A closed-model virtual user's `order` for the http target: its `settle()` waits for the follow-up of the
+    user's last order, if it was accepted (the workload calls it after recording the order's answer)."""
+
+    def __init__(self, target: HttpTarget) -> None:
+        self._place = target._place
+        self._following: asyncio.Task | None = None
+
+    async def __call__(self, user: int) -> tuple[int, int]:
+        answer, self._following = await self._place(user)
+        return answer
+
+    async def settle(self) -> None:
+        if self._following is not None:
+            following, self._following = self._following, None
+            # shielded: a virtual user stopped at the end of the run leaves its order's follow-up running, and the
+            # run waits for every follow-up (HttpTarget.settle) before the audit
+            await asyncio.shield(following)
+
+
+@contextlib.asynccontextmanager
+async def _settling_session(target: HttpTarget) -> AsyncIterator[OrderFn]:
+    yield _SettlingOrders(target)
 
 
 def order_id(body: bytes) -> bytes:

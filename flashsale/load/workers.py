@@ -147,6 +147,8 @@ class Worker:
             "origin_ns": origin_ns,
         }
         reporting = asyncio.create_task(_report(self.records, progress)) if progress is not None else None
+        if isinstance(target, HttpTarget):
+            target.origin_ns = origin_ns
         try:
             if config.model == "closed":
                 stats = await run_closed(plan.workload, target.session, self.records, vu_ids=plan.vu_ids, **common)
@@ -154,6 +156,8 @@ class Worker:
                 stats = await run_open(
                     plan.workload, target.order, self.records, share=(plan.index, plan.count), **common
                 )
+            if isinstance(target, HttpTarget):
+                await target.settle()  # accepted orders followed to their end (each within --poll-max)
         finally:
             if reporting is not None:
                 reporting.cancel()
@@ -176,6 +180,7 @@ class Worker:
             disagreements=retries.disagreements if retries else 0,
             acknowledged_keys=keys,
             acknowledged_key_orders=[order.bytes for order in orders],
+            **(_settlements(target) if isinstance(target, HttpTarget) else {}),
         )
 
     def finish(self, result: WorkerResult) -> WorkerResult:
@@ -228,10 +233,24 @@ class Worker:
             quantity=config.quantity,
             timeout_s=config.request_timeout_s,
             retries=self.retries,
+            poll_interval_s=config.poll_interval_s,
+            poll_max_s=config.poll_max_s,
         )
         stack.push_async_callback(target.close)
         await target.open()
         return target
+
+
+def _settlements(target: HttpTarget) -> dict:
+    """The follow-ups of the orders answered 202, as WorkerResult fields."""
+    settled = target.settlements
+    return {
+        "accepted": bytes(target.accepted),
+        "settle_start_ns": settled.start_ns.tobytes(),
+        "settle_latency_ns": settled.latency_ns.tobytes(),
+        "settle_outcome": settled.outcome.tobytes(),
+        "polls": target.polls,
+    }
 
 
 async def _report(records: RecordBuffer, progress: Callable[[int], None]) -> None:

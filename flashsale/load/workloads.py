@@ -232,6 +232,7 @@ async def _virtual_user(
     add = records.add
     sleep = asyncio.sleep
     async with session() as order:
+        settle = getattr(order, "settle", None)  # an order function that follows accepted orders to the end
         while True:
             started = clock()
             if started >= stop_at:
@@ -239,6 +240,8 @@ async def _virtual_user(
             outcome, status = await order(int(pick() * users))
             ended = clock()
             add(started - origin, ended - started, outcome, status)
+            if settle is not None:
+                await settle()
             if think_s:
                 await sleep(min(think_s, max(0.0, (stop_at - ended) / 1e9)))
 

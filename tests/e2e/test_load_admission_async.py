@@ -1,0 +1,64 @@
+"""The load runner against the service's admission control and asynchronous orders (FlashDeal phases 3-5): 429s
+and 503s as outcomes, 202s followed to their end, and the audit of every accepted order."""
+
+import numpy as np
+import pytest
+
+from flashsale.load import LoadConfig, run_load_async
+
+pytestmark = pytest.mark.slow
+
+
+def config(database_url, **changes):
+    return LoadConfig(target="http", database_url=database_url, think_ms=0, duration_s=1.5, **changes)
+
+
+class TestAdmissionOutcomes:
+    async def test_a_user_over_the_rate_is_refused_429_as_rate_limited(self, database_url):
+        # one user, a bucket of one order a second: of the many orders two VUs send in 1.5 s, at most 2 pass
+        result = await run_load_async(config(database_url, vus=2, users=1, inventory=100, per_user_limit=100,
+                                             user_rate=1.0))  # fmt: skip
+        summary = result.summary
+        assert result.ok, summary["meta"]["audit_problems"]
+        assert summary["outcomes"]["rate_limited"] > 10
+        assert summary["outcomes"].get("created", 0) <= 2
+        assert set(result.records.loc[result.records["outcome"] == "rate_limited", "status"]) == {429}
+        assert summary["meta"]["errors"] == {}  # a known refusal, not an error
+
+    async def test_a_full_queue_answers_503_queue_full(self, database_url):
+        # one order carried out, one waiting: the other 14 VUs' orders meet a full queue
+        result = await run_load_async(
+            config(database_url, vus=16, users=1000, inventory=100_000, per_user_limit=100, queue_size=1,
+                   queue_workers=1)
+        )  # fmt: skip
+        summary = result.summary
+        assert result.ok, summary["meta"]["audit_problems"]
+        assert summary["outcomes"]["queue_full"] > 0
+        assert set(result.records.loc[result.records["outcome"] == "queue_full", "status"]) == {503}
+        assert summary["outcomes"]["created"] == summary["audit"]["orders"]
+
+
+class TestAsynchronousOrders:
+    async def test_every_accepted_order_is_followed_to_one_end_and_audited(self, database_url):
+        result = await run_load_async(
+            config(database_url, vus=8, users=100, inventory=30, per_user_limit=1, queue_size=50, accept="async",
+                   poll_interval_s=0.1, poll_max_s=20.0)
+        )  # fmt: skip
+        summary, settled = result.summary, result.summary["meta"]["async"]
+        assert result.ok, summary["meta"]["audit_problems"]
+        accepted = summary["outcomes"]["accepted"]
+        assert set(result.records["status"]) <= {202, 503}
+        # every 202 was followed to exactly one end: confirmed, or refused with the sale's reason
+        assert settled["followed"] == accepted
+        assert sum(settled["settled"].values()) == accepted
+        assert "gave_up" not in settled["settled"]
+        assert settled["settled"]["created"] == 30 == summary["audit"]["orders"]  # 100 buyers, 30 units
+        assert set(settled["settled"]) <= {"created", "sold_out", "per_user_limit_exceeded"}
+        assert summary["audit"]["accepted"] == settled["accepted"]
+        assert summary["audit"]["accepted_unsettled"] == 0
+        assert summary["audit"]["pending"] == 0
+        # nothing is settled before the first poll, and each order's end was seen after its acceptance
+        took = settled["time_to_terminal_ms"]
+        assert took["min"] >= 100.0
+        assert took["p50"] >= summary["by_outcome"]["accepted"]["p50"]
+        assert np.isfinite(took["p99"])
