@@ -30,7 +30,7 @@ from flashsale.load.service import ServiceProcess, cpu_seconds
 from tests.e2e.api import Api
 from tests.e2e.conftest import make_sale
 from tests.e2e.test_observability import scrape, value
-from tests.e2e.test_unavailable import blocked_on_lock, wait_for
+from tests.waiting import blocked_on_lock, wait_for
 
 WORKERS = 2
 POOL_SIZE = 2  # per worker
@@ -67,7 +67,7 @@ def served_by(server: ServerProcess, request_ids: list[str]) -> dict[str, int]:
                 found[line["request_id"]] = line["pid"]
         return len(found) == len(wanted)
 
-    assert wait_for(all_logged), f"access lines missing for {wanted - found.keys()}"
+    wait_for(all_logged, f"the access lines of {len(wanted)} requests")
     return found
 
 
@@ -137,8 +137,10 @@ class TestWorkers:
 
         batched_orders = ("flashsale_strategy_events_total", {"strategy": "batched", "event": "batched_orders"})
         # A worker mirrors its strategy counters every REFRESH_S: the other one's may lag that long.
-        assert wait_for(
-            lambda: grown(scrape(api), batched_orders[0], **batched_orders[1]) == len(placed), timeout=10 * REFRESH_S
+        wait_for(
+            lambda: grown(scrape(api), batched_orders[0], **batched_orders[1]) == len(placed),
+            "both workers' strategy counters in the totals",
+            timeout=10 * REFRESH_S,
         )
 
         scrapes: dict[int, dict] = {}  # scraping worker's pid -> its answer
@@ -213,7 +215,7 @@ def accepted_by(server: ServerProcess, conn: Connection) -> int:
         pid = conn.worker(server)
         return pid is not None
 
-    assert wait_for(accepted), "no worker accepted the connection"
+    wait_for(accepted, "a worker to accept the connection")
     return pid
 
 
@@ -247,10 +249,10 @@ class TestShutdown:
                 ]
                 for thread in threads:
                     thread.start()
-                assert wait_for(lambda: blocked_on_lock(database_url) == len(in_flight))
+                wait_for(lambda: blocked_on_lock(database_url) == len(in_flight), "the orders in flight to block")
 
                 server.process.send_signal(signal.SIGTERM)
-                assert wait_for(lambda: not server.worker_pids(), timeout=GRACEFUL_SHUTDOWN_S)  # none listens
+                wait_for(lambda: not server.worker_pids(), "no worker listening", timeout=GRACEFUL_SHUTDOWN_S)
                 assert not _accepts(server)
                 assert all(psutil.pid_exists(pid) for pid in workers)  # but all are draining their orders
                 assert server.process.poll() is None

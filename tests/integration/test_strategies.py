@@ -3,6 +3,7 @@
 One connection, one order at a time: what each strategy does under concurrency is in test_concurrency.py.
 """
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
@@ -170,17 +171,19 @@ class TestInjectedClock:
         assert (audit.orders, audit.remaining) == (1, 4)
 
     async def test_atomic_answers_busy_when_no_reason_explains_a_refusal(self, make_strategy, conn, make_scenario):
-        """The database says the sale has not started; the clock says it has: the statement refuses, the read finds
-        nothing against the order, three times over, and the order is given up as `busy`, not placed or refused."""
+        """The sale opens between the statement and the read that explains its refusal, three times over (the clock
+        says "not yet" to each statement and "open" to each read): the statement refuses, the read finds nothing
+        against the order, and the order is given up as `busy`, not placed or refused."""
         made = await make_scenario(users=1, inventory=5, starts_in=timedelta(hours=1))
         (user,) = await users.list_ids(conn, limit=1)
-        atomic = make_strategy("atomic", clock=lambda: datetime.now(UTC) + timedelta(hours=1, minutes=30))
+        ticks = itertools.cycle([timedelta(0), timedelta(hours=1, minutes=30)])  # statement, then its explanation
+        atomic = make_strategy("atomic", clock=lambda: datetime.now(UTC) + next(ticks))
         with pytest.raises(Busy) as busy:
             await atomic.create_order(conn, PlaceOrder(user_id=user, flash_sale_id=made.flash_sale_id))
         assert busy.value.code == "busy"
         assert atomic.counters["refusals_explained"] == 3
         assert (await audit_sale(conn, made.flash_sale_id)).orders == 0
-        # With the database's own time, the same refusal is explained: not active yet.
+        # With the clock saying "not yet" to both, the same refusal is explained: not active yet.
         with pytest.raises(SaleNotActive):
             await make_strategy("atomic").create_order(conn, PlaceOrder(user_id=user, flash_sale_id=made.flash_sale_id))
 

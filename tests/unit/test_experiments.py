@@ -115,7 +115,10 @@ class TestAggregate:
         )
         table = aggregate(cells, "rps")
         assert table.to_dict("records") == [
-            {"strategy": "a", "vus": 1, "mean": 15.0, "std": pytest.approx(7.0710678), "count": 2, "oversold": False},
-            {"strategy": "a", "vus": 4, "mean": 50.0, "std": 0.0, "count": 1, "oversold": False},
-            {"strategy": "b", "vus": 1, "mean": 8.0, "std": pytest.approx(1.4142136), "count": 2, "oversold": True},
-        ]
+            {"strategy": "a", "vus": 1, "mean": 15.0, "std": pytest.approx(7.0710678), "min": 10.0, "max": 20.0,
+             "count": 2, "oversold": False},
+            {"strategy": "a", "vus": 4, "mean": 50.0, "std": 0.0, "min": 50.0, "max": 50.0, "count": 1,
+             "oversold": False},
+            {"strategy": "b", "vus": 1, "mean": 8.0, "std": pytest.approx(1.4142136), "min": 7.0, "max": 9.0,
+             "count": 2, "oversold": True},
+        ]  # fmt: skip
