@@ -3,6 +3,7 @@
 //   MODEL=open RATE=150  : constant-arrival-rate (the runner's open model)
 //   MODEL=closed VUS=1    : constant-vus with no pause (the runner's closed model, --think-ms 0)
 // BASE_URL, FLASH_SALE_ID, DURATION (e.g. 10s) and SUMMARY (where handleSummary writes its JSON) are required.
+import { check } from 'k6';
 import http from 'k6/http';
 
 const BASE_URL = __ENV.BASE_URL;
@@ -40,7 +41,8 @@ export function setup() {
 const params = { headers: { 'Content-Type': 'application/json' } };
 
 export default function (data) {
-  http.post(`${BASE_URL}/api/orders`, data.bodies[Math.floor(Math.random() * data.bodies.length)], params);
+  const res = http.post(`${BASE_URL}/api/orders`, data.bodies[Math.floor(Math.random() * data.bodies.length)], params);
+  check(res, { 'placed or sold out (201/409)': (r) => r.status === 201 || r.status === 409 });
 }
 
 export function handleSummary(data) {

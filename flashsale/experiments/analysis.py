@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+import numpy as np
 import pandas as pd
 
 from flashsale import config, strategies
@@ -406,3 +407,66 @@ def lock_waits(engine: Any) -> pd.DataFrame:
         " WHERE wait_event_type = 'Lock' AND datname = current_database() GROUP BY wait_event ORDER BY wait_event"
     )
     return pd.read_sql(sql, engine)
+
+
+# --- FlashDeal's later phases: admission control (3), asynchronous orders (4) and retries (5) ------------------------
+
+
+def _value(row: pd.Series, column: str, default: Any = None) -> Any:
+    value = row.get(column, default)
+    return default if value is None or (isinstance(value, float) and np.isnan(value)) else value
+
+
+def flashdeal_admission(cells: pd.DataFrame, published: dict[str, Any] | None = None) -> pd.DataFrame:
+    """FlashDeal phase 3's figures beside each run's (one column each; latencies in ms)."""
+    published = published or published_baselines()
+    phase = published["flashdeal-devlog-03-admission-control"]["results"]
+    metrics = ["requests", "req/s", "avg", "p50", "p95", "max", "created", "sold out", "rate limited", "queue full"]
+
+    def measured(row: pd.Series) -> list[Any]:
+        return [
+            row["requests"], row["rps"], *(row[f"latency_ms.{k}"] for k in ("avg", "p50", "p95", "max")),
+            *(_value(row, f"outcome.{name}", 0) for name in ("created", "sold_out", "rate_limited", "queue_full")),
+        ]  # fmt: skip
+
+    columns = {
+        "FlashDeal phase 3 (30 s)": [
+            phase["requests"], phase["rps"], *(phase["latency_ms"][k] for k in ("avg", "p50", "p95", "max")),
+            *(phase["outcomes"][k] for k in ("created", "sold_out", "rate_limited", "queue_overflow")),
+        ],
+        **{f"this project: {row['label']}": measured(row) for _, row in cells.iterrows()},
+    }  # fmt: skip
+    return pd.DataFrame(columns, index=pd.Index(metrics, name="metric")).reset_index()
+
+
+def flashdeal_async(cells: pd.DataFrame, published: dict[str, Any] | None = None) -> pd.DataFrame:
+    """FlashDeal phases 4 and 5 beside each closed-model run: requests counted as k6 counts them (orders and
+    status polls), the latency of the answer to the order, the shares accepted and refused by a full queue, the
+    time to a settled order, and duplicates (idempotency keys without exactly one order)."""
+    published = published or published_baselines()
+    four = published["flashdeal-devlog-04-async-order-processing"]["results"]
+    five = published["flashdeal-devlog-05-idempotency-retries"]["results"]
+    metrics = ["requests (with polls)", "req/s (with polls)", "answer p50", "answer p95", "accepted or placed",
+               "queue full", "to settled p50", "to settled p95", "duplicates"]  # fmt: skip
+
+    def measured(row: pd.Series) -> list[Any]:
+        polls = _value(row, "meta.async.polls", 0)
+        orders = row["requests"]
+        taken = _value(row, "outcome.accepted", 0) + _value(row, "outcome.created", 0)
+        return [
+            orders + polls, (orders + polls) / row["duration_s"], row["latency_ms.p50"], row["latency_ms.p95"],
+            taken / orders if orders else None, _value(row, "outcome.queue_full", 0) / orders if orders else None,
+            _value(row, "meta.async.time_to_terminal_ms.p50"), _value(row, "meta.async.time_to_terminal_ms.p95"),
+            _value(row, "audit.key_violations", 0),
+        ]  # fmt: skip
+
+    columns = {
+        "FlashDeal phase 4": [None, four["rps"], four["latency_ms"]["p50"], four["latency_ms"]["p95"], None, None,
+                              None, None, None],
+        "FlashDeal phase 5 (20 % retries)": [
+            five["requests"], five["rps"], five["latency_ms"]["p50"], five["latency_ms"]["p95"],
+            five["accepted_share"], five["queue_overflow_share"], None, None, five["duplicates"],
+        ],
+        **{f"this project: {row['label']}": measured(row) for _, row in cells.iterrows()},
+    }  # fmt: skip
+    return pd.DataFrame(columns, index=pd.Index(metrics, name="metric")).reset_index()

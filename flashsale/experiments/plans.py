@@ -154,11 +154,81 @@ def fault_cells(
     return [Cell(fault, _load(**common, faults=(fault,))) for fault in faults]
 
 
+def admission_cells(
+    *,
+    strategy: str,
+    vus: int,
+    duration_s: float,
+    users: int,
+    inventory: int,
+    pool_size: int,
+    queue_size: int,
+    queue_workers: int,
+    user_rate: float,
+    seed: int = 0,
+    workers: int = 0,
+) -> list[Cell]:
+    """FlashDeal phase 3 over HTTP: `vus` VUs without pause on a sale of `inventory` units (one per user), without
+    admission control, behind the bounded queue, and behind the queue and the per-user rate limit."""
+    common: dict[str, Any] = dict(
+        target="http", strategy=strategy, vus=vus, think_ms=0.0, duration_s=duration_s, users=users,
+        inventory=inventory, per_user_limit=1, pool_size=pool_size, seed=seed, workers=workers,
+    )  # fmt: skip
+    queue: dict[str, Any] = dict(queue_size=queue_size, queue_workers=queue_workers)
+    return [
+        Cell("no admission control", _load(**common)),
+        Cell(f"queue of {queue_size}, {queue_workers} worker", _load(**common, **queue)),
+        Cell(f"queue + {user_rate:g} orders/s per user", _load(**common, **queue, user_rate=user_rate)),
+    ]
+
+
+def async_cells(
+    *,
+    strategy: str,
+    vus: int,
+    duration_s: float,
+    users: int,
+    inventory: int,
+    pool_size: int,
+    queue_size: int,
+    queue_workers: int,
+    retry_rate: float,
+    poll_interval_s: float,
+    spike_buyers: int,
+    spike_window_s: float,
+    sale_opens_s: float,
+    seed: int = 0,
+    workers: int = 0,
+) -> list[Cell]:
+    """FlashDeal phases 4 and 5 over HTTP: the same closed-model load answered when the order is placed (sync,
+    behind the queue) and when it is accepted (async: 202, then the client polls), with a share of requests
+    resending a recent idempotency key; then a sale-opening spike against both."""
+    common: dict[str, Any] = dict(
+        target="http", strategy=strategy, inventory=inventory, per_user_limit=1, pool_size=pool_size, seed=seed,
+        workers=workers, queue_size=queue_size, queue_workers=queue_workers, poll_interval_s=poll_interval_s,
+    )  # fmt: skip
+    closed: dict[str, Any] = dict(
+        common, vus=vus, think_ms=0.0, duration_s=duration_s, users=users, retry_rate=retry_rate
+    )
+    spike: dict[str, Any] = dict(
+        common, users=max(users, spike_buyers), spike=(spike_buyers, spike_window_s), duration_s=spike_window_s,
+        sale_opens_s=sale_opens_s,
+    )  # fmt: skip
+    return [
+        Cell("sync: 201 once placed", _load(**closed)),
+        Cell("async: 202, then polled", _load(**closed, accept="async")),
+        Cell("spike, sync", _load(**spike)),
+        Cell("spike, async", _load(**spike, accept="async")),
+    ]
+
+
 NOTEBOOK_PLANS: dict[str, Callable[..., list[Cell]]] = {
     "1.0-devlog-baseline": baseline_cells,
     "2.0-concurrency-sweep": sweep_cells,
     "3.0-lock-contention": contention_cells,
     "4.0-faults": fault_cells,
+    "5.0-admission-control": admission_cells,
+    "6.0-async-orders": async_cells,
 }
 
 

@@ -405,3 +405,81 @@ def latency_through_fault(requests: pd.DataFrame, fault: dict, *, title: str, ax
     mark_fault(ax, fault)
     ax.legend(fontsize=8, ncol=2)
     return ax
+
+
+# Every answer of a load run, grouped for the eye (admission control and asynchronous orders).
+ANSWER_GROUPS = {
+    "orders (created or replayed)": ("created", "replayed"),
+    "accepted (202, settled later)": ("accepted",),
+    "refused by the sale": FAULT_GROUPS["refused by the sale"],
+    "refused by admission control": ("rate_limited", "queue_full", "overloaded", "rejected", "busy"),
+}
+ANSWER_GROUP_COLORS = {
+    "orders (created or replayed)": "#2ca02c",
+    "accepted (202, settled later)": "#98df8a",
+    "refused by the sale": "#1f77b4",
+    "refused by admission control": "#ff7f0e",
+}
+
+
+def answers_over_time(requests: pd.DataFrame, *, title: str, bucket_s: float = 0.5, ax=None):
+    """Answers per second by when they arrived, stacked by kind: orders, accepted orders, refusals by the sale,
+    refusals by admission control (429, 503), and anything else (errors) in red."""
+    ax = ax or plt.subplots(figsize=(10, 4))[1]
+    frame = requests.loc[~requests["warmup"]]
+    bucket = ((frame["start_s"] + frame["latency_ms"] / 1000) // bucket_s) * bucket_s
+    outcome = frame["outcome"].astype(str)
+    grouped = pd.Series("errors", index=outcome.index)
+    for group, names in ANSWER_GROUPS.items():
+        grouped[outcome.isin(names)] = group
+    counts = pd.crosstab(bucket, grouped) / bucket_s
+    order = [g for g in (*ANSWER_GROUPS, "errors") if g in counts]
+    colors = [ANSWER_GROUP_COLORS.get(g, FAILURE_COLOR) for g in order]
+    ax.stackplot(counts.index, counts[order].T.to_numpy(), labels=order, colors=colors, step="post", alpha=0.85)
+    ax.set_xlabel("time since the start of the run (s)")
+    ax.set_ylabel(f"answers per second ({bucket_s * 1000:.0f} ms buckets)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    return ax
+
+
+def queue_depth_over_time(timelines: dict[str, pd.DataFrame], *, capacity: int, title: str, ax=None):
+    """The service's order queue depth over time (sampled from its /metrics beside the lock samples), one line a
+    run, with the queue's capacity."""
+    ax = ax or plt.subplots(figsize=(10, 3.5))[1]
+    for label, timeline in timelines.items():
+        if "queue_depth" in timeline:
+            ax.step(timeline["t_s"], timeline["queue_depth"], where="post", label=label)
+    ax.axhline(capacity, color="grey", linestyle="--", linewidth=1, label=f"capacity ({capacity})")
+    ax.set_xlabel("time since the start of the run (s)")
+    ax.set_ylabel("orders waiting in the queue")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def answer_and_settlement(cells: pd.DataFrame, *, title: str, ax=None):
+    """For each run, p50 and p95 of the answer to the order (ms, log scale) and, for accepted orders, of the time
+    until the client saw them settled."""
+    ax = ax or plt.subplots(figsize=(10, 4))[1]
+    labels = list(cells["label"])
+    x = np.arange(len(labels))
+    series = {
+        "answer p50": cells["latency_ms.p50"],
+        "answer p95": cells["latency_ms.p95"],
+        "settled p50": cells.get("meta.async.time_to_terminal_ms.p50", pd.Series(np.nan, index=cells.index)),
+        "settled p95": cells.get("meta.async.time_to_terminal_ms.p95", pd.Series(np.nan, index=cells.index)),
+    }
+    width = 0.2
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar(x + (i - 1.5) * width, values.to_numpy(dtype=float), width, label=name)
+    ax.set_xticks(x, labels, rotation=15, ha="right")
+    ax.set_yscale("log")
+    _plain_log(ax.yaxis)
+    ax.set_ylabel("ms (log scale)")
+    ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax

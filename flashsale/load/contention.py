@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 
 import pandas as pd
 import psycopg
@@ -23,6 +24,7 @@ SELECT count(*) FILTER (WHERE wait_event_type = 'Lock' AND wait_event = 'tuple')
  WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
 """
 COLUMNS = ("t_s", "tuple", "transactionid", "other_lock", "active")
+PROBE_COLUMN = "queue_depth"  # the service's order queue (admission control), when the run probes it
 
 
 class LockSampler:
@@ -32,8 +34,17 @@ class LockSampler:
     reconnects at the next tick, so the timeline has a gap where the database was down.
     """
 
-    def __init__(self, url: str, *, interval_s: float = 0.1, origin_ns: int | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        interval_s: float = 0.1,
+        origin_ns: int | None = None,
+        probe: Callable[[], Awaitable[float | None]] | None = None,
+    ) -> None:
         self.url = url
+        self.probe = probe  # sampled at each tick beside the database: the service's queue depth
+        self.probed: list[float] = []
         self.interval_s = interval_s
         self.origin_ns = origin_ns
         self.rows: list[tuple[float, int, int, int, int]] = []
@@ -54,7 +65,13 @@ class LockSampler:
         cur = await self._conn.execute(SAMPLE, prepare=True)
         tuple_, transactionid, other, active = await fetch_one(cur)
         row = ((time.perf_counter_ns() - self.origin_ns) / 1e9, tuple_, transactionid, other, active)
+        probed = float("nan")
+        if self.probe is not None:
+            with contextlib.suppress(Exception):  # an observation: a failed probe leaves a gap
+                value = await self.probe()
+                probed = float("nan") if value is None else value
         self.rows.append(row)
+        self.probed.append(probed)
         return row
 
     async def _run(self) -> None:
@@ -90,8 +107,12 @@ class LockSampler:
         return self.timeline()
 
     def timeline(self) -> pd.DataFrame:
+        """One row a sample; `queue_depth` only when the run probed the service."""
         frame = pd.DataFrame(self.rows, columns=list(COLUMNS))
-        return frame.astype({"t_s": "float64", **{c: "int32" for c in COLUMNS[1:]}})
+        frame = frame.astype({"t_s": "float64", **{c: "int32" for c in COLUMNS[1:]}})
+        if self.probe is not None:
+            frame[PROBE_COLUMN] = pd.Series(self.probed[: len(frame)], dtype="float64")
+        return frame
 
 
 def mean_row_lock_waiters(timeline: pd.DataFrame, *, start_s: float = 0.0, end_s: float | None = None) -> float | None:

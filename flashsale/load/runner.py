@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import platform
@@ -40,6 +41,7 @@ from flashsale.load import summary as summaries
 from flashsale.load.config import LoadConfig
 from flashsale.load.contention import LockSampler, mean_row_lock_waiters
 from flashsale.load.faults import FaultInjector, embedded_pgdata, fault_report, outage_mask
+from flashsale.load.http_client import HttpClient
 from flashsale.load.merge import Merged, merge
 from flashsale.load.outcomes import Outcomes
 from flashsale.load.sale import Sale, prepare_sale
@@ -139,7 +141,12 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
         origin = time.perf_counter_ns() + round(workers.lead_s() * 1e9)
         if config.sale_opens_s is not None:
             meta["sale_opens_at"] = await _open_sale_at(url, sale, origin, config.sale_opens_s)
-        sampler = LockSampler(url, interval_s=config.sample_interval_s, origin_ns=origin)
+        probe = None
+        if base_url is not None and config.queue_size:  # the service's queue, sampled beside the locks
+            metrics = HttpClient(base_url, timeout_s=1.0)
+            stack.push_async_callback(metrics.close)
+            probe = functools.partial(_queue_depth, metrics, metrics.prepare("GET", "/metrics"))
+        sampler = LockSampler(url, interval_s=config.sample_interval_s, origin_ns=origin, probe=probe)
         await sampler.start()
         stack.push_async_callback(sampler.stop)
         if service is not None:
@@ -262,6 +269,22 @@ async def _open_sale_at(url: str, sale: Sale, origin_ns: int, opens_s: float) ->
     async with conn:
         await flash_sales.set_window(conn, sale.flash_sale_id, opens_at, opens_at + SALE_WINDOW)
     return opens_at.isoformat()
+
+
+QUEUE_DEPTH_METRIC = "flashsale_order_queue_depth"
+
+
+async def _queue_depth(client: HttpClient, request: bytes) -> float | None:
+    """The service's order queue depth from its `/metrics` (summed over its processes' series)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    answer = await client.send(request)
+    if answer.status != 200:
+        return None
+    for family in text_string_to_metric_families(answer.body.decode()):
+        if family.name == QUEUE_DEPTH_METRIC:
+            return sum(sample.value for sample in family.samples)
+    return None
 
 
 def _target_meta(config: LoadConfig, workers, service: ServiceProcess | None, base_url: str | None) -> dict:

@@ -23,8 +23,21 @@ notebooks:
     parameters: {dataset: contention, strategies: [pessimistic], contention_vus: 4, duration_s: 1.0, warmup_s: 0.2}
   - notebook: 4.0-faults
     parameters: {dataset: faults, faults: [db-restart@1s], vus: 4, duration_s: 2.5, users: 50}
+  - notebook: 5.0-admission-control
+    parameters: {dataset: admission, vus: 24, duration_s: 1.5, users: 200, inventory: 20, pool_size: 4,
+                 queue_size: 4, user_rate: 2.0}
+  - notebook: 6.0-async-orders
+    parameters: {dataset: async, vus: 8, duration_s: 1.5, users: 100, inventory: 20, pool_size: 4, queue_size: 20,
+                 poll_interval_s: 0.1, spike_buyers: 100, spike_window_s: 1.0, sale_opens_s: 0.3}
 """
-NOTEBOOKS = ("1.0-devlog-baseline", "2.0-concurrency-sweep", "3.0-lock-contention", "4.0-faults")
+NOTEBOOKS = (
+    "1.0-devlog-baseline",
+    "2.0-concurrency-sweep",
+    "3.0-lock-contention",
+    "4.0-faults",
+    "5.0-admission-control",
+    "6.0-async-orders",
+)
 
 
 def flashsale(*args, env):
@@ -158,3 +171,35 @@ class TestReportFromDataAlone:
         assert proc.returncode == 1
         assert "never measured" in proc.stderr
         assert "tiny--2.0-concurrency-sweep.ipynb" in proc.stderr  # the notebook to open
+
+
+class TestFlashDealPhases:
+    def test_admission_control_turns_orders_away_and_samples_the_queue(self, swept):
+        root = swept[0]
+        cells = pd.read_parquet(root / "data" / "admission" / "cells.parquet").set_index("label")
+        outcomes = cells.filter(like="outcome.").fillna(0)
+        assert outcomes.loc["no admission control"].get("outcome.queue_full", 0) == 0  # nothing to be full
+        queued = cells.loc["queue of 4, 1 worker"]
+        assert queued["outcome.queue_full"] > 0  # 24 VUs without pause against a queue of 4
+        assert cells.loc["queue + 2 orders/s per user", "outcome.rate_limited"] > 0
+        assert cells["audit.ok"].all()
+        # the service's queue was sampled beside the locks: it held orders, never more than its capacity
+        locks = pd.read_parquet(root / "data" / "admission" / "requests" / f"{queued['cell_id']}.locks.parquet")
+        assert 0 < locks["queue_depth"].max() <= 4
+        page = html(root, "5.0-admission-control")
+        assert "FlashDeal phase 3" in page
+        assert len(re.findall(r"<img[^>]+src=\"data:image/png;base64", page)) == 2  # answers, queue depth
+
+    def test_async_orders_are_all_settled_and_compared_with_flashdeal(self, swept):
+        root = swept[0]
+        cells = pd.read_parquet(root / "data" / "async" / "cells.parquet").set_index("label")
+        accepted = cells.loc["async: 202, then polled"]
+        assert accepted["outcome.accepted"] > 0
+        settled = [c for c in cells if c.startswith("meta.async.settled.")]
+        assert accepted[settled].fillna(0).sum() == accepted["outcome.accepted"]
+        assert accepted["audit.accepted_unsettled"] == 0
+        assert (cells["audit.pending"].fillna(0) == 0).all()
+        assert cells["audit.ok"].all()
+        assert cells.loc["spike, sync", "requests"] == 100  # one order a buyer
+        page = html(root, "6.0-async-orders")
+        assert "FlashDeal phase 5" in page
