@@ -32,8 +32,8 @@ from pathlib import Path
 import aiohttp
 
 from flashsale import aio, config, scenario, strategies
-from flashsale.cli.db import ready_url
 from flashsale.db import connection, embedded
+from flashsale.db.migrate import ready_url
 from flashsale.domain import DomainError, PlaceOrder
 from flashsale.http.server_process import ServerProcess
 from flashsale.repositories import users

@@ -8,9 +8,9 @@ import argparse
 from flashsale import strategies
 from flashsale.cli.load import add_scenario_arguments, fail, positive_int
 from flashsale.cli.output import add_json_flag, emit
+from flashsale.load.config import LoadConfig
 from flashsale.load.pgbench import PROTOCOLS, PgbenchFailed
 from flashsale.load.reference import run_reference
-from flashsale.load.runner import LoadConfig
 from flashsale.units import seconds
 
 

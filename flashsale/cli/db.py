@@ -48,14 +48,6 @@ def register(subparsers) -> None:
     reset.set_defaults(func=cmd_reset)
 
 
-def ready_url() -> str:
-    """The database URL, with the server started and the schema migrated."""
-    url = connection.database_url()
-    with connection.connect(url) as conn:
-        migrate.migrate(conn)
-    return url
-
-
 def cmd_up(args: argparse.Namespace) -> int:
     url = connection.database_url()
     with connection.connect(url) as conn:
@@ -140,7 +132,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
         window=args.sale_window,
         shards=args.shards,
     )
-    url = ready_url()
+    url = migrate.ready_url()
 
     async def go():
         conn = await connection.connect_async(url)

@@ -7,10 +7,10 @@ import argparse
 
 from flashsale import aio, scenario, strategies
 from flashsale.audit import audit_sale
-from flashsale.cli.db import ready_url
 from flashsale.cli.output import add_json_flag, emit
 from flashsale.crowd import buy_concurrently, crowd_commands
 from flashsale.db import connection
+from flashsale.db.migrate import ready_url
 from flashsale.repositories import users
 
 

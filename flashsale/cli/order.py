@@ -6,9 +6,9 @@ import argparse
 import uuid
 
 from flashsale import aio, idempotency, strategies
-from flashsale.cli.db import ready_url
 from flashsale.cli.output import add_json_flag, emit
 from flashsale.db import connection
+from flashsale.db.migrate import ready_url
 from flashsale.domain import PlaceOrder
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from flashsale import strategies
-from flashsale.cli.db import ready_url
+from flashsale.db.migrate import ready_url
 from flashsale.units import seconds
 
 

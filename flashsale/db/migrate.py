@@ -51,3 +51,14 @@ def migrate(conn: psycopg.Connection) -> list[str]:
                 conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", [migration.version])
             newly.append(migration.version)
     return newly
+
+
+def ready_url(url: str | None = None) -> str:
+    """`url` (default: FLASHSALE_DATABASE_URL, else the embedded server, started if need be), migrated: what every
+    command and the load runner connect to (the migrations are idempotent)."""
+    from flashsale.db import connection
+
+    url = url or connection.database_url()
+    with connection.connect(url) as conn:
+        migrate(conn)
+    return url

@@ -44,7 +44,9 @@ class Dataset:
         return pd.read_parquet(self.requests_path(cell_id))
 
     def read_locks(self, cell_id: str) -> pd.DataFrame:
-        path = self.requests_path(cell_id).with_name(f"{cell_id}.locks.parquet")
+        from flashsale.load.records import locks_path
+
+        path = locks_path(self.requests_path(cell_id))
         return pd.read_parquet(path) if path.exists() else pd.DataFrame()
 
     def upsert(self, path: Path, rows: pd.DataFrame, key: str = "cell_id") -> pd.DataFrame:

@@ -55,7 +55,7 @@ from flashsale.http.server_process import free_port
 from flashsale.load.merge import WorkerResult
 
 if TYPE_CHECKING:
-    from flashsale.load.runner import LoadConfig
+    from flashsale.load.config import LoadConfig
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 RESULTS_DIR_ENV = "FLASHSALE_LOCUST_RESULTS"  # the locustfile's name for it (not imported here: it imports gevent)

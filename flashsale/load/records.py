@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from array import array
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,6 +12,8 @@ import pandas as pd
 from flashsale.load.outcomes import Outcomes
 
 COLUMNS = ("start_s", "latency_ms", "outcome", "status", "warmup")
+LOCKS_SUFFIX = ".locks.parquet"  # a run's lock timeline lies beside its records: NAME.parquet, NAME.locks.parquet
+SUMMARY_METADATA_KEY = b"flashsale.summary"  # the run's summary, as JSON in the records file's metadata
 
 
 class RecordBuffer:
@@ -53,3 +57,38 @@ class RecordBuffer:
                 "warmup": start_ns < round(warmup_s * 1e9),
             }
         )
+
+
+def locks_path(path: Path) -> Path:
+    """Where the lock timeline of the records at `path` lies."""
+    return path.with_name(path.name.removesuffix(".parquet") + LOCKS_SUFFIX)
+
+
+def write_run(
+    path: Path, records: pd.DataFrame, timeline: pd.DataFrame, summary: dict | None = None
+) -> tuple[Path, Path]:
+    """The records to `path` (with `summary` in the file's metadata) and the lock timeline beside them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(records, preserve_index=False)
+    if summary is not None:
+        metadata = {**(table.schema.metadata or {}), SUMMARY_METADATA_KEY: json.dumps(summary, default=str).encode()}
+        table = table.replace_schema_metadata(metadata)
+    pq.write_table(table, path)
+    locks = locks_path(path)
+    timeline.to_parquet(locks, index=False)
+    return path, locks
+
+
+def read_run(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """What `write_run` wrote: the records, the lock timeline (empty if there is none) and the summary ({} if none)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    metadata = table.schema.metadata or {}
+    summary = json.loads(metadata[SUMMARY_METADATA_KEY]) if SUMMARY_METADATA_KEY in metadata else {}
+    locks = locks_path(path)
+    timeline = pd.read_parquet(locks) if locks.exists() else pd.DataFrame()
+    return table.to_pandas(), timeline, summary

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from flashsale import aio, strategies
 from flashsale.audit import Audit, audit_sale
 from flashsale.db import connection
+from flashsale.db.migrate import ready_url
+from flashsale.load.config import LoadConfig
 from flashsale.load.pgbench import PgbenchResult, run_pgbench
-from flashsale.load.runner import LoadConfig, configured_sale, ready_url
-from flashsale.load.sale import Sale
+from flashsale.load.sale import Sale, configured_sale
 from flashsale.strategies.base import PgbenchPlan
 
 
@@ -30,7 +31,7 @@ class Reference:
 def run_reference(config: LoadConfig, *, protocol: str = "prepared") -> Reference:
     """pgbench for `config.duration_s` (whole seconds) with the clients the strategy's plan gives for
     `config.vus`, on the scenario `config` describes (fresh unless `config.reset` is False), then the audit."""
-    url = ready_url(config)
+    url = ready_url(config.database_url)
     strategy = strategies.get_strategy(config.strategy)
 
     async def prepare() -> Sale:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import platform
 import sys
@@ -36,7 +35,9 @@ import pandas as pd
 
 from flashsale import aio
 from flashsale.audit import Audit, audit_sale
-from flashsale.db import connection, migrate
+from flashsale.db import connection
+from flashsale.db.migrate import ready_url
+from flashsale.load import records as records_io
 from flashsale.load import summary as summaries
 from flashsale.load.config import LoadConfig
 from flashsale.load.contention import LockSampler, mean_row_lock_waiters
@@ -44,18 +45,16 @@ from flashsale.load.faults import FaultInjector, embedded_pgdata, fault_report, 
 from flashsale.load.http_client import HttpClient
 from flashsale.load.merge import Merged, merge
 from flashsale.load.outcomes import Outcomes
-from flashsale.load.sale import Sale, prepare_sale
+from flashsale.load.sale import Sale, configured_sale
 from flashsale.load.service import ServiceProcess
 from flashsale.load.workers import LocalWorkers, ProcessWorkers
 from flashsale.load.workers import plans as worker_plans
 from flashsale.load.workloads import LATE_AFTER_S, WorkloadStats
 from flashsale.repositories import flash_sales
 
-__all__ = ["LoadConfig", "LoadResult", "configured_sale", "ready_url", "run_load", "run_load_async"]
+__all__ = ["LoadConfig", "LoadResult", "run_load", "run_load_async"]
 
-LOCKS_SUFFIX = ".locks.parquet"
 SALE_WINDOW = timedelta(hours=1)  # a sale opened during a run stays open this long
-SUMMARY_METADATA_KEY = b"flashsale.summary"
 
 
 @dataclass
@@ -82,34 +81,13 @@ class LoadResult:
     def to_parquet(self, path: str | Path) -> tuple[Path, Path]:
         """Write the records to `path` (the summary in the file's metadata) and the lock timeline next to it
         (`name.locks.parquet`); returns both paths."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pandas(self.records, preserve_index=False)
-        metadata = {**(table.schema.metadata or {}), SUMMARY_METADATA_KEY: json.dumps(self.summary, default=str)}
-        pq.write_table(table.replace_schema_metadata(metadata), path)
-        locks = locks_path(path)
-        self.lock_timeline.to_parquet(locks, index=False)
-        return path, locks
+        return records_io.write_run(Path(path), self.records, self.lock_timeline, self.summary)
 
     @classmethod
     def read_parquet(cls, path: str | Path) -> LoadResult:
         """A result saved by `to_parquet` (without its config)."""
-        import pyarrow.parquet as pq
-
-        path = Path(path)
-        table = pq.read_table(path)
-        summary = json.loads(table.schema.metadata[SUMMARY_METADATA_KEY])
-        locks = locks_path(path)
-        timeline = pd.read_parquet(locks) if locks.exists() else pd.DataFrame()
-        return cls(summary=summary, records=table.to_pandas(), lock_timeline=timeline)
-
-
-def locks_path(path: Path) -> Path:
-    name = path.name.removesuffix(".parquet")
-    return path.with_name(name + LOCKS_SUFFIX)
+        records, timeline, summary = records_io.read_run(Path(path))
+        return cls(summary=summary, records=records, lock_timeline=timeline)
 
 
 def run_load(config: LoadConfig | None = None, **changes: Any) -> LoadResult:
@@ -124,7 +102,7 @@ def run_load(config: LoadConfig | None = None, **changes: Any) -> LoadResult:
 
 async def run_load_async(config: LoadConfig) -> LoadResult:
     """`run_load` for callers already in an event loop."""
-    url = ready_url(config)
+    url = ready_url(config.database_url)
     pgdata = embedded_pgdata(url) if config.faults else None  # refuse before anything starts
     meta: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(timespec="seconds")}
     conn = await connection.connect_async(url)
@@ -323,24 +301,6 @@ def _lock_hold_ms(counters: dict[str, int] | None) -> float | None:
     return counters["lock_hold_ns"] / counters["lock_holds"] / 1e6
 
 
-async def configured_sale(conn, config: LoadConfig) -> Sale:
-    """The sale `config` describes: a fresh scenario, or (`reset=False`) the one already there."""
-    return await prepare_sale(
-        conn,
-        reset=config.reset,
-        users=config.users,
-        inventory=config.inventory,
-        per_user_limit=config.per_user_limit,
-        shards=config.shards,
-        sale_id=config.sale_id,
-    )
-
-
-def ready_url(config: LoadConfig) -> str:
-    """The database of `config` (FLASHSALE_DATABASE_URL or the embedded server), migrated."""
-    return _ready(config.database_url or connection.database_url())
-
-
 @contextlib.contextmanager
 def _quiet_reconnection_logs():
     """The pool and the guard log every failed reconnection as a warning; the run's summary reports the outage,
@@ -354,13 +314,6 @@ def _quiet_reconnection_logs():
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
-
-
-def _ready(url: str) -> str:
-    """`url`, migrated (the migrations are idempotent)."""
-    with connection.connect(url) as conn:
-        migrate.migrate(conn)
-    return url
 
 
 def _run_meta(config: LoadConfig, sale: Sale, stats: WorkloadStats, audit: Audit, lock_samples: int) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from psycopg import AsyncConnection
@@ -13,6 +13,9 @@ from flashsale import scenario
 from flashsale.domain import SaleNotFound
 from flashsale.repositories import flash_sales
 from flashsale.repositories import users as users_repo
+
+if TYPE_CHECKING:
+    from flashsale.load.config import LoadConfig
 
 
 @dataclass(frozen=True)
@@ -53,3 +56,16 @@ async def prepare_sale(
             raise LookupError("there is no flash sale to load (leave out --no-reset, or run `flashsale db reset`)")
         found = every[-1]
     return Sale(found.id, await users_repo.count(conn), found.total_inventory, found.per_user_limit)
+
+
+async def configured_sale(conn: AsyncConnection, config: LoadConfig) -> Sale:
+    """The sale a load configuration describes: a fresh scenario, or (`reset=False`) the one already there."""
+    return await prepare_sale(
+        conn,
+        reset=config.reset,
+        users=config.users,
+        inventory=config.inventory,
+        per_user_limit=config.per_user_limit,
+        shards=config.shards,
+        sale_id=config.sale_id,
+    )

@@ -15,7 +15,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import ClassVar
+from typing import ClassVar, Protocol
 from uuid import UUID
 
 import aiohttp
@@ -44,6 +44,22 @@ from flashsale.load.workloads import OrderFn, shared
 from flashsale.strategies import OrderStrategy, StrategyUnavailable
 
 USERS_PAGE = 1000
+
+
+class Target(Protocol):
+    """What a load worker drives: the users it orders for, one order for a user (its outcome id and HTTP status),
+    a session per virtual user, and the ids of the orders it was told were created."""
+
+    name: ClassVar[str]
+    outcomes: Outcomes
+    acknowledged: bytearray
+
+    @property
+    def users(self) -> int: ...
+
+    async def order(self, user: int) -> tuple[int, int]: ...
+
+    def session(self) -> contextlib.AbstractAsyncContextManager[OrderFn]: ...
 
 
 class _Target:
@@ -123,14 +139,8 @@ class DbTarget(_Target):
             if guard is not None:
                 guard.check()
             order = await self.strategy.place_order(self.pool, self._commands[user])
-        except (DomainError, StrategyUnavailable) as exc:
-            return self._refused(exc.code)
-        except DatabaseDown:
-            return self._unavailable
         except Exception as exc:
-            if guard is not None:
-                guard.observe(exc)
-            return self._failed(exc)
+            return await self._not_placed(exc)
         self.acknowledged += order.id.bytes
         return self._created
 
@@ -150,16 +160,8 @@ class DbTarget(_Target):
                 placed = await idempotency.place_order(self.strategy, self.pool, command)
             else:
                 placed = await idempotency.create_order(self.strategy, conn, command)
-        except (DomainError, StrategyUnavailable) as exc:
-            return self._refused(exc.code)
-        except DatabaseDown:
-            return self._unavailable
         except Exception as exc:
-            if guard is not None:
-                guard.observe(exc)
-            if conn is not None:
-                await self._recover(held, conn)
-            return self._failed(exc)
+            return await self._not_placed(exc, conn, held)
         order_id = placed.order.id.bytes
         self.acknowledged += order_id
         retries.answered(number, order_id)
@@ -186,13 +188,8 @@ class DbTarget(_Target):
                 return await self._keyed_order(user, conn, held)
             try:
                 placed = await create(conn, commands[user])
-            except (DomainError, StrategyUnavailable) as exc:
-                return self._refused(exc.code)
             except Exception as exc:
-                if self.guard is not None:
-                    self.guard.observe(exc)
-                await self._recover(held, conn)
-                return self._failed(exc)
+                return await self._not_placed(exc, conn, held)
             acknowledged.extend(placed.id.bytes)
             return created
 
@@ -201,6 +198,22 @@ class DbTarget(_Target):
         finally:
             if held[0] is not None:
                 await self.pool.putconn(held[0])
+
+    async def _not_placed(
+        self, exc: Exception, conn: AsyncConnection | None = None, held: list[AsyncConnection | None] | None = None
+    ) -> tuple[int, int]:
+        """The outcome of an order that raised `exc`: a refusal by the sale or the strategy, `unavailable` when the
+        guard refused it, or else an error named by its class, once the guard has seen it and a pinned `conn` has
+        been recovered (rolled back, or given up to the pool when broken)."""
+        if isinstance(exc, DomainError | StrategyUnavailable):
+            return self._refused(exc.code)
+        if isinstance(exc, DatabaseDown):
+            return self._unavailable
+        if self.guard is not None:
+            self.guard.observe(exc)
+        if conn is not None and held is not None:
+            await self._recover(held, conn)
+        return self._failed(exc)
 
     async def _recover(self, held: list[AsyncConnection | None], conn: AsyncConnection) -> None:
         if conn.closed or conn.broken:

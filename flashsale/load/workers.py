@@ -42,7 +42,7 @@ from flashsale.load.outcomes import Outcomes
 from flashsale.load.records import RecordBuffer
 from flashsale.load.retries import KeyedRetries
 from flashsale.load.sale import Sale
-from flashsale.load.targets import DbTarget, HttpTarget
+from flashsale.load.targets import DbTarget, HttpTarget, Target
 from flashsale.load.workloads import Closed, OpenWorkload, run_closed, run_open
 from flashsale.repositories import users as users_repo
 
@@ -119,7 +119,7 @@ class Worker:
             if config.keyed
             else None
         )
-        self.target: DbTarget | HttpTarget | None = None
+        self.target: Target | None = None
 
     @property
     def pinned(self) -> bool:
