@@ -81,9 +81,9 @@ class PoolCollector(Collector):
             family.add_metric([pool.name], stats.get(key, 0))
             yield family
         for key, (name, doc, scale) in POOL_COUNTERS.items():
-            family = CounterMetricFamily(name, doc, labels=["pool"])
-            family.add_metric([pool.name], stats.get(key, 0) * scale)
-            yield family
+            counter = CounterMetricFamily(name, doc, labels=["pool"])
+            counter.add_metric([pool.name], stats.get(key, 0) * scale)
+            yield counter
 
 
 class StrategyCollector(Collector):

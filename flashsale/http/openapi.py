@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from flashsale import __version__
 from flashsale.domain.model import MAX_IDEMPOTENCY_KEY
@@ -31,7 +31,7 @@ _ERROR_STATUS_TEXT = {
 
 
 def document() -> dict[str, Any]:
-    models: list[tuple[type[BaseModel], str]] = [
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
         (dto.PlaceOrderRequest, "validation"),
         (dto.OrderResponse, "serialization"),
         (dto.FlashSaleResponse, "serialization"),

@@ -87,6 +87,7 @@ class _Connection(asyncio.Protocol):
             waiter.set_result(answer)
 
     def send(self, data: bytes, waiter: asyncio.Future[Answer]) -> None:
+        assert self.transport is not None, "sent on before it was connected"
         self._waiter = waiter
         self.transport.write(data)
 

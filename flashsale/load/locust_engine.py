@@ -118,6 +118,18 @@ class LocustEngine:
         self._session: aiohttp.ClientSession | None = None
 
     @property
+    def _results(self) -> Path:
+        """The directory the workers write their records to (made by start())."""
+        assert self._dir is not None, "start() the engine first"
+        return self._dir
+
+    @property
+    def _web(self) -> aiohttp.ClientSession:
+        """The session on the master's web API (opened by start())."""
+        assert self._session is not None, "start() the engine first"
+        return self._session
+
+    @property
     def run_s(self) -> float:
         return self.config.warmup_s + self.config.duration_s
 
@@ -196,7 +208,7 @@ class LocustEngine:
         return args
 
     async def _all_ready(self) -> bool:
-        if not all((self._dir / f"ready-{worker.pid}").exists() for worker in self._workers):
+        if not all((self._results / f"ready-{worker.pid}").exists() for worker in self._workers):
             return False
         with contextlib.suppress(aiohttp.ClientError, OSError):
             report = await self._get_json("/stats/requests")
@@ -230,10 +242,10 @@ class LocustEngine:
         return [self._result(number, worker) for number, worker in enumerate(self._workers)]
 
     async def _all_results(self) -> bool:
-        return all((self._dir / f"worker-{worker.pid}.pickle").exists() for worker in self._workers)
+        return all((self._results / f"worker-{worker.pid}.pickle").exists() for worker in self._workers)
 
     def _result(self, number: int, worker: _Process) -> WorkerResult:
-        result: WorkerResult = pickle.loads((self._dir / f"worker-{worker.pid}.pickle").read_bytes())
+        result: WorkerResult = pickle.loads((self._results / f"worker-{worker.pid}.pickle").read_bytes())
         result.worker = number
         return result
 
@@ -241,7 +253,7 @@ class LocustEngine:
         """Locust's own totals and percentiles (milliseconds, from its buckets) over all the workers."""
         report = await self._get_json("/stats/requests")
         total = next(entry for entry in report["stats"] if entry["name"] == "Aggregated")
-        async with self._session.get(f"{self._web_url}/stats/requests/csv") as response:
+        async with self._web.get(f"{self._web_url}/stats/requests/csv") as response:
             response.raise_for_status()
             rows = list(csv.DictReader(io.StringIO(await response.text())))
         aggregated = next(row for row in rows if row["Name"] == "Aggregated")
@@ -282,16 +294,17 @@ class LocustEngine:
             await asyncio.sleep(POLL_S)
 
     async def _get_json(self, path: str) -> dict[str, Any]:
-        async with self._session.get(f"{self._web_url}{path}") as response:
+        async with self._web.get(f"{self._web_url}{path}") as response:
             response.raise_for_status()
             return await response.json()
 
     async def _post(self, path: str, form: dict[str, str]) -> None:
-        async with self._session.post(f"{self._web_url}{path}", data=form) as response:
+        async with self._web.post(f"{self._web_url}{path}", data=form) as response:
             response.raise_for_status()
             answer = await response.json()
         if not answer.get("success", False):
-            raise LocustFailed(f"locust master refused {path}: {answer.get('message')}", self._master.output())
+            master = self._master.output() if self._master else ""
+            raise LocustFailed(f"locust master refused {path}: {answer.get('message')}", master)
 
 
 def _reap(popen: subprocess.Popen) -> None:

@@ -94,14 +94,15 @@ class WorkerOrders:
         if status == 201:
             placed = UUID(json.loads(body)["id"]).bytes
             self.acknowledged += placed
-            if order.key is not None:
+            if order.key is not None and self.retries is not None:
                 self.retries.answered(order.key, placed)
             outcome = self._replayed if replayed else self._created
         else:
             code = error_code(body)
-            outcome = self._answers.get((status, code))
-            if outcome is None:
-                outcome = self._answers[status, code] = self.outcomes.id(http_error_name(status, code))
+            known = self._answers.get((status, code))
+            if known is None:
+                known = self._answers[status, code] = self.outcomes.id(http_error_name(status, code))
+            outcome = known
         self._add(start_ns, end_ns, outcome, status)
         return self.outcomes.names[outcome]
 

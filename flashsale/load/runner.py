@@ -47,10 +47,11 @@ from flashsale.load.merge import Merged, merge
 from flashsale.load.outcomes import Outcomes
 from flashsale.load.sale import Sale, configured_sale
 from flashsale.load.service import ServiceProcess
-from flashsale.load.workers import LocalWorkers, ProcessWorkers
+from flashsale.load.workers import LoadGenerators, LocalWorkers, ProcessWorkers
 from flashsale.load.workers import plans as worker_plans
 from flashsale.load.workloads import LATE_AFTER_S, WorkloadStats
 from flashsale.repositories import flash_sales
+from flashsale.repositories.pending import fetch_one
 
 __all__ = ["LoadConfig", "LoadResult", "run_load", "run_load_async"]
 
@@ -107,7 +108,7 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
     meta: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(timespec="seconds")}
     conn = await connection.connect_async(url)
     async with conn:
-        meta["postgres_version"] = (await (await conn.execute("SHOW server_version")).fetchone())[0]
+        meta["postgres_version"] = (await fetch_one(await conn.execute("SHOW server_version")))[0]
         sale = await configured_sale(conn, config)
 
     async with contextlib.AsyncExitStack() as stack:
@@ -136,12 +137,12 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
             async with progress:
                 results = await workers.run(origin)
         finally:
-            if injector is not None:
+            if injector is not None and faulting is not None:
                 await injector.finish(faulting)
         if service is not None:
             meta["service_cpu_percent"] = service.cpu_percent()
         if config.engine == "locust":
-            meta["locust_stats"] = workers.locust_stats  # Locust's own (bucketed) figures, beside the exact ones
+            meta["locust_stats"] = getattr(workers, "locust_stats", None)  # Locust's own (bucketed) figures
         timeline = await sampler.stop()
         if sampler.error:
             meta["lock_sampler_error"] = sampler.error
@@ -195,7 +196,7 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
         duration_s=config.duration_s,
         audit=audit.as_json(),
         lock_waiters_mean=mean_row_lock_waiters(timeline, start_s=config.warmup_s, end_s=window_end),
-        client_cpu_percent=None if None in cpu else sum(cpu),
+        client_cpu_percent=None if any(c is None for c in cpu) else sum(c for c in cpu if c is not None),
         client_cpu_percent_by_worker=cpu,
         workers=len(results),
         engine=config.engine,
@@ -220,12 +221,16 @@ async def _service(config: LoadConfig, url: str, stack: contextlib.AsyncExitStac
     return service, await service.start()
 
 
-async def _workers(config: LoadConfig, url: str, sale: Sale, base_url: str | None, stack: contextlib.AsyncExitStack):
+async def _workers(
+    config: LoadConfig, url: str, sale: Sale, base_url: str | None, stack: contextlib.AsyncExitStack
+) -> LoadGenerators:
     """The load generators, started and ready (stopped by `stack`): flashsale's own workers, in this event loop
     (one) or in processes of their own (more), or Locust's."""
+    workers: LoadGenerators
     if config.engine == "locust":
         from flashsale.load.locust_engine import LocustEngine
 
+        assert base_url is not None, "the locust engine drives the http target"
         engine = LocustEngine(config, base_url=base_url, flash_sale_id=sale.flash_sale_id, workers=config.worker_count)
         stack.push_async_callback(engine.stop)
         await engine.start()
@@ -234,8 +239,9 @@ async def _workers(config: LoadConfig, url: str, sale: Sale, base_url: str | Non
     if len(plans) == 1:
         workers = LocalWorkers(plans[0], stack)
     else:
-        workers = ProcessWorkers(plans)
-        stack.push_async_callback(workers.stop)
+        processes = ProcessWorkers(plans)
+        stack.push_async_callback(processes.stop)
+        workers = processes
     await workers.start()
     return workers
 

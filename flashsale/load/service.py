@@ -89,7 +89,7 @@ class ServiceProcess:
     def cpu_percent(self) -> float | None:
         """CPU used by the service (every process of it) since `mark_cpu()`, in percent of one core (None once it
         has stopped)."""
-        if self._cpu_start is None:
+        if self._cpu_start is None or self._wall_start is None:
             return None
         with contextlib.suppress(psutil.Error):
             used = cpu_seconds(psutil.Process(self.pid)) - self._cpu_start

@@ -149,6 +149,7 @@ class DbTarget(_Target):
     ) -> tuple[int, int]:
         """One order with an idempotency key (perhaps a retry of an earlier one), on the pinned `conn` or the pool."""
         retries = self.retries
+        assert retries is not None, "keyed orders need the run's KeyedRetries"
         number, user = retries.next(user)
         base = self._commands[user]
         command = PlaceOrder(base.user_id, base.flash_sale_id, base.quantity, idempotency_key=retries.key(number))
@@ -311,22 +312,24 @@ class HttpTarget(_Target):
     async def _place(self, user: int) -> tuple[tuple[int, int], asyncio.Task | None]:
         """Post one order; a 202 starts its follow-up, returned beside the answer."""
         sent = time.perf_counter_ns()
+        client, retries = self._client, self.retries
+        assert client is not None, "open() the target first"
         number = None
-        if self.retries is None:
+        if retries is None:
             request = self._requests[user]
         else:  # an idempotency key, perhaps one sent before (a retry), with the body it was first sent with
-            number, user = self.retries.next(user)
-            key = {"Idempotency-Key": self.retries.key(number)}
-            request = self._client.prepare("POST", self.ORDERS_PATH, self._bodies[user], key)
+            number, user = retries.next(user)
+            key = {"Idempotency-Key": retries.key(number)}
+            request = client.prepare("POST", self.ORDERS_PATH, self._bodies[user], key)
         try:
-            answer = await self._client.send(request)
+            answer = await client.send(request)
         except Exception as exc:
             return self._failed(exc), None
         if answer.status == 202:
             accepted = UUID(json.loads(answer.body)["order_id"]).bytes
             self.accepted += accepted
-            if number is not None:
-                self.retries.answered(number, accepted)
+            if retries is not None and number is not None:
+                retries.answered(number, accepted)
             following = asyncio.create_task(self._follow(accepted, sent))
             self._following.add(following)
             following.add_done_callback(self._following.discard)
@@ -335,20 +338,22 @@ class HttpTarget(_Target):
             return self._answer(answer.status, answer.body), None
         placed = order_id(answer.body)
         self.acknowledged += placed
-        if number is not None:
-            self.retries.answered(number, placed)
+        if retries is not None and number is not None:
+            retries.answered(number, placed)
         return (self._replayed if answer.replayed else self._created), None
 
     async def _follow(self, accepted: bytes, sent_ns: int) -> None:
         """Poll the order's status until it is settled, or `poll_max_s` after it was sent."""
-        request = self._client.prepare("GET", f"/orders/{UUID(bytes=accepted)}/status")
+        client = self._client
+        assert client is not None
+        request = client.prepare("GET", f"/orders/{UUID(bytes=accepted)}/status")
         give_up_at = sent_ns + self.poll_max_ns
         outcome = GAVE_UP
         while (left := give_up_at - time.perf_counter_ns()) > 0:
             await asyncio.sleep(min(self.poll_interval_s, left / 1e9))
             self.polls += 1
             try:
-                answer = await self._client.send(request)
+                answer = await client.send(request)
             except Exception as exc:
                 outcome = type(exc).__name__
                 continue

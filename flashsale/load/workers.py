@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from typing import Any, Protocol
 
 import psutil
 
@@ -46,6 +47,7 @@ from flashsale.load.targets import DbTarget, HttpTarget, Target
 from flashsale.load.workloads import Closed, OpenWorkload, run_closed, run_open
 from flashsale.repositories import users as users_repo
 
+RETRY_SEED_STRIDE = 1000  # worker k of a run with seed s draws its retries from the stream of seed s * 1000 + k
 DB_POOL_TIMEOUT_S = 30.0  # db target: how long an order may wait for a pooled connection
 START_LEAD_S = 0.2  # how far ahead of the go message the common origin lies, so that every worker gets it in time
 READY_TIMEOUT_S = 120.0  # spawn, imports, connections and the users' list
@@ -73,11 +75,16 @@ class WorkerPlan:
         return range(self.index, self.config.vus, self.count)
 
     @property
-    def workload(self) -> Closed | OpenWorkload:
-        config = self.config
-        if config.model == "closed":
-            return Closed(vus=len(self.vu_ids), think_s=config.think_ms / 1000)
-        return dataclasses.replace(config.workload, max_inflight=self._share(config.max_inflight))
+    def closed_workload(self) -> Closed:
+        """This worker's virtual users (closed model)."""
+        return Closed(vus=len(self.vu_ids), think_s=self.config.think_ms / 1000)
+
+    @property
+    def open_workload(self) -> OpenWorkload:
+        """The run's arrival shape with this worker's share of the bound on requests in flight (open model)."""
+        workload = self.config.workload
+        assert not isinstance(workload, Closed), "the open model's workload"
+        return dataclasses.replace(workload, max_inflight=self._share(self.config.max_inflight))
 
     @property
     def pool_size(self) -> int:
@@ -113,7 +120,7 @@ class Worker:
             KeyedRetries(
                 rate=config.retry_rate,
                 pool=config.retry_pool,
-                seed=config.seed if plan.count == 1 else f"{config.seed}/{plan.index}",
+                seed=config.seed if plan.count == 1 else config.seed * RETRY_SEED_STRIDE + plan.index,
                 prefix=f"{plan.key_prefix}{plan.index}" if plan.key_prefix else None,
             )
             if config.keyed
@@ -124,6 +131,12 @@ class Worker:
     @property
     def pinned(self) -> bool:
         return isinstance(self.target, DbTarget) and self.target.pinned
+
+    @property
+    def users(self) -> int:
+        """The users this worker orders for (read when it opened)."""
+        assert self.target is not None, "open() the worker first"
+        return self.target.users
 
     async def open(self, stack: contextlib.AsyncExitStack) -> None:
         """Connect the target (closed again by `stack`): the strategy on a pool of its own, or the HTTP session."""
@@ -136,26 +149,25 @@ class Worker:
         """Wait for `origin_ns`, run this worker's share of the workload measured from it, and return the result
         (its strategy counters are read by `finish`, once the strategy has stopped)."""
         config, plan, target = self.plan.config, self.plan, self.target
+        assert target is not None, "open() the worker first"
         await asyncio.sleep(max(0.0, (origin_ns - time.perf_counter_ns()) / 1e9))
         process = psutil.Process()
         cpu_before = sum(process.cpu_times()[:2])
-        common = {
-            "users": target.users,
-            "duration_s": config.warmup_s + config.duration_s,
-            "seed": config.seed,
-            "grace_s": config.grace_s,
-            "origin_ns": origin_ns,
-        }
+        duration_s = config.warmup_s + config.duration_s
         reporting = asyncio.create_task(_report(self.records, progress)) if progress is not None else None
         if isinstance(target, HttpTarget):
             target.origin_ns = origin_ns
         try:
             if config.model == "closed":
-                stats = await run_closed(plan.workload, target.session, self.records, vu_ids=plan.vu_ids, **common)
+                stats = await run_closed(
+                    plan.closed_workload, target.session, self.records, users=target.users, duration_s=duration_s,
+                    seed=config.seed, grace_s=config.grace_s, origin_ns=origin_ns, vu_ids=plan.vu_ids,
+                )  # fmt: skip
             else:
                 stats = await run_open(
-                    plan.workload, target.order, self.records, share=(plan.index, plan.count), **common
-                )
+                    plan.open_workload, target.order, self.records, users=target.users, duration_s=duration_s,
+                    seed=config.seed, grace_s=config.grace_s, origin_ns=origin_ns, share=(plan.index, plan.count),
+                )  # fmt: skip
             if isinstance(target, HttpTarget):
                 await target.settle()  # accepted orders followed to their end (each within --poll-max)
         finally:
@@ -226,6 +238,7 @@ class Worker:
 
     async def _http_target(self, stack: contextlib.AsyncExitStack) -> HttpTarget:
         plan, config = self.plan, self.plan.config
+        assert plan.base_url is not None, "the http target's plan names the service"
         target = HttpTarget(
             plan.base_url,
             plan.sale.flash_sale_id,
@@ -259,6 +272,19 @@ async def _report(records: RecordBuffer, progress: Callable[[int], None]) -> Non
         await asyncio.sleep(PROGRESS_EVERY_S)
 
 
+class LoadGenerators(Protocol):
+    """What the runner drives: flashsale's own workers (`LocalWorkers`, `ProcessWorkers`) or Locust's
+    (`flashsale.load.locust_engine.LocustEngine`)."""
+
+    async def start(self) -> None: ...
+
+    def lead_s(self) -> float: ...  # how far ahead of run() its origin should lie
+
+    async def run(self, origin_ns: int) -> list[WorkerResult]: ...
+
+    def requests(self) -> int: ...  # requests made so far (progress)
+
+
 class LocalWorkers:
     """One worker in the caller's event loop (`--workers 1`)."""
 
@@ -274,7 +300,7 @@ class LocalWorkers:
 
     @property
     def user_count(self) -> int:
-        return self.worker.target.users
+        return self.worker.users
 
     async def start(self) -> None:
         self._inner = await self._stack.enter_async_context(contextlib.AsyncExitStack())
@@ -285,6 +311,7 @@ class LocalWorkers:
 
     async def run(self, origin_ns: int) -> list[WorkerResult]:
         result = await self.worker.run(origin_ns)
+        assert self._inner is not None, "start() first"
         await self._inner.aclose()  # strategy stopped, pool closed: the database holds the final state
         return [self.worker.finish(result)]
 
@@ -363,7 +390,7 @@ class ProcessWorkers:
         for pipe in self._pipes:
             pipe.close()
 
-    async def _receive(self, k: int, within_s: float) -> tuple[str, object]:
+    async def _receive(self, k: int, within_s: float) -> tuple[str, Any]:
         pipe, process = self._pipes[k], self._processes[k]
         deadline = time.monotonic() + within_s
         while time.monotonic() < deadline:
@@ -395,7 +422,7 @@ async def _worker(plan: WorkerPlan, pipe: Connection, progress) -> None:
             except Exception as exc:
                 pipe.send(("failed", f"{type(exc).__name__}: {exc}"))
                 return
-            pipe.send(("ready", {"pinned": worker.pinned, "users": worker.target.users}))
+            pipe.send(("ready", {"pinned": worker.pinned, "users": worker.users}))
             kind, origin_ns = await asyncio.to_thread(pipe.recv)
             if kind != "go":
                 return

@@ -344,9 +344,11 @@ class Alarm:
     async def __aexit__(self, *exc: object) -> None:
         self._stop = True
         self._wake.set()
-        await asyncio.to_thread(self._thread.join)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
 
     async def at(self, deadline_ns: int) -> None:
+        assert self._loop is not None, "use the alarm inside `async with`"
         clock = time.perf_counter_ns
         wait = deadline_ns - clock()
         early = min(self.EARLY_NS, int(wait * self.SPIN_SHARE))
@@ -360,7 +362,8 @@ class Alarm:
 
     def _run(self) -> None:
         _fine_timer_slack()
-        clock, sleep = time.perf_counter_ns, time.sleep
+        clock, sleep, loop = time.perf_counter_ns, time.sleep, self._loop
+        assert loop is not None
         while True:
             self._wake.wait()
             self._wake.clear()
@@ -369,7 +372,8 @@ class Alarm:
             future, remaining = self._future, self._deadline - clock()
             if remaining > 0:
                 sleep(remaining / 1e9)
-            self._loop.call_soon_threadsafe(_resolve, future)
+            if future is not None:
+                loop.call_soon_threadsafe(_resolve, future)
 
 
 class LoopTimer:
