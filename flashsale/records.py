@@ -63,29 +63,7 @@ class OrderRecord:
     quantity: int
     status: str
     created_at: datetime
-
-    def to_domain(self) -> Order:
-        return Order(
-            id=self.id,
-            user_id=self.user_id,
-            flash_sale_id=self.flash_sale_id,
-            quantity=self.quantity,
-            status=OrderStatus(self.status),
-            created_at=self.created_at,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class SettlementRecord:
-    """An order row with why it failed, if it did (migration 0004): what asynchronous settlement reads."""
-
-    id: UUID
-    user_id: UUID
-    flash_sale_id: UUID
-    quantity: int
-    status: str
-    created_at: datetime
-    failure_reason: str | None
+    failure_reason: str | None = None  # migration 0005; only asynchronous settlement reads it
 
     def to_domain(self) -> Order:
         return Order(
@@ -113,31 +91,12 @@ class AuditRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class SaleSnapshotRecord:
+class SaleSnapshotRecord(FlashSaleRecord):
     """Not a table: a sale read without a lock together with its version and what one user already bought,
     all from one snapshot (see `flash_sales.read_for_order`)."""
 
-    id: UUID
-    product_id: UUID
-    starts_at: datetime
-    ends_at: datetime
-    total_inventory: int
-    remaining_inventory: int
-    per_user_limit: int
-    created_at: datetime
     version: int
     bought: int
-
-    def to_domain(self) -> FlashSale:
-        return FlashSale(
-            id=self.id,
-            product_id=self.product_id,
-            starts_at=self.starts_at,
-            ends_at=self.ends_at,
-            total_inventory=self.total_inventory,
-            remaining_inventory=self.remaining_inventory,
-            per_user_limit=self.per_user_limit,
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -196,7 +196,7 @@ def register(subparsers) -> None:
 def cmd_load(args: argparse.Namespace) -> int:
     from flashsale.load import LoadConfig, run_load
     from flashsale.load.locust_engine import LocustFailed
-    from flashsale.load.service import ServiceFailed
+    from flashsale.load.measured_server import ServerFailed
     from flashsale.load.workers import WorkerFailed
 
     config = LoadConfig(
@@ -240,7 +240,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     )
     try:
         result = run_load(config)
-    except ServiceFailed as exc:
+    except ServerFailed as exc:
         return fail(args, "service_failed", str(exc))
     except (WorkerFailed, LocustFailed) as exc:
         return fail(args, "load_workers_failed", str(exc))

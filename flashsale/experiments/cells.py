@@ -150,8 +150,8 @@ def _measure_pgbench(dataset: Dataset, cell: Cell, context: dict[str, Any]) -> N
 def _flat(summary: dict[str, Any]) -> dict[str, Any]:
     """The summary as flat, tidy columns (no JSON text to parse): `latency_ms.p95`, `audit.ok`, `outcome.<name>`
     (counts), `by_outcome.<name>.<stat>`, `fault.<key>` (the run's fault report, nested keys joined by dots) and
-    `meta.<key>` for the rest of the run's metadata; `meta` keeps the whole metadata as JSON text, an archive
-    nothing needs to parse."""
+    `meta.<key>` for the rest of the run's metadata. What no column holds (lists of records, such as Locust's own
+    figures) stays in the whole summary, in the metadata of the run's requests file (`flashsale.load.records`)."""
     flat: dict[str, Any] = {}
     for key, value in summary.items():
         if key in ("latency_ms", "audit"):
@@ -165,8 +165,6 @@ def _flat(summary: dict[str, Any]) -> dict[str, Any]:
             for i, fault in enumerate(meta.pop("faults", None) or []):
                 flat.update(_dotted("fault" if i == 0 else f"fault{i + 1}", fault))
             flat.update(_dotted("meta", meta))
-            # The whole record as well, for what the columns leave out (lists of records such as Locust's figures).
-            flat["meta"] = json.dumps(value, default=str)
         else:
             flat[key] = value
     flat["created_p95_ms"] = (summary.get("by_outcome") or {}).get("created", {}).get("p95")
@@ -190,7 +188,8 @@ def _dotted(prefix: str, value: Any) -> dict[str, Any]:
 
 def tidy(table: pd.DataFrame) -> pd.DataFrame:
     """`table` with the rows of older data (whose outcomes, by_outcome and meta were JSON text) expanded into the
-    tidy columns `_flat` writes, and outcome counts as whole numbers (0 where a run had none of that outcome)."""
+    tidy columns `_flat` writes, without the JSON text (older data kept the whole metadata in a `meta` column), and
+    outcome counts as whole numbers (0 where a run had none of that outcome)."""
     if table.empty:
         return table
     if "outcomes" in table:
@@ -204,8 +203,9 @@ def tidy(table: pd.DataFrame) -> pd.DataFrame:
             ],
             index=table.index[legacy],
         ).drop(columns=["created_p95_ms", "meta"], errors="ignore")
-        table = table.drop(columns=["outcomes", "by_outcome"], errors="ignore")
+        table = table.drop(columns=["outcomes", "by_outcome", "meta"], errors="ignore")
         table = table.combine_first(expanded)[[*table.columns, *(c for c in expanded if c not in table)]]
+    table = table.drop(columns=["meta"], errors="ignore")
     counts = [c for c in table if c.startswith("outcome.")]
     if counts:
         table[counts] = table[counts].fillna(0).astype(int)

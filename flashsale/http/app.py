@@ -31,10 +31,10 @@ from flashsale.db.connection import DatabaseUnavailable, describe, make_pool
 from flashsale.db.guard import DatabaseGuard
 from flashsale.http import errors, openapi
 from flashsale.http.flash_sale_handler import get_flash_sale
+from flashsale.http.handler_context import HandlerContext
 from flashsale.http.health_handler import health
 from flashsale.http.middleware import RequestMiddleware
 from flashsale.http.order_handler import get_order, get_order_status, place_order
-from flashsale.http.service import Service
 from flashsale.http.shared_metrics import MULTIPROC_DIR_ENV
 from flashsale.http.user_handler import list_user_ids, list_users
 from flashsale.settlement import Settler
@@ -106,9 +106,9 @@ def create_app(
         raise ValueError(f"shared metrics need {MULTIPROC_DIR_ENV} (a directory for every worker's metric files)")
     if isinstance(strategy, str):
         strategy = strategies.get_strategy(strategy)
-    service = Service(strategy=strategy, shared_metrics=shared_metrics)
+    context = HandlerContext(strategy=strategy, shared_metrics=shared_metrics)
     if user_rate > 0:
-        service.rate_limiter = UserRateLimiter(user_rate)
+        context.rate_limiter = UserRateLimiter(user_rate)
     openapi_json = json.dumps(openapi.document()).encode()
 
     @asynccontextmanager
@@ -130,18 +130,18 @@ def create_app(
             raise DatabaseUnavailable(f"cannot open {pool_size} connections to {describe(url)}: {exc}") from exc
         try:
             await strategy.start(pool)
-            service.pool, service.guard = pool, guard
+            context.pool, context.guard = pool, guard
             if queue_size:
-                service.order_queue = OrderQueue(
+                context.order_queue = OrderQueue(
                     queue_size,
                     queue_workers,
-                    on_depth=service.metrics.queue_depth.set,
-                    on_overflow=service.metrics.queue_overflow.inc,
+                    on_depth=context.metrics.queue_depth.set,
+                    on_overflow=context.metrics.queue_overflow.inc,
                 )
-                await service.order_queue.start()
+                await context.order_queue.start()
                 if accept == "async":
-                    service.settler = Settler(strategy, pool, service.order_queue)
-                    await service.settler.start()
+                    context.settler = Settler(strategy, pool, context.order_queue)
+                    await context.settler.start()
             fields = {
                 "strategy": strategy.name,
                 "pool_size": pool_size,
@@ -154,22 +154,22 @@ def create_app(
             }
             log.info("ready", extra={"fields": fields})
             try:
-                async with service.metrics.serving():
+                async with context.metrics.serving():
                     yield
             finally:
-                if service.settler is not None:
-                    await service.settler.stop()
-                if service.order_queue is not None:
-                    await service.order_queue.stop()
-                service.pool = None
+                if context.settler is not None:
+                    await context.settler.stop()
+                if context.order_queue is not None:
+                    await context.order_queue.stop()
+                context.pool = None
                 await strategy.stop()
         finally:
             await guard.stop()
             await pool.close()
 
     async def handle_error(request: Request, exc: Exception) -> Response:
-        if service.guard is not None:
-            service.guard.observe(exc)
+        if context.guard is not None:
+            context.guard.observe(exc)
         return await errors.handle(request, exc)
 
     async def openapi_endpoint(request: Request) -> Response:
@@ -186,12 +186,12 @@ def create_app(
             Route("/orders/{order_id}/status", get_order_status, methods=["GET"]),
             Route("/users", list_users, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
-            Route("/metrics", service.metrics.endpoint, methods=["GET"]),
+            Route("/metrics", context.metrics.endpoint, methods=["GET"]),
             Route("/openapi.json", openapi_endpoint, methods=["GET"]),
         ],
-        middleware=[Middleware(RequestMiddleware, metrics=service.metrics, access_log=access_log)],
+        middleware=[Middleware(RequestMiddleware, metrics=context.metrics, access_log=access_log)],
         exception_handlers=dict.fromkeys(errors.HANDLED, handle_error),
         lifespan=lifespan,
     )
-    app.state.service = service
+    app.state.context = context
     return app

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import psycopg
 from psycopg_pool import PoolTimeout, TooManyRequests
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,10 +21,17 @@ from starlette.responses import Response
 from flashsale.admission import QueueFull, RateLimited
 from flashsale.db.guard import DatabaseDown
 from flashsale.domain import DomainError
-from flashsale.http.order_dto import ErrorResponse
 from flashsale.strategies import StrategyUnavailable
 
 log = logging.getLogger("flashsale.http")
+
+
+class ErrorResponse(BaseModel):
+    """Every error: a stable machine-readable `error` code and a human `message`."""
+
+    error: str = Field(examples=["sold_out"])
+    message: str
+
 
 # Domain codes whose status is not the default for refusals (409: the state of the sale, or of the idempotency key,
 # forbids the order: `idempotency_key_reused` is a conflict with the order the key already has, not a malformed

@@ -6,18 +6,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from flashsale.domain import SaleNotFound
-from flashsale.http.order_dto import FlashSaleResponse
+from flashsale.http.flash_sale_dto import FlashSaleResponse
+from flashsale.http.handler_context import context_of
 from flashsale.http.params import path_uuid
 from flashsale.http.responses import model_response
-from flashsale.http.service import service_of
 from flashsale.repositories import flash_sales
 
 
 async def get_flash_sale(request: Request) -> Response:
-    service = service_of(request)
+    context = context_of(request)
     sale_id = path_uuid(request, "flash_sale_id")
-    async with service.open_pool.connection() as conn:
+    async with context.open_pool.connection() as conn:
         sale = await flash_sales.get(conn, sale_id)
     if sale is None:
         raise SaleNotFound(sale_id)
-    return model_response(FlashSaleResponse.from_domain(sale, service.clock()))
+    return model_response(FlashSaleResponse.from_domain(sale, context.clock()))

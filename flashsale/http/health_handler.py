@@ -5,15 +5,15 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from flashsale.http.order_dto import HealthResponse, PoolSnapshot
+from flashsale.http.handler_context import context_of
+from flashsale.http.health_dto import HealthResponse, PoolSnapshot
 from flashsale.http.responses import model_response
-from flashsale.http.service import service_of
 from flashsale.repositories import database
 
 
 async def health(request: Request) -> Response:
-    service = service_of(request)
-    pool = service.open_pool
+    context = context_of(request)
+    pool = context.open_pool
     async with pool.connection() as conn:
         await database.ping(conn)
     stats = pool.get_stats()
@@ -21,7 +21,7 @@ async def health(request: Request) -> Response:
         HealthResponse(
             status="ok",
             database="ok",
-            strategy=service.strategy.name,
+            strategy=context.strategy.name,
             pool=PoolSnapshot(
                 size=stats["pool_size"], available=stats["pool_available"], waiting=stats.get("requests_waiting", 0)
             ),

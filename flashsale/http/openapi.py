@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document of the service, generated from the pydantic models in `order_dto`."""
+"""The OpenAPI 3.1 document of the service, generated from the pydantic models of the `*_dto` modules."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from flashsale import __version__
 from flashsale.domain.model import MAX_IDEMPOTENCY_KEY
-from flashsale.http import order_dto as dto
+from flashsale.http import flash_sale_dto, health_dto, order_dto, user_dto
+from flashsale.http.errors import ErrorResponse
 from flashsale.http.order_handler import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER
 from flashsale.http.request_id import HEADER as REQUEST_ID_HEADER
 
@@ -32,19 +33,19 @@ _ERROR_STATUS_TEXT = {
 
 def document() -> dict[str, Any]:
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
-        (dto.PlaceOrderRequest, "validation"),
-        (dto.OrderResponse, "serialization"),
-        (dto.FlashSaleResponse, "serialization"),
-        (dto.UserIdsPage, "serialization"),
-        (dto.UserList, "serialization"),
-        (dto.OrderStatusResponse, "serialization"),
-        (dto.OrderAcceptedResponse, "serialization"),
-        (dto.HealthResponse, "serialization"),
-        (dto.ErrorResponse, "serialization"),
+        (order_dto.PlaceOrderRequest, "validation"),
+        (order_dto.OrderResponse, "serialization"),
+        (flash_sale_dto.FlashSaleResponse, "serialization"),
+        (user_dto.UserIdsPage, "serialization"),
+        (user_dto.UserList, "serialization"),
+        (order_dto.OrderStatusResponse, "serialization"),
+        (order_dto.OrderAcceptedResponse, "serialization"),
+        (health_dto.HealthResponse, "serialization"),
+        (ErrorResponse, "serialization"),
     ]
     refs, schemas = models_json_schema(models, ref_template=_SCHEMA_REF)
     ref = {model: refs[(model, mode)] for model, mode in models}
-    error = ref[dto.ErrorResponse]
+    error = ref[ErrorResponse]
 
     def ok(
         description: str,
@@ -138,14 +139,14 @@ def document() -> dict[str, Any]:
         "parameters": [idempotency_key],
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": ref[dto.PlaceOrderRequest]}},
+            "content": {"application/json": {"schema": ref[order_dto.PlaceOrderRequest]}},
         },
         "responses": {
-            **ok("the order, confirmed", dto.OrderResponse, 201, location, order_links),
+            **ok("the order, confirmed", order_dto.OrderResponse, 201, location, order_links),
             **ok(
                 "`serve --accept async`: the order is accepted (stored PENDING) and will be settled; follow it at "
                 "`status_url` (also in `Location`)",
-                dto.OrderAcceptedResponse,
+                order_dto.OrderAcceptedResponse,
                 202,
                 accepted_location,
             ),
@@ -176,7 +177,7 @@ def document() -> dict[str, Any]:
                     "operationId": "getOrderStatus",
                     "summary": "Where an order stands: pending, completed (with the order) or failed (with the reason)",
                     "parameters": [uuid_path_parameter("order_id", "the order's id")],
-                    "responses": {**ok("the order's status", dto.OrderStatusResponse), **errors(404, 422, 503)},
+                    "responses": {**ok("the order's status", order_dto.OrderStatusResponse), **errors(404, 422, 503)},
                 }
             },
             "/api/orders/{order_id}": {
@@ -184,7 +185,7 @@ def document() -> dict[str, Any]:
                     "operationId": "getOrder",
                     "summary": "Read one order",
                     "parameters": [uuid_path_parameter("order_id", "the order's id")],
-                    "responses": {**ok("the order", dto.OrderResponse), **errors(404, 422, 503)},
+                    "responses": {**ok("the order", order_dto.OrderResponse), **errors(404, 422, 503)},
                 }
             },
             "/api/flash-sales/{flash_sale_id}": {
@@ -192,30 +193,30 @@ def document() -> dict[str, Any]:
                     "operationId": "getFlashSale",
                     "summary": "Read a flash sale: window, stock, per-user limit",
                     "parameters": [uuid_path_parameter("flash_sale_id", "the flash sale's id")],
-                    "responses": {**ok("the flash sale", dto.FlashSaleResponse), **errors(404, 422, 503)},
+                    "responses": {**ok("the flash sale", flash_sale_dto.FlashSaleResponse), **errors(404, 422, 503)},
                 }
             },
             "/api/users": {
                 "get": {
                     "operationId": "listUserIds",
                     "summary": "User ids in a stable order, a page at a time, with the total",
-                    "parameters": query_parameters(dto.UsersQuery),
-                    "responses": {**ok("one page of user ids", dto.UserIdsPage), **errors(422, 503)},
+                    "parameters": query_parameters(user_dto.UsersQuery),
+                    "responses": {**ok("one page of user ids", user_dto.UserIdsPage), **errors(422, 503)},
                 }
             },
             "/users": {
                 "get": {
                     "operationId": "listUsers",
                     "summary": "Users in a stable order (the original's list): every one, or a page with limit",
-                    "parameters": query_parameters(dto.UserListQuery),
-                    "responses": {**ok("the users, a JSON array", dto.UserList), **errors(422, 503)},
+                    "parameters": query_parameters(user_dto.UserListQuery),
+                    "responses": {**ok("the users, a JSON array", user_dto.UserList), **errors(422, 503)},
                 }
             },
             "/health": {
                 "get": {
                     "operationId": "health",
                     "summary": "Is the service up and its database reachable",
-                    "responses": {**ok("up", dto.HealthResponse), **errors(503)},
+                    "responses": {**ok("up", health_dto.HealthResponse), **errors(503)},
                 }
             },
             "/metrics": {

@@ -1,5 +1,6 @@
-"""What the service reads and writes: pydantic models for every body and query, from which `/openapi.json` is
-generated. Requests are strict (no coercion, no unknown fields); responses mirror the domain objects."""
+"""What the order handlers read and write: the body of `POST /api/orders` (strict: no coercion, no unknown
+fields; any unusable quantity is the domain's `invalid_quantity`), an order, its status and its acceptance. Like the
+other `*_dto` modules, these pydantic models mirror the domain objects, and `/openapi.json` is generated from them."""
 
 from __future__ import annotations
 
@@ -7,14 +8,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, WrapValidator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WrapValidator
 from pydantic_core import PydanticCustomError
 
-from flashsale.domain import FlashSale, Order, OrderStatus, PlaceOrder, User
+from flashsale.domain import Order, OrderStatus, PlaceOrder
 from flashsale.domain.model import MAX_QUANTITY
-
-MAX_PAGE = 1000
-MAX_OFFSET = 2**31 - 1
 
 
 def _quantity_or_domain_error(value: Any, handler) -> int:
@@ -120,89 +118,3 @@ class OrderAcceptedResponse(BaseModel):
     order_id: UUID
     status: Literal["pending", "completed", "failed"]
     status_url: str
-
-
-class FlashSaleResponse(BaseModel):
-    """A flash sale: its window, stock and per-user limit, and whether it is open now."""
-
-    id: UUID
-    product_id: UUID
-    starts_at: datetime
-    ends_at: datetime
-    total_inventory: int = Field(ge=0)
-    remaining_inventory: int = Field(ge=0)
-    per_user_limit: int = Field(ge=1)
-    active: bool
-
-    @classmethod
-    def from_domain(cls, sale: FlashSale, now: datetime) -> FlashSaleResponse:
-        return cls(
-            id=sale.id,
-            product_id=sale.product_id,
-            starts_at=sale.starts_at,
-            ends_at=sale.ends_at,
-            total_inventory=sale.total_inventory,
-            remaining_inventory=sale.remaining_inventory,
-            per_user_limit=sale.per_user_limit,
-            active=sale.is_active(now),
-        )
-
-
-class UsersQuery(BaseModel):
-    """Query of `GET /api/users` (values arrive as text and are parsed as integers)."""
-
-    limit: int = Field(100, ge=1, le=MAX_PAGE, description=f"ids per page, 1 to {MAX_PAGE}")
-    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="ids to skip")
-
-
-class UserListQuery(BaseModel):
-    """Query of `GET /users`, the original's list: every user unless `limit` is given."""
-
-    limit: int | None = Field(None, ge=1, le=MAX_PAGE, description=f"users per page, 1 to {MAX_PAGE} (default: all)")
-    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="users to skip")
-
-
-class UserResponse(BaseModel):
-    """A user as the original's `GET /users` lists it."""
-
-    id: UUID
-    created_at: datetime | None  # None only for a user not read from the database
-
-    @classmethod
-    def from_domain(cls, user: User) -> UserResponse:
-        return cls(id=user.id, created_at=user.created_at)
-
-
-class UserList(RootModel[list[UserResponse]]):
-    """Users in a stable order (by id): the body of `GET /users`, a JSON array."""
-
-
-class UserIdsPage(BaseModel):
-    """One page of user ids, in a stable order, and how many users there are in all."""
-
-    user_ids: list[UUID]
-    total: int = Field(ge=0)
-    limit: int = Field(ge=1, le=MAX_PAGE)
-    offset: int = Field(ge=0)
-
-
-class PoolSnapshot(BaseModel):
-    size: int = Field(ge=0, description="connections open")
-    available: int = Field(ge=0, description="connections idle in the pool")
-    waiting: int = Field(ge=0, description="requests waiting for a connection")
-
-
-class HealthResponse(BaseModel):
-    """The service is up and its database answered."""
-
-    status: Literal["ok"]
-    database: Literal["ok"]
-    strategy: str
-    pool: PoolSnapshot
-
-
-class ErrorResponse(BaseModel):
-    """Every error: a stable machine-readable `error` code and a human `message`."""
-
-    error: str = Field(examples=["sold_out"])
-    message: str

@@ -13,11 +13,16 @@ the order is stored as PENDING and answered 202 with its status URL; the queue's
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from uuid import UUID
+
+from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from flashsale.domain import InvalidIdempotencyKey, check_idempotency_key
+from flashsale.domain import InvalidIdempotencyKey, Order, check_idempotency_key
 from flashsale.http.errors import ApiError, to_api_error
+from flashsale.http.handler_context import context_of
 from flashsale.http.json_body import read_model
 from flashsale.http.order_dto import (
     PROGRESS_BY_STATUS,
@@ -28,7 +33,6 @@ from flashsale.http.order_dto import (
 )
 from flashsale.http.params import path_uuid
 from flashsale.http.responses import model_response
-from flashsale.http.service import service_of
 from flashsale.repositories import orders, settlements
 from flashsale.settlement import SETTLEMENT_KEY_PREFIX
 
@@ -37,7 +41,7 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 async def place_order(request: Request) -> Response:
-    service = service_of(request)
+    context = context_of(request)
     try:
         key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
         if key is not None:
@@ -45,47 +49,48 @@ async def place_order(request: Request) -> Response:
             if key.startswith(SETTLEMENT_KEY_PREFIX):  # the settlers' own keys (see flashsale.settlement)
                 raise InvalidIdempotencyKey(key)
         command = (await read_model(request, PlaceOrderRequest)).to_command(idempotency_key=key)
-        service.admit(command)
-        if service.settler is not None:
-            return _accepted(service, await service.accept_order(command))
-        placed = await service.place_order(command)
+        context.admit(command)
+        if context.settler is not None:
+            return _accepted(context, await context.accept_order(command))
+        placed = await context.place_order(command)
     except Exception as exc:
         error = to_api_error(exc)
-        service.metrics.count_order(error.code if error else "internal")
+        context.metrics.count_order(error.code if error else "internal")
         raise
     order = placed.order
     headers = {"Location": f"/api/orders/{order.id}"}
     if placed.replayed:
         headers[REPLAYED_HEADER] = "true"
-    service.metrics.count_order("replayed" if placed.replayed else "created")
+    context.metrics.count_order("replayed" if placed.replayed else "created")
     return model_response(OrderResponse.from_domain(order), 201, headers=headers)
 
 
-def _accepted(service, placed) -> Response:
+def _accepted(context, placed) -> Response:
     """202 with where to follow the order (`--accept async`)."""
     order = placed.order
     status_url = f"/orders/{order.id}/status"
     headers = {"Location": status_url}
     if placed.replayed:
         headers[REPLAYED_HEADER] = "true"
-    service.metrics.count_order("replayed" if placed.replayed else "accepted")
+    context.metrics.count_order("replayed" if placed.replayed else "accepted")
     body = OrderAcceptedResponse(order_id=order.id, status=PROGRESS_BY_STATUS[order.status], status_url=status_url)
     return model_response(body, 202, headers=headers)
 
 
 async def get_order(request: Request) -> Response:
-    order_id = path_uuid(request, "order_id")
-    async with service_of(request).open_pool.connection() as conn:
-        order = await orders.get(conn, order_id)
-    if order is None:
-        raise ApiError(404, "order_not_found", f"order {order_id} does not exist")
-    return model_response(OrderResponse.from_domain(order))
+    return model_response(OrderResponse.from_domain(await _stored_order(request, orders.get)))
 
 
 async def get_order_status(request: Request) -> Response:
+    """Where an order stands (read with its failure reason, which only asynchronous settlement writes)."""
+    return model_response(OrderStatusResponse.from_domain(await _stored_order(request, settlements.get)))
+
+
+async def _stored_order(request: Request, read: Callable[[AsyncConnection, UUID], Awaitable[Order | None]]) -> Order:
+    """The order of the path's `order_id`, read by `read`; a 404 if there is none."""
     order_id = path_uuid(request, "order_id")
-    async with service_of(request).open_pool.connection() as conn:
-        order = await settlements.get(conn, order_id)
+    async with context_of(request).open_pool.connection() as conn:
+        order = await read(conn, order_id)
     if order is None:
         raise ApiError(404, "order_not_found", f"order {order_id} does not exist")
-    return model_response(OrderStatusResponse.from_domain(order))
+    return order

@@ -11,23 +11,23 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from flashsale.http.order_dto import UserIdsPage, UserList, UserListQuery, UserResponse, UsersQuery
+from flashsale.http.handler_context import context_of
 from flashsale.http.params import query_model
 from flashsale.http.responses import model_response
-from flashsale.http.service import service_of
+from flashsale.http.user_dto import UserIdsPage, UserList, UserListQuery, UserResponse, UsersQuery
 from flashsale.repositories import users
 
 
 async def list_users(request: Request) -> Response:
     query = query_model(request, UserListQuery)
-    async with service_of(request).open_pool.connection() as conn:
+    async with context_of(request).open_pool.connection() as conn:
         found = await users.list_all(conn, limit=query.limit, offset=query.offset)
     return model_response(UserList([UserResponse.from_domain(user) for user in found]))
 
 
 async def list_user_ids(request: Request) -> Response:
     query = query_model(request, UsersQuery)
-    async with service_of(request).open_pool.connection() as conn:
+    async with context_of(request).open_pool.connection() as conn:
         ids = await users.list_ids(conn, limit=query.limit, offset=query.offset)
         total = await users.count(conn)
     return model_response(UserIdsPage(user_ids=ids, total=total, limit=query.limit, offset=query.offset))

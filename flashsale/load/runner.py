@@ -41,12 +41,12 @@ from flashsale.load import records as records_io
 from flashsale.load import summary as summaries
 from flashsale.load.config import LoadConfig
 from flashsale.load.contention import LockSampler, mean_row_lock_waiters
-from flashsale.load.faults import FaultInjector, embedded_pgdata, fault_report, outage_mask
+from flashsale.load.faults import FaultEvent, FaultInjector, embedded_pgdata, fault_report, outage_mask
 from flashsale.load.http_client import HttpClient
-from flashsale.load.merge import Merged, merge
+from flashsale.load.measured_server import MeasuredServer
+from flashsale.load.merge import Merged, WorkerResult, merge
 from flashsale.load.outcomes import Outcomes
 from flashsale.load.sale import Sale, configured_sale
-from flashsale.load.service import ServiceProcess
 from flashsale.load.workers import LoadGenerators, LocalWorkers, ProcessWorkers
 from flashsale.load.workers import plans as worker_plans
 from flashsale.load.workloads import LATE_AFTER_S, WorkloadStats
@@ -102,88 +102,31 @@ def run_load(config: LoadConfig | None = None, **changes: Any) -> LoadResult:
 
 
 async def run_load_async(config: LoadConfig) -> LoadResult:
-    """`run_load` for callers already in an event loop."""
+    """`run_load` for callers already in an event loop: the run's phases, each returning what the next needs."""
     url = ready_url(config.database_url)
     pgdata = embedded_pgdata(url) if config.faults else None  # refuse before anything starts
-    meta: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    conn = await connection.connect_async(url)
-    async with conn:
-        meta["postgres_version"] = (await fetch_one(await conn.execute("SHOW server_version")))[0]
-        sale = await configured_sale(conn, config)
-
-    async with contextlib.AsyncExitStack() as stack:
-        stack.enter_context(_quiet_reconnection_logs())
-        service, base_url = await _service(config, url, stack) if config.target == "http" else (None, None)
-        workers = await _workers(config, url, sale, base_url, stack)
-        meta.update(_target_meta(config, workers, service, base_url))
-
-        origin = time.perf_counter_ns() + round(workers.lead_s() * 1e9)
-        if config.sale_opens_s is not None:
-            meta["sale_opens_at"] = await _open_sale_at(url, sale, origin, config.sale_opens_s)
-        probe = None
-        if base_url is not None and config.queue_size:  # the service's queue, sampled beside the locks
-            metrics = HttpClient(base_url, timeout_s=1.0)
-            stack.push_async_callback(metrics.close)
-            probe = functools.partial(_queue_depth, metrics, metrics.prepare("GET", "/metrics"))
-        sampler = LockSampler(url, interval_s=config.sample_interval_s, origin_ns=origin, probe=probe)
-        await sampler.start()
-        stack.push_async_callback(sampler.stop)
-        if service is not None:
-            service.mark_cpu()
-        injector = FaultInjector(config.fault_list, pgdata, origin) if pgdata is not None else None
-        faulting = asyncio.create_task(injector.run()) if injector is not None else None
-        try:
-            progress = _progress(workers.requests, config, origin) if config.progress else contextlib.nullcontext()
-            async with progress:
-                results = await workers.run(origin)
-        finally:
-            if injector is not None and faulting is not None:
-                await injector.finish(faulting)
-        if service is not None:
-            meta["service_cpu_percent"] = service.cpu_percent()
-        if config.engine == "locust":
-            meta["locust_stats"] = getattr(workers, "locust_stats", None)  # Locust's own (bucketed) figures
-        timeline = await sampler.stop()
-        if sampler.error:
-            meta["lock_sampler_error"] = sampler.error
-        if sampler.failures:
-            meta["lock_sampler_failures"] = sampler.failures
+    prepared = await _prepare(config, url)
+    measured = await _measure(config, url, prepared.sale, pgdata)
     # Workers, strategies and the service are stopped now (queued orders flushed): the database holds the final state.
     outcomes = Outcomes()
-    merged = merge(results, outcomes)
-    accepted = [UUID(bytes=bytes(merged.accepted[i : i + 16])) for i in range(0, len(merged.accepted), 16)]
-    conn = await connection.connect_async(url)
-    async with conn:
-        audit = await audit_sale(
-            conn,
-            sale.flash_sale_id,
-            acknowledged=bytes(merged.acknowledged),
-            keys=merged.acknowledged_keys if config.keyed else None,
-            key_disagreements=merged.disagreements,
-            accepted=accepted or None,
-        )
-
+    merged = merge(measured.results, outcomes)
+    audit = await _audit(config, url, prepared.sale, merged)
     frame = merged.records.to_frame(outcomes, warmup_s=config.warmup_s)
     frame["worker"] = merged.worker
-    if config.keyed:
-        meta["idempotency"] = {
-            "retry_rate": config.retry_rate,
-            "retry_pool": config.retry_pool,
-            "keys": merged.keys,
-            "retries": merged.retries,
-            "answers_disagreeing": merged.disagreements,
-        }
-    if accepted or len(merged.settlements):
-        meta["async"] = _settlement_report(config, merged, outcomes, len(set(accepted)))
-    if injector is not None:
-        meta["faults"] = fault_report(frame, injector.events)
-        frame["in_outage"] = outage_mask(frame, meta["faults"])
+    faults = fault_report(frame, measured.fault_events) if measured.fault_events is not None else None
+    if faults is not None:
+        frame["in_outage"] = outage_mask(frame, faults)
     window_end = config.warmup_s + config.duration_s
+    timeline = measured.timeline
     measured_timeline = timeline[(timeline["t_s"] >= config.warmup_s) & (timeline["t_s"] < window_end)]
-    meta.update(_run_meta(config, sale, merged.stats, audit, len(measured_timeline)))
-    meta["strategy_counters"] = merged.strategy_counters if config.target == "db" else None
-    if lock_hold := _lock_hold_ms(merged.strategy_counters):
-        meta["lock_hold_ms"] = lock_hold
+    meta = {
+        **prepared.meta(),
+        **measured.meta(),
+        **_merged_meta(config, merged, outcomes),
+        **({"faults": faults} if faults is not None else {}),
+        **_run_meta(config, prepared.sale, merged.stats, audit, len(measured_timeline)),
+        **_strategy_meta(config, merged.strategy_counters),
+    }
     cpu = merged.cpu_percent
     summary = summaries.summarize(
         frame,
@@ -198,18 +141,162 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
         lock_waiters_mean=mean_row_lock_waiters(timeline, start_s=config.warmup_s, end_s=window_end),
         client_cpu_percent=None if any(c is None for c in cpu) else sum(c for c in cpu if c is not None),
         client_cpu_percent_by_worker=cpu,
-        workers=len(results),
+        workers=len(measured.results),
         engine=config.engine,
         meta=meta,
     )
     return LoadResult(summary=summary, records=frame, lock_timeline=timeline, config=config)
 
 
-async def _service(config: LoadConfig, url: str, stack: contextlib.AsyncExitStack) -> tuple[ServiceProcess | None, str]:
+@dataclass(frozen=True)
+class _Prepared:
+    """Before the run: the sale it orders from, and what the database is."""
+
+    sale: Sale
+    started_at: str
+    postgres_version: str
+
+    def meta(self) -> dict[str, Any]:
+        return {"started_at": self.started_at, "postgres_version": self.postgres_version}
+
+
+async def _prepare(config: LoadConfig, url: str) -> _Prepared:
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    conn = await connection.connect_async(url)
+    async with conn:
+        version = (await fetch_one(await conn.execute("SHOW server_version")))[0]
+        sale = await configured_sale(conn, config)
+    return _Prepared(sale=sale, started_at=started_at, postgres_version=version)
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """What the run itself gave: every load worker's result, the lock timeline, the faults injected, and what was
+    seen of the target, the service and the sampler while it went."""
+
+    results: list[WorkerResult]
+    timeline: pd.DataFrame
+    fault_events: list[FaultEvent] | None
+    target: dict[str, Any]
+    sale_opens_at: str | None = None
+    service_cpu_percent: float | None = None
+    engine: str = "native"
+    locust_stats: dict | None = None  # Locust's own (bucketed) figures, under the Locust engine
+    sampler_error: str | None = None
+    sampler_failures: int = 0
+
+    def meta(self) -> dict[str, Any]:
+        meta = dict(self.target)
+        if self.sale_opens_at is not None:
+            meta["sale_opens_at"] = self.sale_opens_at
+        if self.target.get("service_started"):
+            meta["service_cpu_percent"] = self.service_cpu_percent
+        if self.engine == "locust":
+            meta["locust_stats"] = self.locust_stats
+        if self.sampler_error:
+            meta["lock_sampler_error"] = self.sampler_error
+        if self.sampler_failures:
+            meta["lock_sampler_failures"] = self.sampler_failures
+        return meta
+
+
+async def _measure(config: LoadConfig, url: str, sale: Sale, pgdata: Path | None) -> _Measured:
+    """Start the service (for the http target without a base URL), the load workers and the lock sampler, run the
+    workload from one origin with the faults injected on time, and stop them all."""
+    async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(_quiet_reconnection_logs())
+        service, base_url = await _service(config, url, stack) if config.target == "http" else (None, None)
+        workers = await _workers(config, url, sale, base_url, stack)
+        origin = time.perf_counter_ns() + round(workers.lead_s() * 1e9)
+        opens_at = (
+            await _open_sale_at(url, sale, origin, config.sale_opens_s) if config.sale_opens_s is not None else None
+        )
+        sampler = LockSampler(
+            url, interval_s=config.sample_interval_s, origin_ns=origin, probe=_probe(config, base_url, stack)
+        )
+        await sampler.start()
+        stack.push_async_callback(sampler.stop)
+        if service is not None:
+            service.mark_cpu()
+        injector = FaultInjector(config.fault_list, pgdata, origin) if pgdata is not None else None
+        faulting = asyncio.create_task(injector.run()) if injector is not None else None
+        try:
+            progress = _progress(workers.requests, config, origin) if config.progress else contextlib.nullcontext()
+            async with progress:
+                results = await workers.run(origin)
+        finally:
+            if injector is not None and faulting is not None:
+                await injector.finish(faulting)
+        return _Measured(
+            results=results,
+            timeline=await sampler.stop(),
+            fault_events=injector.events if injector is not None else None,
+            target=_target_meta(config, workers, service, base_url),
+            sale_opens_at=opens_at,
+            service_cpu_percent=service.cpu_percent() if service is not None else None,
+            engine=config.engine,
+            locust_stats=getattr(workers, "locust_stats", None),
+            sampler_error=sampler.error,
+            sampler_failures=sampler.failures,
+        )
+
+
+def _probe(config: LoadConfig, base_url: str | None, stack: contextlib.AsyncExitStack) -> Callable | None:
+    """The service's order queue depth, sampled beside the locks when the service has a queue."""
+    if base_url is None or not config.queue_size:
+        return None
+    metrics = HttpClient(base_url, timeout_s=1.0)
+    stack.push_async_callback(metrics.close)
+    return functools.partial(_queue_depth, metrics, metrics.prepare("GET", "/metrics"))
+
+
+async def _audit(config: LoadConfig, url: str, sale: Sale, merged: Merged) -> Audit:
+    """The sale audited against every answer the workers were given (acknowledged orders, keys, accepted ids)."""
+    conn = await connection.connect_async(url)
+    async with conn:
+        return await audit_sale(
+            conn,
+            sale.flash_sale_id,
+            acknowledged=bytes(merged.acknowledged),
+            keys=merged.acknowledged_keys if config.keyed else None,
+            key_disagreements=merged.disagreements,
+            accepted=_accepted_ids(merged) or None,
+        )
+
+
+def _accepted_ids(merged: Merged) -> list[UUID]:
+    return [UUID(bytes=bytes(merged.accepted[i : i + 16])) for i in range(0, len(merged.accepted), 16)]
+
+
+def _merged_meta(config: LoadConfig, merged: Merged, outcomes: Outcomes) -> dict[str, Any]:
+    """Idempotency keys and asynchronous orders, as the merged workers saw them."""
+    meta: dict[str, Any] = {}
+    if config.keyed:
+        meta["idempotency"] = {
+            "retry_rate": config.retry_rate,
+            "retry_pool": config.retry_pool,
+            "keys": merged.keys,
+            "retries": merged.retries,
+            "answers_disagreeing": merged.disagreements,
+        }
+    accepted = _accepted_ids(merged)
+    if accepted or len(merged.settlements):
+        meta["async"] = _settlement_report(config, merged, outcomes, len(set(accepted)))
+    return meta
+
+
+def _strategy_meta(config: LoadConfig, counters: dict[str, int] | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"strategy_counters": counters if config.target == "db" else None}
+    if lock_hold := _lock_hold_ms(counters):
+        meta["lock_hold_ms"] = lock_hold
+    return meta
+
+
+async def _service(config: LoadConfig, url: str, stack: contextlib.AsyncExitStack) -> tuple[MeasuredServer | None, str]:
     """The service at `config.base_url`, or one started here on a free port (stopped by `stack`)."""
     if config.base_url is not None:
         return None, config.base_url.rstrip("/")
-    service = ServiceProcess(
+    service = MeasuredServer(
         strategy=config.strategy,
         pool_size=config.effective_pool_size,
         pool_timeout_s=config.pool_timeout_s,
@@ -271,7 +358,7 @@ async def _queue_depth(client: HttpClient, request: bytes) -> float | None:
     return None
 
 
-def _target_meta(config: LoadConfig, workers, service: ServiceProcess | None, base_url: str | None) -> dict:
+def _target_meta(config: LoadConfig, workers, service: MeasuredServer | None, base_url: str | None) -> dict:
     if config.target == "db":
         return {"pinned_connections": workers.pinned}
     return {

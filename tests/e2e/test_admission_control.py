@@ -13,16 +13,7 @@ import psycopg
 from flashsale.http.server_process import ServerProcess
 from tests.e2e.api import Api
 from tests.e2e.test_k6_original_scripts import audit
-
-
-def wait_for(predicate, timeout=15.0, interval=0.02) -> bool:
-    """Poll an observable state (the database's, the service's metrics) until it holds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
+from tests.waiting import wait_for
 
 
 def metric(api: Api, name: str) -> float:
@@ -83,10 +74,10 @@ class TestOrderQueue:
                 holder.execute("SELECT 1 FROM flash_sales WHERE id = %s FOR UPDATE", [sale.id])
                 threads.append(threading.Thread(target=order, args=("working", sale.user_ids[0])))
                 threads[-1].start()
-                assert wait_for(lambda: orders_waiting_on_the_sale_lock(database_url) == 1), "no worker at the lock"
+                wait_for(lambda: orders_waiting_on_the_sale_lock(database_url) == 1, "a worker at the sale's lock")
                 threads.append(threading.Thread(target=order, args=("queued", sale.user_ids[1])))
                 threads[-1].start()
-                assert wait_for(lambda: metric(api, "flashsale_order_queue_depth") == 1), "the order was not queued"
+                wait_for(lambda: metric(api, "flashsale_order_queue_depth") == 1, "the order in the queue")
 
                 started = time.monotonic()
                 refused = api.order(sale.user_ids[2], sale.id)

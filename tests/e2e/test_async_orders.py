@@ -17,8 +17,9 @@ from flashsale.http.server_process import ServerProcess
 from flashsale.testing import TestDatabase
 from tests.e2e.api import Api
 from tests.e2e.conftest import make_sale
-from tests.e2e.test_admission_control import metric, orders_waiting_on_the_sale_lock, wait_for
+from tests.e2e.test_admission_control import metric, orders_waiting_on_the_sale_lock
 from tests.e2e.test_k6_original_scripts import audit
+from tests.waiting import wait_for
 
 # Blocks the strategy's SELECT ... FOR UPDATE of the sale row, but not the foreign-key check (FOR KEY SHARE) of
 # the INSERT that records an accepted order: the test holds back settlement, not acceptance.
@@ -65,7 +66,7 @@ class TestAcceptAndSettle:
                     "status_url": f"/orders/{order_id}/status",
                 }
                 assert reply.header("location") == reply.json["status_url"]
-                assert wait_for(lambda: orders_waiting_on_the_sale_lock(database_url) == 1), "no settlement at the lock"
+                wait_for(lambda: orders_waiting_on_the_sale_lock(database_url) == 1, "a settlement at the sale's lock")
                 assert status_of(api, order_id) == {
                     "order_id": order_id,
                     "status": "pending",
@@ -73,7 +74,7 @@ class TestAcceptAndSettle:
                     "reason": None,
                 }
                 holder.commit()
-            assert wait_for(lambda: settled(api, [order_id]))
+            wait_for(lambda: settled(api, [order_id]), "the orders settled")
 
             done = status_of(api, order_id)
             assert (done["status"], done["reason"]) == ("completed", None)
@@ -95,7 +96,7 @@ class TestAcceptAndSettle:
             replies = [post(api, user, sale.id) for user in sale.user_ids]
             assert [r.status for r in replies] == [202] * 6
             ids = [r.json["order_id"] for r in replies]
-            assert wait_for(lambda: settled(api, ids))
+            wait_for(lambda: settled(api, ids), "the orders settled")
             outcomes = sorted((status_of(api, i)["status"], status_of(api, i)["reason"]) for i in ids)
         assert outcomes == [("completed", None)] * 2 + [("failed", "sold_out")] * 4
         result = audit(database_url, sale.id, accepted=[uuid.UUID(i) for i in ids])
@@ -110,7 +111,7 @@ class TestAcceptAndSettle:
             again = post(api, sale.user_ids[0], sale.id, headers=key)
             assert (first.status, again.status, again.header("idempotent-replayed")) == (202, 202, "true")
             assert again.json["order_id"] == first.json["order_id"]
-            assert wait_for(lambda: settled(api, [first.json["order_id"]]))
+            wait_for(lambda: settled(api, [first.json["order_id"]]), "the orders settled")
             later = post(api, sale.user_ids[0], sale.id, headers=key)
             other = post(api, sale.user_ids[0], sale.id, quantity=2, headers=key)
             reserved = post(api, sale.user_ids[0], sale.id, headers={"Idempotency-Key": "settle:x"})
@@ -128,13 +129,13 @@ class TestAcceptAndSettle:
             with psycopg.connect(database_url) as holder:
                 holder.execute(HOLD_SALE_ROW, [sale.id])
                 working = post(api, sale.user_ids[0], sale.id)
-                assert wait_for(lambda: orders_waiting_on_the_sale_lock(database_url) == 1)
+                wait_for(lambda: orders_waiting_on_the_sale_lock(database_url) == 1, "an order at the sale's lock")
                 queued = post(api, sale.user_ids[1], sale.id)
                 refused = post(api, sale.user_ids[2], sale.id)
                 holder.commit()
             assert (working.status, queued.status) == (202, 202)
             assert (refused.status, refused.json["error"], refused.header("retry-after")) == (503, "queue_full", "1")
-            assert wait_for(lambda: settled(api, [working.json["order_id"], queued.json["order_id"]]))
+            wait_for(lambda: settled(api, [working.json["order_id"], queued.json["order_id"]]), "the orders settled")
             assert metric(api, "flashsale_order_queue_overflow_total") == 1
         result = audit(database_url, sale.id)
         assert result.ok, result.problems()
@@ -149,18 +150,18 @@ class TestNothingAcceptedIsLost:
             with psycopg.connect(database_url) as holder:
                 holder.execute(HOLD_SALE_ROW, [sale.id])
                 replies = [post(api, user, sale.id) for user in sale.user_ids]
-                assert wait_for(lambda: orders_waiting_on_the_sale_lock(database_url) == 1)
+                wait_for(lambda: orders_waiting_on_the_sale_lock(database_url) == 1, "an order at the sale's lock")
                 server.process.kill()  # SIGKILL: the queue and the settlement in progress die with it
                 server.process.wait()
                 holder.commit()
         assert [r.status for r in replies] == [202] * 8
         ids = [r.json["order_id"] for r in replies]
         # The settlement that waited at the lock dies with its connections: everything is still pending.
-        assert wait_for(lambda: pending_orders(database_url) == 8)
+        wait_for(lambda: pending_orders(database_url) == 8, "8 orders pending")
 
         with async_server(tmp_path, name="restarted") as server:
             api = Api(server.url)
-            assert wait_for(lambda: pending_orders(database_url) == 0), "the next start did not settle them"
+            wait_for(lambda: pending_orders(database_url) == 0, "the next start to settle them")
             outcomes = sorted(status_of(api, i)["status"] for i in ids)
         assert outcomes == ["completed"] * 5 + ["failed"] * 3
         result = audit(database_url, sale.id, accepted=[uuid.UUID(i) for i in ids])
@@ -186,14 +187,14 @@ class TestDatabaseRestart:
             holder = psycopg.connect(url)
             holder.execute(HOLD_SALE_ROW, [sale.id])
             replies = [post(api, user, sale.id) for user in sale.user_ids]
-            assert wait_for(lambda: orders_waiting_on_the_sale_lock(url) == 1)
+            wait_for(lambda: orders_waiting_on_the_sale_lock(url) == 1, "an order at the sale's lock")
             info = embedded.running(pgdata)
             embedded.stop(pgdata)  # fast shutdown: every session ends, the holder's lock and the settlement too
             holder.close()
             embedded.resume(pgdata, info.socket_dir)
             ids = [r.json["order_id"] for r in replies]
             assert [r.status for r in replies] == [202] * 6
-            assert wait_for(lambda: pending_orders(url) == 0, timeout=30), "the running workers did not settle them"
+            wait_for(lambda: pending_orders(url) == 0, "the running workers to settle them")
             outcomes = sorted(status_of(api, i)["status"] for i in ids)
         assert outcomes == ["completed"] * 4 + ["failed"] * 2
         result = audit(url, sale.id, accepted=[uuid.UUID(i) for i in ids])
@@ -211,7 +212,7 @@ class TestSeveralProcesses:
             api = Api(server.url)
             replies = [post(api, user, sale.id) for user in sale.user_ids]
             ids = [r.json["order_id"] for r in replies]
-            assert wait_for(lambda: settled(api, ids))
+            wait_for(lambda: settled(api, ids), "the orders settled")
         assert [r.status for r in replies] == [202] * 12
         result = audit(database_url, sale.id, accepted=[uuid.UUID(i) for i in ids])
         assert result.ok, result.problems()

@@ -26,7 +26,7 @@ from flashsale.http.log import ACCESS_LOGGER
 from flashsale.http.server_process import ServerNotReady, ServerProcess
 from flashsale.http.serving import EXIT_NOT_STARTED, GRACEFUL_SHUTDOWN_S
 from flashsale.http.shared_metrics import REFRESH_S
-from flashsale.load.service import ServiceProcess, cpu_seconds
+from flashsale.load.measured_server import MeasuredServer, cpu_seconds
 from tests.e2e.api import Api
 from tests.e2e.conftest import make_sale
 from tests.e2e.test_observability import scrape, value
@@ -340,7 +340,7 @@ def _accepts(server: ServerProcess) -> bool:
 class TestLoadRunnersService:
     async def test_its_cpu_counts_every_worker(self, database_url):
         """The load runner's `service_cpu_percent` comes from here: with workers, the parent alone is nearly idle."""
-        service = ServiceProcess(strategy="pessimistic", pool_size=1, database_url=database_url, workers=WORKERS)
+        service = MeasuredServer(strategy="pessimistic", pool_size=1, database_url=database_url, workers=WORKERS)
         await service.start()
         try:
             workers = service.server.worker_pids()

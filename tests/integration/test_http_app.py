@@ -107,7 +107,7 @@ class TestStrategyUnavailable:
 
         assert (status, json.loads(body)) == (503, {"error": code, "message": str(exc)})
         assert headers["retry-after"] == retry_after
-        samples = app.state.service.metrics.registry
+        samples = app.state.context.metrics.registry
         assert samples.get_sample_value("flashsale_orders_total", {"strategy": "raising", "outcome": code}) == 1
         assert (
             samples.get_sample_value("flashsale_strategy_events_total", {"strategy": "raising", "event": "attempts"})
@@ -133,7 +133,7 @@ class TestUnexpectedError:
         assert error["message"] == "unhandled error"
         assert (error["method"], error["path"]) == ("POST", "/api/orders")
         assert "RuntimeError: secret" in error["exception"]
-        registry = app.state.service.metrics.registry
+        registry = app.state.context.metrics.registry
         labels = {"method": "POST", "route": "/api/orders", "status": "500"}
         assert registry.get_sample_value("flashsale_http_request_duration_seconds_count", labels) == 1
         assert registry.get_sample_value("flashsale_orders_total", {"strategy": "raising", "outcome": "internal"}) == 1

@@ -11,6 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from flashsale.experiments import analysis
+from flashsale.load.records import read_run
+
 TINY = """
 name: tiny
 notebooks:
@@ -136,13 +139,14 @@ class TestSweep:
         cells = pd.read_parquet(root / "data" / "faults" / "cells.parquet")
         assert len(cells) == 1
         cell = cells.iloc[0]
-        (fault,) = json.loads(cell["meta"])["faults"]
+        fault = analysis.fault_of(cell)  # from the cell's tidy fault.* columns
         assert fault["fault"] == "db-restart@1s"
         assert fault["recovery_s"] is not None
         assert fault["failures"] > 0  # the clients saw the outage...
         assert cell["audit.ok"]  # ...and nothing was lost
         assert cell["audit.acknowledged_missing"] == cell["audit.key_violations"] == 0
-        requests = pd.read_parquet(root / "data" / "faults" / "requests" / f"{cell['cell_id']}.parquet")
+        requests, _, summary = read_run(root / "data" / "faults" / "requests" / f"{cell['cell_id']}.parquet")
+        assert summary["meta"]["faults"] == [fault]  # the tidy columns give back the report the runner wrote
         assert requests["in_outage"].sum() == fault["requests"]
         assert (requests.loc[requests["in_outage"], "status"] == 503).sum() == fault["failures"]
         page = html(root, "4.0-faults")

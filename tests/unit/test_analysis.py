@@ -226,7 +226,7 @@ class TestTidyCells:
         assert flat["meta.warnings"] == "a; b"
         assert flat["fault.failure_latency_ms.p50"] == 1.5
         assert not any(k.startswith("meta.locust_stats") for k in flat)
-        assert json.loads(flat["meta"])["locust_stats"] == [{"x": 1}]  # kept whole, for what the columns leave out
+        assert "meta" not in flat  # no JSON text: the whole summary stays in the requests file's metadata
 
     def test_rows_of_older_data_are_expanded_and_counts_are_whole(self):
         legacy = {
@@ -243,3 +243,4 @@ class TestTidyCells:
         assert outcome_counts(table).to_dict("records") == [{"created": 3, "busy": 1}, {"created": 5, "busy": 0}]
         assert table.loc[0, "by_outcome.created.p95"] == 2.0
         assert table.loc[0, "fault.recovery_s"] == 0.6
+        assert "meta" not in table

@@ -1,6 +1,6 @@
-"""What the handlers share: the strategy, the pool (open between startup and shutdown), the database guard, the
-metrics, and the admission control in front of the strategy (a per-user rate limiter and an order queue, both
-optional)."""
+"""What the handlers share (`HandlerContext`, found with `context_of(request)`): the strategy, the pool (open between
+startup and shutdown), the database guard, the metrics, and the admission control in front of the strategy (a per-user
+rate limiter and an order queue, both optional)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def utc_now() -> datetime:
 
 
 @dataclass
-class Service:
+class HandlerContext:
     strategy: OrderStrategy
     metrics: Metrics = field(init=False)
     pool: AsyncConnectionPool | None = None
@@ -77,5 +77,5 @@ class Service:
         return placed
 
 
-def service_of(request: Request) -> Service:
-    return request.app.state.service
+def context_of(request: Request) -> HandlerContext:
+    return request.app.state.context

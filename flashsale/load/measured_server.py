@@ -1,6 +1,6 @@
-"""The order service for `--target http` without `--base-url`: `flashsale serve` on a free loopback port (the
-service's own `ServerProcess`), started before the run and stopped after it, with its CPU use measured: that of
-the server process and of all its descendants (the workers under `--workers N`)."""
+"""The server a load run starts for `--target http` without `--base-url`: `flashsale serve` on a free loopback port
+(a `ServerProcess`) with its log in a temporary file, started before the run and stopped after it, with its CPU use
+measured: that of the server process and of all its descendants (the workers under `--workers N`)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from flashsale import config
 from flashsale.http.server_process import ServerNotReady, ServerProcess
 
 
-class ServiceFailed(RuntimeError):
-    """The service did not become ready; `output` holds the last lines it printed."""
+class ServerFailed(RuntimeError):
+    """The server did not become ready; `output` holds the last lines it printed."""
 
     def __init__(self, message: str, output: str = "") -> None:
         last = output.strip().splitlines()[-1:] if output.strip() else []
@@ -25,7 +25,7 @@ class ServiceFailed(RuntimeError):
         self.output = output
 
 
-class ServiceProcess:
+class MeasuredServer:
     """`flashsale serve --strategy S --pool-size N [--workers W]` on the database at `database_url`, without access
     log (with W workers, each has its own pool of N connections)."""
 
@@ -71,7 +71,7 @@ class ServiceProcess:
         except ServerNotReady as exc:
             first = str(exc).splitlines()[0].rstrip(":")
             output = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-            raise ServiceFailed(first, output) from None
+            raise ServerFailed(first, output) from None
         self.mark_cpu()
         return self.base_url
 
