@@ -194,8 +194,9 @@ def lock_hold_ceilings(cells: pd.DataFrame) -> pd.DataFrame:
 # --- sweeps --------------------------------------------------------------------------------------------------------
 
 
-def sweep_summary(cells: pd.DataFrame) -> pd.DataFrame:
-    """One row per strategy and level, the mean of its repeats: throughput, goodput, latency percentiles, row-lock
+def sweep_summary(cells: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per strategy and level, the mean of its repeats: throughput, goodput, with `reference` pgbench's
+    orders/s at that level and the driver's share of it (`driver_vs_pgbench`), latency percentiles, row-lock
     waiters, the client's CPU, the audit (ok or OVERSOLD) and the number of runs."""
     summary = (
         cells.groupby(["strategy", "vus"], sort=False)
@@ -212,6 +213,14 @@ def sweep_summary(cells: pd.DataFrame) -> pd.DataFrame:
         )
         .reset_index()
     )
+    ratio = driver_vs_pgbench(cells, reference) if reference is not None else pd.DataFrame()
+    if not ratio.empty:
+        pgbench = ratio[["strategy", "vus", "pgbench orders/s", "driver / pgbench"]]
+        summary = summary.merge(pgbench, on=["strategy", "vus"], how="left")
+        after = summary.columns.get_loc("orders_per_s") + 1
+        moved = ["pgbench orders/s", "driver / pgbench"]
+        rest = [c for c in summary.columns if c not in moved]
+        summary = summary[[*rest[:after], *moved, *rest[after:]]]
     summary["audit"] = summary.pop("audit_ok").map({True: "ok", False: "OVERSOLD"})
     summary["strategy"] = summary["strategy"].map(strategy_label)
     return summary.rename(columns=SUMMARY_NAMES)

@@ -31,8 +31,26 @@ def setup() -> None:
 def table(frame: pd.DataFrame, formats: dict[str, str] | None = None, caption: str | None = None):
     """A formatted table without the index (what the HTML export shows)."""
     styler = frame.style.hide(axis="index").format(formats or {}, na_rep="–")
+    styler = styler.set_table_styles([{"selector": "td", "props": [("white-space", "nowrap")]}])  # 1,108.71 ms whole
     if caption:
         styler = styler.set_caption(caption)
+    return styler
+
+
+def metric_table(
+    frame: pd.DataFrame,
+    *,
+    counts: tuple[str, ...] = (),
+    shares: tuple[str, ...] = (),
+    caption: str | None = None,
+):
+    """A table with one metric a row (the `metric` column) and one source a column, each row formatted as what
+    it holds: the `counts` rows as whole numbers, the `shares` as percentages, the rest with two decimals."""
+    styler = table(frame, caption=caption)
+    values = [c for c in frame.columns if c != "metric"]
+    for row, metric in frame["metric"].items():
+        fmt = "{:,.0f}" if metric in counts else "{:.1%}" if metric in shares else "{:,.2f}"
+        styler = styler.format(fmt, subset=pd.IndexSlice[[row], values], na_rep="–")
     return styler
 
 

@@ -22,8 +22,8 @@ class PlainLogFormatter(LogFormatter):
     """Log-axis labels as plain numbers (2,000, not 2x10^3); as minor formatter it labels some of the 2..9 ticks
     when the axis spans less than two decades, so that a narrow axis still carries numbers."""
 
-    def _pprint_val(self, x: float, d: float) -> str:
-        return f"{x:,.0f}" if x >= 1 else f"{x:g}"
+    def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
+        return f"{x:,.0f}" if x >= 1 else f"{x:g}"  # matplotlib's own writes 6e-01 below 1 and 2e+04 above 10,000
 
 
 def _plain_log(axis) -> None:
@@ -330,16 +330,17 @@ def outcome_latency(requests: dict[str, pd.DataFrame], *, title: str, ax=None):
                 }
             )
     table = pd.DataFrame(rows)
-    ax = ax or plt.subplots(figsize=(9, 4))[1]
+    ax = ax or plt.subplots(figsize=(9, 1.2 + 0.45 * max(1, len(requests))))[1]
     if table.empty:
         return ax
-    pivot = table.pivot_table(index="run", columns="outcome", values="p95")
-    pivot.plot.bar(ax=ax, rot=20)
-    ax.set_ylabel("p95 latency (ms)")
-    ax.set_xlabel("")
+    # One bar group a run, in the order given, first at the top; horizontal, so that long run labels stay legible.
+    pivot = table.pivot_table(index="run", columns="outcome", values="p95").reindex(list(requests)[::-1])
+    pivot.plot.barh(ax=ax, width=0.8)
+    ax.set_xlabel("p95 latency (ms)")
+    ax.set_ylabel("")
     ax.set_title(title)
-    ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(title="outcome", fontsize=8)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(title="outcome", fontsize=8, loc="lower right")
     return ax
 
 
@@ -422,25 +423,37 @@ ANSWER_GROUP_COLORS = {
 }
 
 
-def answers_over_time(requests: pd.DataFrame, *, title: str, bucket_s: float = 0.5, ax=None):
+def answers_over_time(
+    requests: pd.DataFrame, *, title: str, bucket_s: float | None = None, sale_opens_s: float | None = None, ax=None
+):
     """Answers per second by when they arrived, stacked by kind: orders, accepted orders, refusals by the sale,
-    refusals by admission control (429, 503), and anything else (errors) in red."""
+    refusals by admission control (429, 503), and anything else (errors) in red. Each kind's total is in the
+    legend, since a few orders among thousands of refusals a second are too thin to see. `bucket_s` defaults to a
+    twentieth of the run (at least 100 ms, at most 500 ms); `sale_opens_s` marks when the sale opened."""
     ax = ax or plt.subplots(figsize=(10, 4))[1]
     frame = requests.loc[~requests["warmup"]]
-    bucket = ((frame["start_s"] + frame["latency_ms"] / 1000) // bucket_s) * bucket_s
+    end_s = frame["start_s"] + frame["latency_ms"] / 1000
+    if bucket_s is None:
+        span = float(end_s.max() - frame["start_s"].min()) if len(frame) else 10.0
+        bucket_s = min(0.5, max(0.1, round(span / 20, 1)))
+    bucket = (end_s // bucket_s) * bucket_s
     outcome = frame["outcome"].astype(str)
     grouped = pd.Series("errors", index=outcome.index)
     for group, names in ANSWER_GROUPS.items():
         grouped[outcome.isin(names)] = group
     counts = pd.crosstab(bucket, grouped) / bucket_s
     order = [g for g in (*ANSWER_GROUPS, "errors") if g in counts]
+    totals = grouped.value_counts()
+    labels = [f"{g}: {totals[g]:,}" for g in order]
     colors = [ANSWER_GROUP_COLORS.get(g, FAILURE_COLOR) for g in order]
-    ax.stackplot(counts.index, counts[order].T.to_numpy(), labels=order, colors=colors, step="post", alpha=0.85)
+    ax.stackplot(counts.index, counts[order].T.to_numpy(), labels=labels, colors=colors, step="post", alpha=0.85)
+    if sale_opens_s is not None:
+        ax.axvline(sale_opens_s, color="black", linestyle="--", linewidth=1, label="the sale opens")
     ax.set_xlabel("time since the start of the run (s)")
     ax.set_ylabel(f"answers per second ({bucket_s * 1000:.0f} ms buckets)")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper right", framealpha=0.95)
     return ax
 
 
@@ -452,11 +465,12 @@ def queue_depth_over_time(timelines: dict[str, pd.DataFrame], *, capacity: int, 
         if "queue_depth" in timeline:
             ax.step(timeline["t_s"], timeline["queue_depth"], where="post", label=label)
     ax.axhline(capacity, color="grey", linestyle="--", linewidth=1, label=f"capacity ({capacity})")
+    ax.set_ylim(0, capacity * 1.1)  # from zero: a queue that sits at its capacity reads as full, not as a wiggle
     ax.set_xlabel("time since the start of the run (s)")
     ax.set_ylabel("orders waiting in the queue")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower left")
     return ax
 
 

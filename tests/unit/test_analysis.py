@@ -158,6 +158,15 @@ class TestSweep:
         ]
         assert analysis.driver_vs_pgbench(cells, pd.DataFrame()).empty
 
+    def test_summary_carries_pgbench_beside_the_driver(self):
+        cells = pd.DataFrame([cell(vus=1, orders_per_s=80.0), cell(vus=1, orders_per_s=100.0), cell(vus=2)])
+        reference = pd.DataFrame([{"strategy": "pessimistic", "clients": 1, "orders_per_s": 100.0}])
+        summary = analysis.sweep_summary(cells, reference)
+        assert summary.columns[:5].tolist() == ["strategy", "VUs", "requests/s", "orders/s", "pgbench orders/s"]
+        assert summary.loc[0, "driver / pgbench"] == 0.9  # the mean of the repeats against pgbench
+        assert pd.isna(summary.loc[1, "pgbench orders/s"])  # no pgbench at that level: left empty
+        assert "pgbench orders/s" not in analysis.sweep_summary(cells, pd.DataFrame())
+
 
 class TestOutcomesAndAudit:
     def test_outcome_latency_from_the_tidy_columns(self):

@@ -1,0 +1,89 @@
+"""What the reports draw, as a reader sees it: tick labels, legends, axes and table cells, checked on the figures
+and tables themselves (changes made after looking at the HTML reports in a browser)."""
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+
+from flashsale.experiments import notebook, plots
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def requests(outcomes: dict[str, int], *, span_s: float) -> pd.DataFrame:
+    """Requests of each outcome spread evenly over `span_s`, answered in 1 ms."""
+    rows = []
+    for outcome, count in outcomes.items():
+        rows += [{"start_s": span_s * i / count, "latency_ms": 1.0, "outcome": outcome} for i in range(count)]
+    frame = pd.DataFrame(rows)
+    frame["outcome"] = frame["outcome"].astype("category")
+    frame["warmup"] = False
+    return frame
+
+
+def labels(axis) -> list[str]:
+    axis.figure.canvas.draw()
+    return [t.get_text() for t in (*axis.get_majorticklabels(), *axis.get_minorticklabels()) if t.get_text()]
+
+
+class TestLogAxes:
+    @pytest.mark.parametrize(("low", "high", "expected"), [(0.15, 70, "0.2"), (5_000, 60_000, "20,000")])
+    def test_labels_are_plain_numbers_below_one_and_above_ten_thousand(self, low, high, expected):
+        ax = plt.subplots()[1]
+        ax.set_yscale("log")
+        ax.set_ylim(low, high)
+        plots._plain_log(ax.yaxis)
+        shown = labels(ax.yaxis)
+        assert expected in shown
+        assert not any("e" in label for label in shown), shown
+
+
+class TestAnswersOverTime:
+    def test_totals_in_the_legend_so_that_a_few_orders_among_many_refusals_are_told(self):
+        frame = requests({"created": 3, "queue_full": 3_000, "sold_out": 40}, span_s=8.0)
+        ax = plots.answers_over_time(frame, title="t")
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert legend == [
+            "orders (created or replayed): 3",
+            "refused by the sale: 40",
+            "refused by admission control: 3,000",
+        ]
+        assert ax.get_ylabel() == "answers per second (400 ms buckets)"  # a twentieth of 8 s
+
+    def test_a_short_run_gets_finer_buckets_and_the_sale_opening_marked(self):
+        frame = requests({"sale_not_active": 50, "created": 50, "sold_out": 100}, span_s=2.0)
+        ax = plots.answers_over_time(frame, title="t", sale_opens_s=0.5)
+        assert ax.get_ylabel() == "answers per second (100 ms buckets)"
+        (opening,) = [line for line in ax.get_lines() if line.get_label() == "the sale opens"]
+        assert list(opening.get_xdata()) == [0.5, 0.5]
+
+
+def test_queue_depth_axis_starts_at_zero():
+    timeline = pd.DataFrame({"t_s": [0.0, 0.1, 0.2, 0.3], "queue_depth": [99.0, 100.0, 100.0, 60.0]})
+    ax = plots.queue_depth_over_time({"queue": timeline}, capacity=100, title="t")
+    assert ax.get_ylim() == (0, pytest.approx(110))
+
+
+def test_outcome_latency_bars_are_horizontal_in_the_order_given():
+    frames = {"b, 32 VUs": requests({"created": 5}, span_s=1.0), "a, 32 VUs": requests({"busy": 5}, span_s=1.0)}
+    ax = plots.outcome_latency(frames, title="t")
+    assert ax.get_xlabel() == "p95 latency (ms)"
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a, 32 VUs", "b, 32 VUs"]  # the first at the top
+
+
+def test_metric_table_formats_each_row_as_what_it_holds():
+    side = pd.DataFrame(
+        {
+            "metric": ["requests", "p95", "accepted"],
+            "published": [2661.0, 26.96, None],
+            "measured": [2840.0, 10.0712, 0.97],
+        }
+    )
+    html = notebook.metric_table(side, counts=("requests",), shares=("accepted",)).to_html()
+    for text in ("2,661", "2,840", "26.96", "10.07", "97.0%", "–"):
+        assert f">{text}<" in html, text
+    assert "2,661.00" not in html
