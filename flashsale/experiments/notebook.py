@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import numbers
 import warnings
+from typing import Any
 
 import pandas as pd
 
@@ -46,12 +49,18 @@ def metric_table(
 ):
     """A table with one metric a row (the `metric` column) and one source a column, each row formatted as what
     it holds: the `counts` rows as whole numbers, the `shares` as percentages, the rest with two decimals."""
+    frame = frame.reset_index(drop=True)
     styler = table(frame, caption=caption)
     values = [c for c in frame.columns if c != "metric"]
     for row, metric in frame["metric"].items():
-        fmt = "{:,.0f}" if metric in counts else "{:.1%}" if metric in shares else "{:,.2f}"
-        styler = styler.format(fmt, subset=pd.IndexSlice[[row], values], na_rep="–")
+        pattern = "{:,.0f}" if metric in counts else "{:.1%}" if metric in shares else "{:,.2f}"
+        styler = styler.format(functools.partial(_number, pattern), subset=pd.IndexSlice[[row], values], na_rep="–")
     return styler
+
+
+def _number(pattern: str, value: Any) -> str:
+    """`value` by `pattern` if it is a number; anything else (a note in a table of figures) as it is."""
+    return pattern.format(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else str(value)
 
 
 def context(cells: pd.DataFrame):

@@ -315,7 +315,7 @@ def lock_waiters_by_strategy(timelines: dict[str, pd.DataFrame], *, title: str, 
 
 
 def outcome_latency(requests: dict[str, pd.DataFrame], *, title: str, ax=None):
-    """p50 and p95 latency of each outcome (created, sold_out, ...) per run, as grouped bars."""
+    """The p95 latency of each outcome (created, busy, sold_out, ...) per run, as horizontal grouped bars."""
     rows = []
     for label, frame in requests.items():
         measured = frame.loc[~frame["warmup"]]
@@ -441,17 +441,19 @@ def answers_over_time(
     grouped = pd.Series("errors", index=outcome.index)
     for group, names in ANSWER_GROUPS.items():
         grouped[outcome.isin(names)] = group
+    ax.set_xlabel("time since the start of the run (s)")
+    ax.set_ylabel(f"answers per second ({bucket_s * 1000:.0f} ms buckets)")
+    ax.set_title(title)
+    if frame.empty:  # nothing measured: the axes, and nothing on them
+        return ax
     counts = pd.crosstab(bucket, grouped) / bucket_s
     order = [g for g in (*ANSWER_GROUPS, "errors") if g in counts]
     totals = grouped.value_counts()
     labels = [f"{g}: {totals[g]:,}" for g in order]
     colors = [ANSWER_GROUP_COLORS.get(g, FAILURE_COLOR) for g in order]
     ax.stackplot(counts.index, counts[order].T.to_numpy(), labels=labels, colors=colors, step="post", alpha=0.85)
-    if sale_opens_s is not None:
+    if sale_opens_s is not None and not pd.isna(sale_opens_s):
         ax.axvline(sale_opens_s, color="black", linestyle="--", linewidth=1, label="the sale opens")
-    ax.set_xlabel("time since the start of the run (s)")
-    ax.set_ylabel(f"answers per second ({bucket_s * 1000:.0f} ms buckets)")
-    ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="upper right", framealpha=0.95)
     return ax
@@ -461,11 +463,13 @@ def queue_depth_over_time(timelines: dict[str, pd.DataFrame], *, capacity: int, 
     """The service's order queue depth over time (sampled from its /metrics beside the lock samples), one line a
     run, with the queue's capacity."""
     ax = ax or plt.subplots(figsize=(10, 3.5))[1]
+    highest = float(capacity)
     for label, timeline in timelines.items():
         if "queue_depth" in timeline:
             ax.step(timeline["t_s"], timeline["queue_depth"], where="post", label=label)
+            highest = max(highest, float(timeline["queue_depth"].max()))  # several processes' queues add up
     ax.axhline(capacity, color="grey", linestyle="--", linewidth=1, label=f"capacity ({capacity})")
-    ax.set_ylim(0, capacity * 1.1)  # from zero: a queue that sits at its capacity reads as full, not as a wiggle
+    ax.set_ylim(0, highest * 1.1)  # from zero: a queue that sits at its capacity reads as full, not as a wiggle
     ax.set_xlabel("time since the start of the run (s)")
     ax.set_ylabel("orders waiting in the queue")
     ax.set_title(title)

@@ -61,11 +61,20 @@ class TestAnswersOverTime:
         (opening,) = [line for line in ax.get_lines() if line.get_label() == "the sale opens"]
         assert list(opening.get_xdata()) == [0.5, 0.5]
 
+    def test_a_run_with_nothing_measured_draws_empty_axes(self):
+        frame = requests({"created": 3}, span_s=1.0)
+        frame["warmup"] = True
+        ax = plots.answers_over_time(frame, title="nothing measured")
+        assert ax.get_title() == "nothing measured"
+        assert not ax.collections
+
 
 def test_queue_depth_axis_starts_at_zero():
     timeline = pd.DataFrame({"t_s": [0.0, 0.1, 0.2, 0.3], "queue_depth": [99.0, 100.0, 100.0, 60.0]})
     ax = plots.queue_depth_over_time({"queue": timeline}, capacity=100, title="t")
     assert ax.get_ylim() == (0, pytest.approx(110))
+    summed = pd.DataFrame({"t_s": [0.0, 0.1], "queue_depth": [150.0, 200.0]})  # the queues of two processes
+    assert plots.queue_depth_over_time({"q": summed}, capacity=100, title="t").get_ylim() == (0, pytest.approx(220))
 
 
 def test_outcome_latency_bars_are_horizontal_in_the_order_given():
@@ -78,12 +87,12 @@ def test_outcome_latency_bars_are_horizontal_in_the_order_given():
 def test_metric_table_formats_each_row_as_what_it_holds():
     side = pd.DataFrame(
         {
-            "metric": ["requests", "p95", "accepted"],
-            "published": [2661.0, 26.96, None],
-            "measured": [2840.0, 10.0712, 0.97],
+            "metric": ["requests", "p95", "accepted", "queue full"],
+            "published": [2661.0, 26.96, "n/a", None],
+            "measured": [2840.0, 10.0712, 0.97, 0.03],
         }
     )
-    html = notebook.metric_table(side, counts=("requests",), shares=("accepted",)).to_html()
-    for text in ("2,661", "2,840", "26.96", "10.07", "97.0%", "–"):
+    html = notebook.metric_table(side, counts=("requests",), shares=("accepted", "queue full")).to_html()
+    for text in ("2,661", "2,840", "26.96", "10.07", "97.0%", "3.0%", "n/a", "–"):
         assert f">{text}<" in html, text
     assert "2,661.00" not in html
