@@ -130,8 +130,6 @@ class WorkerOrders:
             interrupted=self.started - len(self.records),
             elapsed_s=max(0, self.last_end_ns - self.origin_ns) / 1e9,
         )
-        retries = self.retries
-        keys, key_orders = retries.acknowledged() if retries is not None else ([], [])
         return WorkerResult.from_buffer(
             worker,
             self.records,
@@ -140,11 +138,7 @@ class WorkerOrders:
             stats=stats,
             cpu_s=cpu_s,
             wall_s=wall_s,
-            keys=retries.keys if retries is not None else 0,
-            retries=retries.retries if retries is not None else 0,
-            disagreements=retries.disagreements if retries is not None else 0,
-            acknowledged_keys=keys,
-            acknowledged_key_orders=[order.bytes for order in key_orders],
+            **(self.retries.worker_fields() if self.retries is not None else {}),
         )
 
 

@@ -14,6 +14,8 @@ import random
 import uuid
 from array import array
 from collections import deque
+from collections.abc import Iterator
+from typing import Any
 from uuid import UUID
 
 _NO_ANSWER = bytes(16)
@@ -66,12 +68,24 @@ class KeyedRetries:
 
     def acknowledged(self) -> tuple[list[str], list[UUID]]:
         """Every key answered with a 201, and the order it named (the first, if they disagreed)."""
-        keys: list[str] = []
-        ids: list[UUID] = []
+        answered = list(self._answered())
+        return [key for key, _ in answered], [UUID(bytes=order) for _, order in answered]
+
+    def worker_fields(self) -> dict[str, Any]:
+        """The keys as a load worker reports them (`WorkerResult`'s fields): how many were sent, retried and
+        answered inconsistently, and every acknowledged key with its order's 16 bytes."""
+        answered = list(self._answered())
+        return {
+            "keys": self.keys,
+            "retries": self.retries,
+            "disagreements": self.disagreements,
+            "acknowledged_keys": [key for key, _ in answered],
+            "acknowledged_key_orders": [order for _, order in answered],
+        }
+
+    def _answered(self) -> Iterator[tuple[str, bytes]]:
         answers = memoryview(self._answers)
         for number in range(len(self._users)):
-            answer = answers[16 * number : 16 * number + 16]
+            answer = bytes(answers[16 * number : 16 * number + 16])
             if answer != _NO_ANSWER:
-                keys.append(self.key(number))
-                ids.append(UUID(bytes=bytes(answer)))
-        return keys, ids
+                yield self.key(number), answer

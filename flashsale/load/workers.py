@@ -175,8 +175,6 @@ class Worker:
                 reporting.cancel()
         cpu_s = sum(process.cpu_times()[:2]) - cpu_before
         wall_s = (time.perf_counter_ns() - origin_ns) / 1e9
-        retries = self.retries
-        keys, orders = retries.acknowledged() if retries is not None else ([], [])
         if progress is not None:
             progress(len(self.records))
         return WorkerResult.from_buffer(
@@ -187,11 +185,7 @@ class Worker:
             stats=stats,
             cpu_s=cpu_s,
             wall_s=wall_s,
-            keys=retries.keys if retries else 0,
-            retries=retries.retries if retries else 0,
-            disagreements=retries.disagreements if retries else 0,
-            acknowledged_keys=keys,
-            acknowledged_key_orders=[order.bytes for order in orders],
+            **(self.retries.worker_fields() if self.retries is not None else {}),
             **(_settlements(target) if isinstance(target, HttpTarget) else {}),
         )
 

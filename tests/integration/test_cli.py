@@ -167,6 +167,21 @@ class TestBadInput:
         assert len(proc.stderr.strip().splitlines()) == 1
         assert "error" in proc.stderr
 
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ["db", "reset", "--users", "0"],
+            ["db", "reset", "--inventory", "-1"],
+            ["db", "reset", "--per-user-limit", "0"],
+            ["db", "reset", "--shards", "0"],
+        ],
+    )
+    def test_bad_scenario_parameters_exit_2(self, args, database_url):
+        """The README's exit status for bad input, whichever layer finds it bad (the scenario or the domain)."""
+        proc = flashsale(*args, env={"FLASHSALE_DATABASE_URL": database_url}, check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+
     def test_unreachable_database(self, tmp_path):
         url = f"postgresql://postgres@/flashsale?host={tmp_path}&port=1"
         proc = flashsale("db", "status", env={"FLASHSALE_DATABASE_URL": url}, check=False)

@@ -75,6 +75,13 @@ class TestKeyedRetries:
         retries.answered(0, second.bytes)
         assert retries.disagreements == 1
         assert retries.acknowledged() == (["run-0", "run-2"], [first, second])
+        assert retries.worker_fields() == {
+            "keys": 3,
+            "retries": 0,
+            "disagreements": 1,
+            "acknowledged_keys": ["run-0", "run-2"],
+            "acknowledged_key_orders": [first.bytes, second.bytes],
+        }
 
     @pytest.mark.parametrize(("rate", "pool"), [(1.0, 50), (-0.1, 50), (0.2, 0)])
     def test_refuses_impossible_settings(self, rate, pool):
