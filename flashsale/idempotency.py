@@ -47,7 +47,7 @@ async def place_order(strategy: OrderStrategy, pool: AsyncConnectionPool, comman
         async with pool.connection() as conn:
             return await orders.get_by_idempotency_key(conn, key)
 
-    return await _at_most_once(command, find, lambda: strategy.place_order(pool, command))
+    return await at_most_once(command, find, lambda: strategy.place_order(pool, command))
 
 
 async def create_order(strategy: OrderStrategy, conn: AsyncConnection, command: PlaceOrder) -> Placement:
@@ -55,16 +55,19 @@ async def create_order(strategy: OrderStrategy, conn: AsyncConnection, command: 
     key = command.idempotency_key
     if key is None:
         return Placement(await strategy.create_order(conn, command), replayed=False)
-    return await _at_most_once(
+    return await at_most_once(
         command,
         lambda: orders.get_by_idempotency_key(conn, key),
         lambda: strategy.create_order(conn, command),
     )
 
 
-async def _at_most_once(
+async def at_most_once(
     command: PlaceOrder, find: Callable[[], Awaitable[Order | None]], place: Callable[[], Awaitable[Order]]
 ) -> Placement:
+    """The order `find` reads for the command's key (replayed), else the one `place` makes, else, when placing
+    failed because a racing request with the same key won, that request's order: the policy above, for any way of
+    placing an order under the key (a strategy's transaction, or `flashsale.settlement`'s PENDING insert)."""
     if (earlier := await find()) is not None:
         return Placement(_answering(command, earlier), replayed=True)
     try:

@@ -51,7 +51,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from flashsale import idempotency
 from flashsale.admission import OrderQueue, QueueFull
-from flashsale.domain import DomainError, IdempotencyKeyReused, Order, PlaceOrder, SaleNotFound, UserNotFound
+from flashsale.domain import DomainError, Order, PlaceOrder, SaleNotFound, UserNotFound
 from flashsale.repositories import orders, settlements
 from flashsale.strategies import OrderStrategy
 
@@ -66,38 +66,28 @@ def settlement_key(order_id: UUID) -> str:
 
 
 async def accept(pool: AsyncConnectionPool, command: PlaceOrder) -> idempotency.Placement:
-    """Store the order as PENDING; with a key that already has an order, that order (`replayed`), as
-    `idempotency.place_order` does for synchronous orders."""
+    """Store the order as PENDING; with a key that already has an order, that order (`replayed`), under the same
+    policy as synchronous orders (`idempotency.at_most_once`)."""
     key = command.idempotency_key
     async with pool.connection() as conn:
-        if key is not None and (earlier := await orders.get_by_idempotency_key(conn, key)) is not None:
-            return idempotency.Placement(_answering(command, earlier), replayed=True)
-        try:
-            order = await settlements.insert_pending(
-                conn,
-                user_id=command.user_id,
-                flash_sale_id=command.flash_sale_id,
-                quantity=command.quantity,
-                idempotency_key=key,
-            )
-        except errors.ForeignKeyViolation as exc:
-            if "flash_sale" in (exc.diag.constraint_name or ""):
-                raise SaleNotFound(command.flash_sale_id) from exc
-            raise UserNotFound(command.user_id) from exc
-        except errors.UniqueViolation as exc:  # a retry with the same key won the race
-            if key is None or exc.diag.constraint_name != orders.IDEMPOTENCY_KEY_CONSTRAINT:
-                raise
-            earlier = await orders.get_by_idempotency_key(conn, key)
-            if earlier is None:  # pragma: no cover - keys are never freed
-                raise
-            return idempotency.Placement(_answering(command, earlier), replayed=True)
-    return idempotency.Placement(order, replayed=False)
 
+        async def insert() -> Order:
+            try:
+                return await settlements.insert_pending(
+                    conn,
+                    user_id=command.user_id,
+                    flash_sale_id=command.flash_sale_id,
+                    quantity=command.quantity,
+                    idempotency_key=key,
+                )
+            except errors.ForeignKeyViolation as exc:
+                if "flash_sale" in (exc.diag.constraint_name or ""):
+                    raise SaleNotFound(command.flash_sale_id) from exc
+                raise UserNotFound(command.user_id) from exc
 
-def _answering(command: PlaceOrder, earlier: Order) -> Order:
-    if not command.same_request(earlier):
-        raise IdempotencyKeyReused(command.idempotency_key or "")
-    return earlier
+        if key is None:
+            return idempotency.Placement(await insert(), replayed=False)
+        return await idempotency.at_most_once(command, lambda: orders.get_by_idempotency_key(conn, key), insert)
 
 
 async def settle(strategy: OrderStrategy, pool: AsyncConnectionPool, order_id: UUID) -> Order | None:

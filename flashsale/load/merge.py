@@ -10,6 +10,7 @@ computed over all the requests together, never averaged across workers.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -83,9 +84,14 @@ class Merged:
     strategy_counters: dict[str, int] | None
     cpu_percent: list[float | None]
     worker: np.ndarray  # the worker of each record, beside `records`
-    accepted: bytearray
+    accepted: bytearray  # 16 bytes an order answered 202 (asynchronous orders)
     settlements: RecordBuffer
     polls: int
+
+    @functools.cached_property
+    def accepted_ids(self) -> list[UUID]:
+        """The orders answered 202, as ids (for the audit and the settlement report alike)."""
+        return [UUID(bytes=bytes(self.accepted[i : i + 16])) for i in range(0, len(self.accepted), 16)]
 
 
 def merge(results: Iterable[WorkerResult], outcomes: Outcomes) -> Merged:

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import pandas as pd
 
@@ -260,12 +259,8 @@ async def _audit(config: LoadConfig, url: str, sale: Sale, merged: Merged) -> Au
             acknowledged=bytes(merged.acknowledged),
             keys=merged.acknowledged_keys if config.keyed else None,
             key_disagreements=merged.disagreements,
-            accepted=_accepted_ids(merged) or None,
+            accepted=merged.accepted_ids or None,
         )
-
-
-def _accepted_ids(merged: Merged) -> list[UUID]:
-    return [UUID(bytes=bytes(merged.accepted[i : i + 16])) for i in range(0, len(merged.accepted), 16)]
 
 
 def _merged_meta(config: LoadConfig, merged: Merged, outcomes: Outcomes) -> dict[str, Any]:
@@ -279,9 +274,8 @@ def _merged_meta(config: LoadConfig, merged: Merged, outcomes: Outcomes) -> dict
             "retries": merged.retries,
             "answers_disagreeing": merged.disagreements,
         }
-    accepted = _accepted_ids(merged)
-    if accepted or len(merged.settlements):
-        meta["async"] = _settlement_report(config, merged, outcomes, len(set(accepted)))
+    if merged.accepted_ids or len(merged.settlements):
+        meta["async"] = _settlement_report(config, merged, outcomes, len(set(merged.accepted_ids)))
     return meta
 
 
