@@ -371,18 +371,27 @@ def mark_fault(ax, fault: dict) -> None:
         ax.axvline(fault["recovered_s"], color="#2ca02c", linestyle=":", linewidth=1.5, label="first success after")
 
 
+def _answer_rates(
+    frame: pd.DataFrame, groups: dict[str, tuple[str, ...]], other: str | None, bucket_s: float, ax
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Answers per second by when they arrived (the request's end), one column per kind, in `bucket_s` buckets;
+    a kind is the group of `groups` that names the outcome, else `other` (None: the outcome's own name). Labels
+    the axes. Returns the rates and each answer's kind."""
+    outcome = frame["outcome"].astype(str)
+    kind = outcome.copy() if other is None else pd.Series(other, index=outcome.index)
+    for group, names in groups.items():
+        kind[outcome.isin(names)] = group
+    end_s = frame["start_s"] + frame["latency_ms"] / 1000
+    ax.set_xlabel("time since the start of the run (s)")
+    ax.set_ylabel(f"answers per second ({bucket_s * 1000:.0f} ms buckets)")
+    return pd.crosstab((end_s // bucket_s) * bucket_s, kind) / bucket_s, kind
+
+
 def outcomes_over_time(requests: pd.DataFrame, fault: dict, *, title: str, bucket_s: float = 0.25, ax=None):
     """Answers per second by when they arrived (the request's end), stacked: orders, refusals, and each kind of
     failure (503 `unavailable`, connection errors, ...), with the fault marked."""
     ax = ax or plt.subplots(figsize=(10, 4))[1]
-    frame = requests.loc[~requests["warmup"]]
-    end_s = frame["start_s"] + frame["latency_ms"] / 1000
-    bucket = (end_s // bucket_s) * bucket_s
-    outcome = frame["outcome"].astype(str)
-    grouped = outcome.copy()
-    for group, names in FAULT_GROUPS.items():
-        grouped[outcome.isin(names)] = group
-    counts = pd.crosstab(bucket, grouped) / bucket_s
+    counts, _ = _answer_rates(requests.loc[~requests["warmup"]], FAULT_GROUPS, None, bucket_s, ax)
     order = [g for g in FAULT_GROUPS if g in counts] + sorted(c for c in counts if c not in FAULT_GROUPS)
     counts = counts[order]
     reds = plt.get_cmap("Reds")
@@ -392,8 +401,6 @@ def outcomes_over_time(requests: pd.DataFrame, fault: dict, *, title: str, bucke
     ]
     ax.stackplot(counts.index, counts.T.to_numpy(), labels=order, colors=colors, step="post", alpha=0.85)
     mark_fault(ax, fault)
-    ax.set_xlabel("time since the start of the run (s)")
-    ax.set_ylabel(f"answers per second ({bucket_s * 1000:.0f} ms buckets)")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="lower left", ncol=2)
@@ -432,23 +439,19 @@ def answers_over_time(
     twentieth of the run (at least 100 ms, at most 500 ms); `sale_opens_s` marks when the sale opened."""
     ax = ax or plt.subplots(figsize=(10, 4))[1]
     frame = requests.loc[~requests["warmup"]]
-    end_s = frame["start_s"] + frame["latency_ms"] / 1000
     if bucket_s is None:
-        span = float(end_s.max() - frame["start_s"].min()) if len(frame) else 10.0
+        span = (
+            float((frame["start_s"] + frame["latency_ms"] / 1000).max() - frame["start_s"].min())
+            if len(frame)
+            else 10.0
+        )
         bucket_s = min(0.5, max(0.1, round(span / 20, 1)))
-    bucket = (end_s // bucket_s) * bucket_s
-    outcome = frame["outcome"].astype(str)
-    grouped = pd.Series("errors", index=outcome.index)
-    for group, names in ANSWER_GROUPS.items():
-        grouped[outcome.isin(names)] = group
-    ax.set_xlabel("time since the start of the run (s)")
-    ax.set_ylabel(f"answers per second ({bucket_s * 1000:.0f} ms buckets)")
+    counts, kind = _answer_rates(frame, ANSWER_GROUPS, "errors", bucket_s, ax)
     ax.set_title(title)
     if frame.empty:  # nothing measured: the axes, and nothing on them
         return ax
-    counts = pd.crosstab(bucket, grouped) / bucket_s
     order = [g for g in (*ANSWER_GROUPS, "errors") if g in counts]
-    totals = grouped.value_counts()
+    totals = kind.value_counts()
     labels = [f"{g}: {totals[g]:,}" for g in order]
     colors = [ANSWER_GROUP_COLORS.get(g, FAILURE_COLOR) for g in order]
     ax.stackplot(counts.index, counts[order].T.to_numpy(), labels=labels, colors=colors, step="post", alpha=0.85)
