@@ -91,25 +91,19 @@ def register(subparsers) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from flashsale.http import log
+    from flashsale.http.app import check_settings
     from flashsale.http.serving import ServeSettings, serve_in_this_process
 
-    if args.pool_size < 1:
-        raise ValueError(f"--pool-size must be at least 1, got {args.pool_size}")
-    if args.pool_timeout <= 0:
-        raise ValueError(f"--pool-timeout must be positive, got {args.pool_timeout}")
-    if args.max_waiting < 0:
-        raise ValueError(f"--max-waiting must be 0 (no bound) or more, got {args.max_waiting}")
-    if args.queue_size < 0:
-        raise ValueError(f"--queue-size must be 0 (no queue) or more, got {args.queue_size}")
-    if not args.user_rate >= 0:
-        raise ValueError(f"--user-rate must be 0 (no limit) or more, got {args.user_rate}")
-    if args.accept == "async" and not args.queue_size:
-        raise ValueError("--accept async needs the order queue: give --queue-size N")
-    if args.accept == "async" and args.pool_size <= args.queue_workers:
-        raise ValueError(
-            f"--accept async needs more connections than queue workers: --pool-size {args.pool_size}, "
-            f"--queue-workers {args.queue_workers}"
-        )
+    check_settings(
+        pool_size=args.pool_size,
+        pool_timeout=args.pool_timeout,
+        max_waiting=args.max_waiting,
+        queue_size=args.queue_size,
+        queue_workers=args.queue_workers,
+        user_rate=args.user_rate,
+        accept=args.accept,
+        name=lambda field: "--" + field.replace("_", "-"),
+    )
     settings = ServeSettings(
         url=ready_url(),
         strategy=args.strategy,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from psycopg_pool import PoolTimeout
@@ -50,6 +50,46 @@ RECONNECT_TIMEOUT_S = 0.5
 log = logging.getLogger("flashsale.http")
 
 
+def _setting(field: str) -> str:
+    return field.replace("_", " ")
+
+
+def check_settings(
+    *,
+    pool_size: int,
+    pool_timeout: float,
+    max_waiting: int,
+    queue_size: int,
+    queue_workers: int,
+    user_rate: float,
+    accept: str,
+    name: Callable[[str], str] = _setting,
+) -> None:
+    """Refuse settings the service cannot run with (`ValueError`), each setting called by `name(field)`: `create_app`
+    says "queue size", `flashsale serve` its option, "--queue-size", and checks before it starts any process."""
+    if pool_size < 1:
+        raise ValueError(f"{name('pool_size')} must be at least 1, got {pool_size}")
+    if not pool_timeout > 0:
+        raise ValueError(f"{name('pool_timeout')} must be positive, got {pool_timeout}")
+    if max_waiting < 0:
+        raise ValueError(f"{name('max_waiting')} must be 0 (no bound) or more, got {max_waiting}")
+    if queue_size < 0:
+        raise ValueError(f"{name('queue_size')} must be 0 (no queue) or more, got {queue_size}")
+    if queue_workers < 1:
+        raise ValueError(f"{name('queue_workers')} must be at least 1, got {queue_workers}")
+    if not user_rate >= 0:
+        raise ValueError(f"{name('user_rate')} must be 0 (no limit) or more, got {user_rate}")
+    if accept not in ("sync", "async"):
+        raise ValueError(f"{name('accept')} must be sync or async, got {accept!r}")
+    if accept == "async" and not queue_size:
+        raise ValueError(f"{name('accept')} async needs the order queue: give {name('queue_size')} 1 or more")
+    if accept == "async" and pool_size <= queue_workers:
+        raise ValueError(
+            f"{name('accept')} async needs more connections than queue workers (each settlement holds one while the "
+            f"strategy uses another): {name('pool_size')} {pool_size}, {name('queue_workers')} {queue_workers}"
+        )
+
+
 def create_app(
     url: str,
     *,
@@ -81,27 +121,15 @@ def create_app(
     many a second (burst as many) with 429; `queue_size` > 0 puts orders in a queue of that size in front of the
     strategy, served by `queue_workers` workers, and refuses them with 503 `queue_full` when it is full.
     """
-    if pool_size < 1:
-        raise ValueError(f"pool size must be at least 1, got {pool_size}")
-    if pool_timeout <= 0:
-        raise ValueError(f"pool timeout must be positive, got {pool_timeout}")
-    if max_waiting < 0:
-        raise ValueError(f"max waiting must be 0 (no bound) or more, got {max_waiting}")
-    if queue_size < 0:
-        raise ValueError(f"queue size must be 0 (no queue) or more, got {queue_size}")
-    if queue_workers < 1:
-        raise ValueError(f"queue workers must be at least 1, got {queue_workers}")
-    if accept not in ("sync", "async"):
-        raise ValueError(f"accept must be sync or async, got {accept!r}")
-    if accept == "async" and not queue_size:
-        raise ValueError("asynchronous orders (accept async) need the order queue (a queue size of 1 or more)")
-    if accept == "async" and pool_size <= queue_workers:
-        raise ValueError(
-            f"asynchronous orders need more connections than queue workers (each settlement holds one while the "
-            f"strategy uses another): pool size {pool_size}, {queue_workers} workers"
-        )
-    if user_rate < 0:
-        raise ValueError(f"user rate must be 0 (no limit) or more, got {user_rate}")
+    check_settings(
+        pool_size=pool_size,
+        pool_timeout=pool_timeout,
+        max_waiting=max_waiting,
+        queue_size=queue_size,
+        queue_workers=queue_workers,
+        user_rate=user_rate,
+        accept=accept,
+    )
     if shared_metrics and not os.environ.get(MULTIPROC_DIR_ENV):
         raise ValueError(f"shared metrics need {MULTIPROC_DIR_ENV} (a directory for every worker's metric files)")
     if isinstance(strategy, str):

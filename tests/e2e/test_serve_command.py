@@ -19,6 +19,10 @@ import pytest
         ["--strategy", "nope"],
         ["--workers", "0"],
         ["--workers", "two"],
+        ["--queue-size", "-1"],
+        ["--user-rate", "nan"],
+        ["--accept", "async"],
+        ["--accept", "async", "--queue-size", "5", "--pool-size", "1"],
     ],
 )
 def test_bad_options_are_one_line_and_exit_2(args, database_url):

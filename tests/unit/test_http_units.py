@@ -156,3 +156,33 @@ class TestOpenApiDocument:
                     if int(status) >= 400:
                         schema = response["content"]["application/json"]["schema"]
                         assert schema == {"$ref": "#/components/schemas/ErrorResponse"}
+
+
+GOOD_SETTINGS = dict(pool_size=4, pool_timeout=1.0, max_waiting=0, queue_size=0, queue_workers=1, user_rate=0.0)
+
+
+class TestServiceSettings:
+    """One rule for the service's settings: create_app names a setting by its field, `flashsale serve` by its option."""
+
+    @pytest.mark.parametrize(
+        ("changes", "field_message", "option_message"),
+        [
+            ({"accept": "async"}, "accept async needs the order queue", "--accept async needs the order queue"),
+            ({"user_rate": float("nan")}, "user rate must be 0", "--user-rate must be 0"),
+            ({"accept": "async", "queue_size": 5, "pool_size": 1}, "pool size 1, queue workers 1", "--pool-size 1"),
+        ],
+    )
+    def test_refused_with_the_setting_named_as_the_caller_says_it(self, changes, field_message, option_message):
+        from flashsale.http.app import check_settings
+
+        settings = {**GOOD_SETTINGS, "accept": "sync", **changes}
+        with pytest.raises(ValueError, match=field_message):
+            check_settings(**settings)
+        with pytest.raises(ValueError, match=option_message):
+            check_settings(**settings, name=lambda field: "--" + field.replace("_", "-"))
+
+    def test_good_settings_pass(self):
+        from flashsale.http.app import check_settings
+
+        check_settings(**GOOD_SETTINGS, accept="sync")
+        check_settings(**{**GOOD_SETTINGS, "queue_size": 5}, accept="async")  # a queue, more connections than workers
