@@ -8,6 +8,7 @@ import argparse
 from flashsale import strategies
 from flashsale.cli.load import add_scenario_arguments, fail, positive_int
 from flashsale.cli.output import add_json_flag, emit
+from flashsale.cli.placement_options import add_placement_options, placement_from
 from flashsale.load.config import LoadConfig
 from flashsale.load.pgbench import PROTOCOLS, PgbenchFailed
 from flashsale.load.reference import run_reference
@@ -29,12 +30,14 @@ def register(subparsers) -> None:
     pgbench.add_argument(
         "--protocol", choices=PROTOCOLS, default="prepared", help="pgbench query protocol (default prepared)"
     )
+    add_placement_options(pgbench, "db", "client")
     add_json_flag(pgbench)
     pgbench.set_defaults(func=cmd_pgbench)
 
 
 def cmd_pgbench(args: argparse.Namespace) -> int:
     strategy = strategies.get_strategy(args.strategy)
+    placement = placement_from(args)
     config = LoadConfig(
         target="db",
         strategy=args.strategy,
@@ -47,6 +50,8 @@ def cmd_pgbench(args: argparse.Namespace) -> int:
         shards=args.shards,
         reset=args.reset,
         sale_id=args.sale,
+        db_cpus=placement.db,
+        client_cpus=placement.client,
     )
     try:
         reference = run_reference(config, protocol=args.protocol)
@@ -63,6 +68,8 @@ def cmd_pgbench(args: argparse.Namespace) -> int:
         "transactions": result.transactions,
         "failed": result.failed,
         "protocol": result.protocol,
+        "db_cpus": config.db_cpus,
+        "client_cpus": result.cpus,
         "orders_per_s": reference.orders_per_s,
         "flash_sale_id": str(sale.flash_sale_id),
         "users": sale.users,
@@ -70,7 +77,9 @@ def cmd_pgbench(args: argparse.Namespace) -> int:
     }
     text = "\n".join(
         [
-            f"pgbench {strategy.name}: {result.clients} clients, {result.duration_s} s, {result.protocol} protocol",
+            f"pgbench {strategy.name}: {result.clients} clients, {result.duration_s} s, {result.protocol} protocol"
+            + (f", database on CPUs {config.db_cpus}" if config.db_cpus else "")
+            + (f", pgbench on CPUs {result.cpus}" if result.cpus else ""),
             f"  tps ............: {result.tps:.1f}"
             + (f" ({plan.orders_per_transaction} orders each)" if plan.orders_per_transaction != 1 else ""),
             f"  latency avg ....: {result.latency_avg_ms:.3f} ms",

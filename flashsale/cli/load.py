@@ -10,6 +10,7 @@ import uuid
 
 from flashsale import strategies
 from flashsale.cli.output import add_json_flag, emit
+from flashsale.cli.placement_options import add_placement_options, placement_from
 from flashsale.units import seconds
 
 
@@ -189,6 +190,7 @@ def register(subparsers) -> None:
     )
     load.add_argument("--out", help="save the per-request records as Parquet (and the lock timeline beside them)")
     load.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_placement_options(load, "db", "service", "client")
     add_json_flag(load)
     load.set_defaults(func=cmd_load)
 
@@ -199,6 +201,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     from flashsale.load.measured_server import ServerFailed
     from flashsale.load.workers import WorkerFailed
 
+    placement = placement_from(args)
     config = LoadConfig(
         target=args.target,
         base_url=args.base_url,
@@ -237,6 +240,9 @@ def cmd_load(args: argparse.Namespace) -> int:
         poll_interval_s=args.poll_interval,
         poll_max_s=args.poll_max,
         progress=not args.quiet and sys.stderr.isatty(),
+        db_cpus=placement.db,
+        service_cpus=placement.service,
+        client_cpus=placement.client,
     )
     try:
         result = run_load(config)

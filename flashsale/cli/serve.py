@@ -12,8 +12,10 @@ over every worker, whichever answers (see `flashsale.http.shared_metrics`).
 from __future__ import annotations
 
 import argparse
+import os
 
-from flashsale import strategies
+from flashsale import placement, strategies
+from flashsale.cli.placement_options import add_placement_options, placement_from
 from flashsale.db.migrate import ready_url
 from flashsale.units import seconds
 
@@ -86,6 +88,7 @@ def register(subparsers) -> None:
     serve.add_argument(
         "--no-access-log", dest="access_log", action="store_false", help="no log line per request (for load runs)"
     )
+    add_placement_options(serve, "db", "service", named=False)
     serve.set_defaults(func=cmd_serve)
 
 
@@ -93,6 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from flashsale.http import log
     from flashsale.http.app import check_settings
     from flashsale.http.serving import ServeSettings, serve_in_this_process
+    from flashsale.load.placing import database_placed
 
     check_settings(
         pool_size=args.pool_size,
@@ -120,8 +124,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         accept=args.accept,
     )
     log.configure()
-    if settings.workers == 1:
-        return serve_in_this_process(settings)
-    from flashsale.http.workers import serve_workers
+    cpus = placement_from(args)
+    if cpus.service is not None:  # before any worker starts: they inherit the set
+        placement.pin(os.getpid(), cpus.service)
+    with database_placed(settings.url, cpus.db):
+        if settings.workers == 1:
+            return serve_in_this_process(settings)
+        from flashsale.http.workers import serve_workers
 
-    return serve_workers(settings)
+        return serve_workers(settings)

@@ -11,16 +11,18 @@ import os
 import signal
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-from flashsale import config
+from flashsale import config, placement
 
 # Server settings the experiments rely on: enough connections for 128 virtual users plus pools and pgbench.
 SERVER_SETTINGS = {"max_connections": "300"}
 _SETTINGS_MARKER = ".flashsale-settings"
+_CPUS_FILE = ".flashsale-cpus"  # the server's CPU set (`place`), applied again whenever it starts
 
 
 @dataclass(frozen=True)
@@ -80,12 +82,57 @@ def start(pgdata: Path | None = None) -> ServerInfo:
     ep = _ep()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ep.get_server(pgdata, cleanup_mode=None)
+        with placement.pinned_thread(placement_of(pgdata) if placement.supported() else None):
+            ep.get_server(pgdata, cleanup_mode=None)
     if not (pgdata / _SETTINGS_MARKER).exists():
         _apply_settings(pgdata)
     info = running(pgdata)
     if info is None:
         raise RuntimeError(f"embedded PostgreSQL did not start; see {pgdata / 'log'}")
+    return _placed(info)
+
+
+def placement_of(pgdata: Path | None = None) -> str | None:
+    """The CPU set the server is kept on (`place`), or None: free to run anywhere."""
+    file = (pgdata or default_pgdata()).resolve() / _CPUS_FILE
+    return file.read_text().strip() or None if file.exists() else None
+
+
+def place(cpus: str | None, pgdata: Path | None = None) -> str | None:
+    """Keep the server on `cpus` (None: anywhere): its postmaster and every process it has, and, because they
+    inherit it, every backend it forks later; remembered in the data directory, so that a restart (a fault, `db
+    up` after `db down`) places the new postmaster the same way. Returns the set it had before."""
+    pgdata = (pgdata or default_pgdata()).resolve()
+    before = placement_of(pgdata)
+    cpus = placement.normalize(cpus)
+    file = pgdata / _CPUS_FILE
+    if cpus is None:
+        file.unlink(missing_ok=True)
+    else:
+        file.write_text(cpus + "\n")
+    if (info := running(pgdata)) is not None:
+        _placed(info)
+    return before
+
+
+@contextlib.contextmanager
+def placed(cpus: str | None, pgdata: Path | None = None) -> Iterator[None]:
+    """The server on `cpus` inside the block, and back where it was after it (nothing changes for None)."""
+    if cpus is None:
+        yield
+        return
+    before = place(cpus, pgdata)
+    try:
+        yield
+    finally:
+        place(before, pgdata)
+
+
+def _placed(info: ServerInfo) -> ServerInfo:
+    """Put the running server's processes on its CPU set (the whole machine when it has none)."""
+    if placement.supported():
+        cpus = placement_of(info.pgdata)
+        placement.pin_tree(info.pid, placement.parse_cpus(cpus) if cpus else placement.usable_cpus())
     return info
 
 
@@ -103,7 +150,10 @@ def _apply_settings(pgdata: Path) -> None:
 
 
 def pg_ctl(args: list[str], pgdata: Path, timeout: float = 60) -> str:
-    return _ep().pg_ctl(args, pgdata=pgdata, user=_system_user(), timeout=timeout)
+    """pg_ctl from a thread on the server's CPU set: a postmaster it starts is born there, as is every process
+    that postmaster forks (`_placed` after the start is then a check, not a race against the first backends)."""
+    with placement.pinned_thread(placement_of(pgdata) if placement.supported() else None):
+        return _ep().pg_ctl(args, pgdata=pgdata, user=_system_user(), timeout=timeout)
 
 
 def restart(pgdata: Path | None = None) -> ServerInfo:
@@ -138,7 +188,7 @@ def _wait_ready(pgdata: Path, timeout: float = 30) -> ServerInfo:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if (info := running(pgdata)) is not None:
-            return info
+            return _placed(info)
         time.sleep(0.05)
     raise RuntimeError(f"embedded PostgreSQL not ready after {timeout:.0f} s; see {pgdata / 'log'}")
 

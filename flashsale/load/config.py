@@ -14,6 +14,7 @@ from flashsale import strategies
 from flashsale.load.faults import Fault
 from flashsale.load.retries import KeyedRetries
 from flashsale.load.workloads import Closed, Open, OpenWorkload, Ramping, Spike
+from flashsale.placement import Placement, parse_cpus
 
 TARGETS = ("db", "http")
 ENGINES = ("native", "locust")  # native: flashsale's own workers; locust: Locust's distributed mode (http target)
@@ -72,6 +73,12 @@ class LoadConfig:
     accept: str = "sync"  # "async": the service answers 202 and settles orders from its queue
     poll_interval_s: float = 1.0  # an answered 202 is followed at its status URL this often
     poll_max_s: float = 30.0  # ... until it is settled or this long has passed since the order (then `gave_up`)
+    # Where each part runs (CPU lists as `taskset -c` takes them; None: anywhere; see flashsale.placement): the
+    # embedded database, the started service (default: with the database) and the client (the runner, its load
+    # processes, Locust, pgbench).
+    db_cpus: str | None = None
+    service_cpus: str | None = None
+    client_cpus: str | None = None
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -88,6 +95,11 @@ class LoadConfig:
             raise ValueError("service workers are for the service this run starts (--target http, no --base-url)")
         if self.service_args and (self.target != "http" or self.base_url is not None):
             raise ValueError("queue, user rate and accept are the started service's (--target http, no --base-url)")
+        if self.service_cpus is not None and (self.target != "http" or self.base_url is not None):
+            raise ValueError("service CPUs are for the service this run starts (--target http, no --base-url)")
+        placed = Placement(db=self.db_cpus, service=self.service_cpus, client=self.client_cpus)  # validates them
+        for part in ("db", "service", "client"):
+            object.__setattr__(self, f"{part}_cpus", getattr(placed, part))
         if self.accept not in ("sync", "async"):
             raise ValueError(f"accept must be sync or async, got {self.accept!r}")
         if self.accept == "async" and not self.queue_size:
@@ -144,6 +156,10 @@ class LoadConfig:
         return Open(rate=self.rate, max_inflight=self.max_inflight)
 
     @property
+    def placement(self) -> Placement:
+        return Placement(db=self.db_cpus, service=self.service_cpus, client=self.client_cpus)
+
+    @property
     def keyed(self) -> bool:
         return self.idempotency_keys or self.retry_rate > 0
 
@@ -179,7 +195,8 @@ class LoadConfig:
 
 
 def available_cores() -> int:
-    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    """The cores this process may run on now (a container's CPU set, not the host's count; inside
+    `placement.pinned_here`, the client's)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
@@ -192,11 +209,15 @@ def default_workers(config: LoadConfig, cores: int | None = None) -> int:
     One process per `VUS_PER_WORKER` virtual users (closed model) or per `RATE_PER_WORKER` orders/s (open model),
     but at most one per `CORES_PER_WORKER` cores, and at least one: on a 2-core machine that is one (the database
     and the service need the cores more than the client), on 16 cores up to 4, on 64 cores up to 16.
+    With the client on CPUs of its own (`client_cpus`), one process per client CPU at most: the database and the
+    service have theirs.
     """
-    cores = available_cores() if cores is None else cores
     workload = config.workload
     if isinstance(workload, Closed):
         demand = math.ceil(workload.vus / VUS_PER_WORKER)
     else:
         demand = math.ceil(workload.peak_rate / RATE_PER_WORKER)
+    if config.client_cpus is not None:
+        return max(1, min(len(parse_cpus(config.client_cpus)), demand))
+    cores = available_cores() if cores is None else cores
     return max(1, min(cores // CORES_PER_WORKER, demand))

@@ -87,8 +87,9 @@ class FaultEvent:
         return asdict(self)
 
 
-def embedded_pgdata(url: str) -> Path:
-    """The data directory of the embedded server at `url`, or `FaultUnsupported` if it is any other server."""
+def embedded_pgdata(url: str, *, needed_for: str = "database faults") -> Path:
+    """The data directory of the embedded server at `url`, or `FaultUnsupported` if it is any other server (the
+    message says what `needed_for` it)."""
     try:
         with connection.connect(url) as conn:
             row = conn.execute("SHOW data_directory").fetchone()
@@ -101,7 +102,7 @@ def embedded_pgdata(url: str) -> Path:
     info = embedded.running(data_directory) if data_directory.is_relative_to(home) else None
     if info is None:
         raise FaultUnsupported(
-            f"database faults need the project's embedded PostgreSQL (under {home}); "
+            f"{needed_for} need the project's embedded PostgreSQL (under {home}); "
             f"{connection.describe(url)} is another server (unset {config.DATABASE_URL_ENV} to use the embedded one)"
         )
     return data_directory

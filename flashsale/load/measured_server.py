@@ -26,8 +26,8 @@ class ServerFailed(RuntimeError):
 
 
 class MeasuredServer:
-    """`flashsale serve --strategy S --pool-size N [--workers W]` on the database at `database_url`, without access
-    log (with W workers, each has its own pool of N connections)."""
+    """`flashsale serve --strategy S --pool-size N [--workers W] [--service-cpus C]` on the database at
+    `database_url`, without access log (with W workers, each has its own pool of N connections; on CPUs `cpus`)."""
 
     def __init__(
         self,
@@ -39,6 +39,7 @@ class MeasuredServer:
         startup_timeout_s: float = 60.0,
         workers: int = 1,
         extra_args: list[str] | None = None,
+        cpus: str | None = None,
     ) -> None:
         self._logs = tempfile.TemporaryDirectory(prefix="flashsale-serve-")
         self.log_path = Path(self._logs.name) / "serve.log"
@@ -51,7 +52,7 @@ class MeasuredServer:
             env={config.DATABASE_URL_ENV: database_url},
             ready_timeout=startup_timeout_s,
             workers=workers,
-            extra_args=extra_args,
+            extra_args=[*(extra_args or []), *(["--service-cpus", cpus] if cpus else [])],
         )
         self._cpu_start: float | None = None
         self._wall_start: float | None = None

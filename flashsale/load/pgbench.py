@@ -14,8 +14,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from uuid import UUID
 
+from flashsale import placement
 from flashsale.db import embedded
 from flashsale.load.config import available_cores
+from flashsale.placement import parse_cpus
 
 PROTOCOLS = ("prepared", "extended")  # the scripts pass a uuid as :sale, which needs a bind parameter
 
@@ -41,6 +43,7 @@ class PgbenchResult:
     clients: int
     threads: int
     client_cpu_percent: float | None  # pgbench's own CPU (user + system) over its run, in percent of one core
+    cpus: str | None
     transactions: int
     failed: int
     duration_s: int
@@ -90,18 +93,21 @@ def run_pgbench(
     threads: int | None = None,
     variables: Mapping[str, str] | None = None,
     options: Sequence[str] = (),
+    cpus: str | None = None,
 ) -> PgbenchResult:
     """Run `script` with `clients` connections for `duration_s` (whole seconds, at least 1) and parse the report.
 
     `variables` are further `--define`s and `options` further pgbench options, as a strategy's `pgbench_plan`
-    asks for them (a batch size, `--max-tries`)."""
+    asks for them (a batch size, `--max-tries`). `cpus` (a CPU list) runs pgbench there, as the load runner's
+    client runs with the same `client_cpus`; its threads then default to one per CPU of the list."""
     if clients < 1:
         raise ValueError(f"clients must be at least 1, got {clients}")
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     seconds = max(1, math.ceil(duration_s - 1e-9))
     # One thread per core (pgbench's -j), never more than clients: its C client then keeps up with any server here.
-    threads = threads or max(1, min(clients, available_cores()))
+    cores = len(parse_cpus(cpus)) if cpus else available_cores()
+    threads = threads or max(1, min(clients, cores))
     with tempfile.NamedTemporaryFile("w", suffix=".sql", prefix="flashsale-pgbench-") as file:
         file.write(script)
         file.flush()
@@ -129,7 +135,8 @@ def run_pgbench(
             url,
         ]
         before, started = _children_cpu_s(), time.perf_counter()
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120, check=False)
+        with placement.pinned_thread(cpus):  # pgbench inherits the set of the thread that starts it
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120, check=False)
         cpu_percent = 100.0 * (_children_cpu_s() - before) / (time.perf_counter() - started)
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
@@ -138,6 +145,7 @@ def run_pgbench(
         clients=clients,
         threads=threads,
         client_cpu_percent=cpu_percent,
+        cpus=cpus,
         duration_s=seconds,
         protocol=protocol,
         **parse_output(output),

@@ -11,6 +11,7 @@ from flashsale.db import connection
 from flashsale.db.migrate import ready_url
 from flashsale.load.config import LoadConfig
 from flashsale.load.pgbench import PgbenchResult, run_pgbench
+from flashsale.load.placing import database_placed
 from flashsale.load.sale import Sale, configured_sale
 from flashsale.strategies.base import PgbenchPlan
 
@@ -48,7 +49,14 @@ def run_reference(config: LoadConfig, *, protocol: str = "prepared") -> Referenc
 
     sale = aio.run_anywhere(prepare())
     plan = strategy.pgbench_plan(config.vus)  # e.g. batched: one client per worker, a batch per transaction
-    result = run_pgbench(
+    with database_placed(url, config.db_cpus):
+        result = _run_plan(url, plan, sale, config, protocol)
+    return Reference(pgbench=result, plan=plan, audit=aio.run_anywhere(audit(sale)), sale=sale)
+
+
+def _run_plan(url: str, plan: PgbenchPlan, sale: Sale, config: LoadConfig, protocol: str) -> PgbenchResult:
+    """pgbench on the client's CPUs (`config.client_cpus`), as the load runner's client runs."""
+    return run_pgbench(
         url,
         script=plan.script,
         flash_sale_id=sale.flash_sale_id,
@@ -59,5 +67,5 @@ def run_reference(config: LoadConfig, *, protocol: str = "prepared") -> Referenc
         protocol=protocol,
         variables=plan.variables,
         options=plan.options,
+        cpus=config.client_cpus,
     )
-    return Reference(pgbench=result, plan=plan, audit=aio.run_anywhere(audit(sale)), sale=sale)

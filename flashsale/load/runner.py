@@ -21,21 +21,23 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import platform
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from flashsale import aio
+from flashsale import aio, placement
 from flashsale.audit import Audit, audit_sale
 from flashsale.db import connection
 from flashsale.db.migrate import ready_url
+from flashsale.load import placing
 from flashsale.load import records as records_io
 from flashsale.load import summary as summaries
 from flashsale.load.config import LoadConfig
@@ -104,8 +106,9 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
     """`run_load` for callers already in an event loop: the run's phases, each returning what the next needs."""
     url = ready_url(config.database_url)
     pgdata = embedded_pgdata(url) if config.faults else None  # refuse before anything starts
-    prepared = await _prepare(config, url)
-    measured = await _measure(config, url, prepared.sale, pgdata)
+    with placing.database_placed(url, config.db_cpus):  # a foreign server is refused here, before anything starts
+        prepared = await _prepare(config, url)
+        measured = await _measure(config, url, prepared.sale, pgdata, pgdata or placing.embedded_or_none(url))
     # Workers, strategies and the service are stopped now (queued orders flushed): the database holds the final state.
     outcomes = Outcomes()
     merged = merge(measured.results, outcomes)
@@ -154,18 +157,25 @@ class _Prepared:
     sale: Sale
     started_at: str
     postgres_version: str
+    load_average: tuple[float, float, float]  # the machine's, before the run: was it quiet?
 
     def meta(self) -> dict[str, Any]:
-        return {"started_at": self.started_at, "postgres_version": self.postgres_version}
+        one, five, fifteen = self.load_average
+        return {
+            "started_at": self.started_at,
+            "postgres_version": self.postgres_version,
+            "load_average_before": {"1m": one, "5m": five, "15m": fifteen},
+        }
 
 
 async def _prepare(config: LoadConfig, url: str) -> _Prepared:
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    load_average = os.getloadavg()
     conn = await connection.connect_async(url)
     async with conn:
         version = (await fetch_one(await conn.execute("SHOW server_version")))[0]
         sale = await configured_sale(conn, config)
-    return _Prepared(sale=sale, started_at=started_at, postgres_version=version)
+    return _Prepared(sale=sale, started_at=started_at, postgres_version=version, load_average=load_average)
 
 
 @dataclass(frozen=True)
@@ -183,9 +193,10 @@ class _Measured:
     locust_stats: dict | None = None  # Locust's own (bucketed) figures, under the Locust engine
     sampler_error: str | None = None
     sampler_failures: int = 0
+    placement: dict[str, Any] = field(default_factory=dict)
 
     def meta(self) -> dict[str, Any]:
-        meta = dict(self.target)
+        meta = {**self.target, "placement": self.placement}
         if self.sale_opens_at is not None:
             meta["sale_opens_at"] = self.sale_opens_at
         if self.target.get("service_started"):
@@ -199,13 +210,17 @@ class _Measured:
         return meta
 
 
-async def _measure(config: LoadConfig, url: str, sale: Sale, pgdata: Path | None) -> _Measured:
-    """Start the service (for the http target without a base URL), the load workers and the lock sampler, run the
-    workload from one origin with the faults injected on time, and stop them all."""
+async def _measure(config: LoadConfig, url: str, sale: Sale, pgdata: Path | None, owned: Path | None) -> _Measured:
+    """Start the service (for the http target without a base URL) on its CPUs, then, on the client's CPUs, the load
+    workers and the lock sampler; run the workload from one origin with the faults injected on time (on `pgdata`,
+    None without faults), and stop them all. `owned` is the embedded server's data directory (None for another
+    server): where the database ran is read from its postmaster."""
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(_quiet_reconnection_logs())
         service, base_url = await _service(config, url, stack) if config.target == "http" else (None, None)
+        stack.enter_context(placement.pinned_here(config.client_cpus))  # what starts from here on is the client
         workers = await _workers(config, url, sale, base_url, stack)
+        ran_on = placing.actual(owned, service_pid=service.pid if service else None, service_started=bool(service))
         origin = time.perf_counter_ns() + round(workers.lead_s() * 1e9)
         opens_at = (
             await _open_sale_at(url, sale, origin, config.sale_opens_s) if config.sale_opens_s is not None else None
@@ -237,6 +252,7 @@ async def _measure(config: LoadConfig, url: str, sale: Sale, pgdata: Path | None
             locust_stats=getattr(workers, "locust_stats", None),
             sampler_error=sampler.error,
             sampler_failures=sampler.failures,
+            placement={"configured": asdict(config.placement), "ran_on": ran_on},
         )
 
 
@@ -297,6 +313,7 @@ async def _service(config: LoadConfig, url: str, stack: contextlib.AsyncExitStac
         database_url=url,
         workers=config.service_workers,
         extra_args=config.service_args,
+        cpus=config.placement.service_cpus,
     )
     stack.push_async_callback(service.stop)
     return service, await service.start()
