@@ -15,17 +15,20 @@ _HELP = {
 }
 
 
-def add_placement_options(parser: argparse.ArgumentParser, *parts: str, named: bool = True) -> None:
-    """`--PART-cpus` for each of `parts` ("db", "service", "client"), and `--placement NAME` unless `named` is
-    False."""
+def add_placement_options(
+    parser: argparse.ArgumentParser, *parts: str, named: bool = True, default: str | None = "free"
+) -> None:
+    """`--PART-cpus` for each of `parts` ("db", "service", "client"), and `--placement NAME` (by default `default`)
+    unless `named` is False."""
     group = parser.add_argument_group("CPU placement (Linux)")
     if named:
         group.add_argument(
             "--placement",
             choices=NAMED,
-            default="free",
-            help="free: every part runs anywhere (default); split: the database and the service on the first CPUs, "
-            "the client on the last quarter (at least one): on 2 cores, 0 and 1. --*-cpus options override it",
+            default=default,
+            help="free: every part runs anywhere; split: the database and the service on the first CPUs, "
+            "the client on the last quarter (at least one): on 2 cores, 0 and 1. --*-cpus options override it "
+            + (f"(default {default})" if default else "(default: the sweep file's)"),
         )
     for part in parts:
         group.add_argument(f"--{part}-cpus", metavar="CPUS", help=_HELP[part])
@@ -33,6 +36,6 @@ def add_placement_options(parser: argparse.ArgumentParser, *parts: str, named: b
 
 def placement_from(args: argparse.Namespace) -> Placement:
     """The placement the options ask for: the named one, with each part given explicitly replacing its set."""
-    base = Placement.named(getattr(args, "placement", "free"))
+    base = Placement.named(getattr(args, "placement", None) or "free")
     given = {part: getattr(args, f"{part}_cpus", None) for part in ("db", "service", "client")}
     return Placement(**{part: given[part] or getattr(base, part) for part in given})

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from flashsale import config
 from flashsale.cli.output import add_json_flag, emit
+from flashsale.cli.placement_options import add_placement_options
 from flashsale.units import seconds
 
 
@@ -50,7 +51,11 @@ def register(subparsers) -> None:
         "--workers", type=positive_vus, help="load-generating processes per run (default: enough for the machine)"
     )
     sweep.add_argument("--notebooks", type=comma_list(str), help="only these notebooks, e.g. 2.0-concurrency-sweep")
+    sweep.add_argument(
+        "--fresh", action="store_true", help="measure every cell again, also those data/ holds (from any commit)"
+    )
     sweep.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_placement_options(sweep, "db", "service", "client", default=None)
     add_json_flag(sweep)
     sweep.set_defaults(func=cmd_sweep)
 
@@ -76,6 +81,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         target=args.target,
         repeats=args.repeats,
         workers=args.workers,
+        placement=args.placement,
+        db_cpus=args.db_cpus,
+        service_cpus=args.service_cpus,
+        client_cpus=args.client_cpus,
     )
     if args.notebooks:
         wanted = {n.removesuffix(".ipynb") for n in args.notebooks}
@@ -91,7 +100,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise ValueError(f"no notebook of the sweep can run with these options ({'; '.join(skipped.values())})")
     for notebook, reason in skipped.items():
         print(f"{notebook}: skipped, since {reason}", file=sys.stderr)
-    measure(plan, progress=not args.quiet)
+    measure(plan, progress=not args.quiet, fresh=args.fresh)
     pages = render(plan)
     _print_pages(args, pages, skipped=skipped)
     return 0

@@ -57,8 +57,11 @@ def run_cells(
     allow_load: bool = True,
     progress: bool = False,
     on_cell: Callable[[Cell, dict], None] | None = None,
+    fresh: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Measure every cell not yet in `dataset`; return (cells table, pgbench table) restricted to `cells`.
+    """Measure every cell not yet in `dataset` (`fresh`: every cell, replacing what `dataset` holds of it); return
+    (cells table, pgbench table) restricted to `cells`. Each row carries the commit that measured it
+    (`git_commit`), which the reports show.
 
     With `allow_load=False` nothing is run: a missing cell raises MissingData (`flashsale report` renders from
     data alone).
@@ -68,7 +71,7 @@ def run_cells(
     cells = list(cells)
     done = dataset.read_cells()
     have = set(done["cell_id"]) if not done.empty else set()
-    todo = [c for c in cells if c.cell_id not in have]
+    todo = [c for c in cells if fresh or c.cell_id not in have]
     if todo and not allow_load:
         missing = ", ".join(c.label for c in todo[:5])
         raise MissingData(

@@ -1,4 +1,6 @@
-"""Where and how a measurement was taken: time, git commit, PostgreSQL version and settings, cores, memory."""
+"""Where and how a measurement was taken: time, git commit, PostgreSQL version and settings, cores, memory, the
+versions of the packages that matter. Each run adds where its parts ran and the load average before it (the load
+runner's `meta.placement` and `meta.load_average_before`)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import os
 import platform
 import subprocess
 from datetime import UTC, datetime
+from importlib import metadata
 
 import psutil
 from psycopg import AsyncConnection
@@ -32,6 +35,36 @@ def git_commit() -> str:
     return (commit + ("-dirty" if dirty else "")) if commit else "unknown"
 
 
+# The packages a figure depends on: the driver, the pool, the service's server and framework, the load clients.
+MEASURED_PACKAGES = (
+    "psycopg",
+    "psycopg-binary",
+    "psycopg-pool",
+    "uvicorn",
+    "uvloop",
+    "starlette",
+    "aiohttp",
+    "locust",
+    "k6",
+)
+
+
+def package_versions() -> str:
+    """`psycopg 3.2.9 · libpq 17.5 · ...`: the installed versions of `MEASURED_PACKAGES` (those installed) and the
+    libpq the driver uses."""
+    import psycopg
+
+    found = []
+    for name in MEASURED_PACKAGES:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    libpq = psycopg.pq.version()
+    found.insert(1, f"libpq {libpq // 10000}.{libpq % 10000}")
+    return " · ".join(found)
+
+
 def machine() -> dict[str, object]:
     return {
         "cpu_count": os.cpu_count(),
@@ -39,6 +72,7 @@ def machine() -> dict[str, object]:
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
         "flashsale_version": __version__,
+        "packages": package_versions(),
     }
 
 

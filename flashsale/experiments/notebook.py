@@ -19,7 +19,12 @@ CONTEXT_COLUMNS = {
     "cpu_count": "cores",
     "memory_gb": "memory (GiB)",
     "python": "Python",
+    "meta.placement.ran_on.db": "database CPUs",
+    "meta.placement.ran_on.service": "service CPUs",
+    "meta.placement.ran_on.client": "client CPUs",
+    "packages": "packages",
 }
+LOAD_BEFORE = "meta.load_average_before.1m"  # per run: shown as its range over the runs of one context
 
 
 def setup() -> None:
@@ -64,11 +69,30 @@ def _number(pattern: str, value: Any) -> str:
 
 
 def context(cells: pd.DataFrame):
-    """Where the measurements were taken, from the context columns every row carries (one line per distinct
-    context, usually one)."""
+    """Where the measurements were taken, from the context columns every row carries: one line per distinct
+    context (usually one), with the CPUs each part ran on, how many runs it holds and the range of the machine's
+    load average (1 min) before them: a quiet machine reads near 0."""
+    return table(context_frame(cells), {"memory (GiB)": "{:.1f}"}, caption="Measurement context")
+
+
+def context_frame(cells: pd.DataFrame) -> pd.DataFrame:
+    """`context`'s table as a frame."""
     present = [c for c in CONTEXT_COLUMNS if c in cells]
-    distinct = cells[present].drop_duplicates(subset=[c for c in present if c != "time"])
-    return table(distinct.rename(columns=CONTEXT_COLUMNS), {"memory (GiB)": "{:.1f}"}, caption="Measurement context")
+    keys = [c for c in present if c != "time"]
+    frame = cells[present].astype(object).where(cells[present].notna(), "–")
+    frame["runs"] = 1
+    frame["load"] = cells[LOAD_BEFORE] if LOAD_BEFORE in cells else float("nan")
+    grouped = frame.groupby(keys, sort=False, dropna=False).agg(
+        {**({"time": "first"} if "time" in frame else {}), "runs": "sum", "load": ["min", "max"]}
+    )
+    grouped.columns = [c if c in ("time", "runs") else f"load {how}" for c, how in grouped.columns]
+    out = grouped.reset_index()
+    out["load average before (1 min)"] = [
+        "–" if pd.isna(low) else f"{low:.2f}–{high:.2f}"
+        for low, high in zip(out["load min"], out["load max"], strict=True)
+    ]
+    ordered = [c for c in present if c in out] + ["runs", "load average before (1 min)"]
+    return out[ordered].rename(columns=CONTEXT_COLUMNS)
 
 
 def outcomes_of(cells: pd.DataFrame) -> pd.DataFrame:

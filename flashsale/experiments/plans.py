@@ -242,4 +242,35 @@ def plan(notebook: str, parameters: dict[str, Any]) -> tuple[Dataset, list[Cell]
 
     accepted = inspect.signature(make).parameters
     kwargs = {name: parameters[name] for name in accepted if name in parameters}
-    return Dataset.named(parameters["dataset"]), make(**kwargs)
+    return Dataset.named(parameters["dataset"]), placed(make(**kwargs), parameters)
+
+
+PLACEMENT_PARAMETERS = ("placement", "db_cpus", "service_cpus", "client_cpus")
+
+
+def placed(cells: list[Cell], parameters: dict[str, Any]) -> list[Cell]:
+    """The cells with the placement the parameters ask for (`placement`: free or split, each `*_cpus` given
+    replacing its part; see flashsale.placement), resolved to CPU lists in each cell's load configuration, so that
+    a cell measured under another placement has another key. The service's set goes only to cells that start a
+    service."""
+    import dataclasses
+
+    from flashsale.placement import Placement
+
+    named = Placement.named(parameters.get("placement") or "free")
+    where = Placement(
+        **{part: parameters.get(f"{part}_cpus") or getattr(named, part) for part in ("db", "service", "client")}
+    )
+    if not where.placed:
+        return cells
+    return [
+        dataclasses.replace(
+            cell,
+            load=cell.load.replace(
+                db_cpus=where.db,
+                client_cpus=where.client,
+                service_cpus=where.service if cell.load.target == "http" and cell.load.base_url is None else None,
+            ),
+        )
+        for cell in cells
+    ]

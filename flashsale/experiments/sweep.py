@@ -68,11 +68,16 @@ class Sweep:
             raise ValueError(f"{path} is not valid YAML: {exc}") from None
         if not isinstance(raw, dict) or not isinstance(raw.get("notebooks"), list):
             raise ValueError(f"{path}: expected a mapping with a `notebooks:` list")
+        common = raw.get("parameters") or {}  # for every notebook that declares them; its own entry wins
+        if not isinstance(common, dict):
+            raise ValueError(f"{path}: `parameters:` must be a mapping of parameter names to values")
         runs = []
         for item in raw["notebooks"]:
             if not isinstance(item, dict) or "notebook" not in item:
                 raise ValueError(f"{path}: each entry of `notebooks:` needs a `notebook:` name")
-            run = NotebookRun(item["notebook"], dict(item.get("parameters") or {}))
+            declared = declared_parameters(item["notebook"])
+            shared = {k: v for k, v in common.items() if k in declared}
+            run = NotebookRun(item["notebook"], {**shared, **dict(item.get("parameters") or {})})
             unknown = set(run.parameters) - set(declared_parameters(run.notebook))  # also: is there such a notebook
             if unknown:
                 raise ValueError(f"{path}: notebook {run.notebook} has no parameter {', '.join(sorted(unknown))}")
@@ -130,8 +135,9 @@ def _with_strategies(params: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def measure(sweep: Sweep, *, progress: bool = True) -> None:
-    """Run every cell the sweep's notebooks (but those skipped) need and that data/ does not hold yet."""
+def measure(sweep: Sweep, *, progress: bool = True, fresh: bool = False) -> None:
+    """Run every cell the sweep's notebooks (but those skipped) need and that data/ does not hold yet (`fresh`:
+    every cell, measured again over what data/ holds)."""
     for run in sweep.runs:
         if run.skipped is not None:
             continue
@@ -141,7 +147,7 @@ def measure(sweep: Sweep, *, progress: bool = True) -> None:
         dataset, cells = planned
         if progress:
             print(f"{run.notebook}: {len(cells)} runs into data/{dataset.name}/", file=sys.stderr)
-        run_cells(dataset, cells, allow_load=True, progress=progress)
+        run_cells(dataset, cells, allow_load=True, progress=progress, fresh=fresh)
 
 
 def render(sweep: Sweep, *, reports_dir: Path = config.REPORTS_DIR) -> list[Path]:
