@@ -29,6 +29,11 @@ report: $(STAMP) ## run the default sweep (sweeps/default.yaml), render reports/
 	$(BIN)/flashsale db up
 	$(BIN)/flashsale sweep; status=$$?; $(BIN)/flashsale db down; exit $$status
 
+.PHONY: bench
+bench: $(STAMP) ## issue 17's benchmark targets (~15 min on 2 cores, quiet machine): which hold and how far each is
+	$(BIN)/flashsale db up
+	$(BIN)/python benchmarks/targets.py; status=$$?; $(BIN)/flashsale db down; exit $$status
+
 .PHONY: lab
 lab: $(STAMP) ## open the notebooks in JupyterLab (they run top to bottom on the embedded database)
 	$(BIN)/jupyter lab --notebook-dir=notebooks
