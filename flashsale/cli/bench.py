@@ -12,6 +12,7 @@ from flashsale.cli.placement_options import add_placement_options, placement_fro
 from flashsale.load.config import LoadConfig
 from flashsale.load.pgbench import PROTOCOLS, PgbenchFailed
 from flashsale.load.reference import run_reference
+from flashsale.strategies import PGBENCH_VARIANTS
 from flashsale.units import seconds
 
 
@@ -29,6 +30,14 @@ def register(subparsers) -> None:
     pgbench.add_argument("--duration", type=seconds, default=10.0, help="whole seconds (default 10s)")
     pgbench.add_argument(
         "--protocol", choices=PROTOCOLS, default="prepared", help="pgbench query protocol (default prepared)"
+    )
+    pgbench.add_argument(
+        "--variant",
+        choices=PGBENCH_VARIANTS,
+        default=PGBENCH_VARIANTS[0],
+        help=f"which script: {PGBENCH_VARIANTS[0]} sends the strategy's statements in its round trips as far as "
+        "pgbench allows (users looked up before the transaction), lookup the first scripts, one statement a round "
+        f"trip with the user looked up in each order (default {PGBENCH_VARIANTS[0]})",
     )
     add_placement_options(pgbench, "db", "client")
     add_json_flag(pgbench)
@@ -54,7 +63,7 @@ def cmd_pgbench(args: argparse.Namespace) -> int:
         client_cpus=placement.client,
     )
     try:
-        reference = run_reference(config, protocol=args.protocol)
+        reference = run_reference(config, protocol=args.protocol, variant=args.variant)
     except PgbenchFailed as exc:
         return fail(args, "pgbench_failed", str(exc))
     result, plan, checked, sale = reference.pgbench, reference.plan, reference.audit, reference.sale
@@ -70,6 +79,9 @@ def cmd_pgbench(args: argparse.Namespace) -> int:
         "protocol": result.protocol,
         "db_cpus": config.db_cpus,
         "client_cpus": result.cpus,
+        "variant": plan.variant,
+        "matched": plan.matched,
+        "note": plan.note,
         "orders_per_s": reference.orders_per_s,
         "flash_sale_id": str(sale.flash_sale_id),
         "users": sale.users,
@@ -80,6 +92,9 @@ def cmd_pgbench(args: argparse.Namespace) -> int:
             f"pgbench {strategy.name}: {result.clients} clients, {result.duration_s} s, {result.protocol} protocol"
             + (f", database on CPUs {config.db_cpus}" if config.db_cpus else "")
             + (f", pgbench on CPUs {result.cpus}" if result.cpus else ""),
+            f"  script .........: {plan.variant} ("
+            + ("matches the driver's round trips; " if plan.matched else "differs from the driver: ")
+            + f"{plan.note})",
             f"  tps ............: {result.tps:.1f}"
             + (f" ({plan.orders_per_transaction} orders each)" if plan.orders_per_transaction != 1 else ""),
             f"  latency avg ....: {result.latency_avg_ms:.3f} ms",

@@ -13,7 +13,7 @@ from flashsale.load.config import LoadConfig
 from flashsale.load.pgbench import PgbenchResult, run_pgbench
 from flashsale.load.placing import database_placed
 from flashsale.load.sale import Sale, configured_sale
-from flashsale.strategies.base import PgbenchPlan
+from flashsale.strategies.base import PGBENCH_VARIANTS, PgbenchPlan
 
 
 @dataclass(frozen=True)
@@ -24,14 +24,25 @@ class Reference:
     sale: Sale
 
     @property
+    def variant(self) -> str:
+        """Which pgbench script ran (one of `PGBENCH_VARIANTS`)."""
+        return self.plan.variant
+
+    @property
+    def matched(self) -> bool:
+        """Whether that script sends the driver's statements in the driver's round trips (`plan.note`: how not)."""
+        return self.plan.matched
+
+    @property
     def orders_per_s(self) -> float:
         """Orders the audit found, per second: pgbench's TPS also counts transactions that sold nothing."""
         return self.audit.orders / self.pgbench.duration_s
 
 
-def run_reference(config: LoadConfig, *, protocol: str = "prepared") -> Reference:
+def run_reference(config: LoadConfig, *, protocol: str = "prepared", variant: str = PGBENCH_VARIANTS[0]) -> Reference:
     """pgbench for `config.duration_s` (whole seconds) with the clients the strategy's plan gives for
-    `config.vus`, on the scenario `config` describes (fresh unless `config.reset` is False), then the audit."""
+    `config.vus` and its script of `variant`, on the scenario `config` describes (fresh unless `config.reset` is
+    False), then the audit."""
     url = ready_url(config.database_url)
     strategy = strategies.get_strategy(config.strategy)
 
@@ -48,7 +59,8 @@ def run_reference(config: LoadConfig, *, protocol: str = "prepared") -> Referenc
             return await audit_sale(conn, sale.flash_sale_id)
 
     sale = aio.run_anywhere(prepare())
-    plan = strategy.pgbench_plan(config.vus)  # e.g. batched: one client per worker, a batch per transaction
+    # e.g. batched: one client per worker, a batch per transaction
+    plan = strategy.pgbench_plan(config.vus, variant=variant)
     with database_placed(url, config.db_cpus):
         result = _run_plan(url, plan, sale, config, protocol)
     return Reference(pgbench=result, plan=plan, audit=aio.run_anywhere(audit(sale)), sale=sale)

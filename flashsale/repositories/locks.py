@@ -6,6 +6,8 @@ from uuid import UUID
 
 from psycopg import AsyncConnection
 
+_LOCK_BUYER = "SELECT pg_advisory_xact_lock(hashtext(%s::text), hashtext(%s::text))"
+
 
 async def lock_buyer(conn: AsyncConnection, flash_sale_id: UUID, user_id: UUID) -> None:
     """Wait until no other transaction holds this user's lock on this sale, then hold it until commit.
@@ -13,4 +15,4 @@ async def lock_buyer(conn: AsyncConnection, flash_sale_id: UUID, user_id: UUID) 
     Serialises the orders of one user on one sale (and, on a 32-bit hash collision, of two unrelated users:
     harmless), so that a statement run after it reads every order the user already has.
     """
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s::text), hashtext(%s::text))", [flash_sale_id, user_id])
+    await conn.execute(_LOCK_BUYER, [flash_sale_id, user_id])

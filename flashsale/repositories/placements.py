@@ -110,6 +110,11 @@ async def take_if_unchanged(conn: AsyncConnection, command: PlaceOrder, version:
     return record.to_domain() if record else None
 
 
+_CALL_PLACE_ORDER = (
+    "SELECT outcome, order_id, created_at, remaining, bought, per_user_limit FROM place_order(%s, %s, %s, %s, %s)"
+)
+
+
 async def call_place_order(
     conn: AsyncConnection, command: PlaceOrder, *, now: datetime | None = None
 ) -> PlacementRecord:
@@ -117,7 +122,7 @@ async def call_place_order(
     function in migrations 0002 to 0004)."""
     cur = conn.cursor(row_factory=class_row(PlacementRecord))
     await cur.execute(
-        "SELECT outcome, order_id, created_at, remaining, bought, per_user_limit FROM place_order(%s, %s, %s, %s, %s)",
+        _CALL_PLACE_ORDER,
         [command.flash_sale_id, command.user_id, command.quantity, command.idempotency_key, now or utc_now()],
     )
     return await fetch_one(cur)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flashsale.strategies.atomic import Atomic
-from flashsale.strategies.base import Busy, OrderStrategy, PgbenchPlan, Rejected, StrategyUnavailable
+from flashsale.strategies.base import PGBENCH_VARIANTS, Busy, OrderStrategy, PgbenchPlan, Rejected, StrategyUnavailable
 from flashsale.strategies.batched import Batched
 from flashsale.strategies.optimistic import Optimistic
 from flashsale.strategies.pessimistic import Pessimistic
@@ -55,6 +55,7 @@ def get_strategy(name: str, **params: Any) -> OrderStrategy:
 
 __all__ = [
     "DEFAULT_STRATEGY",
+    "PGBENCH_VARIANTS",
     "STRATEGIES",
     "Busy",
     "OrderStrategy",

@@ -32,6 +32,8 @@ class Atomic(OrderStrategy):
         "never while it waits on the client. An empty result is a refusal, explained by a follow-up read. Still "
         "one hot row: throughput is bounded by 1 / (statement + commit flush), not by client round trips."
     )
+    pgbench_matched = True
+    pgbench_note = "exact round trip (one pipeline); now() stands for the driver's clock; refusals are not explained"
 
     async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
         for _ in range(_ATTEMPTS):

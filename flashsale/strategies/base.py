@@ -41,17 +41,34 @@ class Rejected(StrategyUnavailable):
     code = "rejected"
 
 
+# The pgbench scripts of every strategy, in two variants:
+# - "driver" (the default): the statements the strategy sends, in its round trips as far as pgbench allows (BEGIN
+#   and COMMIT in one pipeline with the statements where the strategy decides in SQL); the user's id is looked up
+#   before the transaction, since the driver knows it already. `PgbenchPlan.matched` says whether it is exact.
+# - "lookup": the first scripts (strategies/pgbench/lookup/), one statement a round trip, looking the user up by
+#   number inside each order (pessimistic: while the sale row is locked). Kept to compare with earlier figures.
+PGBENCH_VARIANTS = ("driver", "lookup")
+
+_LOOKUP_NOTE = "one statement a round trip, and a lookup of the user by number in every order (the driver has none)"
+
+
 @dataclass(frozen=True)
 class PgbenchPlan:
     """How to replay a strategy's SQL with pgbench for a run at `vus` virtual users: the script, the number of
     clients, the `-D NAME=VALUE` variables beyond :sale, :users and :quantity, extra options, and how many orders
-    one pgbench transaction stands for (so that orders/s = TPS * orders_per_transaction)."""
+    one pgbench transaction stands for (so that orders/s = TPS * orders_per_transaction).
+
+    `variant` names the script (one of `PGBENCH_VARIANTS`); `matched` says whether it sends the driver's statements
+    in the driver's round trips, and `note` in one line where it differs (the script's header says it in full)."""
 
     script: str
     clients: int
     variables: dict[str, str] = field(default_factory=dict)
     options: tuple[str, ...] = ()
     orders_per_transaction: int = 1
+    variant: str = PGBENCH_VARIANTS[0]
+    matched: bool = False
+    note: str = ""
 
 
 class OrderStrategy(ABC):
@@ -67,6 +84,9 @@ class OrderStrategy(ABC):
     name: ClassVar[str]
     safe: ClassVar[bool] = True
     summary: ClassVar[str]
+    # The "driver" pgbench script: whether it sends exactly the strategy's round trips, and where it differs.
+    pgbench_matched: ClassVar[bool] = False
+    pgbench_note: ClassVar[str] = ""
 
     def __init__(self, *, clock: Clock = utc_now) -> None:
         self.clock = clock
@@ -86,13 +106,23 @@ class OrderStrategy(ABC):
     async def stop(self) -> None:
         """Called once after the last order."""
 
-    def pgbench_script(self) -> str:
-        """The SQL this strategy sends, as a pgbench script (variables: :sale, :users, :quantity)."""
-        return (resources.files("flashsale.strategies") / "pgbench" / f"{self.name}.sql").read_text()
+    def pgbench_script(self, variant: str = PGBENCH_VARIANTS[0]) -> str:
+        """The SQL this strategy sends, as a pgbench script of `variant` (see `PGBENCH_VARIANTS`; variables: :sale,
+        :users, :quantity)."""
+        if variant not in PGBENCH_VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(PGBENCH_VARIANTS)}, got {variant!r}")
+        folder = resources.files("flashsale.strategies") / "pgbench"
+        if variant != "driver":
+            folder = folder / variant
+        return (folder / f"{self.name}.sql").read_text()
 
-    def pgbench_plan(self, vus: int) -> PgbenchPlan:
-        """The pgbench run that corresponds to `vus` virtual users placing orders through this strategy."""
-        return PgbenchPlan(script=self.pgbench_script(), clients=vus)
+    def pgbench_plan(self, vus: int, *, variant: str = PGBENCH_VARIANTS[0]) -> PgbenchPlan:
+        """The pgbench run that corresponds to `vus` virtual users placing orders through this strategy, with the
+        script of `variant`."""
+        script = self.pgbench_script(variant)
+        if variant == "driver":
+            return PgbenchPlan(script, vus, variant=variant, matched=self.pgbench_matched, note=self.pgbench_note)
+        return PgbenchPlan(script, vus, variant=variant, matched=False, note=_LOOKUP_NOTE)
 
     async def prepare_pgbench(self, conn: AsyncConnection, flash_sale_id: UUID) -> None:
         """Put the sale in the state this strategy's pgbench script expects (`sharded` moves the units into the

@@ -26,7 +26,7 @@ from flashsale.domain import (
     utc_now,
 )
 from flashsale.repositories import flash_sales, orders
-from flashsale.strategies.base import OrderStrategy, PgbenchPlan, Rejected
+from flashsale.strategies.base import PGBENCH_VARIANTS, OrderStrategy, PgbenchPlan, Rejected
 from flashsale.strategies.pipelined import pipelined_transaction
 
 
@@ -59,6 +59,9 @@ class Batched(OrderStrategy):
         "state in one process (a crash loses the waiting orders, which were never confirmed), and one bad batch "
         "statement fails every order in it."
     )
+    pgbench_note = (
+        "a batch of consecutive users, whole or none; BEGIN alone; the units are read by the UPDATE and INSERT"
+    )
 
     def __init__(
         self,
@@ -80,11 +83,11 @@ class Batched(OrderStrategy):
         self._queue: asyncio.Queue[_Ticket] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
-    def pgbench_plan(self, vus: int) -> PgbenchPlan:
+    def pgbench_plan(self, vus: int, *, variant: str = PGBENCH_VARIANTS[0]) -> PgbenchPlan:
         """One pgbench client per worker, each transaction a full batch: at most `vus` orders can be waiting."""
         batch = min(self.batch_size, vus)
-        return PgbenchPlan(
-            script=self.pgbench_script(),
+        return dataclasses.replace(
+            super().pgbench_plan(vus, variant=variant),
             clients=self.workers,
             variables={"batch": str(batch)},
             orders_per_transaction=batch,

@@ -30,6 +30,7 @@ class Optimistic(RetryStrategy):
         "contention every winner makes all the other in-flight readers retry, and since every order moves the one "
         "version, the writes still serialise on one row."
     )
+    pgbench_note = "one attempt's round trips; a version conflict sells nothing instead of backing off and retrying"
 
     async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
         return await self.with_retries(

@@ -84,6 +84,9 @@ class Pessimistic(OrderStrategy):
         "capped at 1 / (time the lock is held): a round trip to the client, the checks in Python and the commit "
         "flush (the statements are pipelined into two round trips; the lock is held across the second)."
     )
+    pgbench_note = (
+        "BEGIN alone before the lock; the user's units are read by the UPDATE and INSERT, not the first round trip"
+    )
 
     async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
         return await create_order(conn, command, clock=self.clock, counters=self.counters)

@@ -31,6 +31,7 @@ class PessimisticNowait(RetryStrategy):
         "connections are never parked on the lock, latency is bounded, but under contention most attempts "
         "are wasted round trips and the throughput is at best that of `pessimistic`."
     )
+    pgbench_note = "as pessimistic, with SKIP LOCKED for NOWAIT; a failed attempt sells nothing, no backoff or retry"
 
     async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
         return await self.with_retries(

@@ -33,6 +33,8 @@ class Procedure(OrderStrategy):
         "hot row as `pessimistic`, so the commit flush now bounds it; and the logic lives in SQL, away from the "
         "domain code and its tests."
     )
+    pgbench_matched = True
+    pgbench_note = "exact round trip (one call); now() stands for the driver's clock"
 
     async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
         try:

@@ -9,7 +9,7 @@ from psycopg import AsyncConnection, errors
 from flashsale.domain import DomainError, Order, PlaceOrder, SaleNotFound, UserNotFound
 from flashsale.records import SaleSnapshotRecord
 from flashsale.repositories import flash_sales, orders
-from flashsale.strategies.base import PgbenchPlan
+from flashsale.strategies.base import PGBENCH_VARIANTS, PgbenchPlan
 from flashsale.strategies.pipelined import pipelined_transaction
 from flashsale.strategies.retry import RetryStrategy
 
@@ -33,10 +33,14 @@ class Serializable(RetryStrategy):
         "the same row, so concurrent orders almost always conflict and the work of the losers is wasted, "
         "plus the bookkeeping of predicate locks."
     )
+    pgbench_note = (
+        "BEGIN ISOLATION LEVEL SERIALIZABLE alone, a round trip before the read; pgbench retries without backoff"
+    )
 
-    def pgbench_plan(self, vus: int) -> PgbenchPlan:
+    def pgbench_plan(self, vus: int, *, variant: str = PGBENCH_VARIANTS[0]) -> PgbenchPlan:
         """pgbench retries serialization failures itself when told how often."""
-        return dataclasses.replace(super().pgbench_plan(vus), options=(f"--max-tries={self.retries + 1}",))
+        plan = super().pgbench_plan(vus, variant=variant)
+        return dataclasses.replace(plan, options=(f"--max-tries={self.retries + 1}",))
 
     async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
         try:

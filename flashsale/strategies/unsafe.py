@@ -28,6 +28,8 @@ class Unsafe(OrderStrategy):
         "It is as fast as two plain round trips can be, and it shows what the audit catches: oversold units, an "
         "inventory row that disagrees with the orders, limit violations."
     )
+    pgbench_matched = True
+    pgbench_note = "exact round trips (read, then one pipeline); now() stands for the driver's clock"
 
     def __init__(self, *, race_delay_s: float = 0.0, clock: Clock = utc_now) -> None:
         super().__init__(clock=clock)

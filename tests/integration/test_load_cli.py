@@ -106,8 +106,20 @@ class TestBenchPgbench:
         # pgbench ran the strategy's SQL: what it sold passes the same audit.
         assert result["audit"]["ok"] is True
         assert result["audit"]["orders"] > 0
+        # By default the script closest to the driver, which for pessimistic cannot be exact.
+        assert (result["variant"], result["matched"]) == ("driver", False)
+        assert "BEGIN" in result["note"]
 
     def test_text_output(self, database_url):
         proc = flashsale("bench", "pgbench", "--vus", "1", "--duration", "1s")
         assert "pgbench pessimistic: 1 clients" in proc.stdout
         assert "tps" in proc.stdout
+        assert "script .........: driver (differs from the driver: " in proc.stdout
+
+    def test_the_variant_is_chosen_and_reported(self, database_url):
+        common = ("bench", "pgbench", "--strategy", "atomic", "--vus", "1", "--duration", "1s")
+        lookup = json.loads(flashsale(*common, "--variant", "lookup", "--json").stdout)
+        assert (lookup["variant"], lookup["matched"]) == ("lookup", False)
+        assert lookup["audit"]["ok"] is True
+        assert "script .........: driver (matches the driver's round trips; " in flashsale(*common).stdout
+        assert flashsale(*common, "--variant", "fast", check=False).returncode == 2

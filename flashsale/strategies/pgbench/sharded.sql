@@ -1,11 +1,15 @@
--- sharded: take a free shard (SKIP LOCKED, in an order drawn at random: hashed with :spin) and insert the order;
--- if every shard with stock was held, queue on one, as flashsale does. The shards must hold the stock already:
--- run the strategy's prepare_pgbench on the sale first (`flashsale bench pgbench` does), which moves the sale
--- row's units into them as the first order would. The slow path (fragmented stock near the end, refusals) is
--- not replayed.
+-- sharded, its fast path as the driver sends it (strategies/sharded.py): one pipeline, one round trip, holding
+-- BEGIN, the advisory lock of repositories/locks.py, the statement of repositories/placements.py that takes a free
+-- shard (_TAKE_FREE_SHARD: SKIP LOCKED, shards in an order drawn with :spin) and inserts the order, and COMMIT.
+-- The user's id is looked up before the pipeline. The shards must hold the stock already: run the strategy's
+-- prepare_pgbench on the sale first (`flashsale bench pgbench` does).
+-- Where it differs: pgbench cannot read the pipeline's answer (no \gset in a pipeline), so an order that finds
+-- every shard with stock held sells nothing, where the driver queues on one in a second pipeline; the slow path
+-- (first orders, fragmented stock, refusals) is not replayed; now() stands for the driver's clock parameter.
 \set u random(1, :users)
 \set spin random(0, 1073741823)
 SELECT id AS uid FROM users WHERE number = :u \gset
+\startpipeline
 BEGIN;
 SELECT pg_advisory_xact_lock(hashtext(:sale::text), hashtext(:uid::text));
 WITH shard AS (
@@ -15,31 +19,12 @@ WITH shard AS (
          WHERE s.flash_sale_id = :sale AND s.remaining >= :quantity
            AND f.starts_at <= now() AND now() < f.ends_at
            AND (SELECT coalesce(sum(quantity), 0) FROM orders
-                 WHERE user_id = :uid AND flash_sale_id = :sale AND status = 'CONFIRMED') + :quantity <= f.per_user_limit
+             WHERE user_id = :uid AND flash_sale_id = :sale AND status = 'CONFIRMED') + :quantity <= f.per_user_limit
          ORDER BY hashint4(s.shard + :spin) LIMIT 1 FOR UPDATE OF s SKIP LOCKED)
     RETURNING flash_sale_id
-), placed AS (
-    INSERT INTO orders (user_id, flash_sale_id, quantity, status)
-    SELECT :uid, flash_sale_id, :quantity, 'CONFIRMED' FROM shard
-    RETURNING 1
 )
-SELECT count(*) AS took FROM placed \gset
+INSERT INTO orders (user_id, flash_sale_id, quantity, status, idempotency_key)
+SELECT :uid, flash_sale_id, :quantity, 'CONFIRMED', NULL FROM shard
+RETURNING id, user_id, flash_sale_id, quantity, status, created_at;
 COMMIT;
-\if :took = 0
-BEGIN;
-SELECT pg_advisory_xact_lock(hashtext(:sale::text), hashtext(:uid::text));
-WITH shard AS (
-    UPDATE flash_sale_shards SET remaining = remaining - :quantity
-     WHERE flash_sale_id = :sale AND remaining >= :quantity AND shard = (
-        SELECT s.shard FROM flash_sale_shards s JOIN flash_sales f ON f.id = s.flash_sale_id
-         WHERE s.flash_sale_id = :sale AND s.remaining >= :quantity
-           AND f.starts_at <= now() AND now() < f.ends_at
-           AND (SELECT coalesce(sum(quantity), 0) FROM orders
-                 WHERE user_id = :uid AND flash_sale_id = :sale AND status = 'CONFIRMED') + :quantity <= f.per_user_limit
-         ORDER BY hashint4(s.shard + :spin) LIMIT 1)
-    RETURNING flash_sale_id
-)
-INSERT INTO orders (user_id, flash_sale_id, quantity, status)
-SELECT :uid, flash_sale_id, :quantity, 'CONFIRMED' FROM shard;
-COMMIT;
-\endif
+\endpipeline
