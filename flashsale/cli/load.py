@@ -98,6 +98,13 @@ def register(subparsers) -> None:
     load.add_argument(
         "--think-ms", type=float, default=100.0, help="closed model: pause after each order, ms (default 100)"
     )
+    load.add_argument(
+        "--think-jitter",
+        type=float,
+        default=0.0,
+        help="closed model: each pause drawn uniformly within --think-ms x (1 -/+ this), e.g. 0.5 (default 0: every "
+        "pause exact, so users that start together stay in step)",
+    )
     load.add_argument("--rate", type=float, help="open model: orders per second on a fixed schedule")
     load.add_argument(
         "--stages",
@@ -208,6 +215,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         strategy=args.strategy,
         vus=args.vus,
         think_ms=args.think_ms,
+        think_jitter=args.think_jitter,
         rate=args.rate,
         stages=args.stages or (),
         spike=args.spike,

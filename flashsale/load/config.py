@@ -34,6 +34,7 @@ class LoadConfig:
     strategy: str = strategies.DEFAULT_STRATEGY
     vus: int = 10  # closed model: virtual users
     think_ms: float = 100.0  # closed model: pause after each order
+    think_jitter: float = 0.0  # closed model: each pause drawn uniformly within think_ms * (1 -/+ think_jitter)
     rate: float | None = None  # orders/s; setting it selects the open model
     stages: tuple[
         tuple[float, float], ...
@@ -152,7 +153,7 @@ class LoadConfig:
         if self.spike is not None:
             return Spike(buyers=self.spike[0], window_s=self.spike[1], max_inflight=self.max_inflight)
         if self.rate is None:
-            return Closed(vus=self.vus, think_s=self.think_ms / 1000)
+            return Closed(vus=self.vus, think_s=self.think_ms / 1000, think_jitter=self.think_jitter)
         return Open(rate=self.rate, max_inflight=self.max_inflight)
 
     @property

@@ -192,6 +192,7 @@ class LocustEngine:
         args = [
             "--flash-sale-id", str(self.flash_sale_id),
             "--think-ms", repr(config.think_ms),
+            "--think-jitter", repr(config.think_jitter),
             "--quantity", str(config.quantity),
             "--seed", str(config.seed),
             "--request-timeout", repr(config.request_timeout_s),

@@ -62,6 +62,7 @@ class _Process:
     user_ids: list[str] | None = None
     orders: WorkerOrders | None = None
     think_s: float = 0.1
+    think_jitter: float = 0.0
     stop_ns: int = 0  # no order starts at or after this instant (0: until Locust stops the users)
     seed: int = 0
     worker: int = 0
@@ -80,6 +81,10 @@ def add_arguments(parser) -> None:
     group.add_argument(
         "--think-ms", type=float, env_var="FLASHSALE_THINK_MS", default=100.0, help="pause after each order"
     )
+    group.add_argument(
+        "--think-jitter", type=float, env_var="FLASHSALE_THINK_JITTER", default=0.0,
+        help="each pause drawn uniformly within think-ms * (1 -/+ this)",
+    )  # fmt: skip
     group.add_argument("--quantity", type=int, env_var="FLASHSALE_QUANTITY", default=1, help="units per order")
     group.add_argument(
         "--idempotency-keys",
@@ -150,6 +155,7 @@ def prepare(environment, **_) -> None:
     _process.orders = orders
     _process.begun = False
     _process.think_s = options.think_ms / 1000
+    _process.think_jitter = options.think_jitter
     _process.stop_ns = orders.origin_ns + round(options.run_s * 1e9) if options.run_s > 0 else 0
     _process.seed = options.seed
     _process.worker = getattr(environment.runner, "worker_index", 0)
@@ -183,10 +189,14 @@ class OrderingUser(FastHttpUser):
     """One buyer: order, pause, order, ... from the origin until the end of the run."""
 
     def wait_time(self) -> float:
-        """The think time, cut short at the end of the run (as the native runner's users do)."""
+        """The think time (drawn within its jitter), cut short at the end of the run (as the native runner's users
+        do)."""
+        think, jitter = _process.think_s, _process.think_jitter
+        if jitter:
+            think = random.uniform(think * (1 - jitter), think * (1 + jitter))
         if _process.stop_ns:
-            return min(_process.think_s, max(0.0, (_process.stop_ns - time.perf_counter_ns()) / 1e9))
-        return _process.think_s
+            return min(think, max(0.0, (_process.stop_ns - time.perf_counter_ns()) / 1e9))
+        return think
 
     def on_start(self) -> None:
         orders = _process.orders

@@ -421,8 +421,9 @@ def _quiet_reconnection_logs():
 
 
 def _run_meta(config: LoadConfig, sale: Sale, stats: WorkloadStats, audit: Audit, lock_samples: int) -> dict:
-    meta = {
+    meta: dict[str, Any] = {
         "seed": config.seed,
+        "think_jitter": config.think_jitter if config.model == "closed" else None,
         "users": sale.users,
         "inventory": sale.inventory,
         "per_user_limit": sale.per_user_limit,

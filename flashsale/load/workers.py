@@ -77,7 +77,7 @@ class WorkerPlan:
     @property
     def closed_workload(self) -> Closed:
         """This worker's virtual users (closed model)."""
-        return Closed(vus=len(self.vu_ids), think_s=self.config.think_ms / 1000)
+        return Closed(vus=len(self.vu_ids), think_s=self.config.think_ms / 1000, think_jitter=self.config.think_jitter)
 
     @property
     def open_workload(self) -> OpenWorkload:

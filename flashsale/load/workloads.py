@@ -38,16 +38,23 @@ SPIKE_STREAM = 0x5B1CE  # the spike's arrival instants come from their own rando
 
 @dataclass(frozen=True)
 class Closed:
-    """k6 `constant-vus`: `vus` users, each placing an order, then pausing `think_s`, until the end."""
+    """k6 `constant-vus`: `vus` users, each placing an order, then pausing `think_s`, until the end.
+
+    `think_jitter` j draws each pause uniformly from `think_s * (1 - j)` to `think_s * (1 + j)` (the same mean), as
+    real buyers pause: users that start together and pause exactly alike stay in step and meet at the row lock
+    every cycle; with a jitter they drift apart."""
 
     vus: int
     think_s: float = 0.1
+    think_jitter: float = 0.0
 
     def __post_init__(self) -> None:
         if self.vus < 1:
             raise ValueError(f"vus must be at least 1, got {self.vus}")
         if self.think_s < 0:
             raise ValueError(f"think time must be 0 or more, got {self.think_s}")
+        if not 0 <= self.think_jitter <= 1:
+            raise ValueError(f"think jitter must be between 0 and 1, got {self.think_jitter}")
 
 
 @dataclass(frozen=True)
@@ -208,7 +215,7 @@ async def run_closed(
     stats = WorkloadStats()
     before = len(records)
     vus = [
-        asyncio.create_task(_virtual_user(v, workload.think_s, session, records, users, seed, origin, stop_at))
+        asyncio.create_task(_virtual_user(v, workload, session, records, users, seed, origin, stop_at))
         for v in (range(workload.vus) if vu_ids is None else vu_ids)
     ]
     stats.interrupted = await _finish(vus, stop_at, grace_s)
@@ -219,7 +226,7 @@ async def run_closed(
 
 async def _virtual_user(
     vu: int,
-    think_s: float,
+    workload: Closed,
     session: SessionFactory,
     records: RecordBuffer,
     users: int,
@@ -228,6 +235,9 @@ async def _virtual_user(
     stop_at: int,
 ) -> None:
     pick = random.Random(f"{seed}/{vu}").random
+    think_s, jitter = workload.think_s, workload.think_jitter
+    # Its own stream, so that a jitter leaves the users each VU picks as they were.
+    pause = random.Random(f"{seed}/{vu}/think").uniform if jitter else None
     clock = time.perf_counter_ns
     add = records.add
     sleep = asyncio.sleep
@@ -243,7 +253,8 @@ async def _virtual_user(
             if settle is not None:
                 await settle()
             if think_s:
-                await sleep(min(think_s, max(0.0, (stop_at - ended) / 1e9)))
+                think = pause(think_s * (1 - jitter), think_s * (1 + jitter)) if pause is not None else think_s
+                await sleep(min(think, max(0.0, (stop_at - ended) / 1e9)))
 
 
 async def run_open(

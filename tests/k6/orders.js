@@ -2,7 +2,9 @@
 // from GET /users (a JSON array), each iteration posts an order for a random one to POST /orders and checks the
 // answer. Only BASE_URL and FLASH_SALE_ID need setting; RETRY_RATE (0 to 1) sends every order with an
 // Idempotency-Key and, on that share of the iterations, resends one of this VU's last RETRY_POOL keys with the
-// body it was first sent with (the original's phase 5). THINK_S is the pause after each order (the original's 0.1).
+// body it was first sent with (the original's phase 5). THINK_S is the pause after each order (the original's 0.1);
+// THINK_JITTER (0 to 1) draws each pause uniformly within THINK_S * (1 -/+ THINK_JITTER), as the runner's
+// --think-jitter does.
 import http from "k6/http";
 import { check, sleep } from "k6";
 
@@ -17,6 +19,7 @@ const FLASH_SALE_ID = __ENV.FLASH_SALE_ID;
 const RETRY_RATE = Number(__ENV.RETRY_RATE || 0);
 const RETRY_POOL = Number(__ENV.RETRY_POOL || 50);
 const THINK_S = Number(__ENV.THINK_S || 0.1);
+const THINK_JITTER = Number(__ENV.THINK_JITTER || 0);
 const KEYED = __ENV.RETRY_RATE !== undefined;
 
 const sent = []; // this VU's recent [key, body] pairs
@@ -55,5 +58,5 @@ export default function (data) {
       r.status !== 201 || (r.json("status") === "CONFIRMED" && typeof r.json("order_id") === "string"),
     "a refusal says why": (r) => r.status === 201 || typeof r.json("error") === "string",
   });
-  sleep(THINK_S);
+  sleep(THINK_S * (1 - THINK_JITTER + 2 * THINK_JITTER * Math.random()));
 }

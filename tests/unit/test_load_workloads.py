@@ -87,6 +87,38 @@ class TestClosedModel:
         assert sorted(start.tolist()) == sorted(list(range(0, 1000 * MS, 50 * MS)) * 4)
         assert target.max_inflight == 4
 
+    def test_users_that_start_together_stay_in_step_unless_their_pauses_jitter(self, loop):
+        """Three VUs that start together: with exact pauses every order starts at the same instant as two others;
+        with a jitter of 0.5 they drift apart."""
+        starts = {}
+        for jitter in (0.0, 0.5):
+            target, records = SleepTarget(loop, latency_s=0.01), RecordBuffer()
+            workload = Closed(vus=3, think_s=0.04, think_jitter=jitter)
+            loop.run_until_complete(run_closed(workload, target.session, records, users=50, duration_s=2.0))
+            starts[jitter] = columns(records)[0].tolist()
+        assert len(set(starts[0.0])) * 3 == len(starts[0.0])  # in step: three orders at each instant
+        assert len(set(starts[0.5])) > len(starts[0.5]) * 0.9  # apart
+
+    def test_a_jittered_pause_stays_within_its_bounds_around_the_same_mean_and_picks_the_same_users(self, loop):
+        picked, gaps = {}, {}
+        for jitter in (0.0, 0.5):
+            target, records = SleepTarget(loop, latency_s=0.01), RecordBuffer()
+            workload = Closed(vus=1, think_s=0.04, think_jitter=jitter)
+            loop.run_until_complete(run_closed(workload, target.session, records, users=1000, duration_s=5.0))
+            gaps[jitter] = np.diff(columns(records)[0]) - 10 * MS  # the pauses between one order and the next
+            picked[jitter] = target.picked
+        assert set(gaps[0.0].tolist()) == {40 * MS}
+        assert gaps[0.5].min() >= 20 * MS
+        assert gaps[0.5].max() <= 60 * MS
+        assert abs(gaps[0.5].mean() - 40 * MS) < 3 * MS
+        assert gaps[0.5].std() > 8 * MS  # uniform over 40 ms: 11.5 ms
+        shared = min(len(picked[0.0]), len(picked[0.5]))
+        assert picked[0.5][:shared] == picked[0.0][:shared]
+
+    def test_a_jitter_outside_0_to_1_is_refused(self):
+        with pytest.raises(ValueError, match="think jitter must be between 0 and 1, got 1.5"):
+            Closed(vus=1, think_jitter=1.5)
+
     def test_a_stall_is_charged_only_to_the_request_it_hit(self, loop):
         """Coordinated omission: a closed-model VU does not start the requests it would have sent while stalled,
         so the stall shows once (in the request it hit) and as missing requests, never in the others' latency."""
