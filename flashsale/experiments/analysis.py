@@ -28,6 +28,67 @@ def strategy_label(name: str) -> str:
     return f"{name} (UNSAFE)" if cls is not None and not cls.safe else name
 
 
+# --- repeats: every headline figure is the median of its runs, with their range -----------------------------------
+
+
+def spread(cells: pd.DataFrame, by: str | list[str], metric: str) -> pd.DataFrame:
+    """Per group of `by` (a column or several; groups in the order first seen): the median of `metric` over the
+    group's runs, their range (`min`, `max`) and how many runs measured it (`n`)."""
+    by = [by] if isinstance(by, str) else list(by)
+    grouped = cells.groupby(by, sort=False)[metric]
+    return grouped.agg(median="median", min="min", max="max", n="count").reset_index()
+
+
+def median_range(values: Any, pattern: str = "{:,.2f}") -> str:
+    """A figure over its repeats as "median (min–max)", each number by `pattern`; the value alone where the runs
+    agree (or there is one), "–" where there is none."""
+    present = pd.Series(values, dtype=float).dropna()
+    if present.empty:
+        return "–"
+    median = pattern.format(present.median())
+    if present.min() == present.max():
+        return median
+    return f"{median} ({pattern.format(present.min())}–{pattern.format(present.max())})"
+
+
+def medians(cells: pd.DataFrame, by: str = "label") -> pd.DataFrame:
+    """The median over each group's repeats of every numeric column, indexed by `by` (groups in the order first
+    seen), with `runs`: what a sentence quotes of a run measured several times."""
+    grouped = cells.groupby(by, sort=False)
+    numeric = [c for c in cells.select_dtypes("number").columns if c != by]
+    out = grouped[numeric].median()
+    out["runs"] = grouped.size()
+    return out
+
+
+def first_runs(cells: pd.DataFrame, by: str = "label") -> pd.DataFrame:
+    """The first repeat of each group, in the order first seen, indexed by `by`: the run a time series shows."""
+    return cells.drop_duplicates(subset=by).set_index(by)
+
+
+def _pattern(metric: str, counts: tuple[str, ...] = (), shares: tuple[str, ...] = ()) -> str:
+    return "{:,.0f}" if metric in counts else "{:.1%}" if metric in shares else "{:,.2f}"
+
+
+def over_repeats(
+    cells: pd.DataFrame,
+    measured: Any,
+    metrics: list[str],
+    *,
+    counts: tuple[str, ...] = (),
+    shares: tuple[str, ...] = (),
+    by: str = "label",
+    prefix: str = "this project: ",
+) -> dict[str, list[Any]]:
+    """One column per group of `by`: each figure `measured(row)` gives (a value per metric) as "median (min–max)"
+    over the group's runs, then the number of runs (the `runs` row of the headline tables)."""
+    out: dict[str, list[Any]] = {}
+    for name, group in cells.groupby(by, sort=False):
+        runs = pd.DataFrame([list(measured(row)) for _, row in group.iterrows()], columns=metrics)
+        out[f"{prefix}{name}"] = [median_range(runs[m], _pattern(m, counts, shares)) for m in metrics] + [len(group)]
+    return out
+
+
 # --- the think-time bound (closed model) ---------------------------------------------------------------------------
 
 
@@ -69,7 +130,9 @@ def think_time_verdict(check: BoundCheck) -> str:
 
 # --- the seed's published figures -----------------------------------------------------------------------------------
 
-BASELINE_METRICS = ["RPS", "requests", "avg", "p50", "p90", "p95", "max", "orders created", "created-only p95"]
+BASELINE_METRICS = ["RPS", "requests", "avg", "p50", "p90", "p95", "p99", "max", "orders created",
+                    "created-only p95"]  # fmt: skip
+BASELINE_COUNTS = ("requests", "orders created", "runs")
 
 
 def published_baselines() -> dict[str, Any]:
@@ -78,16 +141,15 @@ def published_baselines() -> dict[str, Any]:
 
 
 def baseline_side_by_side(cells: pd.DataFrame, published: dict[str, Any] | None = None) -> pd.DataFrame:
-    """The seed's figures, the later FlashDeal devlog's run of the same scenario and each of these runs, one column
-    each, one row per metric (latencies in ms)."""
+    """The seed's figures, the later FlashDeal devlog's run of the same scenario and this project's runs, one
+    column each (the median and range of each label's repeats), one row per metric (latencies in ms), and `runs`."""
     published = published or published_baselines()
     seed = published["devlog-02-naive-concurrency"]["results"]
     later = published["flashdeal-devlog-02-observability-first"]["results"]
 
-    def measured(row: pd.Series) -> dict[str, Any]:
-        latency = {k: row[f"latency_ms.{k}"] for k in ("avg", "p50", "p90", "p95", "max")}
-        return {"RPS": row["rps"], "requests": row["requests"], **latency, "orders created": row["orders"],
-                "created-only p95": row["created_p95_ms"]}  # fmt: skip
+    def measured(row: pd.Series) -> list[Any]:
+        latency = [row[f"latency_ms.{k}"] for k in ("avg", "p50", "p90", "p95", "p99", "max")]
+        return [row["rps"], row["requests"], *latency, row["orders"], row["created_p95_ms"]]
 
     columns = {
         "seed devlog 02": {"RPS": seed["rps"], **seed["latency_ms"]},
@@ -96,12 +158,61 @@ def baseline_side_by_side(cells: pd.DataFrame, published: dict[str, Any] | None 
             "requests": later["requests"],
             **later["latency_ms"],
             "created-only p95": later["created_only_latency_ms"]["p95"],
+            "runs": 1,
         },
-        **{f"this project: {row['label']}": measured(row) for _, row in cells.iterrows()},
     }
-    side = pd.DataFrame(columns).reindex(BASELINE_METRICS)
+    side = pd.DataFrame(columns).reindex([*BASELINE_METRICS, "runs"])
+    ours = over_repeats(cells, measured, BASELINE_METRICS, counts=BASELINE_COUNTS)
+    side = pd.concat([side, pd.DataFrame(ours, index=side.index)], axis=1)
     side.index.name = "metric"
     return side.reset_index()
+
+
+# --- two clients, one service: the load runner beside k6 (flashsale.experiments.clients) --------------------------
+
+CLIENT_AGREEMENT = 0.10  # the runner's p50 and p95 within 10 % of k6's
+CLIENT_METRICS = {"RPS": "rps", "requests": "requests", **{k: f"latency_ms.{k}" for k in ("p50", "p95", "p99", "max")}}
+
+
+def _paired(runner: pd.DataFrame, k6: pd.DataFrame) -> pd.DataFrame:
+    """The runner's cells and k6's runs of the same pairs, side by side (`<column>_runner`, `<column>_k6`)."""
+    return runner.merge(k6, on="cell_id", suffixes=("_runner", "_k6"))
+
+
+def clients_side_by_side(runner: pd.DataFrame, k6: pd.DataFrame) -> pd.DataFrame:
+    """One row per figure (RPS, requests, p50, p95, p99, max): the runner's and k6's, each the median (min–max)
+    of the pairs, and the runner / k6 ratio (the median and range of each pair's own ratio)."""
+    both = _paired(runner, k6)
+    rows = []
+    for name, column in CLIENT_METRICS.items():
+        pattern = _pattern(name, counts=("requests",))
+        mine, theirs = both[f"{column}_runner"].astype(float), both[f"{column}_k6"].astype(float)
+        rows.append(
+            {
+                "metric": name,
+                "load runner": median_range(mine, pattern),
+                "k6": median_range(theirs, pattern),
+                "runner / k6": median_range(mine / theirs, "{:.2f}"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def clients_reading(runner: pd.DataFrame, k6: pd.DataFrame, tolerance: float = CLIENT_AGREEMENT) -> str:
+    """Whether the two clients agree: the median of the pairs' p50 and p95 ratios each within `tolerance` of 1."""
+    both = _paired(runner, k6)
+    if both.empty:
+        return "No pair of runs was measured: nothing to compare."
+    ratios = {k: float((both[f"latency_ms.{k}_runner"] / both[f"latency_ms.{k}_k6"]).median()) for k in ("p50", "p95")}
+    apart = {k: r for k, r in ratios.items() if abs(r - 1) > tolerance}
+    said = " and ".join(f"{k} {r:.2f}x" for k, r in ratios.items())
+    pairs = f"over {len(both)} pair(s) of runs on one service each"
+    if not apart:
+        return f"The two clients **agree within {tolerance:.0%}** on p50 and p95 (runner / k6: {said}, {pairs})."
+    return (
+        f"The two clients **do not agree within {tolerance:.0%}** on {' and '.join(apart)} (runner / k6: {said}, "
+        f"{pairs}): one of them measures its own overhead as well."
+    )
 
 
 # --- the seed's rule of thumb: throughput <= 1 / lock hold time -----------------------------------------------------
@@ -195,35 +306,53 @@ def lock_hold_ceilings(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def sweep_summary(cells: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per strategy and level, the mean of its repeats: throughput, goodput, with `reference` pgbench's
-    orders/s at that level and the driver's share of it (`driver_vs_pgbench`), latency percentiles, row-lock
-    waiters, the client's CPU, the audit (ok or OVERSOLD) and the number of runs."""
+    """One row per strategy and level, the median of its repeats: throughput, goodput and its range over the
+    repeats, with `reference` pgbench's orders/s at that level and the driver's share of it (`driver_vs_pgbench`),
+    latency percentiles (p50, p95 with its range, p99, max), row-lock waiters, the client's CPU, the audit (ok or
+    OVERSOLD) and the number of runs."""
     summary = (
         cells.groupby(["strategy", "vus"], sort=False)
         .agg(
-            rps=("rps", "mean"),
-            orders_per_s=("orders_per_s", "mean"),
-            p50=("latency_ms.p50", "mean"),
-            p95=("latency_ms.p95", "mean"),
-            p99=("latency_ms.p99", "mean"),
-            lock_waiters=("lock_waiters_mean", "mean"),
-            client_cpu=("client_cpu_percent", "mean"),
+            rps=("rps", "median"),
+            orders_per_s=("orders_per_s", "median"),
+            orders_per_s_min=("orders_per_s", "min"),
+            orders_per_s_max=("orders_per_s", "max"),
+            p50=("latency_ms.p50", "median"),
+            p95=("latency_ms.p95", "median"),
+            p95_min=("latency_ms.p95", "min"),
+            p95_max=("latency_ms.p95", "max"),
+            p99=("latency_ms.p99", "median"),
+            max=("latency_ms.max", "median"),
+            lock_waiters=("lock_waiters_mean", "median"),
+            client_cpu=("client_cpu_percent", "median"),
             audit_ok=("audit.ok", "all"),
             runs=("rps", "size"),
         )
         .reset_index()
     )
+    _range_column(summary, "orders_per_s", "orders/s range", "{:,.0f}")
+    _range_column(summary, "p95", "p95 range", "{:,.2f}")
     ratio = driver_vs_pgbench(cells, reference) if reference is not None else pd.DataFrame()
     if not ratio.empty:
         pgbench = ratio[["strategy", "vus", "pgbench orders/s", "driver / pgbench"]]
         summary = summary.merge(pgbench, on=["strategy", "vus"], how="left")
-        after = summary.columns.get_loc("orders_per_s") + 1
+        after = summary.columns.get_loc("orders/s range") + 1
         moved = ["pgbench orders/s", "driver / pgbench"]
         rest = [c for c in summary.columns if c not in moved]
         summary = summary[[*rest[:after], *moved, *rest[after:]]]
     summary["audit"] = summary.pop("audit_ok").map({True: "ok", False: "OVERSOLD"})
     summary["strategy"] = summary["strategy"].map(strategy_label)
     return summary.rename(columns=SUMMARY_NAMES)
+
+
+def _range_column(summary: pd.DataFrame, after: str, name: str, pattern: str) -> None:
+    """Put "min–max" of the repeats (from the `<after>_min` and `<after>_max` columns, dropped) as column `name`
+    after `after`; the value alone where they are one."""
+    lo, hi = summary.pop(f"{after}_min"), summary.pop(f"{after}_max")
+    text = [
+        pattern.format(a) if a == b else f"{pattern.format(a)}–{pattern.format(b)}" for a, b in zip(lo, hi, strict=True)
+    ]
+    summary.insert(summary.columns.get_loc(after) + 1, name, text)
 
 
 # The summary's columns as a reader sees them.
@@ -236,18 +365,33 @@ SUMMARY_NAMES = {
 }
 
 
-def sweep_reading(cells: pd.DataFrame) -> str:
-    """The best safe strategy against `pessimistic` (peak orders/s), and whether every run passed its audit."""
-    lines = []
+def sweep_peaks(cells: pd.DataFrame) -> pd.DataFrame:
+    """Each safe strategy's peak: the level where the median of its repeats' orders/s is highest, with that
+    median, its range and the runs (strategy, vus, median, min, max, n), highest first."""
     safe = cells[cells["safe"].astype(bool)]
-    peak = safe.groupby("strategy")["orders_per_s"].max().sort_values(ascending=False)
-    others = [name for name in peak.index if name != "pessimistic"]
-    if "pessimistic" in peak and others:
+    levels = spread(safe, ["strategy", "vus"], "orders_per_s")
+    best = levels.loc[levels.groupby("strategy", sort=False)["median"].idxmax()]
+    return best.sort_values("median", ascending=False).reset_index(drop=True)
+
+
+def sweep_reading(cells: pd.DataFrame) -> str:
+    """The best safe strategy against `pessimistic` (peak of the medians of orders/s over the repeats, with their
+    range), and whether every run passed its audit."""
+    lines = []
+    peaks = sweep_peaks(cells).set_index("strategy")
+    others = [name for name in peaks.index if name != "pessimistic"]
+
+    def at(name: str) -> str:
+        p = peaks.loc[name]
+        runs = f"range {p['min']:,.0f}–{p['max']:,.0f} over {int(p['n'])} runs" if p["n"] > 1 else "one run"
+        return f"{p['median']:,.0f} orders/s at {int(p['vus'])} VUs ({runs})"
+
+    if "pessimistic" in peaks.index and others:
         top = others[0]
         lines.append(
-            f"The best safe strategy, **{top}**, peaks at {peak[top]:,.0f} orders/s: "
-            f"**{peak[top] / peak['pessimistic']:.1f}x** the naive `pessimistic` flow "
-            f"({peak['pessimistic']:,.0f} orders/s)."
+            f"The best safe strategy, **{top}**, peaks at {at(top)}: "
+            f"**{peaks.loc[top, 'median'] / peaks.loc['pessimistic', 'median']:.1f}x** the naive `pessimistic` flow "
+            f"({at('pessimistic')}; medians of the repeats)."
         )
     bad = cells[~cells["audit.ok"].astype(bool)]
     if len(bad):
@@ -259,12 +403,12 @@ def sweep_reading(cells: pd.DataFrame) -> str:
 
 def driver_vs_pgbench(cells: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
     """Orders/s of the in-process driver against pgbench replaying the same SQL at the same concurrency (1.0: no
-    client overhead), per strategy and level where both were measured."""
+    client overhead), per strategy and level where both were measured (medians of the repeats)."""
     columns = ["strategy", "vus", "driver orders/s", "pgbench orders/s", "driver / pgbench"]
     if reference.empty or "orders_per_s" not in reference:
         return pd.DataFrame(columns=columns)
-    driver = cells.groupby(["strategy", "vus"], sort=False)["orders_per_s"].mean()
-    pgbench = reference.groupby(["strategy", "clients"])["orders_per_s"].mean().rename_axis(["strategy", "vus"])
+    driver = cells.groupby(["strategy", "vus"], sort=False)["orders_per_s"].median()
+    pgbench = reference.groupby(["strategy", "clients"])["orders_per_s"].median().rename_axis(["strategy", "vus"])
     both = pd.concat([driver.rename(columns[2]), pgbench.rename(columns[3])], axis=1, join="inner").dropna()
     both[columns[4]] = both[columns[2]] / both[columns[3]]
     return both.reset_index()[columns]
@@ -294,10 +438,13 @@ AUDIT_COLUMNS = ("ok", "total", "remaining", "orders", "oversold", "limit_violat
 
 def audit_table(cells: pd.DataFrame, columns: tuple[str, ...] = AUDIT_COLUMNS, *, label: str = "label") -> pd.DataFrame:
     """The audit after each run, as read from the database: `ok` shown as ok or FAILED; column names without
-    their `audit.` prefix and with spaces."""
+    their `audit.` prefix and with spaces; with the run's `repeat` (counted from 1) where a run was repeated."""
     present = [c for c in columns if f"audit.{c}" in cells]
-    table = cells[[label, *(f"audit.{c}" for c in present)]].copy()
-    table.columns = [label, *(c.replace("_", " ") for c in present)]
+    repeated = "repeat" in cells and cells["repeat"].nunique() > 1
+    table = cells[[label, *(["repeat"] if repeated else []), *(f"audit.{c}" for c in present)]].copy()
+    table.columns = [label, *(["repeat"] if repeated else []), *(c.replace("_", " ") for c in present)]
+    if repeated:
+        table["repeat"] = table["repeat"] + 1
     if "ok" in table:
         table["ok"] = table["ok"].map(lambda ok: "ok" if bool(ok) else "FAILED")
     return table.reset_index(drop=True)
@@ -426,44 +573,55 @@ def _value(row: pd.Series, column: str, default: Any = None) -> Any:
     return default if value is None or (isinstance(value, float) and np.isnan(value)) else value
 
 
+ADMISSION_METRICS = ["requests", "req/s", "avg", "p50", "p95", "p99", "max", "created", "sold out", "rate limited",
+                     "queue full"]  # fmt: skip
+ADMISSION_COUNTS = ("requests", "created", "sold out", "rate limited", "queue full", "runs")
+
+
 def flashdeal_admission(cells: pd.DataFrame, published: dict[str, Any] | None = None) -> pd.DataFrame:
-    """FlashDeal phase 3's figures beside each run's (one column each; latencies in ms)."""
+    """FlashDeal phase 3's figures beside each run's (one column each, the median and range of its repeats;
+    latencies in ms), and the number of runs."""
     published = published or published_baselines()
     phase = published["flashdeal-devlog-03-admission-control"]["results"]
-    metrics = ["requests", "req/s", "avg", "p50", "p95", "max", "created", "sold out", "rate limited", "queue full"]
 
     def measured(row: pd.Series) -> list[Any]:
         return [
-            row["requests"], row["rps"], *(row[f"latency_ms.{k}"] for k in ("avg", "p50", "p95", "max")),
+            row["requests"], row["rps"], *(row[f"latency_ms.{k}"] for k in ("avg", "p50", "p95", "p99", "max")),
             *(_value(row, f"outcome.{name}", 0) for name in ("created", "sold_out", "rate_limited", "queue_full")),
         ]  # fmt: skip
 
     columns = {
         "FlashDeal phase 3 (30 s)": [
-            phase["requests"], phase["rps"], *(phase["latency_ms"][k] for k in ("avg", "p50", "p95", "max")),
-            *(phase["outcomes"][k] for k in ("created", "sold_out", "rate_limited", "queue_overflow")),
+            phase["requests"], phase["rps"], *(phase["latency_ms"].get(k) for k in ("avg", "p50", "p95", "p99", "max")),
+            *(phase["outcomes"][k] for k in ("created", "sold_out", "rate_limited", "queue_overflow")), 1,
         ],
-        **{f"this project: {row['label']}": measured(row) for _, row in cells.iterrows()},
+        **over_repeats(cells, measured, ADMISSION_METRICS, counts=ADMISSION_COUNTS),
     }  # fmt: skip
-    return pd.DataFrame(columns, index=pd.Index(metrics, name="metric")).reset_index()
+    return pd.DataFrame(columns, index=pd.Index([*ADMISSION_METRICS, "runs"], name="metric")).reset_index()
+
+
+ASYNC_METRICS = ["requests (with polls)", "req/s (with polls)", "answer p50", "answer p95", "answer p99", "answer max",
+                 "accepted or placed", "queue full", "to settled p50", "to settled p95", "duplicates"]  # fmt: skip
+ASYNC_COUNTS = ("requests (with polls)", "duplicates", "runs")
+ASYNC_SHARES = ("accepted or placed", "queue full")
 
 
 def flashdeal_async(cells: pd.DataFrame, published: dict[str, Any] | None = None) -> pd.DataFrame:
-    """FlashDeal phases 4 and 5 beside each closed-model run: requests counted as k6 counts them (orders and
-    status polls), the latency of the answer to the order, the shares accepted and refused by a full queue, the
-    time to a settled order, and duplicates (idempotency keys without exactly one order)."""
+    """FlashDeal phases 4 and 5 beside each closed-model run (the median and range of its repeats): requests counted
+    as k6 counts them (orders and status polls), the latency of the answer to the order, the shares accepted and
+    refused by a full queue, the time to a settled order, and duplicates (idempotency keys without exactly one
+    order); then the number of runs."""
     published = published or published_baselines()
     four = published["flashdeal-devlog-04-async-order-processing"]["results"]
     five = published["flashdeal-devlog-05-idempotency-retries"]["results"]
-    metrics = ["requests (with polls)", "req/s (with polls)", "answer p50", "answer p95", "accepted or placed",
-               "queue full", "to settled p50", "to settled p95", "duplicates"]  # fmt: skip
 
     def measured(row: pd.Series) -> list[Any]:
         polls = _value(row, "meta.async.polls", 0)
         orders = row["requests"]
         taken = _value(row, "outcome.accepted", 0) + _value(row, "outcome.created", 0)
         return [
-            orders + polls, (orders + polls) / row["duration_s"], row["latency_ms.p50"], row["latency_ms.p95"],
+            orders + polls, (orders + polls) / row["duration_s"],
+            *(row[f"latency_ms.{k}"] for k in ("p50", "p95", "p99", "max")),
             taken / orders if orders else None, _value(row, "outcome.queue_full", 0) / orders if orders else None,
             _value(row, "meta.async.time_to_terminal_ms.p50"), _value(row, "meta.async.time_to_terminal_ms.p95"),
             _value(row, "audit.key_violations", 0),
@@ -471,11 +629,11 @@ def flashdeal_async(cells: pd.DataFrame, published: dict[str, Any] | None = None
 
     columns = {
         "FlashDeal phase 4": [None, four["rps"], four["latency_ms"]["p50"], four["latency_ms"]["p95"], None, None,
-                              None, None, None],
+                              None, None, None, None, None, 1],
         "FlashDeal phase 5 (20 % retries)": [
-            five["requests"], five["rps"], five["latency_ms"]["p50"], five["latency_ms"]["p95"],
-            five["accepted_share"], five["queue_overflow_share"], None, None, five["duplicates"],
+            five["requests"], five["rps"], five["latency_ms"]["p50"], five["latency_ms"]["p95"], None, None,
+            five["accepted_share"], five["queue_overflow_share"], None, None, five["duplicates"], 1,
         ],
-        **{f"this project: {row['label']}": measured(row) for _, row in cells.iterrows()},
+        **over_repeats(cells, measured, ASYNC_METRICS, counts=ASYNC_COUNTS, shares=ASYNC_SHARES),
     }  # fmt: skip
-    return pd.DataFrame(columns, index=pd.Index(metrics, name="metric")).reset_index()
+    return pd.DataFrame(columns, index=pd.Index([*ASYNC_METRICS, "runs"], name="metric")).reset_index()

@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from flashsale.experiments.cells import Cell
+from flashsale.experiments.cells import Cell, run_cells
 from flashsale.experiments.store import Dataset
 
 # "Large enough never to sell out": no run here sells more than a few hundred thousand units.
 UNLIMITED = 100_000_000
+NEVER_SELLS_OUT = "never sells out"  # the label of the baseline's cells on a sale that never runs out
 
 
 def _load(*, workers: int = 0, **fields: Any):
@@ -28,25 +29,29 @@ def baseline_cells(
     think_ms: float,
     duration_s: float,
     users: int,
+    repeats: int = 1,
     seed: int = 0,
     workers: int = 0,
 ) -> list[Cell]:
-    """The seed's k6 scenario twice: inventory 50 / limit 1 (sells out early, as the original run did), and an
-    inventory that never runs out."""
-    common: dict[str, Any] = dict(
-        target=target,
-        strategy=strategy,
-        vus=vus,
-        think_ms=think_ms,
-        duration_s=duration_s,
-        users=users,
-        seed=seed,
-        workers=workers,
-    )
-    return [
-        Cell("sells out (50 units, 1 per user)", _load(**common, inventory=50, per_user_limit=1)),
-        Cell("never sells out", _load(**common, inventory=UNLIMITED, per_user_limit=UNLIMITED)),
-    ]
+    """The seed's k6 scenario twice, `repeats` times: inventory 50 / limit 1 (sells out early, as the original run
+    did), and an inventory that never runs out (`NEVER_SELLS_OUT`, the one k6 also runs: `clients`)."""
+    cells = []
+    for repeat in range(repeats):
+        common: dict[str, Any] = dict(
+            target=target,
+            strategy=strategy,
+            vus=vus,
+            think_ms=think_ms,
+            duration_s=duration_s,
+            users=users,
+            seed=seed + repeat,
+            workers=workers,
+        )
+        cells += [
+            Cell("sells out (50 units, 1 per user)", _load(**common, inventory=50, per_user_limit=1), repeat),
+            Cell(NEVER_SELLS_OUT, _load(**common, inventory=UNLIMITED, per_user_limit=UNLIMITED), repeat),
+        ]
+    return cells
 
 
 def sweep_cells(
@@ -165,21 +170,25 @@ def admission_cells(
     queue_size: int,
     queue_workers: int,
     user_rate: float,
+    repeats: int = 1,
     seed: int = 0,
     workers: int = 0,
 ) -> list[Cell]:
-    """FlashDeal phase 3 over HTTP: `vus` VUs without pause on a sale of `inventory` units (one per user), without
-    admission control, behind the bounded queue, and behind the queue and the per-user rate limit."""
-    common: dict[str, Any] = dict(
-        target="http", strategy=strategy, vus=vus, think_ms=0.0, duration_s=duration_s, users=users,
-        inventory=inventory, per_user_limit=1, pool_size=pool_size, seed=seed, workers=workers,
-    )  # fmt: skip
-    queue: dict[str, Any] = dict(queue_size=queue_size, queue_workers=queue_workers)
-    return [
-        Cell("no admission control", _load(**common)),
-        Cell(f"queue of {queue_size}, {queue_workers} worker", _load(**common, **queue)),
-        Cell(f"queue + {user_rate:g} orders/s per user", _load(**common, **queue, user_rate=user_rate)),
-    ]
+    """FlashDeal phase 3 over HTTP, `repeats` times: `vus` VUs without pause on a sale of `inventory` units (one per
+    user), without admission control, behind the bounded queue, and behind the queue and the per-user rate limit."""
+    cells = []
+    for repeat in range(repeats):
+        common: dict[str, Any] = dict(
+            target="http", strategy=strategy, vus=vus, think_ms=0.0, duration_s=duration_s, users=users,
+            inventory=inventory, per_user_limit=1, pool_size=pool_size, seed=seed + repeat, workers=workers,
+        )  # fmt: skip
+        queue: dict[str, Any] = dict(queue_size=queue_size, queue_workers=queue_workers)
+        cells += [
+            Cell("no admission control", _load(**common), repeat),
+            Cell(f"queue of {queue_size}, {queue_workers} worker", _load(**common, **queue), repeat),
+            Cell(f"queue + {user_rate:g} orders/s per user", _load(**common, **queue, user_rate=user_rate), repeat),
+        ]
+    return cells
 
 
 def async_cells(
@@ -197,29 +206,34 @@ def async_cells(
     spike_buyers: int,
     spike_window_s: float,
     sale_opens_s: float,
+    repeats: int = 1,
     seed: int = 0,
     workers: int = 0,
 ) -> list[Cell]:
-    """FlashDeal phases 4 and 5 over HTTP: the same closed-model load answered when the order is placed (sync,
-    behind the queue) and when it is accepted (async: 202, then the client polls), with a share of requests
-    resending a recent idempotency key; then a sale-opening spike against both."""
-    common: dict[str, Any] = dict(
-        target="http", strategy=strategy, inventory=inventory, per_user_limit=1, pool_size=pool_size, seed=seed,
-        workers=workers, queue_size=queue_size, queue_workers=queue_workers, poll_interval_s=poll_interval_s,
-    )  # fmt: skip
-    closed: dict[str, Any] = dict(
-        common, vus=vus, think_ms=0.0, duration_s=duration_s, users=users, retry_rate=retry_rate
-    )
-    spike: dict[str, Any] = dict(
-        common, users=max(users, spike_buyers), spike=(spike_buyers, spike_window_s), duration_s=spike_window_s,
-        sale_opens_s=sale_opens_s,
-    )  # fmt: skip
-    return [
-        Cell("sync: 201 once placed", _load(**closed)),
-        Cell("async: 202, then polled", _load(**closed, accept="async")),
-        Cell("spike, sync", _load(**spike)),
-        Cell("spike, async", _load(**spike, accept="async")),
-    ]
+    """FlashDeal phases 4 and 5 over HTTP, `repeats` times: the same closed-model load answered when the order is
+    placed (sync, behind the queue) and when it is accepted (async: 202, then the client polls), with a share of
+    requests resending a recent idempotency key; then a sale-opening spike against both."""
+    cells = []
+    for repeat in range(repeats):
+        common: dict[str, Any] = dict(
+            target="http", strategy=strategy, inventory=inventory, per_user_limit=1, pool_size=pool_size,
+            seed=seed + repeat, workers=workers, queue_size=queue_size, queue_workers=queue_workers,
+            poll_interval_s=poll_interval_s,
+        )  # fmt: skip
+        closed: dict[str, Any] = dict(
+            common, vus=vus, think_ms=0.0, duration_s=duration_s, users=users, retry_rate=retry_rate
+        )
+        spike: dict[str, Any] = dict(
+            common, users=max(users, spike_buyers), spike=(spike_buyers, spike_window_s), duration_s=spike_window_s,
+            sale_opens_s=sale_opens_s,
+        )  # fmt: skip
+        cells += [
+            Cell("sync: 201 once placed", _load(**closed), repeat),
+            Cell("async: 202, then polled", _load(**closed, accept="async"), repeat),
+            Cell("spike, sync", _load(**spike), repeat),
+            Cell("spike, async", _load(**spike, accept="async"), repeat),
+        ]
+    return cells
 
 
 NOTEBOOK_PLANS: dict[str, Callable[..., list[Cell]]] = {
@@ -230,6 +244,26 @@ NOTEBOOK_PLANS: dict[str, Callable[..., list[Cell]]] = {
     "5.0-admission-control": admission_cells,
     "6.0-async-orders": async_cells,
 }
+
+
+def measure(
+    notebook: str,
+    dataset: Dataset,
+    cells: list[Cell],
+    *,
+    allow_load: bool = True,
+    progress: bool = False,
+    fresh: bool = False,
+):
+    """Measure a notebook's cells as the notebook itself does: the baseline's sale that never sells out with k6
+    beside the runner (`clients.run_with_k6`), every other cell through `run_cells` (`fresh`: all of them again)."""
+    if notebook == "1.0-devlog-baseline":
+        from flashsale.experiments.clients import run_with_k6
+
+        return run_with_k6(
+            dataset, cells, paired=NEVER_SELLS_OUT, allow_load=allow_load, progress=progress, fresh=fresh
+        )
+    return run_cells(dataset, cells, allow_load=allow_load, progress=progress, fresh=fresh)
 
 
 def plan(notebook: str, parameters: dict[str, Any]) -> tuple[Dataset, list[Cell]] | None:

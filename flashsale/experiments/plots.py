@@ -12,6 +12,7 @@ import pandas as pd
 from matplotlib.ticker import LogFormatter
 
 from flashsale import strategies
+from flashsale.experiments import analysis
 from flashsale.experiments.analysis import strategy_label as _strategy_label
 
 OVERSOLD_COLOR = "#d62728"
@@ -44,31 +45,30 @@ def _style(name: str) -> dict:
 
 
 def aggregate(cells: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Mean, standard deviation, range (min, max) and count of `metric` per strategy and VU level, and whether any
-    repeat failed its audit."""
+    """The median, range (min, max) and count (`n`) of `metric` per strategy and VU level (`analysis.spread`), and
+    whether any repeat failed its audit."""
+    out = analysis.spread(cells, ["strategy", "vus"], metric)
     grouped = cells.groupby(["strategy", "vus"], sort=False)
-    out = grouped[metric].agg(["mean", "std", "min", "max", "count"]).reset_index()
     out["oversold"] = grouped["audit.ok"].apply(lambda ok: not bool(ok.all())).to_numpy()
-    out["std"] = out["std"].fillna(0.0)
     return out
 
 
-def _range_bars(ax, rows: pd.DataFrame, **style) -> None:
-    """The mean at each level, with the range of the repeats as error bars (none for a single run)."""
+def _range_bars(ax, rows: pd.DataFrame, **style):
+    """The median at each level, with the range of the repeats as error bars (none for a single run)."""
     yerr = None
-    if (rows["count"] > 1).any():
-        yerr = [(rows["mean"] - rows["min"]).to_numpy(), (rows["max"] - rows["mean"]).to_numpy()]
-    ax.errorbar(rows["vus"], rows["mean"], yerr=yerr, capsize=2, elinewidth=1, **style)
+    if (rows["n"] > 1).any():
+        yerr = [(rows["median"] - rows["min"]).to_numpy(), (rows["max"] - rows["median"]).to_numpy()]
+    return ax.errorbar(rows["vus"], rows["median"], yerr=yerr, **{"capsize": 2, "elinewidth": 1, **style})
 
 
 def _mark_oversold(ax, rows: pd.DataFrame) -> None:
     bad = rows[rows["oversold"]]
     if bad.empty:
         return
-    ax.scatter(bad["vus"], bad["mean"], marker="X", s=90, color=OVERSOLD_COLOR, zorder=5)
+    ax.scatter(bad["vus"], bad["median"], marker="X", s=90, color=OVERSOLD_COLOR, zorder=5)
     ax.annotate(
         "OVERSOLD",
-        (bad["vus"].iloc[-1], bad["mean"].iloc[-1]),
+        (bad["vus"].iloc[-1], bad["median"].iloc[-1]),
         textcoords="offset points",
         xytext=(-8, 8),
         ha="right",
@@ -123,7 +123,7 @@ def rates_by_strategy(
     shown = list(dict.fromkeys(cells["strategy"]))
     fig, overview, panels = _panel_grid(shown, overview_title="goodput, every strategy (orders/s)")
     refs = (
-        reference.dropna(subset=["orders_per_s"]).groupby(["strategy", "clients"])["orders_per_s"].mean()
+        reference.dropna(subset=["orders_per_s"]).groupby(["strategy", "clients"])["orders_per_s"].median()
         if reference is not None and not reference.empty and "orders_per_s" in reference
         else pd.Series(dtype=float)
     )
@@ -141,7 +141,7 @@ def rates_by_strategy(
             ax.plot(bound["vus"], bound["ceiling"], linestyle="-.", color="black", lw=1)
         _vus_axis(ax, log_y=True, label=False)
         line = _style(name)
-        overview.plot(mine["vus"], mine["mean"], label=_strategy_label(name), lw=1.4, **line)
+        overview.plot(mine["vus"], mine["median"], label=_strategy_label(name), lw=1.4, **line)
     _vus_axis(overview, log_y=True)
     overview.set_ylabel("orders created per second (log)")
     overview.legend(fontsize=7, loc="upper left", frameon=False)
@@ -169,7 +169,7 @@ def metric_by_strategy(cells: pd.DataFrame, metric: str, *, title: str, ylabel: 
         _range_bars(ax, mine, color=_strategy_color(name), marker="o", markersize=3, lw=1.6)
         _mark_oversold(ax, mine)
         _vus_axis(ax, log_y=True, label=False)
-        overview.plot(mine["vus"], mine["mean"], label=_strategy_label(name), lw=1.4, **_style(name))
+        overview.plot(mine["vus"], mine["median"], label=_strategy_label(name), lw=1.4, **_style(name))
     _vus_axis(overview, log_y=True)
     overview.set_ylabel(ylabel)
     overview.legend(fontsize=7, loc="upper left", frameon=False)
@@ -188,20 +188,21 @@ def versus_vus(
     log_y: bool = False,
     ax=None,
 ):
-    """`metric` against virtual users (log2 axis), a line per strategy with error bars from the repeats; the
+    """`metric` against virtual users (log2 axis), a line per strategy: the median of the repeats, their range as
+    error bars; the
     pgbench reference of each strategy dotted in the same colour."""
     ax = ax or plt.subplots(figsize=(9, 5))[1]
     table = aggregate(cells, metric)
     for name, rows in table.groupby("strategy", sort=False):
         rows = rows.sort_values("vus")
-        ax.errorbar(rows["vus"], rows["mean"], yerr=rows["std"], capsize=3, label=_strategy_label(name), **_style(name))
+        _range_bars(ax, rows, capsize=3, label=_strategy_label(name), **_style(name))
         bad = rows[rows["oversold"]]
         if not bad.empty:
-            ax.scatter(bad["vus"], bad["mean"], marker="X", s=160, color=OVERSOLD_COLOR, zorder=5)
+            ax.scatter(bad["vus"], bad["median"], marker="X", s=160, color=OVERSOLD_COLOR, zorder=5)
             for _, row in bad.iterrows():
                 ax.annotate(
                     "OVERSOLD",
-                    (row["vus"], row["mean"]),
+                    (row["vus"], row["median"]),
                     textcoords="offset points",
                     xytext=(6, 6),
                     color=OVERSOLD_COLOR,
@@ -209,7 +210,7 @@ def versus_vus(
                     fontsize=8,
                 )
     if reference is not None and not reference.empty and reference_metric in reference:
-        ref = reference.dropna(subset=[reference_metric]).groupby(["strategy", "clients"])[reference_metric].mean()
+        ref = reference.dropna(subset=[reference_metric]).groupby(["strategy", "clients"])[reference_metric].median()
         for name, series in ref.groupby(level=0, sort=False):
             xs = series.index.get_level_values(1)
             ax.plot(xs, series.to_numpy(), linestyle=":", color=_strategy_color(name), linewidth=1.5)
@@ -482,20 +483,24 @@ def queue_depth_over_time(timelines: dict[str, pd.DataFrame], *, capacity: int, 
 
 
 def answer_and_settlement(cells: pd.DataFrame, *, title: str, ax=None):
-    """For each run, p50 and p95 of the answer to the order (ms, log scale) and, for accepted orders, of the time
-    until the client saw them settled."""
+    """For each run (label), p50 and p95 of the answer to the order (ms, log scale) and, for accepted orders, of the
+    time until the client saw them settled: the median of its repeats, their range as error bars."""
     ax = ax or plt.subplots(figsize=(10, 4))[1]
-    labels = list(cells["label"])
+    labels = list(dict.fromkeys(cells["label"]))
     x = np.arange(len(labels))
     series = {
-        "answer p50": cells["latency_ms.p50"],
-        "answer p95": cells["latency_ms.p95"],
-        "settled p50": cells.get("meta.async.time_to_terminal_ms.p50", pd.Series(np.nan, index=cells.index)),
-        "settled p95": cells.get("meta.async.time_to_terminal_ms.p95", pd.Series(np.nan, index=cells.index)),
+        "answer p50": "latency_ms.p50",
+        "answer p95": "latency_ms.p95",
+        "settled p50": "meta.async.time_to_terminal_ms.p50",
+        "settled p95": "meta.async.time_to_terminal_ms.p95",
     }
     width = 0.2
-    for i, (name, values) in enumerate(series.items()):
-        ax.bar(x + (i - 1.5) * width, values.to_numpy(dtype=float), width, label=name)
+    for i, (name, column) in enumerate(series.items()):
+        if column not in cells:
+            continue
+        rows = analysis.spread(cells, "label", column).set_index("label").reindex(labels)
+        yerr = [(rows["median"] - rows["min"]).to_numpy(), (rows["max"] - rows["median"]).to_numpy()]
+        ax.bar(x + (i - 1.5) * width, rows["median"].to_numpy(dtype=float), width, yerr=yerr, capsize=2, label=name)
     ax.set_xticks(x, labels, rotation=15, ha="right")
     ax.set_yscale("log")
     _plain_log(ax.yaxis)

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from flashsale import config
-from flashsale.experiments.cells import run_cells
+from flashsale.experiments.plans import measure as measure_cells
 from flashsale.experiments.plans import plan
 from flashsale.reports import execute_notebook, export_html, write_index
 from flashsale.reports.notebook_runner import notebook_path
@@ -147,7 +147,7 @@ def measure(sweep: Sweep, *, progress: bool = True, fresh: bool = False) -> None
         dataset, cells = planned
         if progress:
             print(f"{run.notebook}: {len(cells)} runs into data/{dataset.name}/", file=sys.stderr)
-        run_cells(dataset, cells, allow_load=True, progress=progress, fresh=fresh)
+        measure_cells(run.notebook, dataset, cells, allow_load=True, progress=progress, fresh=fresh)
 
 
 def render(sweep: Sweep, *, reports_dir: Path = config.REPORTS_DIR) -> list[Path]:

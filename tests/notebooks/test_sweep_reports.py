@@ -18,7 +18,7 @@ TINY = """
 name: tiny
 notebooks:
   - notebook: 1.0-devlog-baseline
-    parameters: {dataset: baseline, duration_s: 1.5}
+    parameters: {dataset: baseline, duration_s: 1.5, repeats: 2}
   - notebook: 2.0-concurrency-sweep
     parameters: {dataset: sweep, strategies: [pessimistic, unsafe], vus: [1, 4], duration_s: 1.0, warmup_s: 0.2,
                  repeats: 2, users: 50}
@@ -30,10 +30,10 @@ notebooks:
     parameters: {dataset: faults, faults: [db-restart@1s], vus: 4, duration_s: 6.0, users: 50}
   - notebook: 5.0-admission-control
     parameters: {dataset: admission, vus: 24, duration_s: 1.5, users: 200, inventory: 20, pool_size: 4,
-                 queue_size: 4, user_rate: 2.0}
+                 queue_size: 4, user_rate: 2.0, repeats: 1}
   - notebook: 6.0-async-orders
     parameters: {dataset: async, vus: 8, duration_s: 1.5, users: 100, inventory: 20, pool_size: 4, queue_size: 20,
-                 poll_interval_s: 0.1, spike_buyers: 100, spike_window_s: 1.0, sale_opens_s: 0.3}
+                 poll_interval_s: 0.1, spike_buyers: 100, spike_window_s: 1.0, sale_opens_s: 0.3, repeats: 1}
 """
 NOTEBOOKS = (
     "1.0-devlog-baseline",
@@ -93,7 +93,9 @@ class TestSweep:
         cells = pd.read_parquet(root / "data" / "sweep" / "cells.parquet")
         assert len(cells) == 2 * 2 * 2  # strategies x levels x repeats
         assert set(cells["repeat"]) == {0, 1}
-        assert "unsafe (UNSAFE)" in html(root, "2.0-concurrency-sweep")
+        page = html(root, "2.0-concurrency-sweep")
+        assert "unsafe (UNSAFE)" in page
+        assert "orders/s range" in page
 
     def test_every_row_carries_its_context(self, swept):
         cells = pd.read_parquet(swept[0] / "data" / "sweep" / "cells.parquet")
@@ -127,6 +129,21 @@ class TestSweep:
         assert "13.36" in page  # the seed's p95
         assert "91.3" in page  # and its RPS
         assert "never sells out" in page
+        assert re.search(r"\d\.\d\d \(\d+\.\d\d–\d+\.\d\d\)", page)  # a median with its range
+
+    def test_baseline_pairs_each_repeat_with_k6_on_one_service(self, swept):
+        root = swept[0]
+        cells = pd.read_parquet(root / "data" / "baseline" / "cells.parquet")
+        assert sorted(cells["repeat"]) == [0, 0, 1, 1]  # two sales, two repeats
+        k6 = pd.read_parquet(root / "data" / "baseline" / "k6.parquet")
+        never = cells[cells["label"] == "never sells out"]
+        assert sorted(k6["cell_id"]) == sorted(never["cell_id"])  # one k6 run beside each of the runner's
+        assert (k6["requests"] > 0).all()
+        assert (k6["placed_share"] == 1).all()  # the sale never sells out: every order of k6's placed
+        assert (never["param.base_url"].isna()).all()  # the service's port is no parameter of the cell
+        page = html(root, "1.0-devlog-baseline")
+        for text in ("One service, two clients", "runner / k6", "agree within 10%"):
+            assert text in page, text
 
     def test_index_lists_reports_with_parameters(self, swept):
         index = (swept[0] / "reports" / "index.html").read_text()

@@ -21,6 +21,7 @@ def cell(strategy="pessimistic", vus=1, **columns):
         "latency_ms.p50": 1.0,
         "latency_ms.p95": 2.0,
         "latency_ms.p99": 3.0,
+        "latency_ms.max": 4.0,
         "lock_waiters_mean": 0.0,
         "client_cpu_percent": 10.0,
         "audit.ok": True,
@@ -110,20 +111,59 @@ class TestRuleOfThumb:
         assert analysis.lock_hold_ceilings(pd.DataFrame([cell()])).empty
 
 
+class TestRepeats:
+    def test_spread_is_the_median_the_range_and_the_runs_per_group_in_order_seen(self):
+        cells = pd.DataFrame(
+            [cell("b", rps=9.0), cell("a", rps=1.0), cell("a", rps=2.0), cell("a", rps=30.0), cell("b", rps=None)]
+        )
+        assert analysis.spread(cells, "strategy", "rps").to_dict("records") == [
+            {"strategy": "b", "median": 9.0, "min": 9.0, "max": 9.0, "n": 1},
+            {"strategy": "a", "median": 2.0, "min": 1.0, "max": 30.0, "n": 3},  # the median, not the mean (11)
+        ]
+
+    def test_median_range_reads_median_then_min_to_max(self):
+        assert analysis.median_range([3.0, 1.0, 10.0]) == "3.00 (1.00–10.00)"
+        assert analysis.median_range([1200.0, 1000.0, None], "{:,.0f}") == "1,100 (1,000–1,200)"
+        assert analysis.median_range([5.0]) == "5.00"  # one run: no range to show
+        assert analysis.median_range([None]) == "–"
+
+    def test_medians_and_first_runs_per_label(self):
+        cells = pd.DataFrame([cell(rps=10.0, repeat=0), cell(rps=30.0, repeat=1), cell(rps=20.0, repeat=2)])
+        typical = analysis.medians(cells)
+        assert typical.loc["pessimistic, 1 VUs", "rps"] == 20.0
+        assert typical.loc["pessimistic, 1 VUs", "runs"] == 3
+        assert analysis.first_runs(cells).loc["pessimistic, 1 VUs", "rps"] == 10.0
+
+    def test_over_repeats_is_one_column_per_label_with_its_runs(self):
+        cells = pd.DataFrame([cell(rps=10.0), cell(rps=30.0), cell(rps=20.0), cell("atomic", rps=5.0)])
+        columns = analysis.over_repeats(cells, lambda row: [row["rps"], row["rps"] / 100], ["RPS", "share"],
+                                        shares=("share",))  # fmt: skip
+        assert columns == {
+            "this project: pessimistic, 1 VUs": ["20.00 (10.00–30.00)", "20.0% (10.0%–30.0%)", 3],
+            "this project: atomic, 1 VUs": ["5.00", "5.0%", 1],
+        }
+
+
 class TestSweep:
-    def test_summary_is_the_mean_of_the_repeats_and_marks_oversold_and_unsafe(self):
+    def test_summary_is_the_median_of_the_repeats_with_ranges_and_marks_oversold_and_unsafe(self):
         cells = pd.DataFrame(
             [
-                cell(vus=4, rps=100.0),
-                cell(vus=4, rps=200.0),
+                cell(vus=4, rps=100.0, orders_per_s=100.0, **{"latency_ms.max": 9.0}),
+                cell(vus=4, rps=200.0, orders_per_s=200.0, **{"latency_ms.max": 5.0}),
+                cell(vus=4, rps=900.0, orders_per_s=900.0, **{"latency_ms.max": 7.0}),
                 cell("unsafe", vus=4, **{"audit.ok": False}),
             ]
         )
         summary = analysis.sweep_summary(cells).set_index("strategy")
-        assert summary.loc["pessimistic", "requests/s"] == 150.0
-        assert summary.loc["pessimistic", "runs"] == 2
+        assert summary.loc["pessimistic", "requests/s"] == 200.0  # the median (the mean is 400)
+        assert summary.loc["pessimistic", "orders/s"] == 200.0
+        assert summary.loc["pessimistic", "orders/s range"] == "100–900"
+        assert summary.loc["pessimistic", "max"] == 7.0
+        assert summary.loc["pessimistic", "p95 range"] == "2.00"  # one value: no range
+        assert summary.loc["pessimistic", "runs"] == 3
         assert summary.loc["pessimistic", "audit"] == "ok"
         assert summary.loc["unsafe (UNSAFE)", "audit"] == "OVERSOLD"
+        assert list(summary.columns[:5]) == ["VUs", "requests/s", "orders/s", "orders/s range", "p50"]
 
     def test_reading_names_the_best_safe_strategy_and_the_failed_audits(self):
         cells = pd.DataFrame(
@@ -137,6 +177,22 @@ class TestSweep:
         assert "**atomic**" in text
         assert "**4.5x**" in text
         assert "1 run(s) failed the audit** (unsafe)" in text
+
+    def test_the_peak_is_the_best_level_by_the_median_of_its_repeats(self):
+        """One lucky run does not make a peak: at 8 VUs the median (300) beats 4 VUs' (200) despite its 1000."""
+        cells = pd.DataFrame(
+            [
+                *(cell(vus=1, orders_per_s=v) for v in (90.0, 100.0, 110.0)),
+                *(cell("atomic", vus=4, orders_per_s=v) for v in (100.0, 200.0, 1000.0)),
+                *(cell("atomic", vus=8, orders_per_s=v) for v in (290.0, 300.0, 310.0)),
+            ]
+        )
+        peaks = analysis.sweep_peaks(cells).set_index("strategy")
+        assert peaks.loc["atomic", "vus"] == 8
+        assert peaks.loc["atomic", ["median", "min", "max", "n"]].tolist() == [300.0, 290.0, 310.0, 3]
+        text = analysis.sweep_reading(cells)
+        assert "peaks at 300 orders/s at 8 VUs (range 290–310 over 3 runs)" in text
+        assert "**3.0x**" in text
 
     def test_driver_against_pgbench_where_both_were_measured(self):
         cells = pd.DataFrame([cell(vus=1, orders_per_s=90.0), cell(vus=2, orders_per_s=150.0)])
@@ -162,8 +218,10 @@ class TestSweep:
         cells = pd.DataFrame([cell(vus=1, orders_per_s=80.0), cell(vus=1, orders_per_s=100.0), cell(vus=2)])
         reference = pd.DataFrame([{"strategy": "pessimistic", "clients": 1, "orders_per_s": 100.0}])
         summary = analysis.sweep_summary(cells, reference)
-        assert summary.columns[:5].tolist() == ["strategy", "VUs", "requests/s", "orders/s", "pgbench orders/s"]
-        assert summary.loc[0, "driver / pgbench"] == 0.9  # the mean of the repeats against pgbench
+        assert summary.columns[:6].tolist() == [
+            "strategy", "VUs", "requests/s", "orders/s", "orders/s range", "pgbench orders/s"
+        ]  # fmt: skip
+        assert summary.loc[0, "driver / pgbench"] == 0.9  # the median of the repeats against pgbench
         assert pd.isna(summary.loc[1, "pgbench orders/s"])  # no pgbench at that level: left empty
         assert "pgbench orders/s" not in analysis.sweep_summary(cells, pd.DataFrame())
 
@@ -181,6 +239,13 @@ class TestOutcomesAndAudit:
             {"run": "run", "outcome": "created", "count": 3, "p95": 2.0},
             {"run": "run", "outcome": "sold_out", "count": 1, "p95": 0.5},
         ]
+
+    def test_audit_table_numbers_the_repeats_from_one(self):
+        cells = pd.DataFrame([cell(repeat=0), cell(repeat=1)])
+        table = analysis.audit_table(cells, ("ok",))
+        assert table.columns.tolist() == ["label", "repeat", "ok"]
+        assert table["repeat"].tolist() == [1, 2]
+        assert "repeat" not in analysis.audit_table(cells.iloc[:1], ("ok",))  # one run: nothing to number
 
     def test_audit_table_names_failures(self):
         cells = pd.DataFrame(
@@ -253,3 +318,65 @@ class TestTidyCells:
         assert table.loc[0, "by_outcome.created.p95"] == 2.0
         assert table.loc[0, "fault.recovery_s"] == 0.6
         assert "meta" not in table
+
+
+def run(repeat=0, label="never sells out", **columns):
+    """A seed-scenario run of either client, in the runner's column names."""
+    return {"cell_id": f"c{repeat}", "label": label, "repeat": repeat, "rps": 90.0, "requests": 900,
+            "latency_ms.p50": 2.0, "latency_ms.p95": 4.0, "latency_ms.p99": 8.0, "latency_ms.max": 20.0,
+            **columns}  # fmt: skip
+
+
+class TestClients:
+    def test_side_by_side_pairs_each_runner_run_with_its_k6_run(self):
+        runner = pd.DataFrame([run(0, **{"latency_ms.p50": 2.0}), run(1, **{"latency_ms.p50": 3.0}),
+                               run(2, **{"latency_ms.p50": 2.2}), run(3, label="sells out")])  # fmt: skip
+        k6 = pd.DataFrame([run(0, **{"latency_ms.p50": 2.0}), run(1, **{"latency_ms.p50": 2.0}),
+                           run(2, **{"latency_ms.p50": 2.0})])  # fmt: skip
+        side = analysis.clients_side_by_side(runner, k6).set_index("metric")
+        assert side.index.tolist() == ["RPS", "requests", "p50", "p95", "p99", "max"]
+        assert side.loc["p50"].tolist() == ["2.20 (2.00–3.00)", "2.00", "1.10 (1.00–1.50)"]
+        assert side.loc["requests", "k6"] == "900"
+
+    def test_reading_says_whether_p50_and_p95_agree_within_ten_percent(self):
+        k6 = pd.DataFrame([run(r) for r in range(3)])
+        close = pd.DataFrame([run(r, **{"latency_ms.p95": 4.3}) for r in range(3)])  # 7.5 % above k6
+        assert "**agree within 10%**" in analysis.clients_reading(close, k6)
+        apart = pd.DataFrame([run(r, **{"latency_ms.p95": 4.5}) for r in range(3)])  # 12.5 % above k6
+        text = analysis.clients_reading(apart, k6)
+        assert "**do not agree within 10%** on p95" in text
+        assert "p95 1.12x" in text
+        assert "No pair" in analysis.clients_reading(apart, k6.iloc[:0])
+
+
+class TestHeadlineTables:
+    def test_baseline_side_by_side_is_the_median_and_range_of_each_label_with_p99(self):
+        rows = [
+            {**cell(), "label": "never sells out", "rps": rps, "requests": 900, "latency_ms.avg": 2.0,
+             "latency_ms.p90": 3.0, "orders": 900, "created_p95_ms": 2.0}
+            for rps in (91.0, 89.0, 90.0)
+        ]  # fmt: skip
+        side = analysis.baseline_side_by_side(pd.DataFrame(rows)).set_index("metric")
+        ours = side["this project: never sells out"]
+        assert ours["RPS"] == "90.00 (89.00–91.00)"
+        assert ours["p99"] == "3.00"
+        assert ours["max"] == "4.00"
+        assert ours["runs"] == 3
+        assert side.loc["p95", "seed devlog 02"] == 13.36
+        assert pd.isna(side.loc["p99", "seed devlog 02"])  # not published
+
+    def test_flashdeal_tables_carry_p99_and_max_over_the_repeats(self):
+        rows = [
+            {**cell(), "label": "sync", "requests": 100, "duration_s": 1.0, "latency_ms.avg": 1.0,
+             "latency_ms.p99": p99, "outcome.created": 50, "outcome.sold_out": 50}
+            for p99 in (3.0, 5.0, 4.0)
+        ]  # fmt: skip
+        admission = analysis.flashdeal_admission(pd.DataFrame(rows)).set_index("metric")["this project: sync"]
+        assert admission["p99"] == "4.00 (3.00–5.00)"
+        assert admission["max"] == "4.00"
+        assert admission["queue full"] == "0"
+        assert admission["runs"] == 3
+        answers = analysis.flashdeal_async(pd.DataFrame(rows)).set_index("metric")["this project: sync"]
+        assert answers["answer p99"] == "4.00 (3.00–5.00)"
+        assert answers["answer max"] == "4.00"
+        assert answers["accepted or placed"] == "50.0%"

@@ -55,6 +55,55 @@ class TestCells:
         assert [(c.load.strategy, c.load.vus) for c in cells] == [("pessimistic", 8), ("pessimistic", 1)]
 
 
+BASELINE = dict(target="http", strategy="pessimistic", vus=10, think_ms=100.0, duration_s=1.0, users=100)
+
+
+class TestRepeatedPlans:
+    def test_baseline_repeats_each_sale_with_its_own_seed_and_keeps_the_first_repeats_id(self):
+        from flashsale.experiments.plans import NEVER_SELLS_OUT, baseline_cells
+
+        cells = baseline_cells(**BASELINE, repeats=3)
+        assert [(c.label == NEVER_SELLS_OUT, c.repeat, c.load.seed) for c in cells] == [
+            (False, 0, 0), (True, 0, 0), (False, 1, 1), (True, 1, 1), (False, 2, 2), (True, 2, 2)
+        ]  # fmt: skip
+        assert len({c.cell_id for c in cells}) == 6
+        once = baseline_cells(**BASELINE)
+        assert [c.cell_id for c in once] == [c.cell_id for c in cells[:2]]  # data measured before stays valid
+
+    @pytest.mark.parametrize(
+        ("notebook", "per_repeat"),
+        [("1.0-devlog-baseline", 2), ("5.0-admission-control", 3), ("6.0-async-orders", 4)],
+    )
+    def test_the_headline_notebooks_take_repeats(self, notebook, per_repeat):
+        parameters = {**declared_parameters(notebook), "repeats": 3}
+        _, cells = plan(notebook, parameters)
+        assert [c.repeat for c in cells] == [r for r in range(3) for _ in range(per_repeat)]
+        assert declared_parameters(notebook)["repeats"] >= 3  # the notebook's own default
+
+
+class TestClientsOnOneService:
+    def test_a_cell_run_against_a_started_service_keeps_the_plans_id(self):
+        from dataclasses import replace
+
+        from flashsale.experiments.clients import _OnService
+        from flashsale.experiments.plans import baseline_cells
+
+        cell = baseline_cells(**BASELINE, repeats=2)[3]
+        on_service = _OnService(cell.label, replace(cell.load, base_url="http://127.0.0.1:5"), cell.repeat)
+        assert on_service.load.base_url == "http://127.0.0.1:5"
+        assert on_service.cell_id == cell.cell_id
+        assert on_service.params["base_url"] is None
+
+    def test_without_data_a_missing_pair_says_what_to_run(self, tmp_path):
+        from flashsale.experiments.cells import MissingData
+        from flashsale.experiments.clients import run_with_k6
+        from flashsale.experiments.plans import NEVER_SELLS_OUT, baseline_cells
+
+        cells = baseline_cells(**BASELINE)
+        with pytest.raises(MissingData, match="k6 runs"):
+            run_with_k6(Dataset.named("x", tmp_path), cells, paired=NEVER_SELLS_OUT, allow_load=False)
+
+
 class TestDataset:
     def test_upsert_replaces_rows_with_the_same_key(self, tmp_path):
         data = Dataset.named("d", tmp_path)
@@ -102,23 +151,35 @@ class TestSweepFile:
 
 
 class TestAggregate:
-    def test_mean_std_and_count_per_strategy_and_level_and_any_failed_audit(self):
+    def test_median_range_and_count_per_strategy_and_level_and_any_failed_audit(self):
         from flashsale.experiments.plots import aggregate
 
         cells = pd.DataFrame(
             {
-                "strategy": ["a", "a", "a", "b", "b"],
-                "vus": [1, 1, 4, 1, 1],
-                "rps": [10.0, 20.0, 50.0, 7.0, 9.0],
-                "audit.ok": [True, True, True, True, False],
+                "strategy": ["a", "a", "a", "a", "b", "b"],
+                "vus": [1, 1, 1, 4, 1, 1],
+                "rps": [10.0, 20.0, 90.0, 50.0, 7.0, 9.0],
+                "audit.ok": [True, True, True, True, True, False],
             }
         )
         table = aggregate(cells, "rps")
         assert table.to_dict("records") == [
-            {"strategy": "a", "vus": 1, "mean": 15.0, "std": pytest.approx(7.0710678), "min": 10.0, "max": 20.0,
-             "count": 2, "oversold": False},
-            {"strategy": "a", "vus": 4, "mean": 50.0, "std": 0.0, "min": 50.0, "max": 50.0, "count": 1,
-             "oversold": False},
-            {"strategy": "b", "vus": 1, "mean": 8.0, "std": pytest.approx(1.4142136), "min": 7.0, "max": 9.0,
-             "count": 2, "oversold": True},
-        ]  # fmt: skip
+            {"strategy": "a", "vus": 1, "median": 20.0, "min": 10.0, "max": 90.0, "n": 3, "oversold": False},
+            {"strategy": "a", "vus": 4, "median": 50.0, "min": 50.0, "max": 50.0, "n": 1, "oversold": False},
+            {"strategy": "b", "vus": 1, "median": 8.0, "min": 7.0, "max": 9.0, "n": 2, "oversold": True},
+        ]
+
+    def test_range_bars_are_drawn_around_the_median(self):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from flashsale.experiments.plots import _range_bars, aggregate, plt
+
+        cells = pd.DataFrame({"strategy": ["a"] * 3, "vus": [1] * 3, "rps": [10.0, 20.0, 90.0], "audit.ok": True})
+        fig, ax = plt.subplots()
+        bars = _range_bars(ax, aggregate(cells, "rps"))
+        (line,) = bars.lines[:1]
+        assert line.get_ydata().tolist() == [20.0]  # the median, not the mean (40)
+        (segments,) = bars.lines[2]
+        assert segments.get_segments()[0][:, 1].tolist() == [10.0, 90.0]  # the range
+        plt.close(fig)

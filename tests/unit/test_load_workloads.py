@@ -116,7 +116,7 @@ class TestClosedModel:
         assert picked[0.5][:shared] == picked[0.0][:shared]
 
     def test_a_jitter_outside_0_to_1_is_refused(self):
-        with pytest.raises(ValueError, match="think jitter must be between 0 and 1, got 1.5"):
+        with pytest.raises(ValueError, match=r"think jitter must be between 0 and 1, got 1\.5"):
             Closed(vus=1, think_jitter=1.5)
 
     def test_a_stall_is_charged_only_to_the_request_it_hit(self, loop):
