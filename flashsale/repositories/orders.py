@@ -87,17 +87,23 @@ async def send_insert_many(
     return Pending(cur, OrderRecord.to_domain)
 
 
+BOUGHT_BY_USERS = (
+    "SELECT u.id, (SELECT coalesce(sum(o.quantity), 0)::int FROM orders o"
+    " WHERE o.user_id = u.id AND o.flash_sale_id = %s AND o.status = 'CONFIRMED')"
+    " FROM users u WHERE u.id = ANY(%s)"
+)
+
+
 async def send_bought_by_users(
     conn: AsyncConnection, flash_sale_id: UUID, user_ids: list[UUID]
 ) -> Pending[tuple[UUID, int]]:
     """(user id, units held in confirmed orders of this sale) for each of these users that exists: a user
     missing from the answer does not exist."""
-    cur = await conn.execute(
-        "SELECT u.id, coalesce(sum(o.quantity), 0)::int FROM users u"
-        " LEFT JOIN orders o ON o.user_id = u.id AND o.flash_sale_id = %s AND o.status = 'CONFIRMED'"
-        " WHERE u.id = ANY(%s) GROUP BY u.id",
-        [flash_sale_id, user_ids],
-    )
+    # A sub-select per user, not a join: it is one lookup in orders_user_id_flash_sale_id_idx per user whatever the
+    # statistics say. With a join, statistics that lag a fast-growing orders table (a sale's first seconds) made
+    # the planner merge-join every order of the sale: 27 ms for a batch of 100 users at 30,000 orders, against
+    # 3 ms here, and growing with every batch.
+    cur = await conn.execute(BOUGHT_BY_USERS, [flash_sale_id, user_ids])
     return Pending(cur, tuple)
 
 

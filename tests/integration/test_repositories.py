@@ -99,3 +99,37 @@ class TestSchemaConstraints:
             await orders.insert(
                 conn, user_id=user_id, flash_sale_id=made.flash_sale_id, quantity=0, status=OrderStatus.PENDING
             )
+
+
+class TestBatchHoldingsPlan:
+    """The batch's read of its users' units stays one index lookup per user when the statistics lag the orders
+    table (a sale's first seconds, right after the scenario's TRUNCATE): it never reads every order of the sale."""
+
+    async def test_one_index_lookup_per_user_at_any_size(self, conn, make_scenario):
+        made = await make_scenario(users=200, inventory=10_000_000, per_user_limit=10_000_000)
+        await conn.execute(
+            "INSERT INTO orders (user_id, flash_sale_id, quantity, status)"
+            " SELECT u.id, %s, 1, 'CONFIRMED' FROM users u, generate_series(1, 150)",
+            [made.flash_sale_id],
+        )  # 30,000 orders the statistics have not seen yet
+        batch = [row[0] for row in await (await conn.execute("SELECT id FROM users LIMIT 100")).fetchall()]
+        plan = await (
+            await conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + orders.BOUGHT_BY_USERS, [made.flash_sale_id, batch])
+        ).fetchone()
+        scans = list(_nodes(plan[0][0]["Plan"], "orders"))
+        assert scans, "the plan reads orders somewhere"
+        for node in scans:
+            assert node["Actual Loops"] == 100  # once per user of the batch
+            assert node["Actual Rows"] <= 150  # that user's orders, never the sale's 30,000
+        assert (
+            sum(units for _, units in await (await orders.send_bought_by_users(conn, made.flash_sale_id, batch)).all())
+            == 100 * 150
+        )
+
+
+def _nodes(node: dict, relation: str):
+    """Every plan node that scans `relation`."""
+    if node.get("Relation Name") == relation:
+        yield node
+    for child in node.get("Plans", []):
+        yield from _nodes(child, relation)

@@ -21,15 +21,15 @@ SELECT remaining_inventory AS remaining, per_user_limit AS lim,
 \startpipeline
 UPDATE flash_sales SET remaining_inventory = remaining_inventory - :units WHERE id = :sale
    AND (SELECT coalesce(max(bought), 0) FROM (
-        SELECT u.id, coalesce(sum(o.quantity), 0)::int AS bought FROM users u
-          LEFT JOIN orders o ON o.user_id = u.id AND o.flash_sale_id = :sale AND o.status = 'CONFIRMED'
-         WHERE u.id = ANY(:uids::uuid[]) GROUP BY u.id) AS holdings) + :quantity <= :lim;
+        SELECT (SELECT coalesce(sum(o.quantity), 0)::int FROM orders o
+                 WHERE o.user_id = u.id AND o.flash_sale_id = :sale AND o.status = 'CONFIRMED') AS bought
+          FROM users u WHERE u.id = ANY(:uids::uuid[])) AS holdings) + :quantity <= :lim;
 INSERT INTO orders (id, user_id, flash_sale_id, quantity, status, idempotency_key)
 SELECT gen_random_uuid(), user_id, :sale, :quantity, 'CONFIRMED', NULL FROM unnest(:uids::uuid[]) AS batch (user_id)
  WHERE (SELECT coalesce(max(bought), 0) FROM (
-        SELECT u.id, coalesce(sum(o.quantity), 0)::int AS bought FROM users u
-          LEFT JOIN orders o ON o.user_id = u.id AND o.flash_sale_id = :sale AND o.status = 'CONFIRMED'
-         WHERE u.id = ANY(:uids::uuid[]) GROUP BY u.id) AS holdings) + :quantity <= :lim
+        SELECT (SELECT coalesce(sum(o.quantity), 0)::int FROM orders o
+                 WHERE o.user_id = u.id AND o.flash_sale_id = :sale AND o.status = 'CONFIRMED') AS bought
+          FROM users u WHERE u.id = ANY(:uids::uuid[])) AS holdings) + :quantity <= :lim
 RETURNING id, user_id, flash_sale_id, quantity, status, created_at;
 COMMIT;
 \endpipeline
