@@ -37,9 +37,10 @@ class Sharded(OrderStrategy):
         "orders hold a lock and commit at once, so the hot-row bound becomes K / (statement + commit flush); "
         "the costs are K rows to keep, a per-user lock, and refusals that need extra reads."
     )
-    pgbench_matched = True
+    pgbench_matched = False
     pgbench_note = (
-        "fast path only: with every shard held the order sells nothing instead of queueing; now() for the clock"
+        "one statement picks a free shard, else queues on one (the driver: a second pipeline); fast path only; "
+        "now() for the clock"
     )
 
     async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
