@@ -158,6 +158,7 @@ def create_app(
             raise DatabaseUnavailable(f"cannot open {pool_size} connections to {describe(url)}: {exc}") from exc
         try:
             await strategy.start(pool)
+            await strategy.warm_up(pool)
             context.pool, context.guard = pool, guard
             if queue_size:
                 context.order_queue = OrderQueue(

@@ -218,6 +218,7 @@ class Worker:
         stack.push_async_callback(guard.stop)
         await strategy.start(pool)
         stack.push_async_callback(strategy.stop)
+        await strategy.warm_up(pool)
         return DbTarget(
             strategy,
             pool,

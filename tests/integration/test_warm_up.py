@@ -1,0 +1,46 @@
+"""A strategy warms every connection of its pool before the first real order (`OrderStrategy.warm_up`): each
+backend has run the strategy's reads often enough for psycopg to prepare them, nothing was written, and the
+strategy's counters are as they were."""
+
+import asyncio
+
+import pytest
+
+from flashsale import strategies
+from flashsale.db import connection
+from flashsale.strategies.base import OrderStrategy
+
+SIZE = 4
+
+
+@pytest.mark.parametrize("name", strategies.names())
+async def test_every_connection_is_warmed_and_nothing_is_written(
+    name, database_url, make_scenario, make_strategy, conn
+):
+    made = await make_scenario(users=5, inventory=10)
+    strategy: OrderStrategy = make_strategy(name)
+    pool = connection.make_pool(database_url, size=SIZE)
+    await pool.open(wait=True)
+    try:
+        await strategy.start(pool)
+        strategy.counters["before"] = 7
+        await strategy.warm_up(pool)
+        assert dict(strategy.counters) == {"before": 7}
+
+        held, everyone = [], asyncio.Barrier(SIZE + 1)
+
+        async def prepared_here() -> None:
+            async with pool.connection() as c:
+                held.append((await (await c.execute("SELECT count(*) FROM pg_prepared_statements")).fetchone())[0])
+                await everyone.wait()  # every connection of the pool is looked at, not one of them four times
+
+        tasks = [asyncio.create_task(prepared_here()) for _ in range(SIZE)]
+        await everyone.wait()
+        await asyncio.gather(*tasks)
+        assert len(held) == SIZE
+        assert min(held) >= 1, held
+    finally:
+        await pool.close()
+    orders = (await (await conn.execute("SELECT count(*) FROM orders")).fetchone())[0]
+    remaining = (await (await conn.execute("SELECT remaining_inventory FROM flash_sales")).fetchone())[0]
+    assert (orders, remaining) == (0, made.inventory)
