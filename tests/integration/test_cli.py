@@ -122,7 +122,11 @@ class TestStrategiesCommand:
         )
         result = json.loads(proc.stdout)
         assert result["audit"]["ok"] is True
-        assert result["audit"]["orders"] == result["transactions"] * result["orders_per_transaction"] > 0
+        expected = result["transactions"] * result["orders_per_transaction"]
+        if name == "sharded":  # a recheck after queueing on a shard may sell nothing, rarely (see its script)
+            assert expected >= result["audit"]["orders"] >= 0.98 * expected > 0
+        else:
+            assert result["audit"]["orders"] == expected > 0
         if name == "batched":
             assert (result["clients"], result["orders_per_transaction"]) == (1, 4)
 
