@@ -11,9 +11,10 @@
   median p95 over `--repeats` runs at most half the Rust original's (13.36 / 2 = 6.68 ms), with the service on the
   database's CPUs and the client on its own.
 
-Every figure is a median of repeats with its range. A warning is printed when the machine was not quiet (load
-average above `QUIET_LOAD` before a run). Writes everything to data/benchmarks/targets.json. Uses the embedded
-server as `flashsale db up` leaves it (or FLASHSALE_DATABASE_URL), and EMPTIES its tables.
+Every figure is a median of repeats with its range. A warning is printed when the machine was not quiet (a
+1-minute load average above `QUIET_LOAD` a core before the first run; later runs inherit the load of the one
+before). Writes everything to data/benchmarks/targets.json. Uses the embedded server as `flashsale db up` leaves
+it, and EMPTIES its tables.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def _spread(values: list[float], digits: int = 0) -> str:
 
 
 def _cpu_us(cpu_percent: float | None, orders_per_s: float) -> float:
-    return (cpu_percent or 0.0) / 100 / orders_per_s * 1e6 if orders_per_s else float("nan")
+    """Client CPU per order in microseconds; NaN when either is unknown (a target on it then misses)."""
+    return cpu_percent / 100 / orders_per_s * 1e6 if cpu_percent is not None and orders_per_s else float("nan")
 
 
 def measure_pair(pair: Pair, *, duration_s: float, warmup_s: float, url: str, loads: list[float]) -> None:
@@ -133,6 +135,7 @@ def main() -> None:
     url = connection.database_url()
     with connection.connect(url) as conn:
         migrate.migrate(conn)
+    quiet_before = os.getloadavg()[0]  # before our own runs: the ones after inherit the load of the one before
     loads: list[float] = []
     split = Placement.named("split")
     print(f"placement split: database on CPUs {split.db}, client on {split.client}; {args.repeats} repeats")
@@ -187,9 +190,9 @@ def main() -> None:
               f"against {SEED_P95_BAR_MS:.2f} ms: {verdict(ok)}")  # fmt: skip
     held = sum(r[-1] for r in results)
     print(f"\n{held} of {len(results)} targets hold.")
-    per_core = max(loads, default=0.0) / (os.cpu_count() or 1)
+    per_core = quiet_before / (os.cpu_count() or 1)
     if per_core > QUIET_LOAD:
-        print(f"WARNING: the machine was not quiet: load average up to {max(loads):.2f} before a run "
+        print(f"WARNING: the machine was not quiet: load average {quiet_before:.2f} before the first run "
               f"({per_core:.2f} a core; quiet is under {QUIET_LOAD}). Treat these figures as noisy.")  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -201,6 +204,7 @@ def main() -> None:
                 "pairs": [p.as_json() for p in pairs],
                 "seed_runs": seeds,
                 "targets": [dict(zip(TARGET_FIELDS, r, strict=True)) for r in results],
+                "load_average_before": quiet_before,
                 "load_average_max": max(loads, default=None),
             },
             indent=2,

@@ -116,6 +116,18 @@ class Placement:
             object.__setattr__(self, part, normalize(getattr(self, part)))
 
     @classmethod
+    def resolve(cls, name: str | None = None, **parts: str | None) -> Placement:
+        """The placement `name` (free or split; None: free) with each part given in `parts` (db, service, client;
+        None or empty: the named one's) replacing its set."""
+        base = cls.named(name or "free")
+        return cls(**{part: parts.get(part) or getattr(base, part) for part in ("db", "service", "client")})
+
+    def without_database(self) -> Placement:
+        """This placement for a database server the project did not start (which cannot be placed): the database's
+        set dropped, the client's and the service's own kept."""
+        return Placement(service=self.service, client=self.client)
+
+    @classmethod
     def named(cls, name: str) -> Placement:
         """`free` (nothing placed) or `split` (see `split`)."""
         if name == "free":
@@ -178,6 +190,13 @@ def pin_tree(pid: int, cpus: frozenset[int] | str) -> None:
                 pin(child.pid, cpus)
 
 
+def _affinity(tid: int) -> set[int] | None:
+    try:
+        return os.sched_getaffinity(tid)
+    except ProcessLookupError:  # the thread ended meanwhile
+        return None
+
+
 def _threads(pid: int) -> list[int]:
     try:
         return [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
@@ -207,7 +226,7 @@ def pinned_here(cpus: str | None) -> Iterator[None]:
     if cpus is None:
         yield
         return
-    before = {tid: os.sched_getaffinity(tid) for tid in _threads(os.getpid())}
+    before = {tid: mask for tid in _threads(os.getpid()) if (mask := _affinity(tid)) is not None}
     pin(os.getpid(), cpus)
     try:
         yield

@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from flashsale import aio, config
+from flashsale import aio, config, placement
 from flashsale.cli.output import add_json_flag, emit
 from flashsale.db import connection, embedded, migrate
 from flashsale.units import duration
@@ -109,10 +109,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         "pending_migrations": pending,
         "flash_sales": sales,
         "users": users,
+        "cpus": (placement.affinity_of(info.pid) if info else None),  # where the postmaster may run now
     }
     text = "\n".join(
         [
-            f"running: PostgreSQL {version}" + (f" (embedded, pid {info.pid})" if info else " (external)"),
+            f"running: PostgreSQL {version}"
+            + (f" (embedded, pid {info.pid}, on CPUs {data['cpus']})" if info else " (external)"),
             f"url: {url}",
             f"migrations: {', '.join(applied) or 'none'}" + (f" (pending: {', '.join(pending)})" if pending else ""),
             f"scenario: {users} users, {sales} flash sales",

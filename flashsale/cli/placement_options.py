@@ -36,6 +36,7 @@ def add_placement_options(
 
 def placement_from(args: argparse.Namespace) -> Placement:
     """The placement the options ask for: the named one, with each part given explicitly replacing its set."""
-    base = Placement.named(getattr(args, "placement", None) or "free")
-    given = {part: getattr(args, f"{part}_cpus", None) for part in ("db", "service", "client")}
-    return Placement(**{part: given[part] or getattr(base, part) for part in given})
+    return Placement.resolve(
+        getattr(args, "placement", None),
+        **{part: getattr(args, f"{part}_cpus", None) for part in ("db", "service", "client")},
+    )

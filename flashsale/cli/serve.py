@@ -125,8 +125,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     log.configure()
     cpus = placement_from(args)
-    if cpus.service is not None:  # before any worker starts: they inherit the set
-        placement.pin(os.getpid(), cpus.service)
+    if cpus.service_cpus is not None:  # its own, else the database's; before any worker starts: they inherit it
+        placement.pin(os.getpid(), cpus.service_cpus)
     with database_placed(settings.url, cpus.db):
         if settings.workers == 1:
             return serve_in_this_process(settings)

@@ -94,22 +94,36 @@ def start(pgdata: Path | None = None) -> ServerInfo:
 
 def placement_of(pgdata: Path | None = None) -> str | None:
     """The CPU set the server is kept on (`place`), or None: free to run anywhere."""
-    file = (pgdata or default_pgdata()).resolve() / _CPUS_FILE
-    return file.read_text().strip() or None if file.exists() else None
+    held = _held(pgdata or default_pgdata())
+    return held[0] if held else None
 
 
-def place(cpus: str | None, pgdata: Path | None = None) -> str | None:
-    """Keep the server on `cpus` (None: anywhere): its postmaster and every process it has, and, because they
-    inherit it, every backend it forks later; remembered in the data directory, so that a restart (a fault, `db
-    up` after `db down`) places the new postmaster the same way. Returns the set it had before."""
+def _held(pgdata: Path) -> tuple[str, int] | None:
+    """(CPU set, pid of the process that placed the server), while that process lives and the set is usable here:
+    a placement whose owner was killed before it could give the server back is forgotten, not kept forever."""
+    file = pgdata.resolve() / _CPUS_FILE
+    try:
+        cpus, owner = file.read_text().split()
+        placement.parse_cpus(cpus)
+        alive = psutil.pid_exists(int(owner)) and psutil.Process(int(owner)).status() != psutil.STATUS_ZOMBIE
+    except (OSError, ValueError, psutil.Error):
+        return None
+    return (cpus, int(owner)) if alive else None
+
+
+def place(cpus: str | None, pgdata: Path | None = None, *, owner: int | None = None) -> tuple[str, int] | None:
+    """Keep the server on `cpus` (None: anywhere) while process `owner` (default: this one) lives: its postmaster
+    and every process it has, and, because they inherit it, every backend it forks later; remembered in the data
+    directory, so that a restart (a fault, `db up` after `db down`) places the new postmaster the same way. Returns
+    what it had before, (set, owner) or None."""
     pgdata = (pgdata or default_pgdata()).resolve()
-    before = placement_of(pgdata)
+    before = _held(pgdata)
     cpus = placement.normalize(cpus)
     file = pgdata / _CPUS_FILE
     if cpus is None:
         file.unlink(missing_ok=True)
     else:
-        file.write_text(cpus + "\n")
+        file.write_text(f"{cpus} {owner or os.getpid()}\n")
     if (info := running(pgdata)) is not None:
         _placed(info)
     return before
@@ -125,7 +139,8 @@ def placed(cpus: str | None, pgdata: Path | None = None) -> Iterator[None]:
     try:
         yield
     finally:
-        place(before, pgdata)
+        cpus, owner = before or (None, None)
+        place(cpus, pgdata, owner=owner)
 
 
 def _placed(info: ServerInfo) -> ServerInfo:

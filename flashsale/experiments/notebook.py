@@ -71,7 +71,8 @@ def _number(pattern: str, value: Any) -> str:
 def context(cells: pd.DataFrame):
     """Where the measurements were taken, from the context columns every row carries: one line per distinct
     context (usually one), with the CPUs each part ran on, how many runs it holds and the range of the machine's
-    load average (1 min) before them: a quiet machine reads near 0."""
+    load average (1 min) before them: near 0 on a quiet machine before the first run, and up to the load of the
+    runs themselves after it (back-to-back runs inherit it), so read it as a range, not a verdict."""
     return table(context_frame(cells), {"memory (GiB)": "{:.1f}"}, caption="Measurement context")
 
 

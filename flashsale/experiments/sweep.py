@@ -72,16 +72,20 @@ class Sweep:
         if not isinstance(common, dict):
             raise ValueError(f"{path}: `parameters:` must be a mapping of parameter names to values")
         runs = []
+        unclaimed = set(common)
         for item in raw["notebooks"]:
             if not isinstance(item, dict) or "notebook" not in item:
                 raise ValueError(f"{path}: each entry of `notebooks:` needs a `notebook:` name")
-            declared = declared_parameters(item["notebook"])
+            declared = declared_parameters(item["notebook"])  # also: is there such a notebook
             shared = {k: v for k, v in common.items() if k in declared}
+            unclaimed -= set(shared)
             run = NotebookRun(item["notebook"], {**shared, **dict(item.get("parameters") or {})})
-            unknown = set(run.parameters) - set(declared_parameters(run.notebook))  # also: is there such a notebook
+            unknown = set(run.parameters) - set(declared)
             if unknown:
                 raise ValueError(f"{path}: notebook {run.notebook} has no parameter {', '.join(sorted(unknown))}")
             runs.append(run)
+        if unclaimed and runs:
+            raise ValueError(f"{path}: no notebook has the parameter {', '.join(sorted(unclaimed))} of `parameters:`")
         return cls(name=str(raw.get("name") or Path(path).stem), runs=runs)
 
     def override(self, **overrides: Any) -> Sweep:

@@ -101,6 +101,10 @@ class LoadConfig:
         placed = Placement(db=self.db_cpus, service=self.service_cpus, client=self.client_cpus)  # validates them
         for part in ("db", "service", "client"):
             object.__setattr__(self, f"{part}_cpus", getattr(placed, part))
+        if not 0 <= self.think_jitter <= 1:
+            raise ValueError(f"think jitter must be between 0 and 1, got {self.think_jitter}")
+        if self.think_jitter and self.model != "closed":
+            raise ValueError("think jitter is for the closed model (--vus, --think-ms), not an arrival rate")
         if self.accept not in ("sync", "async"):
             raise ValueError(f"accept must be sync or async, got {self.accept!r}")
         if self.accept == "async" and not self.queue_size:

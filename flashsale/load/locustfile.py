@@ -193,7 +193,7 @@ class OrderingUser(FastHttpUser):
         do)."""
         think, jitter = _process.think_s, _process.think_jitter
         if jitter:
-            think = random.uniform(think * (1 - jitter), think * (1 + jitter))
+            think = self.pause(think * (1 - jitter), think * (1 + jitter))
         if _process.stop_ns:
             return min(think, max(0.0, (_process.stop_ns - time.perf_counter_ns()) / 1e9))
         return think
@@ -202,7 +202,9 @@ class OrderingUser(FastHttpUser):
         orders = _process.orders
         if orders is None:
             raise StopUser
-        self.pick = random.Random(f"{_process.seed}/{_process.worker}/{next(_process.numbers)}").random
+        stream = f"{_process.seed}/{_process.worker}/{next(_process.numbers)}"
+        self.pick = random.Random(stream).random
+        self.pause = random.Random(f"{stream}/think").uniform  # its own stream, as the native runner's users
         delay_ns = orders.origin_ns - time.perf_counter_ns()
         if delay_ns > 0:
             gevent.sleep(delay_ns / 1e9)

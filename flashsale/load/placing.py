@@ -25,13 +25,14 @@ def embedded_or_none(url: str) -> Path | None:
 
 
 @contextlib.contextmanager
-def database_placed(url: str, cpus: str | None) -> Iterator[None]:
-    """The embedded server at `url` on `cpus` inside the block, back where it was after it; a server the project
-    did not start cannot be placed (`FaultUnsupported`, a ValueError, says so)."""
+def database_placed(url: str, cpus: str | None, pgdata: Path | None = None) -> Iterator[None]:
+    """The embedded server at `url` (its data directory `pgdata`, when the caller knows it) on `cpus` inside the
+    block, back where it was after it; a server the project did not start cannot be placed (`FaultUnsupported`, a
+    ValueError, says so)."""
     if cpus is None:
         yield
         return
-    with embedded.placed(cpus, embedded_pgdata(url, needed_for="CPU placements (--db-cpus)")):
+    with embedded.placed(cpus, pgdata or embedded_pgdata(url, needed_for="CPU placements (--db-cpus)")):
         yield
 
 

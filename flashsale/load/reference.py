@@ -24,16 +24,6 @@ class Reference:
     sale: Sale
 
     @property
-    def variant(self) -> str:
-        """Which pgbench script ran (one of `PGBENCH_VARIANTS`)."""
-        return self.plan.variant
-
-    @property
-    def matched(self) -> bool:
-        """Whether that script sends the driver's statements in the driver's round trips (`plan.note`: how not)."""
-        return self.plan.matched
-
-    @property
     def orders_per_s(self) -> float:
         """Orders the audit found, per second: pgbench's TPS also counts transactions that sold nothing."""
         return self.audit.orders / self.pgbench.duration_s

@@ -105,10 +105,11 @@ def run_load(config: LoadConfig | None = None, **changes: Any) -> LoadResult:
 async def run_load_async(config: LoadConfig) -> LoadResult:
     """`run_load` for callers already in an event loop: the run's phases, each returning what the next needs."""
     url = ready_url(config.database_url)
-    pgdata = embedded_pgdata(url) if config.faults else None  # refuse before anything starts
-    with placing.database_placed(url, config.db_cpus):  # a foreign server is refused here, before anything starts
+    owned = placing.embedded_or_none(url)  # the embedded server's data directory, None for another server
+    pgdata = (owned or embedded_pgdata(url)) if config.faults else None  # refuse before anything starts
+    with placing.database_placed(url, config.db_cpus, owned):  # so is placing another server
         prepared = await _prepare(config, url)
-        measured = await _measure(config, url, prepared.sale, pgdata, pgdata or placing.embedded_or_none(url))
+        measured = await _measure(config, url, prepared.sale, pgdata, owned)
     # Workers, strategies and the service are stopped now (queued orders flushed): the database holds the final state.
     outcomes = Outcomes()
     merged = merge(measured.results, outcomes)

@@ -112,20 +112,23 @@ class OrderStrategy(ABC):
         """Before the first real order: every connection of `pool` at once places a few orders the database refuses
         (a sale that does not exist), as many as psycopg runs a statement before it prepares it, then the strategy's
         counters are set back. A new backend loads its catalog caches and plans on its first statements, which
-        takes milliseconds; without this the first orders of a run pay that under the sale's lock, one after the
-        other (10 virtual users starting together on a fresh service: 25 to 87 ms each), and a short run's p95
-        measures the warm-up."""
+        takes milliseconds that the first orders would otherwise pay, some under the sale's lock. Only what a
+        refused order sends is warmed: the reads (and the statements that decide in SQL), not a flow's writes."""
         counters = self.counters.copy()
         size = pool.max_size
         everyone = asyncio.Barrier(size)  # each task keeps its connection until all have one: each one is warmed
         nowhere = PlaceOrder(user_id=UUID(int=0), flash_sale_id=UUID(int=0))
 
         async def warm() -> None:
-            async with pool.connection() as conn:
-                await everyone.wait()
-                for _ in range((conn.prepare_threshold or 0) + 1):
-                    with contextlib.suppress(DomainError, StrategyUnavailable):
-                        await self.create_order(conn, nowhere)
+            try:
+                async with pool.connection() as conn:
+                    await everyone.wait()
+                    for _ in range((conn.prepare_threshold or 0) + 1):
+                        with contextlib.suppress(DomainError, StrategyUnavailable):
+                            await self.create_order(conn, nowhere)
+            except BaseException:
+                await everyone.abort()  # the others stop waiting for a connection that will not come
+                raise
 
         await asyncio.gather(*(warm() for _ in range(size)))
         self.counters.clear()

@@ -42,7 +42,8 @@ def backend_affinity(url: str) -> str | None:
 def server_affinities(pgdata) -> set[str | None]:
     """The CPU sets of the postmaster and of every process it has now."""
     root = psutil.Process(embedded.running(pgdata).pid)
-    return {placement.affinity_of(p.pid) for p in [root, *root.children(recursive=True)]}
+    sets = {placement.affinity_of(p.pid) for p in [root, *root.children(recursive=True)]}
+    return sets - {None}  # a backend that ended meanwhile
 
 
 @pytest.fixture
@@ -144,7 +145,7 @@ class TestPgbench:
         seen: list[str | None] = []
 
         def pgbench_seen() -> bool:
-            found = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "pgbench"]
+            found = [p for p in psutil.Process().children() if p.name() == "pgbench"]  # ours, not another job's
             seen.extend(placement.affinity_of(p.pid) for p in found)
             return bool(found)
 
@@ -173,6 +174,15 @@ class TestTheService:
             assert len(pids) == 3
             assert {placement.affinity_of(pid) for pid in pids} == {LAST}
 
+    def test_without_its_own_cpus_the_service_goes_with_the_database(self, server, tmp_path):
+        with ServerProcess(
+            pool_size=1, log_path=tmp_path / "serve.log", extra_args=["--db-cpus", FIRST],
+            env={flashsale_config.DATABASE_URL_ENV: server.url},
+        ) as service:  # fmt: skip
+            assert placement.affinity_of(service.pid) == FIRST
+            assert server_affinities(server.pgdata) == {FIRST}
+        assert server_affinities(server.pgdata) == {EVERYWHERE}  # given back when the service ended
+
 
 class TestOnlyOurOwnServer:
     """A server the project did not start cannot be placed, and the command says so."""
@@ -198,3 +208,21 @@ class TestOnlyOurOwnServer:
         proc = flashsale("load", "--duration", "1s", "--client-cpus", "1-0", "--quiet", check=False)
         assert (proc.returncode, proc.stderr.count("\n")) == (2, 1)
         assert "not a CPU range: '1-0'" in proc.stderr
+
+
+class TestAPlacementOutlivesNoOwner:
+    """A placement is kept with the pid of the process that made it; once that process is gone, it is forgotten."""
+
+    def test_a_dead_owners_placement_is_forgotten_at_the_next_start(self, server):
+        child = psutil.Popen(["sleep", "60"])
+        try:
+            embedded.place(FIRST, server.pgdata, owner=child.pid)
+            assert embedded.placement_of(server.pgdata) == FIRST
+        finally:
+            child.kill()
+            child.wait()
+        assert embedded.placement_of(server.pgdata) is None
+        before = embedded.running(server.pgdata)
+        embedded.stop(server.pgdata)
+        embedded.resume(server.pgdata, before.socket_dir)
+        assert server_affinities(server.pgdata) == {EVERYWHERE}

@@ -16,6 +16,7 @@ from flashsale.load.records import read_run
 
 TINY = """
 name: tiny
+parameters: {placement: free}  # the suite may run beside other work: no part on one core of its own
 notebooks:
   - notebook: 1.0-devlog-baseline
     parameters: {dataset: baseline, duration_s: 1.5, repeats: 2}

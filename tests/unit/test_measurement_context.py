@@ -84,7 +84,7 @@ class TestSweepFileParameters:
     def test_common_parameters_and_a_notebooks_own(self, tmp_path):
         path = tmp_path / "s.yaml"
         path.write_text(
-            "parameters: {users: 7, no_such_parameter: 1}\n"
+            "parameters: {users: 7}\n"
             "notebooks:\n"
             "  - notebook: 1.0-devlog-baseline\n"
             "  - notebook: 3.0-lock-contention\n"
@@ -93,8 +93,24 @@ class TestSweepFileParameters:
         runs = Sweep.load(path).runs
         assert [run.parameters for run in runs] == [{"users": 7}, {"users": 9}]
 
+    def test_one_no_notebook_has_is_refused(self, tmp_path):
+        path = tmp_path / "s.yaml"
+        path.write_text("parameters: {placment: split}\nnotebooks:\n  - notebook: 1.0-devlog-baseline\n")
+        with pytest.raises(ValueError, match="no notebook has the parameter placment of `parameters:`"):
+            Sweep.load(path)
+
     def test_they_must_be_a_mapping(self, tmp_path):
         path = tmp_path / "s.yaml"
         path.write_text("parameters: [1]\nnotebooks: []\n")
         with pytest.raises(ValueError, match="`parameters:` must be a mapping"):
             Sweep.load(path)
+
+
+@needs_two
+def test_a_named_placement_on_another_server_places_the_client_alone(monkeypatch):
+    monkeypatch.setenv("FLASHSALE_DATABASE_URL", "postgresql://elsewhere/db")
+    db, client = placement.split_cpus(placement.usable_cpus())
+    planned = placed(cells(), {"placement": "split"})
+    assert {(c.load.db_cpus, c.load.client_cpus) for c in planned} == {(None, client)}
+    explicit = placed(cells(), {"placement": "split", "db_cpus": db})
+    assert {c.load.db_cpus for c in explicit} == {db}  # asked for by name: refused when the cell runs

@@ -10,8 +10,9 @@ from flashsale.load.config import LoadConfig, default_workers
 from flashsale.placement import Placement, PlacementError
 
 needs_two = pytest.mark.skipif(
-    not placement.supported() or len(placement.usable_cpus()) < 2, reason="needs CPU affinity and two usable CPUs"
+    not placement.supported() or not {0, 1} <= placement.usable_cpus(), reason="needs CPU affinity and CPUs 0 and 1"
 )
+pytestmark = needs_two  # the lists below name CPUs 0 and 1
 
 
 class TestCpuLists:
@@ -143,3 +144,10 @@ class TestCells:
         split = Cell("pessimistic, 8 VUs", LoadConfig(vus=8, db_cpus="0", client_cpus="1"))
         assert free.key != split.key
         assert split.params["client_cpus"] == "1"
+
+
+def test_think_jitter_is_for_the_closed_model():
+    with pytest.raises(ValueError, match="think jitter is for the closed model"):
+        LoadConfig(rate=100, think_jitter=0.5)
+    with pytest.raises(ValueError, match="think jitter must be between 0 and 1"):
+        LoadConfig(think_jitter=-0.1)
