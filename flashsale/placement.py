@@ -122,11 +122,6 @@ class Placement:
         base = cls.named(name or "free")
         return cls(**{part: parts.get(part) or getattr(base, part) for part in ("db", "service", "client")})
 
-    def without_database(self) -> Placement:
-        """This placement for a database server the project did not start (which cannot be placed): the database's
-        set dropped, the client's and the service's own kept."""
-        return Placement(service=self.service, client=self.client)
-
     @classmethod
     def named(cls, name: str) -> Placement:
         """`free` (nothing placed) or `split` (see `split`)."""

@@ -7,7 +7,6 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from flashsale.config import external_database_url
 from flashsale.experiments.cells import Cell, run_cells
 from flashsale.experiments.store import Dataset
 from flashsale.placement import Placement
@@ -289,12 +288,10 @@ def placed(cells: list[Cell], parameters: dict[str, Any]) -> list[Cell]:
     """The cells with the placement the parameters ask for (`placement`: free or split, each `*_cpus` given
     replacing its part; see flashsale.placement), resolved to CPU lists in each cell's load configuration, so that
     a cell measured under another placement has another key. The service's set goes only to cells that start a
-    service. On a server the project did not start (`FLASHSALE_DATABASE_URL`), a named placement places the
-    client alone (the database cannot be placed; `db_cpus` given explicitly is refused when the cell runs)."""
+    service. A server the project did not start cannot be placed: its cells are refused when they run, with what
+    to do (`--placement free`)."""
     parts = {part: parameters.get(f"{part}_cpus") for part in ("db", "service", "client")}
     where = Placement.resolve(parameters.get("placement"), **parts)
-    if external_database_url() is not None and not parts["db"]:
-        where = where.without_database()
     if not where.placed:
         return cells
     return [

@@ -32,7 +32,8 @@ def database_placed(url: str, cpus: str | None, pgdata: Path | None = None) -> I
     if cpus is None:
         yield
         return
-    with embedded.placed(cpus, pgdata or embedded_pgdata(url, needed_for="CPU placements (--db-cpus)")):
+    needed_for = "CPU placements (--db-cpus, or --placement split: use --placement free)"
+    with embedded.placed(cpus, pgdata or embedded_pgdata(url, needed_for=needed_for)):
         yield
 
 

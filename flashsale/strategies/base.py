@@ -4,7 +4,6 @@ can swap one for another by name."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
@@ -113,7 +112,8 @@ class OrderStrategy(ABC):
         (a sale that does not exist), as many as psycopg runs a statement before it prepares it, then the strategy's
         counters are set back. A new backend loads its catalog caches and plans on its first statements, which
         takes milliseconds that the first orders would otherwise pay, some under the sale's lock. Only what a
-        refused order sends is warmed: the reads (and the statements that decide in SQL), not a flow's writes."""
+        refused order sends is warmed: the reads (and the statements that decide in SQL), not a flow's writes. Any
+        other failure ends that connection's warm-up quietly: the first real order meets it as it would have."""
         counters = self.counters.copy()
         size = pool.max_size
         everyone = asyncio.Barrier(size)  # each task keeps its connection until all have one: each one is warmed
@@ -124,8 +124,12 @@ class OrderStrategy(ABC):
                 async with pool.connection() as conn:
                     await everyone.wait()
                     for _ in range((conn.prepare_threshold or 0) + 1):
-                        with contextlib.suppress(DomainError, StrategyUnavailable):
+                        try:
                             await self.create_order(conn, nowhere)
+                        except (DomainError, StrategyUnavailable):
+                            continue  # the refusal it is sent for
+                        except Exception:
+                            break
             except BaseException:
                 await everyone.abort()  # the others stop waiting for a connection that will not come
                 raise

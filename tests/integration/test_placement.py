@@ -190,7 +190,10 @@ class TestOnlyOurOwnServer:
     def test_placing_another_server_is_refused(self, database_url, monkeypatch, tmp_path):
         monkeypatch.setenv(flashsale_config.HOME_ENV, str(tmp_path))  # the test server is no longer "ours"
         with (
-            pytest.raises(FaultUnsupported, match=r"CPU placements \(--db-cpus\) need the project's embedded"),
+            pytest.raises(
+                FaultUnsupported,
+                match=r"use --placement free\) need the project's embedded PostgreSQL",
+            ),
             database_placed(database_url, FIRST),
         ):
             pass
@@ -202,7 +205,10 @@ class TestOnlyOurOwnServer:
         )  # fmt: skip
         assert proc.returncode == 2
         assert proc.stderr.count("\n") == 1
-        assert "CPU placements (--db-cpus) need the project's embedded PostgreSQL" in proc.stderr
+        assert (
+            "CPU placements (--db-cpus, or --placement split: use --placement free) need the project's embedded"
+            in proc.stderr
+        )
 
     def test_a_list_that_is_not_one_exits_2(self, database_url):
         proc = flashsale("load", "--duration", "1s", "--client-cpus", "1-0", "--quiet", check=False)

@@ -104,13 +104,3 @@ class TestSweepFileParameters:
         path.write_text("parameters: [1]\nnotebooks: []\n")
         with pytest.raises(ValueError, match="`parameters:` must be a mapping"):
             Sweep.load(path)
-
-
-@needs_two
-def test_a_named_placement_on_another_server_places_the_client_alone(monkeypatch):
-    monkeypatch.setenv("FLASHSALE_DATABASE_URL", "postgresql://elsewhere/db")
-    db, client = placement.split_cpus(placement.usable_cpus())
-    planned = placed(cells(), {"placement": "split"})
-    assert {(c.load.db_cpus, c.load.client_cpus) for c in planned} == {(None, client)}
-    explicit = placed(cells(), {"placement": "split", "db_cpus": db})
-    assert {c.load.db_cpus for c in explicit} == {db}  # asked for by name: refused when the cell runs
