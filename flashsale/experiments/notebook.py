@@ -69,24 +69,35 @@ def _number(pattern: str, value: Any) -> str:
 
 
 def context(cells: pd.DataFrame):
-    """Where the measurements were taken, from the context columns every row carries: one line per distinct
-    context (usually one), with the CPUs each part ran on, how many runs it holds and the range of the machine's
-    load average (1 min) before them: near 0 on a quiet machine before the first run, and up to the load of the
-    runs themselves after it (back-to-back runs inherit it), so read it as a range, not a verdict."""
-    return table(context_frame(cells), {"memory (GiB)": "{:.1f}"}, caption="Measurement context")
+    """Where the measurements were taken, from the context columns every row carries: one column per distinct
+    context (usually one; a row a property, so that the table stays as narrow as the page), with the CPUs each
+    part ran on, how many runs it holds and the range of the machine's load average (1 min) before them: near 0 on
+    a quiet machine before the first run, and up to the load of the runs themselves after it (back-to-back runs
+    inherit it), so read it as a range, not a verdict."""
+    frame = context_frame(cells)
+    frame.index = [f"context {i + 1}" for i in range(len(frame))] if len(frame) > 1 else ["measured"]
+    shown = frame.T.reset_index(names="").astype(str)
+    styler = shown.style.hide(axis="index").set_caption("Measurement context")
+    return styler.set_table_styles([{"selector": "td", "props": [("white-space", "normal"), ("max-width", "60em")]}])
+
+
+# Where each part ran: a run that did not start its service (a given base URL) has no service CPUs, which does not
+# make it another context; the sets seen are listed together.
+_CPU_COLUMNS = ("meta.placement.ran_on.db", "meta.placement.ran_on.service", "meta.placement.ran_on.client")
 
 
 def context_frame(cells: pd.DataFrame) -> pd.DataFrame:
-    """`context`'s table as a frame."""
+    """`context`'s table as a frame: one row per distinct context."""
     present = [c for c in CONTEXT_COLUMNS if c in cells]
-    keys = [c for c in present if c != "time"]
+    keys = [c for c in present if c != "time" and c not in _CPU_COLUMNS]
     frame = cells[present].astype(object).where(cells[present].notna(), "–")
     frame["runs"] = 1
     frame["load"] = cells[LOAD_BEFORE] if LOAD_BEFORE in cells else float("nan")
+    seen = {c: _sets_seen for c in _CPU_COLUMNS if c in frame}
     grouped = frame.groupby(keys, sort=False, dropna=False).agg(
-        {**({"time": "first"} if "time" in frame else {}), "runs": "sum", "load": ["min", "max"]}
+        {**({"time": "first"} if "time" in frame else {}), **seen, "runs": "sum", "load": ["min", "max"]}
     )
-    grouped.columns = [c if c in ("time", "runs") else f"load {how}" for c, how in grouped.columns]
+    grouped.columns = [c if how != "min" and how != "max" else f"load {how}" for c, how in grouped.columns]
     out = grouped.reset_index()
     out["load average before (1 min)"] = [
         "–" if pd.isna(low) else f"{low:.2f}–{high:.2f}"
@@ -94,6 +105,13 @@ def context_frame(cells: pd.DataFrame) -> pd.DataFrame:
     ]
     ordered = [c for c in present if c in out] + ["runs", "load average before (1 min)"]
     return out[ordered].rename(columns=CONTEXT_COLUMNS)
+
+
+def _sets_seen(values: pd.Series) -> str:
+    """The CPU sets a part ran on over the runs of one context ("0", or "0 / 0-1"), leaving out runs that did not
+    say ("–"), unless none did."""
+    sets = [v for v in dict.fromkeys(values) if v != "–"]
+    return " / ".join(sets) if sets else "–"
 
 
 def outcomes_of(cells: pd.DataFrame) -> pd.DataFrame:

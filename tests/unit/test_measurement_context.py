@@ -71,6 +71,25 @@ class TestTheContextTable:
              "load average before (1 min)": "–"},
         ]  # fmt: skip
 
+    def test_a_run_that_did_not_start_its_service_is_not_another_context(self):
+        rows = pd.DataFrame(
+            [
+                {"git_commit": "abc", "meta.placement.ran_on.db": "0", "meta.placement.ran_on.service": "0"},
+                {"git_commit": "abc", "meta.placement.ran_on.db": "0", "meta.placement.ran_on.service": None},
+                {"git_commit": "abc", "meta.placement.ran_on.db": "0-1", "meta.placement.ran_on.service": "1"},
+            ]
+        )
+        table = notebook.context_frame(rows)
+        assert table[["git commit", "database CPUs", "service CPUs", "runs"]].to_dict("records") == [
+            {"git commit": "abc", "database CPUs": "0 / 0-1", "service CPUs": "0 / 1", "runs": 3}
+        ]
+
+    def test_the_shown_table_has_a_row_a_property(self):
+        rows = pd.DataFrame([{"git_commit": "abc", "meta.placement.ran_on.db": "0"}])
+        shown = notebook.context(rows).data
+        assert shown.columns.tolist() == ["", "measured"]
+        assert dict(zip(shown[""], shown["measured"], strict=True))["database CPUs"] == "0"
+
     def test_the_versions_of_the_packages_that_matter(self):
         packages = machine()["packages"]
         assert packages.startswith("psycopg 3.")
