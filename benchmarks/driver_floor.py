@@ -28,7 +28,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from flashsale import config, placement, scenario
+from flashsale import aio, config, placement, scenario
 from flashsale.db import connection, migrate
 from flashsale.domain import PlaceOrder, utc_now
 from flashsale.load import LoadConfig, run_load
@@ -99,7 +99,7 @@ def main() -> None:
     print(f"{'step':<22} {'orders/s':>9} {'client CPU us/order':>20}")
     with database_placed(url, where.db), placement.pinned_here(where.client):
         for step in ("psycopg, plain", "psycopg, pipelined", "strategy"):
-            rate, cpu_us = asyncio.run(_loop(url, args.clients, args.duration, step))
+            rate, cpu_us = aio.run(_loop(url, args.clients, args.duration, step))  # uvloop, as the runner
             rows.append({"step": step, "orders_per_s": rate, "cpu_us_per_order": cpu_us})
             print(f"{step:<22} {rate:>9,.0f} {cpu_us:>20.1f}", flush=True)
     load = LoadConfig(
