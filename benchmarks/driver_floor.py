@@ -34,6 +34,7 @@ from flashsale.domain import PlaceOrder, utc_now
 from flashsale.load import LoadConfig, run_load
 from flashsale.load.placing import database_placed
 from flashsale.load.reference import run_reference
+from flashsale.load.summary import cpu_us_per_order
 from flashsale.placement import Placement
 from flashsale.repositories import locks, placements
 from flashsale.strategies.atomic import Atomic
@@ -107,14 +108,14 @@ def main() -> None:
         db_cpus=where.db, client_cpus=where.client, **SALE,
     )  # fmt: skip
     summary = run_load(load).summary
-    cpu_us = summary["client_cpu_percent"] / 100 / summary["orders_per_s"] * 1e6
+    cpu_us = cpu_us_per_order(summary["client_cpu_percent"], summary["orders_per_s"]) or float("nan")
     rows.append({"step": "load runner", "orders_per_s": summary["orders_per_s"], "cpu_us_per_order": cpu_us})
     print(f"{'load runner':<22} {summary['orders_per_s']:>9,.0f} {cpu_us:>20.1f}", flush=True)
     reference = run_reference(load)
-    cpu_us = (reference.pgbench.client_cpu_percent or 0) / 100 / reference.orders_per_s * 1e6
+    cpu_us = cpu_us_per_order(reference.pgbench.client_cpu_percent, reference.orders_per_s) or float("nan")
     rows.append({"step": "pgbench", "orders_per_s": reference.orders_per_s, "cpu_us_per_order": cpu_us})
     print(f"{'pgbench':<22} {reference.orders_per_s:>9,.0f} {cpu_us:>20.1f}")
-    floor = rows[1]["cpu_us_per_order"] / cpu_us if cpu_us else float("nan")
+    floor = rows[1]["cpu_us_per_order"] / cpu_us
     print(f"\npsycopg's pipelined transaction alone costs {floor:.1f}x pgbench's CPU per order.")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ from flashsale.db import connection
 from flashsale.load import LoadConfig, run_load
 from flashsale.load.config import available_cores
 from flashsale.load.reference import run_reference
+from flashsale.load.summary import cpu_us_per_order
 from flashsale.units import seconds
 
 BAR = 0.9
@@ -40,7 +41,7 @@ def load_row(config: LoadConfig) -> dict:
     result = run_load(config)
     s = result.summary
     return {
-        "cpu_us_per_order": _us_per_order(s["client_cpu_percent"], s["orders_per_s"]),
+        "cpu_us_per_order": cpu_us_per_order(s["client_cpu_percent"], s["orders_per_s"]),
         "orders_per_s": s["orders_per_s"],
         "p50_ms": s["latency_ms"]["p50"],
         "p95_ms": s["latency_ms"]["p95"],
@@ -95,7 +96,7 @@ def main() -> None:
                 "pgbench_clients": reference.pgbench.clients,
                 "pgbench_threads": reference.pgbench.threads,
                 "pgbench_cpu_percent": reference.pgbench.client_cpu_percent,
-                "pgbench_cpu_us_per_order": _us_per_order(reference.pgbench.client_cpu_percent, ref),
+                "pgbench_cpu_us_per_order": cpu_us_per_order(reference.pgbench.client_cpu_percent, ref),
                 "pgbench_audit_ok": reference.audit.ok,
                 "one": one,
                 "many": many,
@@ -161,13 +162,6 @@ def main() -> None:
         + "\n"
     )
     print(f"\nwrote {out}", file=sys.stderr)
-
-
-def _us_per_order(cpu_percent: float | None, orders_per_s: float | None) -> float | None:
-    """Client CPU per order in µs: percent of a core over orders a second."""
-    if not cpu_percent or not orders_per_s:
-        return None
-    return cpu_percent / 100 / orders_per_s * 1e6
 
 
 def _ms(value: float | None) -> str:

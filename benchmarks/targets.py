@@ -30,8 +30,10 @@ from typing import Any
 
 from flashsale import config, strategies
 from flashsale.db import connection, migrate
+from flashsale.experiments.analysis import median_range
 from flashsale.load import LoadConfig, run_load
 from flashsale.load.reference import run_reference
+from flashsale.load.summary import cpu_us_per_order
 from flashsale.placement import Placement
 from flashsale.units import seconds
 
@@ -73,16 +75,10 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def _spread(values: list[float], digits: int = 0) -> str:
-    """`median (min-max)`."""
-    if not values:
-        return "–"
-    return f"{_median(values):,.{digits}f} ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
-
-
 def _cpu_us(cpu_percent: float | None, orders_per_s: float) -> float:
     """Client CPU per order in microseconds; NaN when either is unknown (a target on it then misses)."""
-    return cpu_percent / 100 / orders_per_s * 1e6 if cpu_percent is not None and orders_per_s else float("nan")
+    value = cpu_us_per_order(cpu_percent, orders_per_s)
+    return float("nan") if value is None else value
 
 
 def measure_pair(pair: Pair, *, duration_s: float, warmup_s: float, url: str, loads: list[float]) -> None:
@@ -151,8 +147,9 @@ def main() -> None:
                 for _ in range(repeats):
                     measure_pair(pair, duration_s=args.duration, warmup_s=args.warmup, url=url, loads=loads)
                 pairs.append(pair)
+                driver, reference = (median_range(rates, "{:,.0f}") for rates in (pair.driver, pair.reference))
                 print(
-                    f"{name:<20}{vus:>5} {placement:<9} {_spread(pair.driver):>24} {_spread(pair.reference):>24} "
+                    f"{name:<20}{vus:>5} {placement:<9} {driver:>24} {reference:>24} "
                     f"{pair.ratio():>6.2f} {_median(pair.driver_cpu_us):>20.1f} {_median(pair.reference_cpu_us):>8.1f}"
                     + ("" if all(pair.audits_ok) else "  AUDIT FAILED"),
                     flush=True,
@@ -183,10 +180,10 @@ def main() -> None:
         p95s = [s["latency_ms"]["p95"] for s in seeds]
         ok = _median(p95s) <= SEED_P95_BAR_MS
         results.append(("seed_p95", "pessimistic", 10, _median(p95s), ok))
-        print(f"  seed scenario p95 {_spread(p95s, 2)} ms over {len(seeds)} runs "
-              f"(p50 {_spread([s['latency_ms']['p50'] for s in seeds], 2)}, "
-              f"p99 {_spread([s['latency_ms']['p99'] for s in seeds], 2)}, "
-              f"max {_spread([s['latency_ms']['max'] for s in seeds], 2)}) "
+        print(f"  seed scenario p95 {median_range(p95s)} ms over {len(seeds)} runs "
+              f"(p50 {median_range([s['latency_ms']['p50'] for s in seeds])}, "
+              f"p99 {median_range([s['latency_ms']['p99'] for s in seeds])}, "
+              f"max {median_range([s['latency_ms']['max'] for s in seeds])}) "
               f"against {SEED_P95_BAR_MS:.2f} ms: {verdict(ok)}")  # fmt: skip
     held = sum(r[-1] for r in results)
     print(f"\n{held} of {len(results)} targets hold.")

@@ -82,7 +82,7 @@ def start(pgdata: Path | None = None) -> ServerInfo:
     ep = _ep()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with placement.pinned_thread(placement_of(pgdata) if placement.supported() else None):
+        with _born_placed(pgdata):
             ep.get_server(pgdata, cleanup_mode=None)
     if not (pgdata / _SETTINGS_MARKER).exists():
         _apply_settings(pgdata)
@@ -143,6 +143,11 @@ def placed(cpus: str | None, pgdata: Path | None = None) -> Iterator[None]:
         place(cpus, pgdata, owner=owner)
 
 
+def _born_placed(pgdata: Path) -> contextlib.AbstractContextManager[None]:
+    """This thread on the server's CPU set while it starts the server: what it starts is born there."""
+    return placement.pinned_thread(placement_of(pgdata) if placement.supported() else None)
+
+
 def _placed(info: ServerInfo) -> ServerInfo:
     """Put the running server's processes on its CPU set (the whole machine when it has none)."""
     if placement.supported():
@@ -167,7 +172,7 @@ def _apply_settings(pgdata: Path) -> None:
 def pg_ctl(args: list[str], pgdata: Path, timeout: float = 60) -> str:
     """pg_ctl from a thread on the server's CPU set: a postmaster it starts is born there, as is every process
     that postmaster forks (`_placed` after the start is then a check, not a race against the first backends)."""
-    with placement.pinned_thread(placement_of(pgdata) if placement.supported() else None):
+    with _born_placed(pgdata):
         return _ep().pg_ctl(args, pgdata=pgdata, user=_system_user(), timeout=timeout)
 
 

@@ -92,12 +92,14 @@ def _measure_pair(dataset: Dataset, cell: Cell) -> None:
     _forget(dataset, cell.cell_id)  # a runner cell without its k6 run is measured again, with it
     url = ready_url(load.database_url)
     env = {config.DATABASE_URL_ENV: url}
-    service_cpus = load.placement.service_cpus
-    extra = ["--service-cpus", service_cpus] if service_cpus else None
     with (
         database_placed(url, load.db_cpus),
         ServerProcess(
-            strategy=load.strategy, pool_size=load.effective_pool_size, access_log=False, env=env, extra_args=extra
+            strategy=load.strategy,
+            pool_size=load.effective_pool_size,
+            access_log=False,
+            env=env,
+            cpus=load.placement.service_cpus,
         ) as server,
     ):
         started = replace(load, base_url=server.url, service_cpus=None)

@@ -51,6 +51,7 @@ class ServerProcess:
         ready_timeout: float = 60.0,
         workers: int | None = None,
         extra_args: list[str] | None = None,
+        cpus: str | None = None,
     ) -> None:
         self.host = "127.0.0.1"
         self.port = free_port(self.host)
@@ -68,6 +69,8 @@ class ServerProcess:
             self.args.append("--no-access-log")
         if workers is not None:
             self.args += ["--workers", str(workers)]
+        if cpus is not None:
+            self.args += ["--service-cpus", cpus]
         self.args += extra_args or []  # any other `serve` options, e.g. ["--queue-size", "1"]
         self.workers = workers or 1
         self.log_path = log_path

@@ -52,7 +52,8 @@ class MeasuredServer:
             env={config.DATABASE_URL_ENV: database_url},
             ready_timeout=startup_timeout_s,
             workers=workers,
-            extra_args=[*(extra_args or []), *(["--service-cpus", cpus] if cpus else [])],
+            extra_args=extra_args,
+            cpus=cpus,
         )
         self._cpu_start: float | None = None
         self._wall_start: float | None = None

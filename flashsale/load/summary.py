@@ -161,6 +161,14 @@ def _by_count(item: tuple[Any, Any]) -> tuple[int, str]:
     return (-int(item[1]), str(item[0]))
 
 
+def cpu_us_per_order(cpu_percent: float | None, orders_per_s: float | None) -> float | None:
+    """Client CPU per order in microseconds, from a CPU share (percent of one core) and orders a second; None when
+    either is unknown or zero."""
+    if not cpu_percent or not orders_per_s:
+        return None
+    return cpu_percent / 100 / orders_per_s * 1e6
+
+
 def summary_frame(summary: dict[str, Any]) -> pd.DataFrame:
     """The summary as one row, nested keys joined by dots (`latency_ms.p95`, `by_outcome.created.p95`, ...),
     so that the rows of many runs concatenate into one table."""
