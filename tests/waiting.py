@@ -47,6 +47,25 @@ async def until_lock_waiters(conn: psycopg.AsyncConnection, count: int) -> int:
     return seen
 
 
+async def until_no_lock_waiters(conn: psycopg.AsyncConnection) -> None:
+    """Poll `pg_stat_activity` until no session waits on a lock."""
+    deadline = time.monotonic() + HANG_S
+    while (seen := await lock_waiters(conn)) > 0:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {HANG_S:.0f} s for no session to queue on a lock; {seen} still do")
+        await asyncio.sleep(0.005)
+
+
+async def until_backend_gone(conn: psycopg.AsyncConnection, pid: int) -> None:
+    """Poll `pg_stat_activity` until the backend `pid` has ended."""
+    deadline = time.monotonic() + HANG_S
+    query = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s"
+    while (await (await conn.execute(query, [pid])).fetchone())[0]:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {HANG_S:.0f} s for backend {pid} to end")
+        await asyncio.sleep(0.005)
+
+
 def wait_for(predicate: Callable[[], object], what: str, *, timeout: float = HANG_S, interval: float = 0.02) -> None:
     """The blocking `until`, for plain test functions."""
     deadline = time.monotonic() + timeout

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from psycopg import AsyncConnection
+from flashsale.db.pipeline import Conn
 
 _LOCK_BUYER = "SELECT pg_advisory_xact_lock(hashtext(%s::text), hashtext(%s::text))"
 
 
-async def lock_buyer(conn: AsyncConnection, flash_sale_id: UUID, user_id: UUID) -> None:
+async def lock_buyer(conn: Conn, flash_sale_id: UUID, user_id: UUID) -> None:
     """Wait until no other transaction holds this user's lock on this sale, then hold it until commit.
 
     Serialises the orders of one user on one sale (and, on a 32-bit hash collision, of two unrelated users:

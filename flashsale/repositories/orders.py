@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
+from flashsale.db.pipeline import Conn
 from flashsale.domain import Order, OrderStatus, PlaceOrder
 from flashsale.records import OrderRecord
 from flashsale.repositories.pending import Pending, fetch_one
@@ -22,7 +22,7 @@ _INSERT = (
 
 
 async def insert(
-    conn: AsyncConnection,
+    conn: Conn,
     *,
     user_id: UUID,
     flash_sale_id: UUID,
@@ -36,7 +36,7 @@ async def insert(
 
 
 async def send_insert(
-    conn: AsyncConnection,
+    conn: Conn,
     *,
     user_id: UUID,
     flash_sale_id: UUID,
@@ -50,7 +50,7 @@ async def send_insert(
     return Pending(cur, OrderRecord.to_domain)
 
 
-async def send_insert_confirmed(conn: AsyncConnection, command: PlaceOrder) -> Pending[Order]:
+async def send_insert_confirmed(conn: Conn, command: PlaceOrder) -> Pending[Order]:
     """Insert the confirmed order `command` asks for (with its idempotency key), for pipelined flows (see `Pending`):
     the INSERT every strategy that decides in Python sends once it has taken the stock."""
     return await send_insert(
@@ -64,7 +64,7 @@ async def send_insert_confirmed(conn: AsyncConnection, command: PlaceOrder) -> P
 
 
 async def send_insert_many(
-    conn: AsyncConnection,
+    conn: Conn,
     *,
     flash_sale_id: UUID,
     ids: list[UUID],
@@ -94,9 +94,7 @@ BOUGHT_BY_USERS = (
 )
 
 
-async def send_bought_by_users(
-    conn: AsyncConnection, flash_sale_id: UUID, user_ids: list[UUID]
-) -> Pending[tuple[UUID, int]]:
+async def send_bought_by_users(conn: Conn, flash_sale_id: UUID, user_ids: list[UUID]) -> Pending[tuple[UUID, int]]:
     """(user id, units held in confirmed orders of this sale) for each of these users that exists: a user
     missing from the answer does not exist."""
     # A sub-select per user, not a join: it is one lookup in orders_user_id_flash_sale_id_idx per user whatever the
@@ -107,7 +105,7 @@ async def send_bought_by_users(
     return Pending(cur, tuple)
 
 
-async def confirmed_quantity(conn: AsyncConnection, *, user_id: UUID, flash_sale_id: UUID) -> int:
+async def confirmed_quantity(conn: Conn, *, user_id: UUID, flash_sale_id: UUID) -> int:
     """How many units this user already holds in confirmed orders of this sale."""
     cur = await conn.execute(
         "SELECT coalesce(sum(quantity), 0)::int FROM orders"
@@ -117,7 +115,7 @@ async def confirmed_quantity(conn: AsyncConnection, *, user_id: UUID, flash_sale
     return (await fetch_one(cur))[0]
 
 
-async def get_by_idempotency_key(conn: AsyncConnection, key: str) -> Order | None:
+async def get_by_idempotency_key(conn: Conn, key: str) -> Order | None:
     """The order placed with this idempotency key, if any."""
     cur = conn.cursor(row_factory=class_row(OrderRecord))
     await cur.execute(f"SELECT {_COLUMNS} FROM orders WHERE idempotency_key = %s", [key])
@@ -125,19 +123,19 @@ async def get_by_idempotency_key(conn: AsyncConnection, key: str) -> Order | Non
     return record.to_domain() if record else None
 
 
-async def send_get_by_idempotency_keys(conn: AsyncConnection, keys: list[str]) -> Pending[tuple[str, Order]]:
+async def send_get_by_idempotency_keys(conn: Conn, keys: list[str]) -> Pending[tuple[str, Order]]:
     """(key, order) for each of these idempotency keys that has an order."""
     cur = await conn.execute(f"SELECT idempotency_key, {_COLUMNS} FROM orders WHERE idempotency_key = ANY(%s)", [keys])
     return Pending(cur, lambda row: (row[0], OrderRecord(*row[1:]).to_domain()))
 
 
-async def get(conn: AsyncConnection, order_id: UUID) -> Order | None:
+async def get(conn: Conn, order_id: UUID) -> Order | None:
     cur = conn.cursor(row_factory=class_row(OrderRecord))
     record = await (await cur.execute(f"SELECT {_COLUMNS} FROM orders WHERE id = %s", [order_id])).fetchone()
     return record.to_domain() if record else None
 
 
-async def list_for_sale(conn: AsyncConnection, flash_sale_id: UUID) -> list[Order]:
+async def list_for_sale(conn: Conn, flash_sale_id: UUID) -> list[Order]:
     cur = conn.cursor(row_factory=class_row(OrderRecord))
     await cur.execute(f"SELECT {_COLUMNS} FROM orders WHERE flash_sale_id = %s ORDER BY created_at", [flash_sale_id])
     return [record.to_domain() for record in await cur.fetchall()]

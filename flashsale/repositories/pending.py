@@ -7,19 +7,25 @@ in one round trip and no lock is held while the server waits for the client; the
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
-
-from psycopg import AsyncCursor
+from typing import Any, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class Rows(Protocol[R]):
+    """What a statement's rows are read from: psycopg's `AsyncCursor`, or a `flashsale.db.pipeline.Cursor`."""
+
+    async def fetchone(self) -> R | None: ...
+
+    async def fetchall(self) -> list[R]: ...
 
 
 class NoRow(LookupError):
     """A statement that always returns a row (an aggregate, an INSERT ... RETURNING) returned none."""
 
 
-async def fetch_one(cursor: AsyncCursor[R]) -> R:
+async def fetch_one(cursor: Rows[R]) -> R:
     """The row of a statement that always returns one."""
     row = await cursor.fetchone()
     if row is None:
@@ -28,7 +34,7 @@ async def fetch_one(cursor: AsyncCursor[R]) -> R:
 
 
 class Pending(Generic[T]):
-    def __init__(self, cursor: AsyncCursor[Any], convert: Callable[[Any], T]) -> None:
+    def __init__(self, cursor: Rows[Any], convert: Callable[[Any], T]) -> None:
         self._cursor = cursor
         self._convert = convert
 

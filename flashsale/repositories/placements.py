@@ -11,9 +11,9 @@ import random
 from datetime import datetime
 from uuid import UUID
 
-from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
+from flashsale.db.pipeline import Conn
 from flashsale.domain import Order, PlaceOrder, utc_now
 from flashsale.records import OrderRecord, PlacementRecord
 from flashsale.repositories.pending import Pending, fetch_one
@@ -38,7 +38,7 @@ SELECT %(user)s, id, %(quantity)s, 'CONFIRMED', %(key)s FROM sale
 """
 
 
-async def send_take_stock(conn: AsyncConnection, command: PlaceOrder, *, now: datetime | None = None) -> Pending[Order]:
+async def send_take_stock(conn: Conn, command: PlaceOrder, *, now: datetime | None = None) -> Pending[Order]:
     """Decrement the sale row if the sale is open at `now`, has the stock and the user stays within the limit; insert
     the order if it did. The caller must hold `locks.lock_buyer`: the limit check reads the orders as of the
     statement's start, and only that lock keeps the same user's other orders from committing meanwhile."""
@@ -73,7 +73,7 @@ _TAKE_ANY_SHARD = _take_shard("")
 
 
 async def send_take_shard(
-    conn: AsyncConnection, command: PlaceOrder, *, now: datetime | None = None, skip_locked: bool
+    conn: Conn, command: PlaceOrder, *, now: datetime | None = None, skip_locked: bool
 ) -> Pending[Order]:
     """Take the units from one shard that holds enough (the sale open at `now`), chosen at random (its own order for
     each call), and insert the order.
@@ -101,7 +101,7 @@ SELECT %(user)s, id, %(quantity)s, 'CONFIRMED', %(key)s FROM sale
 """
 
 
-async def take_if_unchanged(conn: AsyncConnection, command: PlaceOrder, version: int) -> Order | None:
+async def take_if_unchanged(conn: Conn, command: PlaceOrder, version: int) -> Order | None:
     """Decrement the sale row and insert the order only if the row is still at `version` (the row's trigger
     moves the version on with this change as with any other)."""
     cur = conn.cursor(row_factory=class_row(OrderRecord))
@@ -115,9 +115,7 @@ _CALL_PLACE_ORDER = (
 )
 
 
-async def call_place_order(
-    conn: AsyncConnection, command: PlaceOrder, *, now: datetime | None = None
-) -> PlacementRecord:
+async def call_place_order(conn: Conn, command: PlaceOrder, *, now: datetime | None = None) -> PlacementRecord:
     """The whole pessimistic flow inside the database, the sale window checked against `now` (see the `place_order`
     function in migrations 0002 to 0004)."""
     cur = conn.cursor(row_factory=class_row(PlacementRecord))

@@ -38,9 +38,9 @@ class Atomic(OrderStrategy):
     async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
         for _ in range(_ATTEMPTS):
             try:
-                async with pipelined_transaction(conn):
-                    await locks.lock_buyer(conn, command.flash_sale_id, command.user_id)
-                    taken = await placements.send_take_stock(conn, command, now=self.clock())
+                async with pipelined_transaction(conn) as tx:
+                    await locks.lock_buyer(tx, command.flash_sale_id, command.user_id)
+                    taken = await placements.send_take_stock(tx, command, now=self.clock())
             except errors.ForeignKeyViolation as exc:
                 raise UserNotFound(command.user_id) from exc
             if (order := await taken.one()) is not None:

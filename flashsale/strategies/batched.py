@@ -180,12 +180,12 @@ class Batched(OrderStrategy):
         self, conn: AsyncConnection, sale_id: UUID, commands: list[PlaceOrder]
     ) -> list[Order | Exception]:
         keys = [c.idempotency_key for c in commands if c.idempotency_key is not None]
-        async with pipelined_transaction(conn):
-            locked = await flash_sales.send_get_for_update(conn, sale_id)
-            holdings = await orders.send_bought_by_users(conn, sale_id, list({c.user_id for c in commands}))
+        async with pipelined_transaction(conn) as tx:
+            locked = await flash_sales.send_get_for_update(tx, sale_id)
+            holdings = await orders.send_bought_by_users(tx, sale_id, list({c.user_id for c in commands}))
             # Keys that already have an order: read under the sale's lock, so that the multi-row INSERT below cannot
             # meet one of them (it would fail the whole batch).
-            used = await orders.send_get_by_idempotency_keys(conn, keys) if keys else None
+            used = await orders.send_get_by_idempotency_keys(tx, keys) if keys else None
             sale = await locked.one()
             if sale is None:
                 return [SaleNotFound(sale_id) for _ in commands]
@@ -193,9 +193,9 @@ class Batched(OrderStrategy):
             taken = {key for key, _ in await used.all()} if used is not None else set()
             outcomes, accepted = decide(sale, commands, bought, now=self.clock(), taken_keys=taken)
             if accepted:
-                await flash_sales.decrement_remaining(conn, sale_id, sum(c.quantity for c in accepted.values()))
+                await flash_sales.decrement_remaining(tx, sale_id, sum(c.quantity for c in accepted.values()))
                 inserted = await orders.send_insert_many(
-                    conn,
+                    tx,
                     flash_sale_id=sale_id,
                     ids=list(accepted),
                     user_ids=[c.user_id for c in accepted.values()],

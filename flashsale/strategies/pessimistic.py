@@ -16,7 +16,7 @@ __all__ = ["Pessimistic", "create_order", "utc_now"]  # utc_now: where callers u
 from flashsale.repositories import flash_sales, orders
 from flashsale.repositories.pending import Pending
 from flashsale.strategies.base import OrderStrategy
-from flashsale.strategies.pipelined import pipelined_transaction
+from flashsale.strategies.pipelined import Pipeline, pipelined_transaction
 
 
 async def create_order(
@@ -24,7 +24,7 @@ async def create_order(
     command: PlaceOrder,
     *,
     clock: Callable[[], datetime] = utc_now,
-    lock: Callable[[AsyncConnection, UUID], Awaitable[Pending[FlashSale]]] = flash_sales.send_get_for_update,
+    lock: Callable[[Pipeline, UUID], Awaitable[Pending[FlashSale]]] = flash_sales.send_get_for_update,
     counters: Counter[str] | None = None,
 ) -> Order:
     """Begin; SELECT ... FOR UPDATE the sale; check window, stock and the user's limit; decrement; insert the
@@ -44,9 +44,9 @@ async def create_order(
     refused: DomainError | None = None
     locked_at = 0
     try:
-        async with pipelined_transaction(conn):
-            locked = await lock(conn, command.flash_sale_id)
-            bought = await orders.confirmed_quantity(conn, user_id=command.user_id, flash_sale_id=command.flash_sale_id)
+        async with pipelined_transaction(conn) as tx:
+            locked = await lock(tx, command.flash_sale_id)
+            bought = await orders.confirmed_quantity(tx, user_id=command.user_id, flash_sale_id=command.flash_sale_id)
             sale = await locked.one()
             locked_at = time.perf_counter_ns()
             try:
@@ -56,8 +56,8 @@ async def create_order(
             except DomainError as exc:
                 refused = exc
             else:
-                await flash_sales.decrement_remaining(conn, sale.id, command.quantity)
-                inserted = await orders.send_insert_confirmed(conn, command)
+                await flash_sales.decrement_remaining(tx, sale.id, command.quantity)
+                inserted = await orders.send_insert_confirmed(tx, command)
     except errors.ForeignKeyViolation as exc:
         raise UserNotFound(command.user_id) from exc
     if counters is not None and locked_at:

@@ -10,7 +10,7 @@ from flashsale.domain import DomainError, Order, PlaceOrder, SaleNotFound, UserN
 from flashsale.records import SaleSnapshotRecord
 from flashsale.repositories import flash_sales, orders
 from flashsale.strategies.base import PGBENCH_VARIANTS, PgbenchPlan
-from flashsale.strategies.pipelined import pipelined_transaction
+from flashsale.strategies.pipelined import Pipeline, pipelined_transaction
 from flashsale.strategies.retry import RetryStrategy
 
 
@@ -57,8 +57,8 @@ class Serializable(RetryStrategy):
         row is read once the pipeline has synced). A refused order commits its read-only transaction rather than
         rolling it back (see `pipelined`: why refused orders commit)."""
         refused: DomainError | None = None
-        async with pipelined_transaction(conn, isolation="serializable"):
-            seen = await self.read(conn, command)
+        async with pipelined_transaction(conn, isolation="serializable") as tx:
+            seen = await self.read(tx, command)
             try:
                 if seen is None:
                     raise SaleNotFound(command.flash_sale_id)
@@ -66,12 +66,12 @@ class Serializable(RetryStrategy):
             except DomainError as exc:
                 refused = exc
             else:
-                await flash_sales.decrement_remaining(conn, command.flash_sale_id, command.quantity)
-                inserted = await orders.send_insert_confirmed(conn, command)
+                await flash_sales.decrement_remaining(tx, command.flash_sale_id, command.quantity)
+                inserted = await orders.send_insert_confirmed(tx, command)
         if refused is not None:
             raise refused
         return await inserted.only()
 
-    async def read(self, conn: AsyncConnection, command: PlaceOrder) -> SaleSnapshotRecord | None:
+    async def read(self, conn: AsyncConnection | Pipeline, command: PlaceOrder) -> SaleSnapshotRecord | None:
         """The read inside the transaction (a method so that tests can make another order commit right after)."""
         return await flash_sales.read_for_order(conn, command.flash_sale_id, command.user_id)

@@ -46,9 +46,9 @@ class Sharded(OrderStrategy):
     async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
         try:
             for skip_locked, counter in ((True, "free_shard"), (False, "waited_for_shard")):
-                async with pipelined_transaction(conn):
-                    await locks.lock_buyer(conn, command.flash_sale_id, command.user_id)
-                    taken = await placements.send_take_shard(conn, command, now=self.clock(), skip_locked=skip_locked)
+                async with pipelined_transaction(conn) as tx:
+                    await locks.lock_buyer(tx, command.flash_sale_id, command.user_id)
+                    taken = await placements.send_take_shard(tx, command, now=self.clock(), skip_locked=skip_locked)
                 if (order := await taken.one()) is not None:
                     self.counters[counter] += 1
                     return order
@@ -60,14 +60,14 @@ class Sharded(OrderStrategy):
 
     async def prepare_pgbench(self, conn: AsyncConnection, flash_sale_id: UUID) -> None:
         """Move the sale row's units into the shards (the script has no slow path to do it)."""
-        async with pipelined_transaction(conn):
-            sale = await flash_sales.get_for_no_key_update(conn, flash_sale_id)
+        async with pipelined_transaction(conn) as tx:
+            sale = await flash_sales.get_for_no_key_update(tx, flash_sale_id)
             if sale is None:
                 raise SaleNotFound(flash_sale_id)
-            held = {shard.shard: shard.remaining for shard in await shards.lock_all(conn, sale.id)}
+            held = {shard.shard: shard.remaining for shard in await shards.lock_all(tx, sale.id)}
             if held and sale.remaining_inventory:
-                await shards.set_remaining(conn, sale.id, spread(sale.remaining_inventory, held))
-                await flash_sales.set_remaining(conn, sale.id, 0)
+                await shards.set_remaining(tx, sale.id, spread(sale.remaining_inventory, held))
+                await flash_sales.set_remaining(tx, sale.id, 0)
                 self.counters["spread"] += 1
 
     async def settle_slowly(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
@@ -75,13 +75,13 @@ class Sharded(OrderStrategy):
         deadlock; fast paths never wait while holding a shard); decide, then write: move the row's units into the
         shards if they are still there, take the order's units from as many shards as it needs, insert the order,
         commit. Nothing is written before the order is known to pass."""
-        async with pipelined_transaction(conn):
-            await locks.lock_buyer(conn, command.flash_sale_id, command.user_id)
-            sale = await flash_sales.get_for_no_key_update(conn, command.flash_sale_id)
+        async with pipelined_transaction(conn) as tx:
+            await locks.lock_buyer(tx, command.flash_sale_id, command.user_id)
+            sale = await flash_sales.get_for_no_key_update(tx, command.flash_sale_id)
             if sale is None:
                 raise SaleNotFound(command.flash_sale_id)
-            bought = await orders.confirmed_quantity(conn, user_id=command.user_id, flash_sale_id=command.flash_sale_id)
-            held = {shard.shard: shard.remaining for shard in await shards.lock_all(conn, sale.id)}
+            bought = await orders.confirmed_quantity(tx, user_id=command.user_id, flash_sale_id=command.flash_sale_id)
+            held = {shard.shard: shard.remaining for shard in await shards.lock_all(tx, sale.id)}
             in_row = sale.remaining_inventory
             spreading = bool(held) and in_row > 0
             units = spread(in_row, held) if spreading else held
@@ -91,13 +91,13 @@ class Sharded(OrderStrategy):
             available.check_order(quantity=command.quantity, already_bought=bought, now=self.clock())
             taken, from_row = take(command.quantity, units)
             if spreading:
-                await flash_sales.set_remaining(conn, sale.id, 0)
+                await flash_sales.set_remaining(tx, sale.id, 0)
                 self.counters["spread"] += 1
             if changed := {shard: units[shard] - taken.get(shard, 0) for shard in (units if spreading else taken)}:
-                await shards.set_remaining(conn, sale.id, changed)
+                await shards.set_remaining(tx, sale.id, changed)
             if from_row:  # a sale without shards: its row is the only one
-                await flash_sales.decrement_remaining(conn, sale.id, from_row)
-            inserted = await orders.send_insert_confirmed(conn, command)
+                await flash_sales.decrement_remaining(tx, sale.id, from_row)
+            inserted = await orders.send_insert_confirmed(tx, command)
         return await inserted.only()
 
 

@@ -45,11 +45,9 @@ class Unsafe(OrderStrategy):
         if self.race_delay_s:
             await asyncio.sleep(self.race_delay_s)
         try:
-            async with pipelined_transaction(conn):
-                await flash_sales.set_remaining(
-                    conn, command.flash_sale_id, seen.remaining_inventory - command.quantity
-                )
-                inserted = await orders.send_insert_confirmed(conn, command)
+            async with pipelined_transaction(conn) as tx:
+                await flash_sales.set_remaining(tx, command.flash_sale_id, seen.remaining_inventory - command.quantity)
+                inserted = await orders.send_insert_confirmed(tx, command)
         except errors.ForeignKeyViolation as exc:
             raise UserNotFound(command.user_id) from exc
         return await inserted.only()
