@@ -6,7 +6,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from flashsale.domain import FlashSale, PerUserLimitExceeded, PlaceOrder, SaleNotActive, SoldOut, UserNotFound
-from flashsale.strategies.batched import decide
+from flashsale.strategies.batched import decide, new_order_ids
 from flashsale.strategies.retry import Backoff, check_retries
 
 NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
@@ -30,6 +30,15 @@ def orders_for(the_sale, *pairs):
 
 class TestDecide:
     """A batch is judged as if its orders had locked the sale one after the other, in arrival order."""
+
+    def test_accepted_orders_take_the_given_ids_in_turn(self):
+        the_sale, a = sale(remaining=1, limit=3), uuid4()
+        ids = new_order_ids(3)
+        outcomes, accepted = decide(the_sale, orders_for(the_sale, (a, 2), (a, 1), (a, 1)), {a: 0}, now=NOW, ids=ids)
+        assert isinstance(outcomes[0], SoldOut)
+        assert outcomes[1] == ids[0]  # a refused order spends no id
+        assert isinstance(outcomes[2], SoldOut)
+        assert list(accepted) == [ids[0]]
 
     def test_accepted_units_count_against_the_orders_after_them(self):
         the_sale, a, b = sale(remaining=4, limit=3), uuid4(), uuid4()
@@ -77,3 +86,11 @@ class TestBackoff:
         for bad in (-1, 1.5, True, "3"):
             with pytest.raises(ValueError, match="retries"):
                 check_retries(bad)
+
+
+def test_new_order_ids_are_distinct_random_version_4_uuids():
+    ids = new_order_ids(1000)
+    assert len(set(ids)) == 1000
+    assert {i.version for i in ids} == {4}
+    assert {i.variant for i in ids} == {"specified in RFC 4122"}
+    assert new_order_ids(0) == []
