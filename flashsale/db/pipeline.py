@@ -202,7 +202,8 @@ class Pipeline:
         if error is not None and error.sqlstate == _MISSING_STATEMENT:
             self._prepared.names.clear()
             if not self._handed_out:  # nothing was read yet: roll back and send the same statements again
-                resend = [_Sent(None, b"ROLLBACK"), *sent]
+                failed = self.pgconn.transaction_status == pq.TransactionStatus.INERROR  # an explicit BEGIN's
+                resend = [_Sent(None, b"ROLLBACK"), *sent] if failed else sent
                 for statement in resend:
                     self._write(statement)
                 error = await self._round_trip(resend)
@@ -309,7 +310,8 @@ class transaction:
 
     def __init__(self, conn: AsyncConnection[Any], *, isolation: str | None = None) -> None:
         self.conn = conn
-        self.isolation = isolation
+        self.begin: bytes | None = _BEGIN[isolation]
+        self.commit: bytes | None = b"COMMIT"
         self.pipeline: Pipeline | None = None
 
     async def __aenter__(self) -> Pipeline:
@@ -318,7 +320,8 @@ class transaction:
         if self.conn.pgconn.transaction_status != pq.TransactionStatus.IDLE:
             raise psycopg.ProgrammingError("a pipelined transaction needs an idle autocommit connection")
         self.pipeline = Pipeline(self.conn)
-        self.pipeline.send_command(_BEGIN[self.isolation])
+        if self.begin is not None:
+            self.pipeline.send_command(self.begin)
         return self.pipeline
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
@@ -326,7 +329,8 @@ class transaction:
         assert pipeline is not None
         try:
             if exc is None:
-                pipeline.send_command(b"COMMIT")
+                if self.commit is not None:
+                    pipeline.send_command(self.commit)
                 try:
                     await pipeline.sync()
                 except psycopg.Error:
@@ -366,7 +370,18 @@ class transaction:
             await pipeline.sync()
 
 
+class statements(transaction):
+    """The block's statements without BEGIN and COMMIT: those sent together (up to a read) run as one implicit
+    transaction and commit when they succeed, as a single statement does on an autocommit connection. For flows
+    that send one statement a round trip outside any transaction (`procedure`, `optimistic`), at the pipeline's
+    cost rather than psycopg's cursor's. A failed statement rolls back its round trip's statements only."""
+
+    def __init__(self, conn: AsyncConnection[Any]) -> None:
+        super().__init__(conn)
+        self.begin = self.commit = None
+
+
 Conn = AsyncConnection[Any] | Pipeline
 """What a repository function runs its statement on: a connection, or a pipelined transaction on one."""
 
-__all__ = ["Conn", "Cursor", "Pipeline", "transaction"]
+__all__ = ["Conn", "Cursor", "Pipeline", "statements", "transaction"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from psycopg import AsyncConnection, errors
 
+from flashsale.db.pipeline import statements
 from flashsale.domain import Order, PlaceOrder, SaleNotFound, UserNotFound
 from flashsale.records import SaleSnapshotRecord
 from flashsale.repositories import flash_sales, placements
@@ -45,10 +46,12 @@ class Optimistic(RetryStrategy):
             raise SaleNotFound(command.flash_sale_id)
         seen.to_domain().check_order(quantity=command.quantity, already_bought=seen.bought, now=self.clock())
         try:
-            return await placements.take_if_unchanged(conn, command, seen.version)
+            async with statements(conn) as one_round_trip:
+                return await placements.take_if_unchanged(one_round_trip, command, seen.version)
         except errors.ForeignKeyViolation as exc:
             raise UserNotFound(command.user_id) from exc
 
     async def read(self, conn: AsyncConnection, command: PlaceOrder) -> SaleSnapshotRecord | None:
         """The unlocked read (a method so that tests can make another order commit right after it)."""
-        return await flash_sales.read_for_order(conn, command.flash_sale_id, command.user_id)
+        async with statements(conn) as one_round_trip:
+            return await flash_sales.read_for_order(one_round_trip, command.flash_sale_id, command.user_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from psycopg import AsyncConnection, errors
 
+from flashsale.db.pipeline import statements
 from flashsale.domain import (
     Order,
     OrderStatus,
@@ -38,7 +39,8 @@ class Procedure(OrderStrategy):
 
     async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
         try:
-            placed = await placements.call_place_order(conn, command, now=self.clock())
+            async with statements(conn) as one_round_trip:
+                placed = await placements.call_place_order(one_round_trip, command, now=self.clock())
         except errors.ForeignKeyViolation as exc:
             raise UserNotFound(command.user_id) from exc
         if placed.outcome != "created":

@@ -12,7 +12,7 @@ from psycopg import errors, pq
 from psycopg.rows import class_row
 
 from flashsale.db import connection
-from flashsale.db.pipeline import transaction
+from flashsale.db.pipeline import statements, transaction
 from flashsale.domain import PlaceOrder
 from flashsale.records import FlashSaleRecord
 from flashsale.repositories import flash_sales, orders
@@ -213,3 +213,27 @@ async def test_a_connection_whose_server_went_away_fails_with_operational_error(
             await asyncio.wait_for(order(), HANG_S)
     assert victim.closed
     assert (await flash_sales.get(conn, made.flash_sale_id)).remaining_inventory == 7
+
+
+async def test_statements_without_begin_commit_each_round_trip_on_its_own(conn, make_scenario):
+    """`statements`: no BEGIN or COMMIT; what one round trip sends commits together, a failed round trip rolls back
+    only its own statements, and the connection is idle after."""
+    made = await make_scenario(users=3, inventory=7)
+    async with statements(conn) as p:
+        await flash_sales.decrement_remaining(p, made.flash_sale_id, 1)
+        sale = await (await flash_sales.send_get_for_update(p, made.flash_sale_id)).one()
+    assert p.round_trips == 1
+    assert sale is not None
+    assert sale.remaining_inventory == 6
+
+    async def second_round_trip_fails() -> None:
+        async with statements(conn) as p:
+            await flash_sales.decrement_remaining(p, made.flash_sale_id, 1)
+            await (await p.execute("SELECT 1")).fetchone()  # the first round trip commits here
+            await flash_sales.decrement_remaining(p, made.flash_sale_id, 1)
+            await flash_sales.decrement_remaining(p, made.flash_sale_id, 100)  # fails its round trip
+
+    with pytest.raises(errors.CheckViolation):
+        await second_round_trip_fails()
+    assert conn.info.transaction_status == pq.TransactionStatus.IDLE
+    assert (await flash_sales.get(conn, made.flash_sale_id)).remaining_inventory == 5
