@@ -197,6 +197,8 @@ class LocustEngine:
             "--seed", str(config.seed),
             "--request-timeout", repr(config.request_timeout_s),
             "--run-s", repr(self.run_s),
+            "--poll-interval", repr(config.poll_interval_s),
+            "--poll-max", repr(config.poll_max_s),
         ]  # fmt: skip
         if config.keyed:
             args += [

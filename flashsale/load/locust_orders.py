@@ -9,6 +9,10 @@ concatenates with the other workers' (start offsets from the common origin, late
 With idempotency keys, every order carries an `Idempotency-Key` header from a `KeyedRetries` of this process
 (its prefix is random, so keys never collide across workers or machines); a retry resends an earlier key with the
 body it was first sent with, and a 201 with `Idempotent-Replayed: true` is the outcome `replayed`.
+
+Asynchronous orders (`serve --accept async`), as the native http target has them: a 202 is the outcome `accepted`
+and its order id is kept for the audit; the user then follows the order at its status URL (`status_path`) and
+hands its end to `settled`, one settlement record an accepted order (a confirmed one is acknowledged then).
 """
 
 from __future__ import annotations
@@ -23,7 +27,15 @@ from uuid import UUID
 import psutil
 
 from flashsale.load.merge import WorkerResult
-from flashsale.load.outcomes import CREATED, REPLAYED, Outcomes, error_code, http_error_name
+from flashsale.load.outcomes import (
+    ACCEPTED,
+    ALIASES,
+    CREATED,
+    REPLAYED,
+    Outcomes,
+    error_code,
+    http_error_name,
+)
 from flashsale.load.records import RecordBuffer
 from flashsale.load.retries import KeyedRetries
 from flashsale.load.workloads import WorkloadStats
@@ -62,6 +74,9 @@ class WorkerOrders:
         self.outcomes = Outcomes()
         self.records = RecordBuffer()
         self.acknowledged = bytearray()
+        self.accepted = bytearray()  # ids of the orders answered 202, 16 bytes each
+        self.settlements = RecordBuffer()  # one record an accepted order followed to its end
+        self.polls = 0  # status requests sent
         self.started = 0  # requests sent (some may never be answered: cut off at the end of the grace period)
         self.origin_ns = 0
         self.last_end_ns = 0
@@ -70,6 +85,7 @@ class WorkerOrders:
         self._errors: dict[type, int] = {}
         self._created = self.outcomes.id(CREATED)
         self._replayed = self.outcomes.id(REPLAYED)
+        self._accepted = self.outcomes.id(ACCEPTED)
 
     @property
     def users(self) -> int:
@@ -97,6 +113,12 @@ class WorkerOrders:
             if order.key is not None and self.retries is not None:
                 self.retries.answered(order.key, placed)
             outcome = self._replayed if replayed else self._created
+        elif status == 202:
+            accepted = accepted_id(body)
+            self.accepted += accepted
+            if order.key is not None and self.retries is not None:
+                self.retries.answered(order.key, accepted)
+            outcome = self._accepted
         else:
             code = error_code(body)
             known = self._answers.get((status, code))
@@ -114,6 +136,20 @@ class WorkerOrders:
             outcome = self._errors[kind] = self.outcomes.id(kind.__name__)
         self._add(start_ns, end_ns, outcome, 0)
         return self.outcomes.names[outcome]
+
+    def settled(self, accepted: bytes, sent_ns: int, end_ns: int, status: dict | None, error: str | None) -> str:
+        """Record how the accepted order `accepted` (16 bytes, sent at `sent_ns`) ended when it was last seen at
+        `end_ns`: its last status document (`completed`, `failed` with its reason, else still pending: `gave_up`),
+        or the error of its last status request; the outcome name, as the native http target names it."""
+        name = error or "gave_up"
+        if status is not None and status.get("status") == "completed":
+            self.acknowledged += accepted  # a confirmed order now: the audit looks for it
+            name = CREATED
+        elif status is not None and status.get("status") == "failed":
+            reason = status.get("reason") or "failed"
+            name = ALIASES.get(reason, reason)
+        self.settlements.add(sent_ns - self.origin_ns, end_ns - sent_ns, self.outcomes.id(name), 0)
+        return name
 
     def _add(self, start_ns: int, end_ns: int, outcome: int, status: int) -> None:
         self.records.add(start_ns - self.origin_ns, end_ns - start_ns, outcome, status)
@@ -138,8 +174,23 @@ class WorkerOrders:
             stats=stats,
             cpu_s=cpu_s,
             wall_s=wall_s,
+            accepted=bytes(self.accepted),
+            settle_start_ns=self.settlements.start_ns.tobytes(),
+            settle_latency_ns=self.settlements.latency_ns.tobytes(),
+            settle_outcome=self.settlements.outcome.tobytes(),
+            polls=self.polls,
             **(self.retries.worker_fields() if self.retries is not None else {}),
         )
+
+
+def accepted_id(body: bytes) -> bytes:
+    """The 16 bytes of the order id in a 202's body (`{"order_id", "status", "status_url"}`)."""
+    return UUID(json.loads(body)["order_id"]).bytes
+
+
+def status_path(accepted: bytes) -> str:
+    """Where the accepted order (16 bytes) is followed: the original's status URL, as the native target polls it."""
+    return f"/orders/{UUID(bytes=accepted)}/status"
 
 
 def fetch_user_ids(base_url: str, *, page: int = USERS_PAGE, timeout_s: float = 10.0) -> list[str]:

@@ -7,8 +7,10 @@ machine or on several (`flashsale locustfile` prints this file's path):
 
 It is the native runner's closed model: each user draws one of the service's users at random (`GET /api/users`, read
 once per process), posts `POST /api/orders` with `{"user_id", "flash_sale_id", "quantity"}`, then pauses
-`--think-ms`; with `--idempotency-keys` or `--retry-rate` every order carries an `Idempotency-Key` and some resend
-an earlier one (`flashsale.load.retries`). The parameters are Locust custom arguments, each also read from an
+`--think-ms` (an order answered 202, under `serve --accept async`, is first followed at its status URL every
+`--poll-interval` seconds until it is settled or `--poll-max` seconds have passed since it was sent); with
+`--idempotency-keys` or `--retry-rate` every order carries an `Idempotency-Key` and some resend an earlier one
+(`flashsale.load.retries`). The parameters are Locust custom arguments, each also read from an
 environment variable (`FLASH_SALE_ID`, `FLASHSALE_THINK_MS`, ...: see `locust -f ... --help`); a master forwards
 its values to its workers when a run starts, so a worker on another machine needs only `--master-host`.
 
@@ -44,13 +46,14 @@ from locust import FastHttpUser, events, task
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
-from flashsale.load.locust_orders import WorkerOrders, fetch_user_ids
-from flashsale.load.outcomes import is_error
+from flashsale.load.locust_orders import WorkerOrders, accepted_id, fetch_user_ids, status_path
+from flashsale.load.outcomes import ACCEPTED, error_code, http_error_name, is_error
 from flashsale.load.retries import KeyedRetries
 
 RESULTS_DIR_ENV = "FLASHSALE_LOCUST_RESULTS"
 ORDERS_PATH = "/api/orders"
 IDEMPOTENT_REPLAYED = "Idempotent-Replayed"
+STATUS_NAME = "/orders/[id]/status"  # one entry in Locust's statistics for every status request
 
 logger = logging.getLogger("flashsale.locust")
 
@@ -65,6 +68,8 @@ class _Process:
     think_jitter: float = 0.0
     stop_ns: int = 0  # no order starts at or after this instant (0: until Locust stops the users)
     seed: int = 0
+    poll_interval_s: float = 1.0
+    poll_max_ns: int = 30_000_000_000
     worker: int = 0
     begun: bool = False
     numbers: itertools.count = field(default_factory=itertools.count)  # of this process's users, for their seeds
@@ -108,6 +113,14 @@ def add_arguments(parser) -> None:
         default=10.0,
         help="seconds before an order without an answer is a TimeoutError",
     )
+    group.add_argument(
+        "--poll-interval", type=float, env_var="FLASHSALE_POLL_INTERVAL", default=1.0,
+        help="seconds between status requests for an order answered 202",
+    )  # fmt: skip
+    group.add_argument(
+        "--poll-max", type=float, env_var="FLASHSALE_POLL_MAX", default=30.0,
+        help="seconds after an order answered 202 to give up following it (gave_up)",
+    )  # fmt: skip
     group.add_argument(
         "--origin-ns",
         type=int,
@@ -158,6 +171,8 @@ def prepare(environment, **_) -> None:
     _process.think_jitter = options.think_jitter
     _process.stop_ns = orders.origin_ns + round(options.run_s * 1e9) if options.run_s > 0 else 0
     _process.seed = options.seed
+    _process.poll_interval_s = options.poll_interval
+    _process.poll_max_ns = round(options.poll_max * 1e9)
     _process.worker = getattr(environment.runner, "worker_index", 0)
     OrderingUser.network_timeout = OrderingUser.connection_timeout = options.request_timeout
 
@@ -232,3 +247,31 @@ class OrderingUser(FastHttpUser):
                 response.failure(outcome)
             else:
                 response.success()
+        if outcome == ACCEPTED:
+            self.follow(orders, accepted_id(response.content), started)
+
+    def follow(self, orders: WorkerOrders, accepted: bytes, sent_ns: int) -> None:
+        """Poll the accepted order's status until it is settled, or `--poll-max` after it was sent (as the native
+        http target does), and record how it ended."""
+        path, clock = status_path(accepted), time.perf_counter_ns
+        give_up_at = sent_ns + _process.poll_max_ns
+        status: dict | None = None
+        error: str | None = None
+        while (left := give_up_at - clock()) > 0:
+            gevent.sleep(min(_process.poll_interval_s, left / 1e9))
+            orders.polls += 1
+            with self.client.get(path, name=STATUS_NAME, catch_response=True) as response:
+                if response.status_code == 200:
+                    status, error = response.json(), None
+                    response.success()
+                else:
+                    error = (
+                        http_error_name(response.status_code, error_code(response.content or b""))
+                        if response.status_code
+                        else type(response.error).__name__
+                    )
+                    status = None
+                    response.failure(error)
+            if status is not None and status.get("status") in ("completed", "failed"):
+                break
+        orders.settled(accepted, sent_ns, clock(), status, error)

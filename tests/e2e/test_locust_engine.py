@@ -1,6 +1,7 @@
 """The Locust engine end to end: a real Locust master and two workers against the real order service and database,
 its records checked against Locust's own count and audited; a service it cannot reach fails the start clearly; and
-the packaged locustfile under plain Locust, audited with `flashsale audit`."""
+the packaged locustfile under plain Locust, audited with `flashsale audit`; and asynchronous orders (202s)
+recorded, followed and audited as under the native engine."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from flashsale.load.config import LoadConfig
 from flashsale.load.locust_engine import LOCUSTFILE, LocustEngine, LocustFailed
 from flashsale.load.merge import merge
 from flashsale.load.outcomes import Outcomes, is_error
+from flashsale.load.runner import run_load_async
 from tests.e2e.conftest import make_sale
 from tests.integration.test_cli import flashsale
 
@@ -143,3 +145,35 @@ class TestThroughTheRunner:
         assert summary["audit"]["orders"] == 30 == summary["audit"]["acknowledged"]
         assert summary["requests"] == summary["meta"]["locust_stats"]["requests"]
         assert len(summary["client_cpu_percent_by_worker"]) == 2
+
+
+@pytest.mark.slow
+class TestAsynchronousOrders:
+    async def test_202s_are_accepted_followed_to_their_end_and_audited_as_under_the_native_engine(self, database_url):
+        """`--engine locust --accept async`: every 202 is the outcome `accepted` (not the error `http_202`), its id
+        reaches the audit, and each accepted order is followed to one end, as the native http target does."""
+        config = LoadConfig(
+            target="http", engine="locust", workers=2, database_url=database_url, vus=4, think_ms=0, duration_s=1.5,
+            users=100, inventory=5, per_user_limit=1, queue_size=50, accept="async", poll_interval_s=0.05,
+            poll_max_s=20.0,
+        )  # fmt: skip
+        result = await run_load_async(config)
+        summary, settled = result.summary, result.summary["meta"]["async"]
+        assert result.ok, summary["meta"]["audit_problems"]
+        assert summary["meta"]["errors"] == {}  # a 202 is an answer of the contract, not an error
+        accepted = summary["outcomes"]["accepted"]
+        assert accepted > 0
+        assert set(result.records["outcome"].astype(str)) <= {"accepted", "queue_full"}
+        assert set(result.records.loc[result.records["outcome"] == "accepted", "status"]) == {202}
+        # every accepted id reached the audit, and each was settled
+        assert settled["accepted"] == summary["audit"]["accepted"] == accepted
+        assert summary["audit"]["accepted_unsettled"] == 0
+        assert summary["audit"]["pending"] == 0
+        # every 202 followed to exactly one end: confirmed (then acknowledged and audited) or refused
+        assert settled["followed"] == accepted == sum(settled["settled"].values())
+        assert set(settled["settled"]) <= {"created", "sold_out", "per_user_limit_exceeded"}
+        assert settled["settled"]["created"] == 5 == summary["audit"]["orders"] == summary["audit"]["acknowledged"]
+        assert settled["polls"] >= accepted
+        assert settled["time_to_terminal_ms"]["min"] >= 50.0  # nothing is seen settled before the first poll
+        # Locust counted the orders and the status requests it sent
+        assert summary["meta"]["locust_stats"]["requests"] == summary["requests"] + settled["polls"]
