@@ -2,13 +2,16 @@
 table, percentiles over all the requests; and how a run is split over processes."""
 
 import asyncio
+import json
 import time
+from uuid import UUID
 
 import numpy as np
 import pytest
 
 from flashsale.load import LoadConfig, RecordBuffer, schedule
 from flashsale.load.config import default_workers
+from flashsale.load.locust_orders import WorkerOrders
 from flashsale.load.merge import WorkerResult, merge
 from flashsale.load.outcomes import Outcomes
 from flashsale.load.sale import Sale
@@ -99,6 +102,50 @@ class TestMerge:
         assert [u.bytes for u in merged.acknowledged_keys[1]] == [b"a" * 16, b"b" * 16]
         assert merged.strategy_counters == {"lock_holds": 5, "lock_hold_ns": 30}
         assert merged.cpu_percent == [25.0, 50.0]
+
+    def test_asynchronous_orders_keep_their_ids_and_settlements_their_names_across_workers(self):
+        """Two processes' recorders (the Locust worker's `WorkerOrders`), each interning the error classes it meets
+        in its own order: the merge keeps every accepted id, in worker order, and re-labels every settlement with
+        the name its own worker gave it, although one id stands for different names in each."""
+        sale, users = UUID(int=1), [str(UUID(int=2))]
+        ids = [UUID(int=100 + i) for i in range(4)]
+        first, second = WorkerOrders(users, sale), WorkerOrders(users, sale)
+        for orders in (first, second):
+            orders.begin(1_000)
+        first.failed(1_010, 1_020, ConnectionResetError())  # interned first by worker 0 only
+        for n, (orders, order_id) in enumerate(zip((first, first, second, second), ids, strict=True)):
+            body = json.dumps({"order_id": str(order_id), "status": "pending"}).encode()
+            assert orders.answered(orders.next(0), 1_100 + n, 1_150 + n, 202, body, False) == "accepted"
+        first.polls, second.polls = 3, 4
+        settled = [
+            (first, ids[0], {"status": "completed"}, None, "created"),
+            (first, ids[1], None, "TimeoutError", "TimeoutError"),
+            (second, ids[2], None, "ServerDisconnected", "ServerDisconnected"),
+            (second, ids[3], {"status": "failed", "reason": "user_not_found"}, None, "not_found"),
+        ]
+        for n, (orders, order_id, status, error, name) in enumerate(settled):
+            assert orders.settled(order_id.bytes, 1_100 + n, 2_000 + 10 * n, status, error) == name
+        a, b = first.result(0), second.result(1)
+        # one settlement id, two names: the merge must translate, not copy
+        shared_id = b.settle_outcome[0]
+        assert (b.outcome_names[shared_id], a.outcome_names[shared_id]) == (
+            "ServerDisconnected",
+            "ConnectionResetError",
+        )
+
+        outcomes = Outcomes()
+        merged = merge([b, a], outcomes)
+        assert merged.accepted_ids == ids
+        assert merged.acknowledged == ids[0].bytes  # the order confirmed at its settlement
+        assert merged.polls == 7
+        frame = merged.settlements.to_frame(outcomes)
+        assert list(frame["outcome"].astype(str)) == [name for *_, name in settled]
+        assert list(merged.settlements.start_ns) == [100, 101, 102, 103]
+        assert list(merged.settlements.latency_ns) == [900, 909, 918, 927]
+        assert (
+            list(merged.records.to_frame(outcomes)["outcome"].astype(str))
+            == ["ConnectionResetError"] + ["accepted"] * 4
+        )
 
     def test_a_failed_worker_fails_the_merge_with_its_message(self):
         failed = result(1, [], error="ConnectionRefusedError: nobody there")
