@@ -62,3 +62,21 @@ class TestAsynchronousOrders:
         assert took["min"] >= 100.0
         assert took["p50"] >= summary["by_outcome"]["accepted"]["p50"]
         assert np.isfinite(took["p99"])
+
+    async def test_accepted_orders_from_two_load_processes_are_merged_and_audited(self, database_url):
+        """`--workers 2`: each process follows its own 202s; the merge brings every accepted id and every
+        settlement back to the audit and the report."""
+        result = await run_load_async(
+            config(database_url, vus=4, workers=2, users=100, inventory=5, per_user_limit=1, queue_size=50,
+                   accept="async", poll_interval_s=0.05, poll_max_s=20.0)
+        )  # fmt: skip
+        summary, records = result.summary, result.records
+        assert result.ok, summary["meta"]["audit_problems"]
+        accepted = records[records["outcome"] == "accepted"]
+        assert set(accepted["worker"]) == {0, 1}  # both processes had orders accepted
+        settled = summary["meta"]["async"]
+        assert settled["accepted"] == summary["audit"]["accepted"] == len(accepted)
+        assert summary["audit"]["accepted_unsettled"] == 0
+        assert settled["followed"] == len(accepted) == sum(settled["settled"].values())
+        assert set(settled["settled"]) <= {"created", "sold_out", "per_user_limit_exceeded"}
+        assert settled["settled"]["created"] == 5 == summary["audit"]["orders"] == summary["audit"]["acknowledged"]
