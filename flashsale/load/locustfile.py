@@ -22,7 +22,7 @@ the answer to this process's `WorkerOrders`: one exact record a request, named a
 
 The engine (`flashsale.load.locust_engine`) sets the directory `FLASHSALE_LOCUST_RESULTS` for its workers: each
 one writes `ready-<pid>` there once it has the users, and its `WorkerResult` (`worker-<pid>.pickle`) when the
-test stops. Files rather than Locust's messages, because records are tens of megabytes on long runs (19 bytes a
+test stops. Files rather than Locust's messages, because records are tens of megabytes on long runs (27 bytes a
 request) and the master has no use for them: they go straight from each worker to the engine, and a file appears
 whole (written, then renamed). The engine also passes `--origin-ns`, its common origin in CLOCK_MONOTONIC
 nanoseconds (one clock for every process of the machine), and `--run-s`: users wait until the origin before

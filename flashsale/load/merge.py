@@ -32,6 +32,7 @@ class WorkerResult:
     outcome: bytes  # array("B"): ids into `outcome_names`
     status: bytes  # array("H"): HTTP status, 0 for the db target
     outcome_names: list[str]
+    sent_ns: bytes = b""  # array("q"): when each request was actually sent, from the origin (empty: at its start)
     acknowledged: bytes = b""  # 16 bytes an order the worker was told was created
     stats: WorkloadStats = field(default_factory=WorkloadStats)
     cpu_s: float = 0.0  # user + system CPU of the process while it ran the workload
@@ -59,6 +60,7 @@ class WorkerResult:
             latency_ns=records.latency_ns.tobytes(),
             outcome=records.outcome.tobytes(),
             status=records.status.tobytes(),
+            sent_ns=records.sent_ns.tobytes(),
             outcome_names=list(outcomes.names),
             **fields,
         )
@@ -115,6 +117,7 @@ def merge(results: Iterable[WorkerResult], outcomes: Outcomes) -> Merged:
         records.latency_ns.frombytes(result.latency_ns)
         records.outcome.frombytes(result.outcome.translate(_table(ids)))
         records.status.frombytes(result.status)
+        records.sent_ns.frombytes(result.sent_ns or result.start_ns)
         acknowledged += result.acknowledged
         accepted += result.accepted
         settled = len(result.settle_outcome)
@@ -122,6 +125,7 @@ def merge(results: Iterable[WorkerResult], outcomes: Outcomes) -> Merged:
         settlements.latency_ns.frombytes(result.settle_latency_ns)
         settlements.outcome.frombytes(result.settle_outcome.translate(_table(ids)))
         settlements.status.frombytes(bytes(2 * settled))
+        settlements.sent_ns.frombytes(result.settle_start_ns)
         stats.started += result.stats.started
         stats.late_starts += result.stats.late_starts
         stats.dropped_starts += result.stats.dropped_starts

@@ -127,7 +127,7 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
         **measured.meta(),
         **_merged_meta(config, merged, outcomes),
         **({"faults": faults} if faults is not None else {}),
-        **_run_meta(config, prepared.sale, merged.stats, audit, len(measured_timeline)),
+        **_run_meta(config, prepared.sale, merged.stats, audit, len(measured_timeline), frame),
         **_strategy_meta(config, merged.strategy_counters),
     }
     cpu = merged.cpu_percent
@@ -421,7 +421,9 @@ def _quiet_reconnection_logs():
             logger.setLevel(level)
 
 
-def _run_meta(config: LoadConfig, sale: Sale, stats: WorkloadStats, audit: Audit, lock_samples: int) -> dict:
+def _run_meta(
+    config: LoadConfig, sale: Sale, stats: WorkloadStats, audit: Audit, lock_samples: int, frame: pd.DataFrame
+) -> dict:
     meta: dict[str, Any] = {
         "seed": config.seed,
         "think_jitter": config.think_jitter if config.model == "closed" else None,
@@ -455,6 +457,8 @@ def _run_meta(config: LoadConfig, sale: Sale, stats: WorkloadStats, audit: Audit
             spike=list(config.spike) if config.spike else None,
             max_inflight=config.max_inflight,
             late_starts=stats.late_starts,
+            # how long after its scheduled start each measured request was sent (all of it is in its latency)
+            send_lag_ms=summaries.latency_stats(frame.loc[~frame["warmup"], "send_lag_ms"].to_numpy()),
             dropped_starts=stats.dropped_starts,
             late_after_ms=LATE_AFTER_S * 1000,
         )

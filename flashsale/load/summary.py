@@ -200,6 +200,8 @@ def render_text(summary: dict[str, Any]) -> str:
                 f"(max in flight {meta.get('max_inflight')})",
             )
         )
+        if lag := meta.get("send_lag_ms"):
+            lines.append(_row("send lag", " ".join(f"{_label(k)}={_ms(lag[k])}" for k in ("p50", "p99", "max"))))
     waiters = s["lock_waiters_mean"]
     lines.append(
         _row(

@@ -4,11 +4,12 @@ open (`constant-arrival-rate`: orders start on a fixed schedule whatever the ser
 Both drive an `order(user_index) -> (outcome id, status)` coroutine function and write one record a request.
 In the open model a request's latency runs from its *scheduled* start: when the server (or the client) stalls,
 the queue it builds shows up in the latencies instead of silently lowering the request rate (no coordinated
-omission). Starts made more than `LATE_AFTER_S` after their scheduled time are counted as late; starts that
-would exceed the bound on requests in flight are not made and counted as dropped (k6's dropped_iterations).
-Event loop timers have a resolution of one millisecond (epoll and libuv both), so the open model is woken by an
-`Alarm` thread instead, which sleeps in nanoseconds: starts leave within a few microseconds of their schedule on
-an idle client. Any lag the client does have is in the latencies, as it must be.
+omission). Each record also keeps when its request was actually sent, and starts sent more than `LATE_AFTER_S`
+after their scheduled time are counted as late; starts that would exceed the bound on requests in flight are not
+made and counted as dropped (k6's dropped_iterations). Event loop timers have a resolution of one millisecond
+(epoll and libuv both), so the open model is woken by an `Alarm` thread instead, which sleeps in nanoseconds:
+starts leave within a few microseconds of their schedule on an idle client. Any lag the client does have is in
+the latencies, as it must be, and in the records' send offsets, where it can be seen.
 """
 
 from __future__ import annotations
@@ -289,8 +290,11 @@ async def run_open(
     running: set[asyncio.Task] = set()
 
     async def one(offset: int, user: int) -> None:
+        sent = clock() - origin  # when this task runs: after its wake-up and whatever the loop ran before it
+        if sent - offset > late_ns:
+            stats.late_starts += 1
         outcome, status = await order(user)
-        add(offset, clock() - origin - offset, outcome, status)
+        add(offset, clock() - origin - offset, outcome, status, sent)
 
     i = first  # the next start
     due = offset_of(i) if i < count else 0  # and its offset
@@ -301,8 +305,6 @@ async def run_open(
                 if len(running) >= workload.max_inflight:
                     stats.dropped_starts += 1
                 else:
-                    if now - due > late_ns:
-                        stats.late_starts += 1
                     user = user_of(i) if user_of is not None else int(pick() * users)
                     task = asyncio.create_task(one(due, user))
                     running.add(task)

@@ -33,7 +33,15 @@ class TestLoadCommand:
         assert "p(95)=" in proc.stdout
         assert "audit" in proc.stdout
         records = pd.read_parquet(out)
-        assert list(records.columns) == ["start_s", "latency_ms", "outcome", "status", "warmup", "worker"]
+        assert list(records.columns) == [
+            "start_s",
+            "latency_ms",
+            "send_lag_ms",
+            "outcome",
+            "status",
+            "warmup",
+            "worker",
+        ]
         assert set(records["worker"]) == {0}  # one load process on this machine by default
         assert len(records) == 24  # 20/s for 1.2 s
         assert records["warmup"].sum() == 4

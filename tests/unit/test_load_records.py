@@ -76,12 +76,13 @@ class TestRecordBuffer:
             records.latency_ns.frombytes(np.full(million, 123_456, dtype=np.int64).tobytes())
             records.outcome.frombytes(bytes(million))
             records.status.frombytes(bytes(2 * million))
+            records.sent_ns.frombytes(records.start_ns.tobytes())
             frame = records.to_frame(outcomes, warmup_s=1.0)
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
         assert len(records) == len(frame) == million
-        assert records.nbytes == 19 * million
+        assert records.nbytes == 27 * million
         assert peak < 100 * 2**20
 
 
