@@ -106,15 +106,21 @@ class WorkerOrders:
         return Order(self.bodies[user], {**JSON, "Idempotency-Key": retries.key(number)}, number)
 
     def answered(self, order: Order, start_ns: int, end_ns: int, status: int, body: bytes, replayed: bool) -> str:
-        """Record an HTTP answer; its outcome name."""
+        """Record an HTTP answer; its outcome name (a 201 or 202 whose body holds no order id is an error, named
+        by its class, as under the native http target)."""
+        if status in (201, 202):
+            try:
+                ordered = accepted_id(body) if status == 202 else UUID(json.loads(body)["id"]).bytes
+            except (ValueError, KeyError, TypeError) as exc:
+                return self.failed(start_ns, end_ns, exc, status)
         if status == 201:
-            placed = UUID(json.loads(body)["id"]).bytes
+            placed = ordered
             self.acknowledged += placed
             if order.key is not None and self.retries is not None:
                 self.retries.answered(order.key, placed)
             outcome = self._replayed if replayed else self._created
         elif status == 202:
-            accepted = accepted_id(body)
+            accepted = ordered
             self.accepted += accepted
             if order.key is not None and self.retries is not None:
                 self.retries.answered(order.key, accepted)
@@ -128,13 +134,14 @@ class WorkerOrders:
         self._add(start_ns, end_ns, outcome, status)
         return self.outcomes.names[outcome]
 
-    def failed(self, start_ns: int, end_ns: int, error: BaseException) -> str:
-        """Record a request that got no HTTP answer (connection refused, timeout...): named by its class."""
+    def failed(self, start_ns: int, end_ns: int, error: BaseException, status: int = 0) -> str:
+        """Record a request that got no HTTP answer (connection refused, timeout...), or one outside the contract
+        (`status`): named by its class."""
         kind = type(error)
         outcome = self._errors.get(kind)
         if outcome is None:
             outcome = self._errors[kind] = self.outcomes.id(kind.__name__)
-        self._add(start_ns, end_ns, outcome, 0)
+        self._add(start_ns, end_ns, outcome, status)
         return self.outcomes.names[outcome]
 
     def settled(self, accepted: bytes, sent_ns: int, end_ns: int, status: dict | None, error: str | None) -> str:

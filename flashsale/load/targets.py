@@ -325,8 +325,13 @@ class HttpTarget(_Target):
             answer = await client.send(request)
         except Exception as exc:
             return self._failed(exc), None
+        if answer.status in (201, 202):
+            try:
+                ordered = order_id(answer.body, "order_id" if answer.status == 202 else "id")
+            except (ValueError, KeyError, TypeError) as exc:  # a body outside the contract: an error, not an order
+                return (self._failed(exc)[0], answer.status), None
         if answer.status == 202:
-            accepted = UUID(json.loads(answer.body)["order_id"]).bytes
+            accepted = ordered
             self.accepted += accepted
             if retries is not None and number is not None:
                 retries.answered(number, accepted)
@@ -336,7 +341,7 @@ class HttpTarget(_Target):
             return self._accepted, following
         if answer.status != 201:
             return self._answer(answer.status, answer.body), None
-        placed = order_id(answer.body)
+        placed = ordered
         self.acknowledged += placed
         if retries is not None and number is not None:
             retries.answered(number, placed)
@@ -409,9 +414,9 @@ async def _settling_session(target: HttpTarget) -> AsyncIterator[OrderFn]:
     yield _SettlingOrders(target)
 
 
-def order_id(body: bytes) -> bytes:
-    """The 16 bytes of the id in a 201's order."""
-    return UUID(json.loads(body)["id"]).bytes
+def order_id(body: bytes, field: str = "id") -> bytes:
+    """The 16 bytes of the id in a 201's order (`order_id` in a 202's answer)."""
+    return UUID(json.loads(body)[field]).bytes
 
 
 async def fetch_user_ids(session: aiohttp.ClientSession, base_url: str, *, page: int = USERS_PAGE) -> list[str]:

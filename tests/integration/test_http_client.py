@@ -3,18 +3,24 @@ request as a test tells it to, well or badly, and counts the connections it is g
 
 What is checked is what the runner relies on: answers come back whole on kept-alive connections, a connection the
 server says it closes is never reused, and every way of not answering (a timeout, a disconnect, an answer cut off,
-an answer that is not HTTP) is an error named by its class, never an answer, with the connection dropped.
+an answer that is not HTTP) is an error named by its class, never an answer, with the connection dropped; and
+the http target turns each into an outcome, an answer whose body holds no order id included, without stopping.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from collections.abc import Awaitable, Callable
+from uuid import UUID
 
 import pytest
 
 from flashsale.http.server_process import free_port
 from flashsale.load.http_client import HttpClient, ServerDisconnected
+from flashsale.load.outcomes import Outcomes
+from flashsale.load.targets import HttpTarget
 from tests.waiting import until
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
@@ -54,6 +60,7 @@ class Peer:
         self.closed_by_client: set[int] = set()
         self.release = asyncio.Event()  # handlers that hold a connection open wait for it
         self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task] = set()
         self.url = ""
 
     async def __aenter__(self) -> Peer:
@@ -67,14 +74,21 @@ class Peer:
         assert self._server is not None
         self._server.close()
         await self._server.wait_closed()
+        for task in self._handlers:
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         number = self.connections
         self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
         try:
             await self.handler(reader, writer, number)
         finally:
             writer.close()
+            self._handlers.discard(task)
 
     async def read(self, reader: asyncio.StreamReader) -> bytes:
         request = await read_request(reader)
@@ -233,3 +247,73 @@ class TestNoAnswer:
         with pytest.raises(ConnectionRefusedError):
             await client.send(client.prepare("GET", "/health"))
         await client.close()
+
+
+ORDER = UUID(int=7)
+USERS = json.dumps({"user_ids": [str(UUID(int=1))], "total": 1}).encode()
+
+
+def service(orders: Callable[[int], bytes]) -> Callable[[Peer], Handler]:
+    """A handler that lists one user at `GET /api/users` and answers the n-th order with `orders(n)`."""
+
+    def make(peer: Peer) -> Handler:
+        async def handle(reader, writer, number):
+            while request := await peer.read(reader):
+                if request.startswith(b"GET /api/users"):
+                    writer.write(answer("200 OK", USERS))
+                else:
+                    writer.write(orders(sum(r.startswith(b"POST") for r in peer.requests) - 1))
+                await writer.drain()
+
+        return handle
+
+    return make
+
+
+@contextlib.asynccontextmanager
+async def http_target(peer: Peer):
+    target = HttpTarget(peer.url, UUID(int=9), outcomes=Outcomes(), timeout_s=10.0, poll_max_s=0.001)
+    await target.open()
+    try:
+        yield target
+    finally:
+        await target.close()
+
+
+class TestHttpTarget:
+    @pytest.mark.parametrize(
+        ("status", "body", "error"),
+        [
+            ("201 Created", b"<html>oops</html>", "JSONDecodeError"),
+            ("201 Created", b'{"status": "CONFIRMED"}', "KeyError"),
+            ("202 Accepted", b'{"order_id": "not-a-uuid", "status": "pending"}', "ValueError"),
+        ],
+        ids=["not-json", "no-id", "bad-id"],
+    )
+    async def test_an_order_answer_without_an_order_id_is_an_error_and_the_next_order_still_goes(
+        self, status, body, error
+    ):
+        """Against a service outside the contract: the answer is an error named by its class (with its status),
+        nothing is acknowledged or accepted, and the target carries on (one failing request never stops a run)."""
+        good = answer("201 Created", json.dumps({"id": str(ORDER)}).encode())
+        peer = await peer_with(service(lambda n: answer(status, body) if n == 0 else good))
+        async with peer, http_target(peer) as target:
+            bad_outcome, bad_status = await target.order(0)
+            good_outcome, _ = await target.order(0)
+            names = target.outcomes.name(bad_outcome), target.outcomes.name(good_outcome)
+            acknowledged, accepted = bytes(target.acknowledged), bytes(target.accepted)
+        assert (names, bad_status) == ((error, "created"), int(status[:3]))
+        assert acknowledged == ORDER.bytes  # the good order only
+        assert accepted == b""
+
+    async def test_a_connection_cut_is_the_outcome_server_disconnected(self):
+        async def handle(reader, writer, number):
+            request = await peer.read(reader)
+            if request.startswith(b"GET /api/users"):
+                writer.write(answer("200 OK", USERS, "Connection: close"))
+            # an order: close without a word
+
+        async with Peer(handle) as peer, http_target(peer) as target:
+            outcome, status = await target.order(0)
+            name = target.outcomes.name(outcome)
+        assert (name, status) == ("ServerDisconnected", 0)

@@ -89,6 +89,22 @@ class TestAnswers:
         assert result.acknowledged_keys == ["w-0"]
         assert result.acknowledged_key_orders == [placed.bytes]
 
+    @pytest.mark.parametrize(
+        ("status", "body", "error"),
+        [
+            (201, b"<html>oops</html>", "JSONDecodeError"),
+            (201, b'{"status": "CONFIRMED"}', "KeyError"),
+            (202, b'{"order_id": "not-a-uuid"}', "ValueError"),
+        ],
+        ids=["not-json", "no-id", "bad-id"],
+    )
+    def test_an_order_answer_without_an_order_id_is_an_error_with_its_status(self, orders, status, body, error):
+        assert orders.answered(orders.next(0), ORIGIN, ORIGIN + 5, status, body, False) == error
+        result = orders.result()
+        assert [result.outcome_names[i] for i in result.outcome] == [error]
+        assert list(memoryview(result.status).cast("H")) == [status]
+        assert (result.acknowledged, result.accepted) == (b"", b"")
+
     def test_requests_never_answered_count_as_interrupted(self, orders):
         orders.next(0)
         orders.answered(orders.next(1), ORIGIN, ORIGIN + 5, 409, refused("sold_out"), False)
