@@ -1,6 +1,8 @@
 """Asynchronous orders' settlement on the real database, through every safe strategy: a pending order is settled
-once however many settlers race for it, a settlement cut short after the strategy committed is completed without
-taking stock twice, refusals end FAILED with their reason, and the audit agrees."""
+once however many settlers race for it (also while one of them holds its claim), a settlement cut short after the
+strategy committed is completed without taking stock twice, refusals end FAILED with their reason, and the audit
+agrees. `Settler` with a real order queue: an order the full queue could not take, the sweep's age rule, orders
+held by the process scheduled once, and a settlement that failed left pending for the next sweep."""
 
 from __future__ import annotations
 
@@ -11,9 +13,11 @@ import pytest
 from flashsale import idempotency, settlement, strategies
 from flashsale.audit import audit_sale
 from flashsale.domain import IdempotencyKeyReused, OrderStatus, PlaceOrder
-from flashsale.repositories import orders, users
+from flashsale.repositories import orders, settlements, users
+from tests.waiting import HANG_S
 
 SAFE = strategies.names(safe=True)
+RACERS = 8  # settlers racing for one order, each on its own pooled connection
 
 
 @pytest.fixture(params=SAFE)
@@ -32,18 +36,88 @@ async def first_user(conn):
     return (await users.list_ids(conn, limit=1))[0]
 
 
+async def sale_rows(conn, sale_id) -> list[tuple]:
+    """Every order row of the sale: (id, status, idempotency key)."""
+    cur = await conn.execute(
+        "SELECT id, status, idempotency_key FROM orders WHERE flash_sale_id = %s ORDER BY created_at", [sale_id]
+    )
+    return [(row[0], OrderStatus(row[1]), row[2]) for row in await cur.fetchall()]
+
+
+class FirstHeldInside:
+    """The strategy, with the first settler that reaches it held there (after its claim, before it places anything)
+    until `release` is set; the others pass straight through. `entered` counts the settlers that reached it."""
+
+    def __init__(self, strategy) -> None:
+        self.strategy, self.name = strategy, strategy.name
+        self.entered = 0
+        self.inside, self.release = asyncio.Event(), asyncio.Event()
+
+    async def place_order(self, pool, command):
+        self.entered += 1
+        if self.entered == 1:
+            self.inside.set()
+            async with asyncio.timeout(HANG_S):
+                await self.release.wait()
+        return await self.strategy.place_order(pool, command)
+
+
+async def settle_together(strategy, pool, order_id, count: int) -> list:
+    """`count` settlements of one order released together by a barrier; what each returned (or raised)."""
+    barrier = asyncio.Barrier(count)
+
+    async def settler():
+        await barrier.wait()
+        return await settlement.settle(strategy, pool, order_id)
+
+    results = await asyncio.gather(*(settler() for _ in range(count)), return_exceptions=True)
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    return results
+
+
 class TestSettle:
     async def test_racing_settlers_settle_a_pending_order_once(self, strategy, pool, conn, make_scenario):
         scenario = await make_scenario(users=5, inventory=10, per_user_limit=10)
         pending = await accept(pool, scenario.flash_sale_id, await first_user(conn), quantity=3)
         assert pending.status is OrderStatus.PENDING
 
-        results = await asyncio.gather(*(settlement.settle(strategy, pool, pending.id) for _ in range(8)))
+        results = await settle_together(strategy, pool, pending.id, RACERS)
 
         settled = [r for r in results if r is not None]
-        assert len(settled) >= 1
-        assert {(r.id, r.status) for r in settled} == {(pending.id, OrderStatus.CONFIRMED)}
+        assert [(r.id, r.status) for r in settled] == [(pending.id, OrderStatus.CONFIRMED)]  # one settlement
         assert await settlement.settle(strategy, pool, pending.id) is None  # nothing left to settle
+        assert await sale_rows(conn, scenario.flash_sale_id) == [(pending.id, OrderStatus.CONFIRMED, None)]
+        audit = await audit_sale(conn, scenario.flash_sale_id, accepted=[pending.id])
+        assert audit.ok, audit.problems()
+        assert (audit.orders, audit.remaining, audit.pending) == (1, 7, 0)
+
+    async def test_settlers_racing_a_held_claim_skip_it_and_the_order_is_settled_once(
+        self, strategy, pool, conn, make_scenario
+    ):
+        """The first settler is held inside the strategy, its claim taken; the others come at that moment, each on
+        its own connection, and must pass the order by; more come after the first committed and find it settled."""
+        scenario = await make_scenario(users=5, inventory=10, per_user_limit=10)
+        pending = await accept(pool, scenario.flash_sale_id, await first_user(conn), quantity=3)
+        held = FirstHeldInside(strategy)
+        first = asyncio.create_task(settlement.settle(held, pool, pending.id))
+        try:
+            async with asyncio.timeout(HANG_S):
+                await held.inside.wait()
+
+            during = await settle_together(held, pool, pending.id, RACERS)
+
+            assert during == [None] * RACERS
+            assert held.entered == 1  # none of them got past the claim
+            assert (await settlements.get(conn, pending.id)).status is OrderStatus.PENDING  # passed by, not settled
+        finally:
+            held.release.set()
+        settled = await first
+        after = await settle_together(held, pool, pending.id, RACERS)
+
+        outcomes = [o for o in (settled, *during, *after) if o is not None]
+        assert [(o.id, o.status) for o in outcomes] == [(pending.id, OrderStatus.CONFIRMED)]
+        assert held.entered == 1
+        assert await sale_rows(conn, scenario.flash_sale_id) == [(pending.id, OrderStatus.CONFIRMED, None)]
         audit = await audit_sale(conn, scenario.flash_sale_id, accepted=[pending.id])
         assert audit.ok, audit.problems()
         assert (audit.orders, audit.remaining, audit.pending) == (1, 7, 0)
