@@ -7,14 +7,18 @@ held by the process scheduled once, and a settlement that failed left pending fo
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 
 import pytest
 
 from flashsale import idempotency, settlement, strategies
+from flashsale.admission import OrderQueue
 from flashsale.audit import audit_sale
 from flashsale.domain import IdempotencyKeyReused, OrderStatus, PlaceOrder
 from flashsale.repositories import orders, settlements, users
-from tests.waiting import HANG_S
+from flashsale.settlement import Settler
+from tests.waiting import HANG_S, until, until_async
 
 SAFE = strategies.names(safe=True)
 RACERS = 8  # settlers racing for one order, each on its own pooled connection
@@ -174,3 +178,193 @@ class TestAccept:
         audit = await audit_sale(conn, scenario.flash_sale_id, accepted=[pending.id])
         assert (audit.ok, audit.pending, audit.accepted_unsettled) == (False, 1, 1)
         assert "1 orders are still pending" in audit.problems()
+
+
+@contextlib.asynccontextmanager
+async def running(queue: OrderQueue):
+    await queue.start()
+    try:
+        yield queue
+    finally:
+        await queue.stop()
+
+
+async def hold_the_worker(queue: OrderQueue) -> asyncio.Event:
+    """Give the queue's one worker a job that waits for the returned event: until it is set, whatever is queued
+    stays queued, and the queue has all its room."""
+    taken, release = asyncio.Event(), asyncio.Event()
+
+    async def wait():
+        taken.set()
+        async with asyncio.timeout(HANG_S):
+            await release.wait()
+
+    queue.submit(wait)
+    async with asyncio.timeout(HANG_S):
+        await taken.wait()
+    return release
+
+
+async def drained(queue: OrderQueue) -> None:
+    """Return once every job queued so far is done (one worker takes them in order)."""
+
+    async def nothing():
+        return None
+
+    await until(lambda: queue.room > 0, "room in the order queue")
+    await queue.run(nothing)
+
+
+async def statuses(conn, *ids) -> list[OrderStatus]:
+    return [(await settlements.get(conn, order_id)).status for order_id in ids]
+
+
+async def until_settled(conn, ids) -> None:
+    async def settled() -> bool:
+        return OrderStatus.PENDING not in await statuses(conn, *ids)
+
+    await until_async(settled, f"{len(ids)} orders to be settled")
+
+
+@pytest.fixture
+async def pessimistic(make_strategy, pool):
+    made = make_strategy("pessimistic")
+    await made.start(pool)
+    return made
+
+
+class TestSettler:
+    """A real order queue of one worker in front of the settlement; the test holds the worker to fill the queue."""
+
+    async def test_an_order_the_full_queue_could_not_take_is_settled_by_the_next_sweep(
+        self, pessimistic, pool, conn, make_scenario
+    ):
+        scenario = await make_scenario(users=5, inventory=10, per_user_limit=10)
+        user = await first_user(conn)
+        first, second = [await accept(pool, scenario.flash_sale_id, user) for _ in range(2)]
+        async with running(OrderQueue(1, 1)) as queue:
+            settler = Settler(pessimistic, pool, queue)
+            release = await hold_the_worker(queue)
+            assert settler.schedule(first.id) is True
+            assert settler.schedule(second.id) is False  # the queue's one place is taken
+            release.set()
+            await drained(queue)
+            assert await statuses(conn, first.id, second.id) == [OrderStatus.CONFIRMED, OrderStatus.PENDING]
+
+            assert await settler.sweep() == 1
+            await drained(queue)
+
+        assert await statuses(conn, first.id, second.id) == [OrderStatus.CONFIRMED] * 2
+        audit = await audit_sale(conn, scenario.flash_sale_id, accepted=[first.id, second.id])
+        assert audit.ok, audit.problems()
+        assert (audit.orders, audit.remaining) == (2, 8)
+
+    async def test_a_sweep_schedules_only_orders_older_than_its_age(self, pessimistic, pool, conn, make_scenario):
+        scenario = await make_scenario(users=5, inventory=10, per_user_limit=10)
+        user = await first_user(conn)
+        old, fresh = [await accept(pool, scenario.flash_sale_id, user) for _ in range(2)]
+        await conn.execute("UPDATE orders SET created_at = created_at - interval '1 hour' WHERE id = %s", [old.id])
+        async with running(OrderQueue(10, 1)) as queue:
+            settler = Settler(pessimistic, pool, queue)
+            release = await hold_the_worker(queue)
+            assert await settler.sweep(older_than_s=60) == 1
+            assert queue.depth == 1
+            release.set()
+            await drained(queue)
+            assert await statuses(conn, old.id, fresh.id) == [OrderStatus.CONFIRMED, OrderStatus.PENDING]
+
+            assert await settler.sweep(older_than_s=0) == 1  # at start: everything pending
+            await drained(queue)
+
+        assert await statuses(conn, old.id, fresh.id) == [OrderStatus.CONFIRMED] * 2
+
+    async def test_an_order_held_by_the_process_is_scheduled_once(self, pessimistic, pool, conn, make_scenario):
+        """By the accepting request and by the sweep alike: one settlement job, however often it is asked for."""
+        scenario = await make_scenario(users=5, inventory=10, per_user_limit=10)
+        user = await first_user(conn)
+        held, other = [await accept(pool, scenario.flash_sale_id, user) for _ in range(2)]
+        async with running(OrderQueue(10, 1)) as queue:
+            settler = Settler(pessimistic, pool, queue)
+            release = await hold_the_worker(queue)
+            assert (settler.schedule(held.id), settler.schedule(held.id)) == (True, True)
+            assert queue.depth == 1
+            assert await settler.sweep() == 1  # only the other one
+            assert queue.depth == 2
+            release.set()
+            await drained(queue)
+
+        assert await statuses(conn, held.id, other.id) == [OrderStatus.CONFIRMED] * 2
+        audit = await audit_sale(conn, scenario.flash_sale_id, accepted=[held.id, other.id])
+        assert audit.ok, audit.problems()
+        assert (audit.orders, audit.remaining) == (2, 8)
+
+    async def test_a_failed_settlement_leaves_the_order_pending_for_the_next_sweep(
+        self, make_strategy, pool, conn, make_scenario, caplog
+    ):
+        """The sale row is locked by the test and the strategy gives up at once (NOWAIT, no retry): not a refusal
+        of the sale, so the order must stay PENDING, untouched, and be settled by the next sweep."""
+        strategy = make_strategy("pessimistic_nowait", retries=0)
+        await strategy.start(pool)
+        scenario = await make_scenario(users=5, inventory=10, per_user_limit=10)
+        pending = await accept(pool, scenario.flash_sale_id, await first_user(conn))
+        async with running(OrderQueue(10, 1)) as queue:
+            settler = Settler(strategy, pool, queue)
+            async with conn.transaction():
+                await conn.execute("SELECT 1 FROM flash_sales WHERE id = %s FOR UPDATE", [scenario.flash_sale_id])
+                with caplog.at_level(logging.WARNING, logger="flashsale.settlement"):
+                    assert settler.schedule(pending.id) is True
+                    await drained(queue)
+            assert strategy.counters["busy"] == 1
+            assert [r.getMessage() for r in caplog.records] == ["settlement postponed"]
+            assert await statuses(conn, pending.id) == [OrderStatus.PENDING]
+            assert await sale_rows(conn, scenario.flash_sale_id) == [(pending.id, OrderStatus.PENDING, None)]
+
+            assert await settler.sweep() == 1
+            await drained(queue)
+
+        assert await statuses(conn, pending.id) == [OrderStatus.CONFIRMED]
+        audit = await audit_sale(conn, scenario.flash_sale_id, accepted=[pending.id])
+        assert audit.ok, audit.problems()
+        assert (audit.orders, audit.remaining) == (1, 9)
+
+
+class TestSettlerRunning:
+    async def test_the_start_s_sweep_settles_every_pending_order_however_young(
+        self, pessimistic, pool, conn, make_scenario
+    ):
+        """Orders left pending before the start (a previous run's) are settled at once: the next sweep is an hour
+        away."""
+        scenario = await make_scenario(users=5, inventory=10, per_user_limit=10)
+        user = await first_user(conn)
+        ids = [(await accept(pool, scenario.flash_sale_id, user)).id for _ in range(3)]
+        async with running(OrderQueue(10, 2)) as queue:
+            settler = Settler(pessimistic, pool, queue, sweep_interval_s=3600)
+            await settler.start()
+            try:
+                await until_settled(conn, ids)
+            finally:
+                await settler.stop()
+
+        audit = await audit_sale(conn, scenario.flash_sale_id, accepted=ids)
+        assert audit.ok, audit.problems()
+        assert (audit.orders, audit.remaining) == (3, 7)
+
+    async def test_a_later_sweep_settles_an_order_nobody_scheduled(self, pessimistic, pool, conn, make_scenario):
+        """As an order accepted while the queue was full: once the start's sweep is over (its order settled), only
+        a later sweep can find it."""
+        scenario = await make_scenario(users=5, inventory=10, per_user_limit=10)
+        user = await first_user(conn)
+        earlier = await accept(pool, scenario.flash_sale_id, user)
+        async with running(OrderQueue(10, 1)) as queue:
+            settler = Settler(pessimistic, pool, queue, sweep_interval_s=0.05)
+            await settler.start()
+            try:
+                await until_settled(conn, [earlier.id])
+                later = await accept(pool, scenario.flash_sale_id, user)
+                await until_settled(conn, [later.id])
+            finally:
+                await settler.stop()
+
+        audit = await audit_sale(conn, scenario.flash_sale_id, accepted=[earlier.id, later.id])
+        assert audit.ok, audit.problems()
+        assert (audit.orders, audit.remaining) == (2, 8)
