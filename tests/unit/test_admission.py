@@ -82,7 +82,8 @@ class TestOrderQueue:
                 await queue.run(lambda: job(4))
             assert full.value.code == "queue_full"
             gate.set()
-            assert [await first, *[await t for t in waiting]] == [1, 2, 3]
+            async with asyncio.timeout(HANG_S):  # an answer dropped must fail the test, not hang it
+                assert [await first, *[await t for t in waiting]] == [1, 2, 3]
             assert done == [1, 2, 3]
             assert overflows == [1]
             assert depths[-1] == 0
@@ -100,9 +101,10 @@ class TestOrderQueue:
             return "ok"
 
         try:
-            with pytest.raises(LookupError):
-                await queue.run(fail)
-            assert await queue.run(succeed) == "ok"
+            async with asyncio.timeout(HANG_S):
+                with pytest.raises(LookupError):
+                    await queue.run(fail)
+                assert await queue.run(succeed) == "ok"
         finally:
             await queue.stop()
 
