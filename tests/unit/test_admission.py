@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from flashsale.admission import OrderQueue, QueueFull, QueueStopped, RateLimited, UserRateLimiter
+from flashsale.admission import OrderQueue, QueueFull, QueueStopped, RateLimited, UserRateLimiter, rate_limit
 from tests.waiting import HANG_S, until
 
 
@@ -51,6 +51,29 @@ class TestUserRateLimiter:
         with pytest.raises(RateLimited) as refused:
             limiter.admit("alice")
         assert refused.value.retry_after_s == pytest.approx(10)
+
+    def test_once_prune_at_users_are_tracked_a_newcomer_forgets_the_full_buckets_only(self, monkeypatch):
+        """A full bucket says nothing a new one would not; a bucket still refilling must keep limiting its user."""
+        monkeypatch.setattr(rate_limit, "PRUNE_AT", 3)
+        clock = Clock()
+        limiter = UserRateLimiter(1, burst=2, clock=clock)
+        limiter.admit("rested")  # one token left, full again a second later
+        clock.now += 1.5
+        for user in ("drained", "drained", "other"):
+            limiter.admit(user)
+        assert limiter.tracked == 3  # below PRUNE_AT when each came: nothing was pruned
+
+        clock.now += 0.5  # "rested" is full; "drained" has half a token, "other" one and a half
+        limiter.admit("newcomer")
+
+        assert limiter.tracked == 3  # "rested" was forgotten
+        with pytest.raises(RateLimited) as refused:
+            limiter.admit("drained")  # its bucket was kept: still limited
+        assert refused.value.retry_after_s == pytest.approx(0.5)
+        for _ in range(2):  # a forgotten user starts again from a full bucket: nothing it had was lost
+            limiter.admit("rested")
+        with pytest.raises(RateLimited):
+            limiter.admit("rested")
 
     def test_rate_must_be_positive(self):
         with pytest.raises(ValueError, match="rate must be positive"):
