@@ -27,10 +27,11 @@ class TestAdmissionOutcomes:
         assert summary["outcomes"]["rate_limited"] > 10
         created = records[records["outcome"] == "created"]
         answered = created["start_s"] + created["latency_ms"] / 1e3
-        assert len(created) == summary["outcomes"]["created"] == summary["audit"]["orders"]
+        assert len(created) == summary["outcomes"].get("created", 0) == summary["audit"]["orders"]
         # every admission lies between its order's sending and its answer: at most the full bucket (one token),
         # plus one token a second between the first admission and the last
-        assert 1 <= len(created) <= 1 + math.floor((answered.max() - created["start_s"].min()) * rate)
+        assert len(created) >= 1  # the bucket starts full
+        assert len(created) <= 1 + math.floor((answered.max() - created["start_s"].min()) * rate)
         # the first token was taken by the time the first 201 came back; an order sent a second after that finds
         # the next one, unless another order took it: either way a second order passed
         if (records["start_s"] >= answered.min() + 1 / rate).any():
