@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import psycopg
 
@@ -27,6 +27,15 @@ async def until(predicate: Callable[[], object], what: str) -> None:
     """Return once `predicate()` is true; yields to the event loop between checks."""
     deadline = time.monotonic() + HANG_S
     while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {HANG_S:.0f} s for {what}")
+        await asyncio.sleep(0.005)
+
+
+async def until_async(probe: Callable[[], Awaitable[object]], what: str) -> None:
+    """Return once `await probe()` is true (a query, say); yields to the event loop between checks."""
+    deadline = time.monotonic() + HANG_S
+    while not await probe():
         if time.monotonic() > deadline:
             raise AssertionError(f"waited {HANG_S:.0f} s for {what}")
         await asyncio.sleep(0.005)

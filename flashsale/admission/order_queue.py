@@ -10,7 +10,8 @@ The queue depth is reported to `on_depth` whenever it changes, each refusal to `
 `submit(job)` queues a job nobody waits for (asynchronous orders' settlements, `flashsale.settlement`).
 
 A job whose caller has gone (its future cancelled) before a worker takes it is dropped: nobody waits for its answer,
-and it has placed nothing.
+and it has placed nothing. `stop()` answers the callers still waiting in the queue with `QueueStopped` (their jobs
+never run); every later `run` raises it too.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class QueueFull(StrategyUnavailable):
     code = "queue_full"
 
 
+class QueueStopped(StrategyUnavailable):
+    """The order queue has stopped (the service is stopping): the order was not carried out; retry later."""
+
+
 def _ignore(*_: Any) -> None:
     return None
 
@@ -56,6 +61,7 @@ class OrderQueue:
         self._jobs: asyncio.Queue[tuple[Callable[[], Awaitable[Any]], asyncio.Future | None]] = asyncio.Queue(size)
         self._on_depth, self._on_overflow = on_depth, on_overflow
         self._tasks: list[asyncio.Task] = []
+        self._stopped = False
 
     @property
     def depth(self) -> int:
@@ -76,14 +82,22 @@ class OrderQueue:
         self._tasks = [asyncio.create_task(self._work(), name=f"order-queue-worker-{n}") for n in range(self.workers)]
 
     async def stop(self) -> None:
+        self._stopped = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        while not self._jobs.empty():  # nobody will carry these out: their callers must not wait for ever
+            _, future = self._jobs.get_nowait()
+            if future is not None and not future.done():
+                future.set_exception(self._stopped_error())
+        self._on_depth(self.depth)
 
     async def run(self, job: Callable[[], Awaitable[T]]) -> T:
+        if self._stopped:
+            raise self._stopped_error()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         try:
             self._jobs.put_nowait((job, future))
@@ -100,6 +114,11 @@ class OrderQueue:
         except asyncio.QueueFull:
             raise QueueFull(f"the order queue is full ({self.size} waiting)") from None
         self._on_depth(self.depth)
+
+    def _stopped_error(self) -> QueueStopped:
+        return QueueStopped(
+            "the service is stopping: the order was not placed; retry later", retry_after_s=RETRY_AFTER_S
+        )
 
     def _overflow(self) -> None:
         self._on_overflow()

@@ -55,6 +55,11 @@ class UserRateLimiter:
         self._clock = clock
         self._buckets: dict[Hashable, TokenBucket] = {}
 
+    @property
+    def tracked(self) -> int:
+        """Users with a bucket now: what the limiter's memory follows."""
+        return len(self._buckets)
+
     def admit(self, user: Hashable) -> None:
         """Take one of `user`'s tokens, or raise `RateLimited`."""
         now = self._clock()

@@ -9,10 +9,11 @@ import pytest
 
 from flashsale import idempotency, strategies
 from flashsale.audit import audit_sale
-from flashsale.domain import IdempotencyKeyReused, PlaceOrder, SoldOut
+from flashsale.domain import IdempotencyKeyReused, IdempotencyKeyTaken, PlaceOrder, SoldOut
 from flashsale.load import LoadConfig, run_load_async
 from flashsale.repositories import orders, users
 from tests.integration.test_cli import flashsale
+from tests.waiting import HANG_S
 
 EVERY = strategies.names()
 RETRIES = 24  # copies of one request racing, each on its own connection
@@ -40,6 +41,37 @@ async def race(pool, strategy, command: PlaceOrder, copies: int) -> list:
     return await asyncio.gather(*tasks)
 
 
+class AfterEveryLookup:
+    """The strategy, entered by each copy only once every copy has looked for the key's order and found none (a
+    barrier): then every copy places, and the losers must meet the key (or the sale) in the database. `refused`
+    says why each copy that raised was refused."""
+
+    def __init__(self, strategy, copies: int) -> None:
+        self.strategy, self.name = strategy, strategy.name
+        self.barrier = asyncio.Barrier(copies)
+        self.refused: list[str] = []
+
+    async def place_order(self, pool, command):
+        async with asyncio.timeout(HANG_S):
+            await self.barrier.wait()
+        try:
+            return await self.strategy.place_order(pool, command)
+        except psycopg.errors.UniqueViolation as exc:
+            self.refused.append(f"unique:{exc.diag.constraint_name}")
+            raise
+        except IdempotencyKeyTaken:
+            self.refused.append("key_taken")
+            raise
+        except Exception as exc:
+            self.refused.append(getattr(exc, "code", type(exc).__name__))
+            raise
+
+
+# How a copy that lost the race to its key's INSERT is refused: the unique constraint, or `batched` seeing the key
+# in its batch.
+KEY_CONFLICTS = {f"unique:{orders.IDEMPOTENCY_KEY_CONSTRAINT}", "key_taken"}
+
+
 async def key_rows(conn, key: str) -> list:
     cur = await conn.execute("SELECT id, quantity FROM orders WHERE idempotency_key = %s", [key])
     return await cur.fetchall()
@@ -47,16 +79,21 @@ async def key_rows(conn, key: str) -> list:
 
 class TestConcurrentRetries:
     async def test_one_key_places_one_order(self, strategy, conn, pool, make_scenario):
-        """The per-user limit is high, so nothing but the key stops the copies from each placing an order."""
+        """The per-user limit is high, so nothing but the key stops the copies from each placing an order; every
+        copy looks for the key's order before any places one (a barrier), so the losers reach the key's unique
+        constraint, and must each be answered with the winner's order."""
         made = await make_scenario(users=3, inventory=100, per_user_limit=50)
         (user, *_) = await users.list_ids(conn, limit=1)
         command = PlaceOrder(user, made.flash_sale_id, quantity=2, idempotency_key=f"race-{strategy.name}")
-        answers = await race(pool, strategy, command, RETRIES)
+        racing = AfterEveryLookup(strategy, RETRIES)
+        answers = await race(pool, racing, command, RETRIES)
 
         errors = [a for a in answers if isinstance(a, Exception)]
         assert not errors, errors
         assert len({a.order.id for a in answers}) == 1  # every copy was answered with the same order
         assert sorted(a.replayed for a in answers) == [False] + [True] * (RETRIES - 1)
+        assert len(racing.refused) == RETRIES - 1  # the race happened: every loser was refused by the database
+        assert set(racing.refused) <= KEY_CONFLICTS, racing.refused
         assert [row[1] for row in await key_rows(conn, command.idempotency_key)] == [2]
         audit = await audit_sale(conn, made.flash_sale_id)
         assert audit.ok, audit.problems()
@@ -87,21 +124,9 @@ class TestTheLastUnit:
         made = await make_scenario(users=3, inventory=1, per_user_limit=50)
         (user, *_) = await users.list_ids(conn, limit=1)
         command = PlaceOrder(user, made.flash_sale_id, quantity=1, idempotency_key=f"last-{strategy.name}")
-        barrier, refused = asyncio.Barrier(RETRIES), []
-
-        class AfterEveryLookup:
-            name = strategy.name
-
-            async def place_order(self, pool, command):
-                async with asyncio.timeout(60):
-                    await barrier.wait()
-                try:
-                    return await strategy.place_order(pool, command)
-                except Exception as exc:
-                    refused.append(getattr(exc, "code", type(exc).__name__))
-                    raise
-
-        answers = await race(pool, AfterEveryLookup(), command, RETRIES)
+        racing = AfterEveryLookup(strategy, RETRIES)
+        answers = await race(pool, racing, command, RETRIES)
+        refused = racing.refused
         assert not [a for a in answers if isinstance(a, Exception)]
         assert len({a.order.id for a in answers}) == 1
         assert sorted(a.replayed for a in answers) == [False] + [True] * (RETRIES - 1)

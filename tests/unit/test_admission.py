@@ -1,5 +1,5 @@
 """The admission rules without a server: the per-user token bucket on a clock the test moves, and the order queue
-with jobs the test releases."""
+with jobs the test releases: callers that leave, a stop with callers waiting, and every way of meeting a full queue."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import asyncio
 
 import pytest
 
-from flashsale.admission import OrderQueue, QueueFull, RateLimited, UserRateLimiter
+from flashsale.admission import OrderQueue, QueueFull, QueueStopped, RateLimited, UserRateLimiter, rate_limit
+from tests.waiting import HANG_S, until
 
 
 class Clock:
@@ -51,6 +52,29 @@ class TestUserRateLimiter:
             limiter.admit("alice")
         assert refused.value.retry_after_s == pytest.approx(10)
 
+    def test_once_prune_at_users_are_tracked_a_newcomer_forgets_the_full_buckets_only(self, monkeypatch):
+        """A full bucket says nothing a new one would not; a bucket still refilling must keep limiting its user."""
+        monkeypatch.setattr(rate_limit, "PRUNE_AT", 3)
+        clock = Clock()
+        limiter = UserRateLimiter(1, burst=2, clock=clock)
+        limiter.admit("rested")  # one token left, full again a second later
+        clock.now += 1.5
+        for user in ("drained", "drained", "other"):
+            limiter.admit(user)
+        assert limiter.tracked == 3  # below PRUNE_AT when each came: nothing was pruned
+
+        clock.now += 0.5  # "rested" is full; "drained" has half a token, "other" one and a half
+        limiter.admit("newcomer")
+
+        assert limiter.tracked == 3  # "rested" was forgotten
+        with pytest.raises(RateLimited) as refused:
+            limiter.admit("drained")  # its bucket was kept: still limited
+        assert refused.value.retry_after_s == pytest.approx(0.5)
+        for _ in range(2):  # a forgotten user starts again from a full bucket: nothing it had was lost
+            limiter.admit("rested")
+        with pytest.raises(RateLimited):
+            limiter.admit("rested")
+
     def test_rate_must_be_positive(self):
         with pytest.raises(ValueError, match="rate must be positive"):
             UserRateLimiter(0)
@@ -81,7 +105,8 @@ class TestOrderQueue:
                 await queue.run(lambda: job(4))
             assert full.value.code == "queue_full"
             gate.set()
-            assert [await first, *[await t for t in waiting]] == [1, 2, 3]
+            async with asyncio.timeout(HANG_S):  # an answer dropped must fail the test, not hang it
+                assert [await first, *[await t for t in waiting]] == [1, 2, 3]
             assert done == [1, 2, 3]
             assert overflows == [1]
             assert depths[-1] == 0
@@ -99,9 +124,106 @@ class TestOrderQueue:
             return "ok"
 
         try:
-            with pytest.raises(LookupError):
-                await queue.run(fail)
-            assert await queue.run(succeed) == "ok"
+            async with asyncio.timeout(HANG_S):
+                with pytest.raises(LookupError):
+                    await queue.run(fail)
+                assert await queue.run(succeed) == "ok"
+        finally:
+            await queue.stop()
+
+    async def test_a_queued_job_whose_caller_left_never_runs(self):
+        queue = OrderQueue(2, 1)
+        await queue.start()
+        ran: list[str] = []
+        release = asyncio.Event()
+
+        async def job(name):
+            ran.append(name)
+            if name == "working":
+                await release.wait()
+            return name
+
+        try:
+            working = asyncio.create_task(queue.run(lambda: job("working")))
+            await until(lambda: ran == ["working"], "the worker to take the first job")
+            left = asyncio.create_task(queue.run(lambda: job("left")))
+            await until(lambda: queue.depth == 1, "the second job in the queue")
+            left.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await left
+            stays = asyncio.create_task(queue.run(lambda: job("stays")))
+            release.set()
+            async with asyncio.timeout(HANG_S):
+                assert (await working, await stays) == ("working", "stays")
+            assert ran == ["working", "stays"]  # the job of the caller who left was dropped
+        finally:
+            await queue.stop()
+
+    async def test_stop_answers_the_callers_still_waiting_and_runs_none_of_their_jobs(self):
+        depths: list[int] = []
+        queue = OrderQueue(3, 1, on_depth=depths.append)
+        await queue.start()
+        ran: list[str] = []
+
+        async def job(name):
+            ran.append(name)
+            await asyncio.Event().wait()  # the worker is held until it is cancelled
+
+        working = asyncio.create_task(queue.run(lambda: job("working")))
+        await until(lambda: ran == ["working"], "the worker to take the first job")
+        waiting = [asyncio.create_task(queue.run(lambda n=n: job(f"waiting-{n}"))) for n in range(2)]
+        await until(lambda: queue.depth == 2, "two callers in the queue")
+
+        await queue.stop()
+
+        async with asyncio.timeout(HANG_S):  # they must be answered, not left waiting
+            answers = await asyncio.gather(*waiting, return_exceptions=True)
+        assert [type(a) for a in answers] == [QueueStopped] * 2
+        assert (answers[0].code, answers[0].retry_after_s) == ("unavailable", 1.0)
+        assert ran == ["working"]
+        assert (queue.depth, depths[-1]) == (0, 0)
+        with pytest.raises(QueueStopped):  # and nobody is queued afterwards
+            async with asyncio.timeout(HANG_S):
+                await queue.run(lambda: job("after"))
+        assert ran == ["working"]
+        working.cancel()
+
+    async def test_a_full_queue_refuses_run_and_submit_without_running_their_jobs(self):
+        """`run` and `check_room` count an overflow (a client was refused); `submit` does not (nobody was)."""
+        overflows: list[int] = []
+        queue = OrderQueue(1, 1, on_overflow=lambda: overflows.append(1))
+        await queue.start()
+        ran: list[str] = []
+        release = asyncio.Event()
+
+        async def job(name):
+            ran.append(name)
+            if name == "working":
+                await release.wait()
+            return name
+
+        try:
+            working = asyncio.create_task(queue.run(lambda: job("working")))
+            await until(lambda: ran == ["working"], "the worker to take the first job")
+            queue.submit(lambda: job("submitted"))
+            assert (queue.depth, queue.room) == (1, 0)
+
+            with pytest.raises(QueueFull):
+                queue.submit(lambda: job("submitted-over"))
+            assert overflows == []
+            with pytest.raises(QueueFull) as full:
+                queue.check_room()
+            assert overflows == [1]
+            with pytest.raises(QueueFull) as full:
+                await queue.run(lambda: job("run-over"))
+            assert (full.value.code, full.value.retry_after_s, overflows) == ("queue_full", 1.0, [1, 1])
+
+            release.set()
+            async with asyncio.timeout(HANG_S):
+                assert await working == "working"
+                await until(lambda: len(ran) == 2 and queue.depth == 0, "the submitted job")
+                assert await queue.run(lambda: job("after")) == "after"  # room again
+            assert ran == ["working", "submitted", "after"]
         finally:
             await queue.stop()
 
