@@ -1,8 +1,9 @@
 """`flashsale serve`: the order HTTP service on uvicorn (uvloop + httptools), logging JSON lines to stderr.
 
 SIGTERM is a graceful shutdown: uvicorn stops accepting connections, lets the requests in flight finish (for up to
-`GRACEFUL_SHUTDOWN_S`, in flashsale.http.serving), then the lifespan stops the strategy and closes the pool, and
-the exit status is 0 (Ctrl-C does the same, then exits with 130 as interrupted commands do).
+`--drain-timeout`, see flashsale.http.serving), then the lifespan stops the strategy and closes the pool, and
+the exit status is 0 (Ctrl-C does the same, then exits with 130 as interrupted commands do). `EXIT_STATUSES` lists
+every status, for `--help`.
 
 `--workers N` (N > 1) serves from N processes on the one port, each with its own pool and strategy instance, under
 a parent that starts, watches and stops them (see `flashsale.http.workers`); `/metrics` then reports the totals
@@ -17,7 +18,23 @@ import os
 from flashsale import placement, strategies
 from flashsale.cli.placement_options import add_placement_options, placement_from
 from flashsale.db.migrate import ready_url
+from flashsale.http.serving import (
+    EXIT_NOT_STARTED,
+    EXIT_UNCLEAN_STOP,
+    EXIT_WORKERS_LOST,
+    GRACEFUL_SHUTDOWN_S,
+    STOP_MARGIN_S,
+)
 from flashsale.units import seconds
+
+EXIT_STATUSES = f"""exit status:
+  0    stopped by SIGTERM, every request drained
+  2    bad options
+  {EXIT_NOT_STARTED}    not started: the port is taken, the database cannot be reached, or a worker did not start
+  {EXIT_WORKERS_LOST}    --workers N: every worker exited by itself (none left to serve)
+  {EXIT_UNCLEAN_STOP}    --workers N: stopped, but a worker did not exit with 0 (it had died, or it was killed after
+       --drain-timeout and --stop-margin)
+  130  interrupted (Ctrl-C, SIGINT), after the same drain"""
 
 
 def port(text: str) -> int:
@@ -35,7 +52,12 @@ def positive_int(text: str) -> int:
 
 
 def register(subparsers) -> None:
-    serve = subparsers.add_parser("serve", help="run the order HTTP service")
+    serve = subparsers.add_parser(
+        "serve",
+        help="run the order HTTP service",
+        epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)")
     serve.add_argument("--port", type=port, default=8000, help="TCP port (default 8000)")
     serve.add_argument(
@@ -60,6 +82,20 @@ def register(subparsers) -> None:
         default=1,
         help="server processes on the port, each with its own pool of --pool-size connections and its own strategy "
         "instance (default 1: this process serves)",
+    )
+    serve.add_argument(
+        "--drain-timeout",
+        type=seconds,
+        default=f"{GRACEFUL_SHUTDOWN_S:g}s",
+        help="at SIGTERM, how long the requests in flight may take to finish before they are cancelled "
+        f"(default {GRACEFUL_SHUTDOWN_S:g}s)",
+    )
+    serve.add_argument(
+        "--stop-margin",
+        type=seconds,
+        default=f"{STOP_MARGIN_S:g}s",
+        help="--workers N: how long after --drain-timeout the parent waits for a stopping worker before it kills it "
+        f"(default {STOP_MARGIN_S:g}s)",
     )
     serve.add_argument(
         "--queue-size",
@@ -108,6 +144,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         accept=args.accept,
         name=lambda field: "--" + field.replace("_", "-"),
     )
+    for option, value in (("--drain-timeout", args.drain_timeout), ("--stop-margin", args.stop_margin)):
+        if not value >= 0:
+            raise ValueError(f"{option} must be 0 or more, got {value:g}s")
     settings = ServeSettings(
         url=ready_url(),
         strategy=args.strategy,
@@ -122,6 +161,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         queue_workers=args.queue_workers,
         user_rate=args.user_rate,
         accept=args.accept,
+        drain_timeout_s=args.drain_timeout,
+        stop_margin_s=args.stop_margin,
     )
     log.configure()
     cpus = placement_from(args)

@@ -103,6 +103,16 @@ class ServerProcess:
         return any(c.status == psutil.CONN_LISTEN and c.laddr.port == self.port for c in connections)
 
     def start(self) -> ServerProcess:
+        self.launch()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def launch(self) -> ServerProcess:
+        """Start the process without waiting for it to be ready (`stop()` it in any case)."""
         self._log_file = open(self.log_path, "wb") if self.log_path else None  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "flashsale.cli.main", "serve", *self.args],
@@ -110,11 +120,6 @@ class ServerProcess:
             stderr=self._log_file or subprocess.DEVNULL,
             env=self.env,
         )
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
         return self
 
     def wait_ready(self) -> dict:

@@ -3,12 +3,18 @@ needs (a picklable value, so that a worker process can be handed them), its uvic
 in this process (`--workers 1`; several workers: `flashsale.http.workers`).
 
 SIGTERM is a graceful shutdown: uvicorn stops accepting connections, lets the requests in flight finish (for up to
-`GRACEFUL_SHUTDOWN_S`), then the lifespan stops the strategy and closes the pool, and the exit status is 0.
+`drain_timeout_s`, `serve --drain-timeout`, then cancels them), then the lifespan stops the strategy and closes the
+pool, and the exit status is 0.
+
+The port is bound here before the lifespan opens the pool, without SO_REUSEPORT: a port anyone listens on (another
+`flashsale serve`, with or without `--workers`) is EXIT_NOT_STARTED at once, as under `--workers N`.
 """
 
 from __future__ import annotations
 
+import logging
 import signal
+import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -16,9 +22,14 @@ if TYPE_CHECKING:
     import uvicorn
     from starlette.applications import Starlette
 
-# Exit status when the server could not start (the lifespan failed: in practice, the database).
-EXIT_NOT_STARTED = 3
-GRACEFUL_SHUTDOWN_S = 10
+# Exit statuses of `flashsale serve` beyond 0 (stopped by SIGTERM, drained), 2 (bad options) and 130 (Ctrl-C).
+EXIT_NOT_STARTED = 3  # the port is taken, the database cannot be reached, or a worker did not start
+EXIT_WORKERS_LOST = 4  # --workers N: every worker exited by itself, none was left to serve
+EXIT_UNCLEAN_STOP = 5  # --workers N: stopped, but a worker did not exit with 0 (it died earlier, or it was killed)
+GRACEFUL_SHUTDOWN_S = 10.0  # default of --drain-timeout
+STOP_MARGIN_S = 10.0  # default of --stop-margin: beyond the drain, the lifespan stops the strategy and closes the pool
+
+log = logging.getLogger("flashsale.http.serving")
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,8 @@ class ServeSettings:
     queue_workers: int = 1
     user_rate: float = 0.0
     accept: str = "sync"
+    drain_timeout_s: float = GRACEFUL_SHUTDOWN_S  # SIGTERM: requests in flight finish within this, or are cancelled
+    stop_margin_s: float = STOP_MARGIN_S  # --workers N: a worker still running this long after the drain is killed
 
     def app(self, *, shared_metrics: bool = False) -> Starlette:
         from flashsale.http import create_app
@@ -67,20 +80,42 @@ class ServeSettings:
             access_log=False,  # ours is structured and carries the request id (see flashsale.http.middleware)
             log_config=None,  # keep the JSON logging configured by flashsale.http.log
             server_header=False,
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+            # uvicorn declares an int, and uses it as asyncio.timeout's delay: a float is what it needs.
+            timeout_graceful_shutdown=self.drain_timeout_s,  # type: ignore[arg-type]
         )
 
 
 def serve_in_this_process(settings: ServeSettings) -> int:
-    """Serve until SIGTERM (0) or Ctrl-C (KeyboardInterrupt); EXIT_NOT_STARTED if the lifespan failed."""
+    """Serve until SIGTERM (0) or Ctrl-C (KeyboardInterrupt); EXIT_NOT_STARTED if the port is taken or the lifespan
+    failed."""
     import uvicorn
 
+    try:
+        sock = bind_port(settings.host, settings.port)
+    except OSError as exc:
+        log.error(f"cannot bind {settings.host}:{settings.port}: {exc}")
+        return EXIT_NOT_STARTED
     server = uvicorn.Server(settings.uvicorn_config(settings.app()))
     # uvicorn handles SIGTERM itself while it serves (graceful shutdown), then restores the handler found here and
     # raises the signal again: this one turns that into a normal exit, so that a drained service exits with 0.
     signal.signal(signal.SIGTERM, exit_after_shutdown)
-    server.run()  # when the lifespan fails, uvicorn exits with its STARTUP_FAILURE, which is EXIT_NOT_STARTED
+    with sock:
+        server.run(sockets=[sock])  # when the lifespan fails, uvicorn exits with STARTUP_FAILURE (EXIT_NOT_STARTED)
     return 0 if server.started else EXIT_NOT_STARTED
+
+
+def bind_port(host: str, port: int) -> socket.socket:
+    """A socket bound to the port without SO_REUSEPORT, not yet listening: it fails if anyone listens there, with
+    SO_REUSEPORT or not (SO_REUSEADDR only lets it bind over connections closing in TIME_WAIT)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def exit_after_shutdown(signum: int, frame: object) -> None:

@@ -19,10 +19,12 @@ watches them and stops them.
   a worker exits before all are serving, the others are stopped and the parent exits with EXIT_NOT_STARTED: the
   service starts on all N workers or not at all, and a broken start is not retried.
 - Serving: a worker that exits is logged (pid, exit status) and not replaced; the others carry on. When none is
-  left, the parent exits with EXIT_WORKERS_LOST. A worker whose parent is gone (its link closes) drains and exits.
+  left, the parent exits with EXIT_WORKERS_LOST (4). A worker whose parent is gone (its link closes) drains and exits.
 - SIGTERM (or Ctrl-C) to the parent: SIGTERM to every worker; each drains like a single server (uvicorn's graceful
   shutdown, then the lifespan closes its pool); the parent exits 0 once every worker has exited 0, or kills those
-  still running after GRACEFUL_SHUTDOWN_S + STOP_MARGIN_S. Ctrl-C then exits 130, as interrupted commands do.
+  still running after the drain timeout and the stop margin (`--drain-timeout`, `--stop-margin`); if any worker did
+  not exit with 0 (killed, or dead before the stop), it exits EXIT_UNCLEAN_STOP (5). Ctrl-C then exits 130, as
+  interrupted commands do.
 - Metrics: the parent makes a fresh PROMETHEUS_MULTIPROC_DIR (in the temporary directory, `TMPDIR`) for the
   workers' metric files and removes it at exit (a parent killed by SIGKILL leaves it behind), see
   `flashsale.http.shared_metrics`.
@@ -47,13 +49,15 @@ import uvicorn
 from prometheus_client import multiprocess
 
 from flashsale.http import log as json_log
-from flashsale.http.serving import EXIT_NOT_STARTED, GRACEFUL_SHUTDOWN_S, ServeSettings, exit_after_shutdown
+from flashsale.http.serving import (
+    EXIT_NOT_STARTED,
+    EXIT_UNCLEAN_STOP,
+    EXIT_WORKERS_LOST,
+    ServeSettings,
+    bind_port,
+    exit_after_shutdown,
+)
 from flashsale.http.shared_metrics import MULTIPROC_DIR_ENV
-
-EXIT_WORKERS_LOST = 1
-EXIT_UNCLEAN_STOP = 1
-# Beyond the graceful shutdown: the lifespan stops the strategy and closes the pool.
-STOP_MARGIN_S = 10.0
 
 log = logging.getLogger("flashsale.http.workers")
 
@@ -83,9 +87,7 @@ def serve_workers(settings: ServeSettings) -> int:
 def bind_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     """`count` sockets bound to one port with SO_REUSEPORT, not yet listening."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as claim:  # fails if anyone listens there, SO_REUSEPORT or not
-        claim.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        claim.bind((host, port))
+    bind_port(host, port).close()  # the claim: fails if anyone listens there, SO_REUSEPORT or not
     sockets = []
     try:
         for _ in range(count):
@@ -221,7 +223,7 @@ class Supervisor:
         for worker in self.workers:
             if worker.process.exitcode is None:
                 worker.process.terminate()
-        deadline = time.monotonic() + GRACEFUL_SHUTDOWN_S + STOP_MARGIN_S
+        deadline = time.monotonic() + self.settings.drain_timeout_s + self.settings.stop_margin_s
         for worker in self.workers:
             worker.process.join(max(0.0, deadline - time.monotonic()))
             if worker.process.exitcode is None:

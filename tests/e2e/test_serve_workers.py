@@ -13,6 +13,7 @@ import json
 import signal
 import threading
 import uuid
+from datetime import datetime
 
 import psutil
 import psycopg
@@ -30,11 +31,12 @@ from flashsale.load.measured_server import MeasuredServer, cpu_seconds
 from tests.e2e.api import Api
 from tests.e2e.conftest import make_sale
 from tests.e2e.test_observability import scrape, value
-from tests.waiting import blocked_on_lock, wait_for
+from tests.waiting import HANG_S, blocked_on_lock, wait_for
 
 WORKERS = 2
 POOL_SIZE = 2  # per worker
 BATCH = 8  # requests sent before looking at which workers served them
+LOG_CLOCK_S = 0.002  # log times are written to the millisecond: two readings may each be rounded by up to 1 ms
 
 
 def batched_workers(log_path) -> ServerProcess:
@@ -282,7 +284,7 @@ class TestShutdown:
             assert [api.get("/health", headers={"X-Request-ID": rid}).status for rid in rids] == [200] * BATCH
             assert set(served_by(server, rids).values()) == {survivor}
             assert value(scrape(api), "flashsale_service_workers") == 1
-        assert server.process.returncode == 1  # stopped, but not every worker ended well
+        assert server.process.returncode == 5  # EXIT_UNCLEAN_STOP: stopped, but not every worker ended well
         assert not psutil.pid_exists(survivor)
 
     def test_workers_whose_parent_was_killed_drain_and_stop_leaves_nothing(self, database_url, tmp_path):
@@ -297,6 +299,90 @@ class TestShutdown:
             line["pid"] for line in server.log_lines() if line["message"].startswith("the parent process is gone")
         }
         assert drained == set(workers)
+
+    def test_every_worker_lost_exits_4_by_itself(self, database_url, tmp_path):
+        server = ServerProcess(workers=WORKERS, pool_size=1, log_path=tmp_path / "serve.log").start()
+        try:
+            workers = server.worker_pids()
+            for pid in workers:
+                psutil.Process(pid).kill()
+            status = server.process.wait(HANG_S)
+        finally:
+            server.stop()
+        assert status == 4  # EXIT_WORKERS_LOST, documented in `serve --help`: not 5, a stop that went wrong
+        lost = [line for line in server.log_lines() if line["message"] == "worker exited"]
+        assert sorted((line["pid"], line["signal"]) for line in lost) == sorted((pid, "SIGKILL") for pid in workers)
+        assert not [line for line in server.log_lines() if line["message"] == "stopping"]
+
+    def test_a_worker_that_ignores_the_stop_is_killed_after_the_margin_with_status_5(self, database_url, tmp_path):
+        """A stopped (SIGSTOP) worker cannot drain; with `--drain-timeout` and `--stop-margin` short, the parent
+        kills it once both have passed (never before), the other drains as usual, and the exit status says so."""
+        drain_s, margin_s = 0.5, 0.5
+        args = ["--drain-timeout", f"{drain_s}s", "--stop-margin", f"{margin_s}s"]
+        server = ServerProcess(workers=WORKERS, pool_size=1, extra_args=args, log_path=tmp_path / "serve.log").start()
+        try:
+            stuck, other = server.worker_pids()
+            psutil.Process(stuck).suspend()
+            server.process.send_signal(signal.SIGTERM)
+            status = server.process.wait(HANG_S)  # without the kill, the parent would wait for `stuck` for ever
+        finally:
+            server.stop()
+        assert status == 5  # EXIT_UNCLEAN_STOP
+        assert not psutil.pid_exists(stuck)
+        lines = server.log_lines()
+        (stopping,) = [line for line in lines if line["message"] == "stopping"]
+        (killed,) = [line for line in lines if line["message"] == "worker did not stop in time: killed"]
+        assert killed["pid"] == stuck
+        waited = (datetime.fromisoformat(killed["time"]) - datetime.fromisoformat(stopping["time"])).total_seconds()
+        assert waited >= drain_s + margin_s - LOG_CLOCK_S  # not before the drain and the margin have passed
+        finished = {line["pid"] for line in lines if line["message"] == "Application shutdown complete."}
+        assert finished == {other}
+
+
+class TestSigint:
+    @pytest.mark.parametrize("workers", [1, WORKERS])
+    def test_ctrl_c_drains_every_process_and_exits_130(self, database_url, tmp_path, workers):
+        server = ServerProcess(workers=workers, pool_size=1, log_path=tmp_path / "serve.log").start()
+        try:
+            serving = server.worker_pids()
+            server.process.send_signal(signal.SIGINT)  # the parent only, as `kill -INT`: it stops the workers
+            status = server.process.wait(HANG_S)
+        finally:
+            server.stop()
+        assert status == 130
+        finished = {line["pid"] for line in server.log_lines() if line["message"] == "Application shutdown complete."}
+        assert finished == set(serving)
+        assert not [pid for pid in serving if psutil.pid_exists(pid)]
+
+
+class TestPortClaim:
+    @pytest.mark.parametrize("second_workers", [1, WORKERS])
+    def test_a_second_server_on_a_taken_port_exits_3_and_takes_none_of_its_connections(
+        self, workers_server, tmp_path, second_workers
+    ):
+        """The first server's sockets have SO_REUSEPORT; a second one must not join them (the kernel would give it
+        part of every load run's connections), with `--workers N` (the parent's claim) or without (its own bind)."""
+        first_workers = workers_server.worker_pids()
+        second = ServerProcess(
+            workers=second_workers,
+            pool_size=1,
+            extra_args=["--port", str(workers_server.port)],  # the last --port wins
+            log_path=tmp_path / "second.log",
+        )
+        second.port = workers_server.port  # its worker_pids(): its processes that listen on the first one's port
+        try:
+            second.launch()
+            wait_for(lambda: second.process.poll() is not None or second.worker_pids(), "it to exit or to listen")
+            sharing = second.worker_pids()
+            status = second.process.wait(HANG_S)
+        finally:
+            second.stop()
+        assert sharing == []
+        assert status == EXIT_NOT_STARTED
+        lines = second.log_lines()
+        assert [line for line in lines if line["message"].startswith(f"cannot bind 127.0.0.1:{workers_server.port}")]
+        assert not [line for line in lines if line["message"] == "ready"]  # refused before any pool was opened
+        assert workers_server.worker_pids() == first_workers
 
 
 class TestStartup:
