@@ -4,16 +4,20 @@ rate is refused with 429 before any database work, and a full order queue refuse
 
 from __future__ import annotations
 
+import collections
 import re
+import signal
 import threading
 import time
+import uuid
 
 import psycopg
 
 from flashsale.http.server_process import ServerProcess
-from tests.e2e.api import Api
+from tests.e2e.api import Api, Reply
 from tests.e2e.test_k6_original_scripts import audit
-from tests.waiting import wait_for
+from tests.e2e.test_serve_workers import served_by
+from tests.waiting import HANG_S, wait_for
 
 
 def metric(api: Api, name: str) -> float:
@@ -28,6 +32,56 @@ def orders_waiting_on_the_sale_lock(database_url) -> int:
         return conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE '%FOR UPDATE%'"
         ).fetchone()[0]
+
+
+class OrdersInFlight:
+    """Orders sent each from a thread of its own; `answers()` waits for every one: its reply, or what was raised."""
+
+    def __init__(self, api: Api, sale) -> None:
+        self.api, self.sale = api, sale
+        self.threads: list[threading.Thread] = []
+        self.replies: list[Reply | Exception | None] = []
+
+    def send(self, user) -> None:
+        index = len(self.replies)
+        self.replies.append(None)
+
+        def order() -> None:
+            try:
+                self.replies[index] = self.api.order(user, self.sale.id)
+            except Exception as exc:  # the service went away without an answer: the test says whether that is fine
+                self.replies[index] = exc
+
+        self.threads.append(threading.Thread(target=order))
+        self.threads[-1].start()
+
+    def answers(self) -> list[Reply | Exception | None]:
+        for thread in self.threads:
+            thread.join(HANG_S)
+        return self.replies
+
+
+def queued_behind_the_sale_lock(
+    server: ServerProcess, database_url: str, holder: psycopg.Connection, sale, queued: int
+) -> OrdersInFlight:
+    """One order at the sale's row lock (taken here by `holder`), then `queued` more waiting in the order queue."""
+    api = Api(server.url)
+    orders = OrdersInFlight(api, sale)
+    holder.execute("SELECT 1 FROM flash_sales WHERE id = %s FOR UPDATE", [sale.id])
+    orders.send(sale.user_ids[0])
+    wait_for(lambda: orders_waiting_on_the_sale_lock(database_url) == 1, "a queue worker at the sale's lock")
+    for user in sale.user_ids[1 : 1 + queued]:
+        orders.send(user)
+    wait_for(lambda: metric(api, "flashsale_order_queue_depth") == queued, f"{queued} orders in the queue")
+    return orders
+
+
+def assert_told_is_stored(database_url: str, sale, replies: list[Reply | Exception | None]) -> None:
+    """The orders of the sale in the database are exactly those answered 201, each once."""
+    told = [reply.json["id"] for reply in replies if isinstance(reply, Reply) and reply.status == 201]
+    with psycopg.connect(database_url) as conn:
+        stored = [str(row[0]) for row in conn.execute("SELECT id FROM orders WHERE flash_sale_id = %s", [sale.id])]
+    assert sorted(stored) == sorted(told)
 
 
 class TestUserRate:
@@ -48,6 +102,41 @@ class TestUserRate:
             assert other_user.status == 201  # the limit is per user
             assert metric(api, "flashsale_rate_limited_total") == 1
             assert metric(api, 'flashsale_orders_total{outcome="rate_limited",strategy="pessimistic"}') == 1
+
+    def test_with_workers_each_process_limits_alone_so_a_user_gets_from_r_to_n_times_r(self, database_url, tmp_path):
+        """`--user-rate 0.5` (a burst of one, the next token in 2 s) on two processes, one user's orders each on a
+        connection of its own (the kernel spreads them over the processes): every process admits its first one and
+        then no more than its own bucket refills; over both, the user gets at least one process's share and at most
+        N times it, as the README says. Counted in the database, against each worker's answers."""
+        from tests.e2e.conftest import make_sale
+
+        rate, burst, workers = 0.5, 1, 2
+        sale = make_sale(database_url, users=2, inventory=1000, per_user_limit=1000)
+        user = sale.user_ids[0]
+        args = ["--user-rate", f"{rate:g}"]
+        with ServerProcess(pool_size=1, workers=workers, extra_args=args, log_path=tmp_path / "serve.log") as server:
+            api = Api(server.url)
+            replies: dict[str, object] = {}
+            started = time.monotonic()
+            while len(set(served_by(server, list(replies)).values())) < workers and len(replies) < 100:
+                for _ in range(20):
+                    rid = f"rate-{uuid.uuid4()}"
+                    replies[rid] = api.order(user, sale.id, headers={"X-Request-ID": rid})
+            window_s = time.monotonic() - started  # every admission of these orders happened within it
+            worker_of = served_by(server, list(replies))
+
+        assert {reply.status for reply in replies.values()} == {201, 429}
+        created = {rid: reply.json["id"] for rid, reply in replies.items() if reply.status == 201}
+        with psycopg.connect(database_url) as conn:
+            stored = [str(row[0]) for row in conn.execute("SELECT id FROM orders WHERE user_id = %s", [user])]
+        assert sorted(stored) == sorted(created.values())  # each answered order once, nothing refused placed
+        per_worker = collections.Counter(worker_of[rid] for rid in created)
+        served = collections.Counter(worker_of.values())
+        assert len(served) == workers
+        at_most = burst + rate * window_s  # what one bucket can give within the window
+        for pid in served:
+            assert burst <= per_worker[pid] <= at_most, (pid, per_worker[pid], window_s)
+        assert workers * burst <= len(stored) <= workers * at_most  # beyond one process: admission is per process
 
     def test_without_the_flag_nobody_is_limited(self, api, database_url):
         from tests.e2e.conftest import make_sale
@@ -117,3 +206,43 @@ class TestOrderQueue:
             assert sorted(statuses) == [201] * 6 + [409] * 4
             assert metric(api, "flashsale_order_queue_overflow_total") == 0
         assert audit(database_url, sale.id).ok
+
+
+class TestSigtermWithQueuedOrders:
+    """SIGTERM while orders wait in the queue behind one that waits on the sale's row lock (held by the test): every
+    order a client was told was placed is in the database, once, and every order in the database was answered 201."""
+
+    QUEUE = ("--queue-size", "3", "--queue-workers", "1")
+
+    def test_the_drain_carries_out_the_queued_orders_and_answers_them(self, database_url, sale, tmp_path):
+        with ServerProcess(pool_size=2, extra_args=[*self.QUEUE], log_path=tmp_path / "serve.log") as server:
+            with psycopg.connect(database_url) as holder:
+                orders = queued_behind_the_sale_lock(server, database_url, holder, sale, queued=3)
+                server.process.send_signal(signal.SIGTERM)
+                assert server.wait_for_log(lambda line: line["message"] == "Shutting down", HANG_S)
+                assert server.process.poll() is None  # draining: the orders wait for the lock
+                holder.commit()
+            replies = orders.answers()
+            status = server.process.wait(HANG_S)
+
+        assert status == 0
+        assert [reply.status for reply in replies] == [201] * 4
+        assert_told_is_stored(database_url, sale, replies)
+
+    def test_orders_left_when_the_drain_times_out_are_refused_and_none_is_placed(self, database_url, sale, tmp_path):
+        """`--drain-timeout 0.5s` while the lock is held past it: the running order and the queued ones are cut;
+        none may be placed, and no client may be told it was."""
+        args = [*self.QUEUE, "--drain-timeout", "0.5s"]
+        with (
+            ServerProcess(pool_size=2, extra_args=args, log_path=tmp_path / "serve.log") as server,
+            psycopg.connect(database_url) as holder,
+        ):
+            orders = queued_behind_the_sale_lock(server, database_url, holder, sale, queued=3)
+            server.process.send_signal(signal.SIGTERM)
+            status = server.process.wait(HANG_S)  # the lock is held until the service is gone
+            replies = orders.answers()
+            holder.commit()
+
+        assert status == 0
+        assert [reply.status for reply in replies] == [500] * 4
+        assert_told_is_stored(database_url, sale, replies)
