@@ -12,6 +12,7 @@ import http.client
 import json
 import signal
 import threading
+import time
 import uuid
 from datetime import datetime
 
@@ -434,9 +435,26 @@ class TestLoadRunnersService:
             parent = psutil.Process(service.pid)
             parent_s = sum(parent.cpu_times()[:2])
             workers_s = sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in workers)
-            assert workers_s > 0
             assert cpu_seconds(parent) >= parent_s + workers_s
-            assert service.cpu_percent() is not None
+
+            def workers_cpu_s() -> float:
+                return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in workers)
+
+            outer_started = time.perf_counter()
+            service.mark_cpu()
+            before_s = workers_cpu_s()
+            api = Api(service.base_url)
+            wait_for(
+                lambda: api.get("/health").status == 200 and workers_cpu_s() > before_s,
+                "the workers' CPU time to grow by a clock tick",
+                interval=0,
+            )
+            worked_s = workers_cpu_s() - before_s
+            percent = service.cpu_percent()
+            outer_s = time.perf_counter() - outer_started
+            # Its window lies within ours, and the CPU it counts includes the workers': not only the idle parent's.
+            assert percent is not None
+            assert percent >= 100 * worked_s / outer_s
         finally:
             await service.stop()
         assert not [pid for pid in workers if psutil.pid_exists(pid)]
