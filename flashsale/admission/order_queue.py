@@ -11,10 +11,7 @@ The queue depth is reported to `on_depth` whenever it changes, each refusal to `
 
 A job whose caller has gone (its future cancelled) before a worker takes it is dropped: nobody waits for its answer,
 and it has placed nothing. `stop()` answers the callers still waiting in the queue with `QueueStopped` (their jobs
-never run); every later `run` raises it too. A caller cancelled while its job waits (the server's drain timed out:
-uvicorn cancels the requests left) raises `QueueStopped` as well, a 503 that says the order was never placed,
-rather than a 500 that leaves the client unsure; one cancelled while a worker carries its job out has no such
-answer to give.
+never run); every later `run` raises it too.
 """
 
 from __future__ import annotations
@@ -23,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flashsale.strategies.base import StrategyUnavailable
@@ -44,13 +40,6 @@ class QueueStopped(StrategyUnavailable):
     """The order queue has stopped (the service is stopping): the order was not carried out; retry later."""
 
 
-@dataclass
-class _Queued:
-    job: Callable[[], Awaitable[Any]]
-    future: asyncio.Future | None  # None: submitted, nobody waits for it
-    started: bool = False  # a worker has begun to carry it out
-
-
 def _ignore(*_: Any) -> None:
     return None
 
@@ -69,7 +58,7 @@ class OrderQueue:
         if workers < 1:
             raise ValueError(f"queue workers must be at least 1, got {workers}")
         self.size, self.workers = size, workers
-        self._jobs: asyncio.Queue[_Queued] = asyncio.Queue(size)
+        self._jobs: asyncio.Queue[tuple[Callable[[], Awaitable[Any]], asyncio.Future | None]] = asyncio.Queue(size)
         self._on_depth, self._on_overflow = on_depth, on_overflow
         self._tasks: list[asyncio.Task] = []
         self._stopped = False
@@ -101,7 +90,7 @@ class OrderQueue:
                 await task
         self._tasks = []
         while not self._jobs.empty():  # nobody will carry these out: their callers must not wait for ever
-            future = self._jobs.get_nowait().future
+            _, future = self._jobs.get_nowait()
             if future is not None and not future.done():
                 future.set_exception(self._stopped_error())
         self._on_depth(self.depth)
@@ -110,28 +99,18 @@ class OrderQueue:
         if self._stopped:
             raise self._stopped_error()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        queued = _Queued(job, future)
         try:
-            self._jobs.put_nowait(queued)
+            self._jobs.put_nowait((job, future))
         except asyncio.QueueFull:
             self._overflow()
         self._on_depth(self.depth)
-        try:
-            return await future
-        except asyncio.CancelledError:
-            if queued.started and future.cancelled():
-                raise  # cut while a worker carried it out: whether it was placed is not known here
-            if (task := asyncio.current_task()) is not None:
-                task.uncancel()
-            if future.cancelled():  # by this wait's cancellation, before any worker took it: none ever will
-                raise self._stopped_error() from None
-            return future.result()  # it ended as the wait was cancelled: its own answer
+        return await future
 
     def submit(self, job: Callable[[], Awaitable[Any]]) -> None:
         """Queue the job without waiting for it (its result is dropped; it must handle its own errors); raises
         `QueueFull` (not counted as an overflow: nobody was refused) when the queue is full."""
         try:
-            self._jobs.put_nowait(_Queued(job, None))
+            self._jobs.put_nowait((job, None))
         except asyncio.QueueFull:
             raise QueueFull(f"the order queue is full ({self.size} waiting)") from None
         self._on_depth(self.depth)
@@ -147,8 +126,7 @@ class OrderQueue:
 
     async def _work(self) -> None:
         while True:
-            queued = await self._jobs.get()
-            job, future = queued.job, queued.future
+            job, future = await self._jobs.get()
             self._on_depth(self.depth)
             if future is None:  # submitted: nobody waits for the answer
                 try:
@@ -158,7 +136,6 @@ class OrderQueue:
                 continue
             if future.done():  # the caller has gone
                 continue
-            queued.started = True
             try:
                 result = await job()
             except asyncio.CancelledError:

@@ -4,6 +4,7 @@ rate limiter and an order queue, both optional)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
 
 from flashsale import idempotency, settlement
-from flashsale.admission import OrderQueue, RateLimited, UserRateLimiter
+from flashsale.admission import OrderQueue, QueueStopped, RateLimited, UserRateLimiter
 from flashsale.db.guard import DatabaseGuard
 from flashsale.domain import PlaceOrder
 from flashsale.http.metrics import Metrics
@@ -63,7 +64,23 @@ class HandlerContext:
         pool = self.open_pool  # while the database is lost, refuse before taking a place in the queue
         if self.order_queue is None:
             return await idempotency.place_order(self.strategy, pool, command)
-        return await self.order_queue.run(lambda: idempotency.place_order(self.strategy, self.open_pool, command))
+        started = False
+
+        async def place() -> idempotency.Placement:
+            nonlocal started
+            started = True
+            return await idempotency.place_order(self.strategy, self.open_pool, command)
+
+        try:
+            return await self.order_queue.run(place)
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests left when SIGTERM's drain times out. A job whose caller has gone before
+            # a worker took it never runs: say that it was not placed (503), not a 500 that leaves the client
+            # unsure. One a worker had begun is cut with its query, and nothing more can be said of it here.
+            if started or (task := asyncio.current_task()) is None:
+                raise
+            task.uncancel()
+            raise QueueStopped("the service stopped before the order left the queue; it was not placed") from None
 
     async def accept_order(self, command: PlaceOrder) -> idempotency.Placement:
         """`--accept async`: a place in the queue (else `QueueFull` at once), the order stored as PENDING (or the
