@@ -111,6 +111,11 @@ class Batched(OrderStrategy):
             _answer(self._queue.get_nowait().answer, Rejected("the order queue was stopped"))
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    @property
+    def queued(self) -> int:
+        """Orders waiting in the queue (not yet taken into a batch)."""
+        return 0 if self._queue is None else self._queue.qsize()
+
     async def place_order(self, pool: AsyncConnectionPool, command: PlaceOrder) -> Order:
         if not self._tasks:
             await self.start(pool)

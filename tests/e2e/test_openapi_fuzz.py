@@ -7,14 +7,17 @@ that come from a fixture does not run under pytest 9.
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
 from schemathesis.hooks import HookDispatcher, HookScope
 
 from flashsale.http import openapi
+from flashsale.http.server_process import ServerProcess
 from tests.e2e.conftest import make_sale
 
 MAX_EXAMPLES = 30  # per operation and generation mode: about 300 requests, a few seconds in all
@@ -125,3 +128,37 @@ def test_generated_orders_are_decided_by_the_order_logic(api_schema, only_real_i
     assert decided / len(statuses) >= 0.9, {status: statuses.count(status) for status in set(statuses)}
     assert 201 in statuses
     assert 409 in statuses
+
+
+ADMITTED_ORDERS = 150  # against a queue of 2 and a rate of 1 order a second per user: most are refused
+
+
+def test_accepted_and_refused_answers_of_an_asynchronous_service_conform(database_url, only_real_ids, tmp_path):
+    """Valid orders with real ids to a service with admission control and asynchronous orders (`--accept async
+    --queue-size 2 --user-rate 1`) while the sale's row is held, so that settlement cannot drain the queue: the 202
+    (accepted), the 429 (`rate_limited`) and the 503 (`queue_full`) answers are all met, and each is on its
+    documented schema, status and headers (Retry-After included)."""
+    args = ["--accept", "async", "--queue-size", "2", "--queue-workers", "1", "--user-rate", "1"]
+    with ServerProcess(pool_size=4, extra_args=args, log_path=tmp_path / "serve.log") as server:
+        operation = schemathesis.openapi.from_url(f"{server.url}/openapi.json")["/api/orders"]["POST"]
+        statuses, errors = [], []
+
+        @given(case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE, hooks=only_real_ids))
+        @settings(
+            max_examples=ADMITTED_ORDERS, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
+        )
+        def conforms(case):
+            # A 503 is part of this service's contract (`queue_full`): its schema is checked, its class is not.
+            response = case.call_and_validate(base_url=server.url, excluded_checks=[not_a_server_error])
+            statuses.append(response.status_code)
+            if response.status_code == 503:
+                errors.append(response.json()["error"])
+
+        with psycopg.connect(database_url) as holder:  # the sale row, held: settlement waits, the queue stays full
+            holder.execute("SELECT 1 FROM flash_sales FOR NO KEY UPDATE")
+            conforms()
+            holder.rollback()
+    assert len(statuses) >= ADMITTED_ORDERS
+    assert not [status for status in statuses if status >= 500 and status != 503], statuses
+    assert set(errors) == {"queue_full"}, errors  # every 503 is the full queue, not a lost database
+    assert {202, 429, 503} <= set(statuses), {status: statuses.count(status) for status in set(statuses)}

@@ -13,6 +13,7 @@ from collections import Counter
 from types import SimpleNamespace
 
 import pytest
+from psycopg import errors
 
 from flashsale import strategies
 from flashsale.audit import audit_sale
@@ -20,7 +21,7 @@ from flashsale.crowd import CrowdResult, buy_concurrently, crowd_commands
 from flashsale.db import connection
 from flashsale.repositories import orders, users
 from flashsale.strategies import unsafe as unsafe_module
-from tests.waiting import HANG_S, lock_waiters, until, until_lock_waiters
+from tests.waiting import HANG_S, lock_waiters, until, until_async, until_lock_waiters
 
 SAFE = strategies.names(safe=True)
 WAVE = 70  # the pool's size: every buyer of a wave holds its own connection
@@ -50,8 +51,22 @@ async def contended(holder, watcher, pool, strategy, commands, sale_id) -> tuple
     """`buy_concurrently`, forced to contend: the crowd is released while `holder` holds the sale, and the sale is
     let go once every buyer provably queues on it (or was refused without needing it: a read-and-check strategy
     refuses a user at the limit without writing). Returns the crowd's result and the lock waiters seen then."""
-    failed_before = strategy.counters["lock_not_available"]
     finished = 0
+    refused_at_the_lock: set[asyncio.Task] = set()  # the buyers (their tasks) whose NOWAIT failed at least once
+    if strategy.name == "pessimistic_nowait":
+        retrying = strategy.with_retries
+
+        async def with_retries(attempt, **kwargs):
+            async def noted():
+                try:
+                    return await attempt()
+                except errors.LockNotAvailable:
+                    refused_at_the_lock.add(asyncio.current_task())
+                    raise
+
+            return await retrying(noted, **kwargs)
+
+        strategy.with_retries = with_retries
 
     async def place_order(pool, command):
         nonlocal finished
@@ -67,17 +82,24 @@ async def contended(holder, watcher, pool, strategy, commands, sale_id) -> tuple
         crowd = asyncio.create_task(buy_concurrently(pool, SimpleNamespace(place_order=place_order), commands))
         try:
             if strategy.name == "pessimistic_nowait":  # it never queues: it fails, backs off and tries again
-                await until(
-                    lambda: strategy.counters["lock_not_available"] - failed_before >= len(commands),
-                    "every buyer's NOWAIT to fail once",
-                )
+                await until(lambda: len(refused_at_the_lock) >= len(commands), "every buyer's NOWAIT to fail once")
             elif strategy.name == "batched":  # the buyers wait in its queue; its workers' batches on the lock
                 seen = await until_lock_waiters(watcher, strategy.workers)
+                # Every buyer is in a full batch at the lock or in the queue behind them: none got through alone.
+                in_batches = strategy.workers * strategy.batch_size
+                await until(
+                    lambda: strategy.queued == len(commands) - in_batches,
+                    f"{len(commands) - in_batches} buyers queued behind {strategy.workers} full batches",
+                )
             else:
-                deadline = asyncio.get_running_loop().time() + HANG_S
-                while (seen := await lock_waiters(watcher)) + finished < len(commands):
-                    assert asyncio.get_running_loop().time() < deadline, f"{seen} waiting, {finished} refused"
-                    await asyncio.sleep(0.005)
+                counts = [0]
+
+                async def every_buyer_waits_or_was_refused() -> bool:
+                    counts[0] = await lock_waiters(watcher)
+                    return counts[0] + finished >= len(commands)
+
+                await until_async(every_buyer_waits_or_was_refused, f"{len(commands)} buyers waiting or refused")
+                seen = counts[0]
         except BaseException:
             crowd.cancel()
             raise

@@ -9,6 +9,7 @@ from flashsale.domain import PlaceOrder
 from flashsale.experiments import analysis
 from flashsale.repositories import users
 from flashsale.strategies import get_strategy
+from tests.waiting import until_async
 
 
 @pytest.fixture
@@ -76,11 +77,14 @@ class TestQueries:
             queued = asyncio.create_task(
                 waiter.execute("SELECT 1 FROM flash_sales WHERE id = %s FOR UPDATE", [made.flash_sale_id])
             )
-            for _ in range(100):
-                waits = await asyncio.to_thread(analysis.lock_waits, engine)
-                if not waits.empty:
-                    break
-                await asyncio.sleep(0.02)
+            seen = []
+
+            async def a_wait_seen() -> bool:
+                seen.append(await asyncio.to_thread(analysis.lock_waits, engine))
+                return not seen[-1].empty
+
+            await until_async(a_wait_seen, "the queued session in the lock waits")
+            waits = seen[-1]
             await holder.execute("COMMIT")
             await queued
         assert waits["sessions"].sum() == 1

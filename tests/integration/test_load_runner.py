@@ -9,6 +9,7 @@ from flashsale.db import connection
 from flashsale.load import LoadConfig, LoadResult, run_load, run_load_async, schedule
 from flashsale.load.contention import LockSampler
 from flashsale.load.summary import SUMMARY_KEYS
+from tests.waiting import until_async
 
 
 def config(database_url, **changes):
@@ -114,13 +115,15 @@ class TestLockSampler:
             await holder.execute("BEGIN")
             await holder.execute(lock, [made.flash_sale_id])
             blocked = [asyncio.create_task(w.execute(lock, [made.flash_sale_id])) for w in waiters]
-            for _ in range(100):  # until both sessions are seen waiting (each sample is a fresh snapshot)
-                _, tuple_, transactionid, _, _ = await sampler.sample()
-                if tuple_ + transactionid == 2:
-                    break
-                await asyncio.sleep(0.05)
+            samples = []
+
+            async def both_seen_waiting() -> bool:  # each sample is a fresh snapshot
+                samples.append(await sampler.sample())
+                return samples[-1][1] + samples[-1][2] == 2
+
+            await until_async(both_seen_waiting, "both sessions seen waiting on the row")
             # The first waiter waits for the holder's transaction, the next one queues on the tuple lock.
-            assert (tuple_, transactionid) == (1, 1)
+            assert samples[-1][1:3] == (1, 1)
             await holder.execute("ROLLBACK")
             await asyncio.gather(*blocked)
         finally:

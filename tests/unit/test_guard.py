@@ -10,7 +10,7 @@ from psycopg_pool import PoolClosed, PoolTimeout, TooManyRequests
 from flashsale.db import guard as guard_module
 from flashsale.db.connection import make_pool
 from flashsale.db.guard import TRUST_RECENT_S, DatabaseDown, DatabaseGuard, is_connection_failure
-from tests.waiting import until
+from tests.waiting import HANG_S, until
 
 
 class TestConnectionFailures:
@@ -60,8 +60,8 @@ class ScriptedGuard(DatabaseGuard):
 
 
 async def wait_until(predicate) -> None:
-    """Poll the guard's state (it has no event to wait on), for two seconds at most."""
-    async with asyncio.timeout(2.0):
+    """Poll the guard's state (it has no event to wait on), until the suite's hang bound."""
+    async with asyncio.timeout(HANG_S):
         while not predicate():  # noqa: ASYNC110
             await asyncio.sleep(0.001)
 
