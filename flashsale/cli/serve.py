@@ -19,6 +19,7 @@ from flashsale import placement, strategies
 from flashsale.cli.placement_options import add_placement_options, placement_from
 from flashsale.db.migrate import ready_url
 from flashsale.http.serving import (
+    DEFAULT_OPEN_TIMEOUT_S,
     EXIT_NOT_STARTED,
     EXIT_UNCLEAN_STOP,
     EXIT_WORKERS_LOST,
@@ -98,6 +99,13 @@ def register(subparsers) -> None:
         f"(default {STOP_MARGIN_S:g}s)",
     )
     serve.add_argument(
+        "--open-timeout",
+        type=seconds,
+        default=f"{DEFAULT_OPEN_TIMEOUT_S:g}s",
+        help="at startup, how long each server process waits for its pool's connections before it gives up with "
+        f"exit status 3 (default {DEFAULT_OPEN_TIMEOUT_S:g}s)",
+    )
+    serve.add_argument(
         "--queue-size",
         type=int,
         default=0,
@@ -144,7 +152,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         accept=args.accept,
         name=lambda field: "--" + field.replace("_", "-"),
     )
-    for option, value in (("--drain-timeout", args.drain_timeout), ("--stop-margin", args.stop_margin)):
+    for option, value in (
+        ("--drain-timeout", args.drain_timeout),
+        ("--stop-margin", args.stop_margin),
+        ("--open-timeout", args.open_timeout),
+    ):
         if not value >= 0:
             raise ValueError(f"{option} must be 0 or more, got {value:g}s")
     settings = ServeSettings(
@@ -163,6 +175,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         accept=args.accept,
         drain_timeout_s=args.drain_timeout,
         stop_margin_s=args.stop_margin,
+        open_timeout_s=args.open_timeout,
     )
     log.configure()
     cpus = placement_from(args)

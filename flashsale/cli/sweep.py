@@ -63,6 +63,12 @@ def register(subparsers) -> None:
         "report",
         help="re-render every report from data/ alone, without new load",
     )
+    report.add_argument(
+        "--notebooks",
+        nargs="+",
+        metavar="NOTEBOOK",
+        help="only the reports of these notebooks (e.g. 2.0-concurrency-sweep; default: every one) and the index",
+    )
     add_json_flag(report)
     report.set_defaults(func=cmd_report)
 
@@ -109,7 +115,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from flashsale.experiments.sweep import rerender_all
 
-    _print_pages(args, rerender_all())
+    _print_pages(args, rerender_all(notebooks=args.notebooks))
     return 0
 
 

@@ -170,14 +170,18 @@ def render(sweep: Sweep, *, reports_dir: Path = config.REPORTS_DIR) -> list[Path
     return pages
 
 
-def rerender_all(*, reports_dir: Path = config.REPORTS_DIR) -> list[Path]:
-    """`flashsale report`: every executed notebook under reports/runs/ again, with the parameters it was run
-    with, from data/ alone; the default sweep's notebooks when there are none yet."""
+def rerender_all(*, reports_dir: Path = config.REPORTS_DIR, notebooks: list[str] | None = None) -> list[Path]:
+    """`flashsale report`: every executed notebook under reports/runs/ again (or only those of `notebooks`), with
+    the parameters it was run with, from data/ alone; the default sweep's notebooks when there are none yet."""
     import nbformat
 
     executed = sorted((reports_dir / "runs").glob("*--*.ipynb"))
     if not executed:
         return render(Sweep.load(), reports_dir=reports_dir)
+    if notebooks:
+        executed = [path for path in executed if path.stem.split("--", 1)[1] in notebooks]
+        if not executed:
+            raise ValueError(f"no executed notebook named {', '.join(notebooks)} under {reports_dir / 'runs'}")
     pages = []
     for path in executed:
         meta = nbformat.read(path, as_version=4).metadata.get("papermill", {})

@@ -28,6 +28,7 @@ EXIT_WORKERS_LOST = 4  # --workers N: every worker exited by itself, none was le
 EXIT_UNCLEAN_STOP = 5  # --workers N: stopped, but a worker did not exit with 0 (it died earlier, or it was killed)
 GRACEFUL_SHUTDOWN_S = 10.0  # default of --drain-timeout
 STOP_MARGIN_S = 10.0  # default of --stop-margin: beyond the drain, the lifespan stops the strategy and closes the pool
+DEFAULT_OPEN_TIMEOUT_S = 30.0  # default of --open-timeout: startup's wait for the pool's connections
 
 log = logging.getLogger("flashsale.http.serving")
 
@@ -49,6 +50,7 @@ class ServeSettings:
     accept: str = "sync"
     drain_timeout_s: float = GRACEFUL_SHUTDOWN_S  # SIGTERM: requests in flight finish within this, or are cancelled
     stop_margin_s: float = STOP_MARGIN_S  # --workers N: a worker still running this long after the drain is killed
+    open_timeout_s: float = DEFAULT_OPEN_TIMEOUT_S  # startup: how long the pool may take to open its connections
 
     def app(self, *, shared_metrics: bool = False) -> Starlette:
         from flashsale.http import create_app
@@ -65,6 +67,7 @@ class ServeSettings:
             queue_workers=self.queue_workers,
             user_rate=self.user_rate,
             accept=self.accept,
+            open_timeout=self.open_timeout_s,
         )
 
     def uvicorn_config(self, app: Starlette) -> uvicorn.Config:

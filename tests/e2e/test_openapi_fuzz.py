@@ -86,7 +86,7 @@ def test_operation_conforms_to_the_document(api_schema, real_ids, server, method
         assert 201 in statuses
 
 
-ORDERS = 1000  # generated orders in the run that reaches the order logic
+ORDERS = 400  # generated orders in the run that reaches the order logic
 
 
 @pytest.fixture(scope="module")

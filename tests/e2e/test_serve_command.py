@@ -24,6 +24,7 @@ import pytest
         ["--user-rate", "nan"],
         ["--drain-timeout", "-1s"],
         ["--stop-margin", "soon"],
+        ["--open-timeout", "-2s"],
         ["--accept", "async"],
         ["--accept", "async", "--queue-size", "5", "--pool-size", "1"],
     ],
@@ -43,7 +44,7 @@ def test_help_lists_the_options():
     ).stdout
     for option in ("--host", "--port", "--strategy", "--pool-size", "--pool-timeout", "--workers", "--no-access-log"):
         assert option in out
-    for option in ("--drain-timeout", "--stop-margin"):
+    for option in ("--drain-timeout", "--stop-margin", "--open-timeout"):
         assert option in out
     statuses = {int(m) for m in re.findall(r"^  (\d+) ", out[out.index("exit status:") :], re.MULTILINE)}
     assert statuses == {0, 2, 3, 4, 5, 130}  # "workers lost" and "unclean stop" apart from each other and from 1

@@ -399,7 +399,11 @@ class TestStartup:
         try:
             url = database_url.replace(f"//{user}@", f"//{role}@")
             server = ServerProcess(
-                workers=WORKERS, pool_size=2, log_path=tmp_path / "serve.log", env={"FLASHSALE_DATABASE_URL": url}
+                workers=WORKERS,
+                pool_size=2,
+                log_path=tmp_path / "serve.log",
+                env={"FLASHSALE_DATABASE_URL": url},
+                extra_args=["--open-timeout", "2s"],  # the pools wait this long for a connection that never comes
             )
             with pytest.raises(ServerNotReady, match=f"exited with status {EXIT_NOT_STARTED}"):
                 server.start()

@@ -180,10 +180,16 @@ class TestReportFromDataAlone:
         before = cells.stat().st_mtime_ns, len(pd.read_parquet(cells))
         page = root / "reports" / "tiny--2.0-concurrency-sweep.html"
         page.unlink()
-        proc = flashsale("report", env=env)
+        other = root / "reports" / "tiny--3.0-lock-contention.html"
+        untouched = other.stat().st_mtime_ns
+        proc = flashsale("report", "--notebooks", "2.0-concurrency-sweep", env=env)
         assert proc.returncode == 0, proc.stderr
         assert page.exists()
         assert (cells.stat().st_mtime_ns, len(pd.read_parquet(cells))) == before
+        assert other.stat().st_mtime_ns == untouched  # only the report asked for
+        proc = flashsale("report", "--notebooks", "9.9-nothing", env=env)
+        assert proc.returncode == 2
+        assert "no executed notebook named 9.9-nothing" in proc.stderr
 
     def test_without_data_it_says_what_to_run(self, swept, tmp_path):
         root, env, _ = swept
