@@ -48,6 +48,14 @@ async def sale_rows(conn, sale_id) -> list[tuple]:
     return [(row[0], OrderStatus(row[1]), row[2]) for row in await cur.fetchall()]
 
 
+async def check_settled_once(conn, sale_id, order_id) -> None:
+    """The sale holds this one order, CONFIRMED, once (3 of its 10 units taken), and the audit agrees."""
+    assert await sale_rows(conn, sale_id) == [(order_id, OrderStatus.CONFIRMED, None)]
+    audit = await audit_sale(conn, sale_id, accepted=[order_id])
+    assert audit.ok, audit.problems()
+    assert (audit.orders, audit.remaining, audit.pending) == (1, 7, 0)
+
+
 class FirstHeldInside:
     """The strategy, with the first settler that reaches it held there (after its claim, before it places anything)
     until `release` is set; the others pass straight through. `entered` counts the settlers that reached it."""
@@ -90,10 +98,7 @@ class TestSettle:
         settled = [r for r in results if r is not None]
         assert [(r.id, r.status) for r in settled] == [(pending.id, OrderStatus.CONFIRMED)]  # one settlement
         assert await settlement.settle(strategy, pool, pending.id) is None  # nothing left to settle
-        assert await sale_rows(conn, scenario.flash_sale_id) == [(pending.id, OrderStatus.CONFIRMED, None)]
-        audit = await audit_sale(conn, scenario.flash_sale_id, accepted=[pending.id])
-        assert audit.ok, audit.problems()
-        assert (audit.orders, audit.remaining, audit.pending) == (1, 7, 0)
+        await check_settled_once(conn, scenario.flash_sale_id, pending.id)
 
     async def test_settlers_racing_a_held_claim_skip_it_and_the_order_is_settled_once(
         self, strategy, pool, conn, make_scenario
@@ -121,10 +126,7 @@ class TestSettle:
         outcomes = [o for o in (settled, *during, *after) if o is not None]
         assert [(o.id, o.status) for o in outcomes] == [(pending.id, OrderStatus.CONFIRMED)]
         assert held.entered == 1
-        assert await sale_rows(conn, scenario.flash_sale_id) == [(pending.id, OrderStatus.CONFIRMED, None)]
-        audit = await audit_sale(conn, scenario.flash_sale_id, accepted=[pending.id])
-        assert audit.ok, audit.problems()
-        assert (audit.orders, audit.remaining, audit.pending) == (1, 7, 0)
+        await check_settled_once(conn, scenario.flash_sale_id, pending.id)
 
     async def test_a_settlement_cut_short_after_the_strategy_committed_takes_the_stock_once(
         self, strategy, pool, conn, make_scenario

@@ -80,6 +80,20 @@ class TestUserRateLimiter:
             UserRateLimiter(0)
 
 
+class HeldJobs:
+    """Queue jobs that note their names as they run; the one named "working" holds its worker until `release`."""
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+        self.release = asyncio.Event()
+
+    async def run(self, name: str) -> str:
+        self.ran.append(name)
+        if name == "working":
+            await self.release.wait()
+        return name
+
+
 class TestOrderQueue:
     async def test_refuses_at_once_when_size_jobs_wait_and_serves_the_others_in_order(self):
         depths, overflows = [], []
@@ -134,28 +148,21 @@ class TestOrderQueue:
     async def test_a_queued_job_whose_caller_left_never_runs(self):
         queue = OrderQueue(2, 1)
         await queue.start()
-        ran: list[str] = []
-        release = asyncio.Event()
-
-        async def job(name):
-            ran.append(name)
-            if name == "working":
-                await release.wait()
-            return name
+        jobs = HeldJobs()
 
         try:
-            working = asyncio.create_task(queue.run(lambda: job("working")))
-            await until(lambda: ran == ["working"], "the worker to take the first job")
-            left = asyncio.create_task(queue.run(lambda: job("left")))
+            working = asyncio.create_task(queue.run(lambda: jobs.run("working")))
+            await until(lambda: jobs.ran == ["working"], "the worker to take the first job")
+            left = asyncio.create_task(queue.run(lambda: jobs.run("left")))
             await until(lambda: queue.depth == 1, "the second job in the queue")
             left.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await left
-            stays = asyncio.create_task(queue.run(lambda: job("stays")))
-            release.set()
+            stays = asyncio.create_task(queue.run(lambda: jobs.run("stays")))
+            jobs.release.set()
             async with asyncio.timeout(HANG_S):
                 assert (await working, await stays) == ("working", "stays")
-            assert ran == ["working", "stays"]  # the job of the caller who left was dropped
+            assert jobs.ran == ["working", "stays"]  # the job of the caller who left was dropped
         finally:
             await queue.stop()
 
@@ -193,37 +200,30 @@ class TestOrderQueue:
         overflows: list[int] = []
         queue = OrderQueue(1, 1, on_overflow=lambda: overflows.append(1))
         await queue.start()
-        ran: list[str] = []
-        release = asyncio.Event()
-
-        async def job(name):
-            ran.append(name)
-            if name == "working":
-                await release.wait()
-            return name
+        jobs = HeldJobs()
 
         try:
-            working = asyncio.create_task(queue.run(lambda: job("working")))
-            await until(lambda: ran == ["working"], "the worker to take the first job")
-            queue.submit(lambda: job("submitted"))
+            working = asyncio.create_task(queue.run(lambda: jobs.run("working")))
+            await until(lambda: jobs.ran == ["working"], "the worker to take the first job")
+            queue.submit(lambda: jobs.run("submitted"))
             assert (queue.depth, queue.room) == (1, 0)
 
             with pytest.raises(QueueFull):
-                queue.submit(lambda: job("submitted-over"))
+                queue.submit(lambda: jobs.run("submitted-over"))
             assert overflows == []
             with pytest.raises(QueueFull) as full:
                 queue.check_room()
             assert overflows == [1]
             with pytest.raises(QueueFull) as full:
-                await queue.run(lambda: job("run-over"))
+                await queue.run(lambda: jobs.run("run-over"))
             assert (full.value.code, full.value.retry_after_s, overflows) == ("queue_full", 1.0, [1, 1])
 
-            release.set()
+            jobs.release.set()
             async with asyncio.timeout(HANG_S):
                 assert await working == "working"
-                await until(lambda: len(ran) == 2 and queue.depth == 0, "the submitted job")
-                assert await queue.run(lambda: job("after")) == "after"  # room again
-            assert ran == ["working", "submitted", "after"]
+                await until(lambda: len(jobs.ran) == 2 and queue.depth == 0, "the submitted job")
+                assert await queue.run(lambda: jobs.run("after")) == "after"  # room again
+            assert jobs.ran == ["working", "submitted", "after"]
         finally:
             await queue.stop()
 
