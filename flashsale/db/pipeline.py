@@ -48,11 +48,12 @@ class _Connection:
     name}) and the psycopg `Transformer` that converts its parameters and rows (made from the connection's
     adapters, so that it does not keep the connection alive)."""
 
-    __slots__ = ("names", "transformer")
+    __slots__ = ("encoding", "names", "transformer")
 
     def __init__(self, conn: AsyncConnection[Any]) -> None:
         self.names: dict[tuple[bytes, tuple[int, ...]], bytes] = {}
-        self.transformer = Transformer(conn.adapters) if conn.info.encoding == "utf-8" else Transformer(conn)
+        self.encoding = conn.info.encoding
+        self.transformer = Transformer(conn.adapters) if self.encoding == "utf-8" else Transformer(conn)
 
 
 _CONNECTIONS: weakref.WeakKeyDictionary[pq.abc.PGconn, _Connection] = weakref.WeakKeyDictionary()
@@ -141,11 +142,11 @@ class Pipeline:
     def __init__(self, conn: AsyncConnection[Any]) -> None:
         self.conn = conn
         self.pgconn = conn.pgconn
-        self.encoding = conn.info.encoding
         self.round_trips = 0
         known = _CONNECTIONS.get(self.pgconn)
         if known is None:
             known = _CONNECTIONS[self.pgconn] = _Connection(conn)
+        self.encoding = known.encoding
         self._prepared = known
         self._tx = known.transformer
         self._converter = PostgresQuery(self._tx)
