@@ -26,6 +26,7 @@ from pathlib import Path
 
 from flashsale import config, strategies
 from flashsale.db import connection
+from flashsale.http.settings import ServiceSettings
 from flashsale.load import LoadConfig, run_load
 from flashsale.load.config import available_cores
 from flashsale.load.reference import run_reference
@@ -132,8 +133,8 @@ def main() -> None:
         shape = dict(common, strategy=args.http_strategy, vus=args.http_vus, workers=args.workers)
         for label, changes in (
             ("in-process", {}),
-            ("service x1", {"target": "http", "service_workers": 1}),
-            (f"service x{args.workers}", {"target": "http", "service_workers": args.workers}),
+            ("service x1", {"target": "http", "service": ServiceSettings(workers=1)}),
+            (f"service x{args.workers}", {"target": "http", "service": ServiceSettings(workers=args.workers)}),
         ):
             row = {"setup": label, **load_row(LoadConfig(**{**shape, **changes}))}
             http_rows.append(row)

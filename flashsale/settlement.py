@@ -50,7 +50,7 @@ from psycopg import errors
 from psycopg_pool import AsyncConnectionPool
 
 from flashsale import idempotency
-from flashsale.admission import OrderQueue, QueueFull
+from flashsale.admission import OrderQueue, QueueFull, QueueStopped
 from flashsale.domain import DomainError, Order, PlaceOrder, SaleNotFound, UserNotFound
 from flashsale.repositories import orders, settlements
 from flashsale.strategies import OrderStrategy
@@ -134,12 +134,13 @@ class Settler:
             self._sweeper = None
 
     def schedule(self, order_id: UUID) -> bool:
-        """Have a queue worker settle the order; False when the queue is full (the sweep comes back to it)."""
+        """Have a queue worker settle the order; False when the queue is full (the sweep comes back to it) or
+        stopped (the next start's sweep does)."""
         if order_id in self._held:
             return True
         try:
             self.queue.submit(lambda: self._settle(order_id))
-        except QueueFull:
+        except (QueueFull, QueueStopped):  # stopped: the order stays pending for the next start's sweep
             return False
         self._held.add(order_id)
         return True

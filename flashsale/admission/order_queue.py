@@ -9,9 +9,12 @@ The queue depth is reported to `on_depth` whenever it changes, each refusal to `
 
 `submit(job)` queues a job nobody waits for (asynchronous orders' settlements, `flashsale.settlement`).
 
-A job whose caller has gone (its future cancelled) before a worker takes it is dropped: nobody waits for its answer,
-and it has placed nothing. `stop()` answers the callers still waiting in the queue with `QueueStopped` (their jobs
-never run); every later `run` raises it too.
+A job whose caller has gone (cancelled) before a worker takes it is dropped: nobody waits for its answer, and it
+has placed nothing. A caller cancelled once a worker has begun its job waits for the job's end instead and returns
+what it did: a begun order may commit, and its client must then be told so (uvicorn cancels the requests left when
+SIGTERM's drain times out). `stop(grace_s)` answers the callers still waiting in the queue with `QueueStopped`
+(their jobs never run), gives the jobs being carried out `grace_s` to finish, then cancels them; every later `run`
+or `submit` raises `QueueStopped`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from flashsale.strategies.base import StrategyUnavailable
 
@@ -44,6 +48,13 @@ def _ignore(*_: Any) -> None:
     return None
 
 
+@dataclass
+class _Call(Generic[T]):
+    job: Callable[[], Awaitable[T]]
+    future: asyncio.Future[T] | None  # None: submitted, nobody waits for the answer
+    begun: bool = False
+
+
 class OrderQueue:
     def __init__(
         self,
@@ -58,9 +69,10 @@ class OrderQueue:
         if workers < 1:
             raise ValueError(f"queue workers must be at least 1, got {workers}")
         self.size, self.workers = size, workers
-        self._jobs: asyncio.Queue[tuple[Callable[[], Awaitable[Any]], asyncio.Future | None]] = asyncio.Queue(size)
+        self._jobs: asyncio.Queue[_Call] = asyncio.Queue(size)
         self._on_depth, self._on_overflow = on_depth, on_overflow
         self._tasks: list[asyncio.Task] = []
+        self._running: set[asyncio.Future[None]] = set()  # resolved as each begun job ends
         self._stopped = False
 
     @property
@@ -81,36 +93,51 @@ class OrderQueue:
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._work(), name=f"order-queue-worker-{n}") for n in range(self.workers)]
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 0.0) -> None:
+        """Answer the waiting callers `QueueStopped`, let the begun jobs finish for up to `grace_s`, cancel the
+        rest."""
         self._stopped = True
+        while not self._jobs.empty():  # nobody will carry these out: their callers must not wait for ever
+            call = self._jobs.get_nowait()
+            if call.future is not None and not call.future.done():
+                call.future.set_exception(self._stopped_error())
+        self._on_depth(self.depth)
+        if self._running and grace_s > 0:
+            await asyncio.wait(set(self._running), timeout=grace_s)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        while not self._jobs.empty():  # nobody will carry these out: their callers must not wait for ever
-            _, future = self._jobs.get_nowait()
-            if future is not None and not future.done():
-                future.set_exception(self._stopped_error())
-        self._on_depth(self.depth)
 
     async def run(self, job: Callable[[], Awaitable[T]]) -> T:
         if self._stopped:
             raise self._stopped_error()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        call = _Call(job, future)
         try:
-            self._jobs.put_nowait((job, future))
+            self._jobs.put_nowait(call)
         except asyncio.QueueFull:
             self._overflow()
         self._on_depth(self.depth)
-        return await future
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if not call.begun or (task := asyncio.current_task()) is None:
+                future.cancel()  # a worker that takes it drops it
+                raise
+            task.uncancel()  # begun: its end is this caller's answer (stop() gives it its grace)
+            return await future
 
     def submit(self, job: Callable[[], Awaitable[Any]]) -> None:
         """Queue the job without waiting for it (its result is dropped; it must handle its own errors); raises
-        `QueueFull` (not counted as an overflow: nobody was refused) when the queue is full."""
+        `QueueFull` (not counted as an overflow: nobody was refused) when the queue is full, `QueueStopped` once
+        stopped."""
+        if self._stopped:
+            raise self._stopped_error()
         try:
-            self._jobs.put_nowait((job, None))
+            self._jobs.put_nowait(_Call(job, None))
         except asyncio.QueueFull:
             raise QueueFull(f"the order queue is full ({self.size} waiting)") from None
         self._on_depth(self.depth)
@@ -126,24 +153,35 @@ class OrderQueue:
 
     async def _work(self) -> None:
         while True:
-            job, future = await self._jobs.get()
+            call = await self._jobs.get()
             self._on_depth(self.depth)
-            if future is None:  # submitted: nobody waits for the answer
-                try:
-                    await job()
-                except Exception:
-                    log.exception("queued job failed")
+            if call.future is not None and call.future.done():  # the caller has gone
                 continue
-            if future.done():  # the caller has gone
-                continue
+            call.begun = True
+            ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._running.add(ended)
             try:
-                result = await job()
-            except asyncio.CancelledError:
-                future.cancel()
-                raise
-            except Exception as exc:
-                if not future.done():
-                    future.set_exception(exc)
-            else:
-                if not future.done():
-                    future.set_result(result)
+                await self._carry_out(call)
+            finally:
+                self._running.discard(ended)
+                ended.set_result(None)
+
+    async def _carry_out(self, call: _Call) -> None:
+        future = call.future
+        if future is None:  # submitted: nobody waits for the answer
+            try:
+                await call.job()
+            except Exception:
+                log.exception("queued job failed")
+            return
+        try:
+            result = await call.job()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(result)

@@ -11,6 +11,7 @@ import uuid
 from flashsale import strategies
 from flashsale.cli.output import add_json_flag, emit
 from flashsale.cli.placement_options import add_placement_options, placement_from
+from flashsale.http.settings import ServiceSettings
 from flashsale.units import seconds
 
 
@@ -171,21 +172,10 @@ def register(subparsers) -> None:
         help="native: flashsale's own runner; locust: Locust's distributed mode, a master and --workers workers "
         "(http target)",
     )
-    load.add_argument(
-        "--service-workers",
-        type=positive_int,
-        default=1,
-        help="http target without --base-url: start the service with this many processes (default 1)",
-    )
     service = load.add_argument_group(
-        "the started service's admission control and asynchronous orders (--target http without --base-url)"
+        "the started service (--target http without --base-url; its strategy and pool are the run's)"
     )
-    service.add_argument("--queue-size", type=int, default=0, help="serve --queue-size: orders waiting (default 0)")
-    service.add_argument("--queue-workers", type=positive_int, default=1, help="serve --queue-workers (default 1)")
-    service.add_argument("--user-rate", type=float, default=0.0, help="serve --user-rate: orders/s per user (0: off)")
-    service.add_argument(
-        "--accept", choices=("sync", "async"), default="sync", help="serve --accept: async answers 202 (needs a queue)"
-    )
+    ServiceSettings.add_arguments(service, for_load=True)
     load.add_argument(
         "--poll-interval",
         type=seconds,
@@ -240,11 +230,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         retry_pool=args.retry_pool,
         workers=args.workers,
         engine=args.engine,
-        service_workers=args.service_workers,
-        queue_size=args.queue_size,
-        queue_workers=args.queue_workers,
-        user_rate=args.user_rate,
-        accept=args.accept,
+        service=ServiceSettings.from_args(args, for_load=True),
         poll_interval_s=args.poll_interval,
         poll_max_s=args.poll_max,
         progress=not args.quiet and sys.stderr.isatty(),

@@ -32,6 +32,8 @@ class Cell:
     def params(self) -> dict[str, Any]:
         fields = asdict(self.load)
         fields.pop("progress", None)
+        if fields.pop("service", None) is not None:  # the started service's settings, as `flashsale load` names them
+            fields.update(self.load.service.load_params())
         return {
             k: (str(v) if v is not None and not isinstance(v, int | float | str | bool) else v)
             for k, v in fields.items()

@@ -9,6 +9,7 @@ from typing import Any
 
 from flashsale.experiments.cells import Cell, run_cells
 from flashsale.experiments.store import Dataset
+from flashsale.http.settings import ServiceSettings
 from flashsale.placement import Placement
 
 # "Large enough never to sell out": no run here sells more than a few hundred thousand units.
@@ -184,11 +185,15 @@ def admission_cells(
             target="http", strategy=strategy, vus=vus, think_ms=0.0, duration_s=duration_s, users=users,
             inventory=inventory, per_user_limit=1, pool_size=pool_size, seed=seed + repeat, workers=workers,
         )  # fmt: skip
-        queue: dict[str, Any] = dict(queue_size=queue_size, queue_workers=queue_workers)
+        queue = ServiceSettings(queue_size=queue_size, queue_workers=queue_workers)
         cells += [
             Cell("no admission control", _load(**common), repeat),
-            Cell(f"queue of {queue_size}, {queue_workers} worker", _load(**common, **queue), repeat),
-            Cell(f"queue + {user_rate:g} orders/s per user", _load(**common, **queue, user_rate=user_rate), repeat),
+            Cell(f"queue of {queue_size}, {queue_workers} worker", _load(**common, service=queue), repeat),
+            Cell(
+                f"queue + {user_rate:g} orders/s per user",
+                _load(**common, service=queue.replace(user_rate=user_rate)),
+                repeat,
+            ),
         ]
     return cells
 
@@ -219,9 +224,10 @@ def async_cells(
     for repeat in range(repeats):
         common: dict[str, Any] = dict(
             target="http", strategy=strategy, inventory=inventory, per_user_limit=1, pool_size=pool_size,
-            seed=seed + repeat, workers=workers, queue_size=queue_size, queue_workers=queue_workers,
-            poll_interval_s=poll_interval_s,
+            seed=seed + repeat, workers=workers, poll_interval_s=poll_interval_s,
         )  # fmt: skip
+        sync = ServiceSettings(queue_size=queue_size, queue_workers=queue_workers)
+        async_ = sync.replace(accept="async")
         closed: dict[str, Any] = dict(
             common, vus=vus, think_ms=0.0, duration_s=duration_s, users=users, retry_rate=retry_rate
         )
@@ -230,10 +236,10 @@ def async_cells(
             sale_opens_s=sale_opens_s,
         )  # fmt: skip
         cells += [
-            Cell("sync: 201 once placed", _load(**closed), repeat),
-            Cell("async: 202, then polled", _load(**closed, accept="async"), repeat),
-            Cell("spike, sync", _load(**spike), repeat),
-            Cell("spike, async", _load(**spike, accept="async"), repeat),
+            Cell("sync: 201 once placed", _load(**closed, service=sync), repeat),
+            Cell("async: 202, then polled", _load(**closed, service=async_), repeat),
+            Cell("spike, sync", _load(**spike, service=sync), repeat),
+            Cell("spike, async", _load(**spike, service=async_), repeat),
         ]
     return cells
 

@@ -1,4 +1,4 @@
-"""The order service as an ASGI application: `create_app(url, strategy=..., pool_size=...)`.
+"""The order service as an ASGI application: `create_app(url, settings)` (`flashsale.http.settings`).
 
 One `AsyncConnectionPool` is opened in the lifespan and waited for (so the server accepts no request before the
 database is reachable), then the strategy is started on it; both are stopped at shutdown.
@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from psycopg_pool import PoolTimeout
 from starlette.applications import Starlette
@@ -35,151 +36,98 @@ from flashsale.http.handler_context import HandlerContext
 from flashsale.http.health_handler import health
 from flashsale.http.middleware import RequestMiddleware
 from flashsale.http.order_handler import get_order, get_order_status, place_order
-from flashsale.http.serving import DEFAULT_OPEN_TIMEOUT_S
+from flashsale.http.settings import ServiceSettings
 from flashsale.http.shared_metrics import MULTIPROC_DIR_ENV
 from flashsale.http.user_handler import list_user_ids, list_users
 from flashsale.settlement import Settler
 from flashsale.strategies import OrderStrategy
 
-DEFAULT_POOL_SIZE = 8  # the issue measured 5-10 connections as best for one hot row
-DEFAULT_POOL_TIMEOUT_S = 5.0
-DEFAULT_MAX_WAITING = 1000  # requests queued for a connection; as many as the load runner keeps in flight
 # How long the pool retries a lost connection before giving the slot up to the guard's probe (see make_pool).
 RECONNECT_TIMEOUT_S = 0.5
 
 log = logging.getLogger("flashsale.http")
 
 
-def _setting(field: str) -> str:
-    return field.replace("_", " ")
-
-
-def check_settings(
-    *,
-    pool_size: int,
-    pool_timeout: float,
-    max_waiting: int,
-    queue_size: int,
-    queue_workers: int,
-    user_rate: float,
-    accept: str,
-    name: Callable[[str], str] = _setting,
-) -> None:
-    """Refuse settings the service cannot run with (`ValueError`), each setting called by `name(field)`: `create_app`
-    says "queue size", `flashsale serve` its option, "--queue-size", and checks before it starts any process."""
-    if pool_size < 1:
-        raise ValueError(f"{name('pool_size')} must be at least 1, got {pool_size}")
-    if not pool_timeout > 0:
-        raise ValueError(f"{name('pool_timeout')} must be positive, got {pool_timeout}")
-    if max_waiting < 0:
-        raise ValueError(f"{name('max_waiting')} must be 0 (no bound) or more, got {max_waiting}")
-    if queue_size < 0:
-        raise ValueError(f"{name('queue_size')} must be 0 (no queue) or more, got {queue_size}")
-    if queue_workers < 1:
-        raise ValueError(f"{name('queue_workers')} must be at least 1, got {queue_workers}")
-    if not user_rate >= 0:
-        raise ValueError(f"{name('user_rate')} must be 0 (no limit) or more, got {user_rate}")
-    if accept not in ("sync", "async"):
-        raise ValueError(f"{name('accept')} must be sync or async, got {accept!r}")
-    if accept == "async" and not queue_size:
-        raise ValueError(f"{name('accept')} async needs the order queue: give {name('queue_size')} 1 or more")
-    if accept == "async" and pool_size <= queue_workers:
-        raise ValueError(
-            f"{name('accept')} async needs more connections than queue workers (each settlement holds one while the "
-            f"strategy uses another): {name('pool_size')} {pool_size}, {name('queue_workers')} {queue_workers}"
-        )
-
-
 def create_app(
     url: str,
+    settings: ServiceSettings | None = None,
     *,
-    strategy: str | OrderStrategy = strategies.DEFAULT_STRATEGY,
-    pool_size: int = DEFAULT_POOL_SIZE,
-    pool_timeout: float = DEFAULT_POOL_TIMEOUT_S,
-    open_timeout: float = DEFAULT_OPEN_TIMEOUT_S,
-    max_waiting: int = DEFAULT_MAX_WAITING,
-    check_connections: bool = True,
-    probe_interval_s: float = 0.25,
-    access_log: bool = True,
+    strategy: str | OrderStrategy | None = None,
     shared_metrics: bool = False,
-    queue_size: int = 0,
-    queue_workers: int = 1,
-    user_rate: float = 0.0,
-    accept: str = "sync",
+    **changes: Any,
 ) -> Starlette:
-    """The application for the database at `url`, placing orders through `strategy` (a name or an instance).
+    """The application for the database at `url`, run with `settings` (`ServiceSettings`: the defaults, with
+    `changes` to any of its fields), placing orders through `strategy` (a name, or an instance that replaces
+    `settings.strategy`).
 
-    `pool_timeout` bounds how long a request waits for a free connection before it is answered 503;
-    `max_waiting` how many requests may wait at once (0: no bound); `open_timeout` how long startup waits for
-    the pool's first connections. `check_connections` tests each connection before use (one round trip) so that
-    connections broken while the service was idle are replaced instead of failing a request; `probe_interval_s`
-    is how often the guard tries the database while it is lost. `shared_metrics`: the application runs in one of
-    several worker processes (`flashsale serve --workers N`), whose metrics are merged through prometheus-client's
-    multiprocess mode (`PROMETHEUS_MULTIPROC_DIR` must be set before prometheus_client is imported).
+    A request waits at most `pool_timeout_s` for a free connection before it is answered 503, and at most
+    `max_waiting` requests wait at once (0: no bound); startup waits `open_timeout_s` for the pool's first
+    connections. `check_connections` tests each connection before use (one round trip) so that connections broken
+    while the service was idle are replaced instead of failing a request; `probe_interval_s` is how often the
+    guard tries the database while it is lost. `shared_metrics`: the application runs in one of several worker
+    processes (`flashsale serve --workers N`), whose metrics are merged through prometheus-client's multiprocess
+    mode (`PROMETHEUS_MULTIPROC_DIR` must be set before prometheus_client is imported).
 
     Admission control (`flashsale.admission`, off by default): `user_rate` > 0 refuses a user's orders beyond that
     many a second (burst as many) with 429; `queue_size` > 0 puts orders in a queue of that size in front of the
-    strategy, served by `queue_workers` workers, and refuses them with 503 `queue_full` when it is full.
+    strategy, served by `queue_workers` workers, and refuses them with 503 `queue_full` when it is full. At
+    shutdown, orders a queue worker has begun get `stop_margin_s` to finish, so that their answers reach their
+    clients.
     """
-    check_settings(
-        pool_size=pool_size,
-        pool_timeout=pool_timeout,
-        max_waiting=max_waiting,
-        queue_size=queue_size,
-        queue_workers=queue_workers,
-        user_rate=user_rate,
-        accept=accept,
-    )
+    if isinstance(strategy, str):
+        changes["strategy"] = strategy
+    settings = (settings or ServiceSettings()).replace(**changes)
+    if not isinstance(strategy, OrderStrategy):
+        strategy = strategies.get_strategy(settings.strategy)
+    s = settings
     if shared_metrics and not os.environ.get(MULTIPROC_DIR_ENV):
         raise ValueError(f"shared metrics need {MULTIPROC_DIR_ENV} (a directory for every worker's metric files)")
-    if isinstance(strategy, str):
-        strategy = strategies.get_strategy(strategy)
     context = HandlerContext(strategy=strategy, shared_metrics=shared_metrics)
-    if user_rate > 0:
-        context.rate_limiter = UserRateLimiter(user_rate)
+    if s.user_rate > 0:
+        context.rate_limiter = UserRateLimiter(s.user_rate)
     openapi_json = json.dumps(openapi.document()).encode()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        guard = DatabaseGuard(url, probe_interval_s=probe_interval_s)
+        guard = DatabaseGuard(url, probe_interval_s=s.probe_interval_s)
         pool = make_pool(
             url,
-            size=pool_size,
-            timeout=pool_timeout,
-            max_waiting=max_waiting,
-            check=check_connections,
+            size=s.pool_size,
+            timeout=s.pool_timeout_s,
+            max_waiting=s.max_waiting,
+            check=s.check_connections,
             reconnect_timeout=RECONNECT_TIMEOUT_S,
             guard=guard,
         )
         try:
-            await pool.open(wait=True, timeout=open_timeout)
+            await pool.open(wait=True, timeout=s.open_timeout_s)
         except PoolTimeout as exc:
             await pool.close()
-            raise DatabaseUnavailable(f"cannot open {pool_size} connections to {describe(url)}: {exc}") from exc
+            raise DatabaseUnavailable(f"cannot open {s.pool_size} connections to {describe(url)}: {exc}") from exc
         try:
             await strategy.start(pool)
             await strategy.warm_up(pool)
             context.pool, context.guard = pool, guard
-            if queue_size:
+            if s.queue_size:
                 context.order_queue = OrderQueue(
-                    queue_size,
-                    queue_workers,
+                    s.queue_size,
+                    s.queue_workers,
                     on_depth=context.metrics.queue_depth.set,
                     on_overflow=context.metrics.queue_overflow.inc,
                 )
                 await context.order_queue.start()
-                if accept == "async":
+                if s.accept == "async":
                     context.settler = Settler(strategy, pool, context.order_queue)
                     await context.settler.start()
             fields = {
                 "strategy": strategy.name,
-                "pool_size": pool_size,
-                "pool_timeout_s": pool_timeout,
-                "max_waiting": max_waiting,
-                "queue_size": queue_size,
-                "queue_workers": queue_workers if queue_size else 0,
-                "user_rate": user_rate,
-                "accept": accept,
+                "pool_size": s.pool_size,
+                "pool_timeout_s": s.pool_timeout_s,
+                "max_waiting": s.max_waiting,
+                "queue_size": s.queue_size,
+                "queue_workers": s.queue_workers if s.queue_size else 0,
+                "user_rate": s.user_rate,
+                "accept": s.accept,
             }
             log.info("ready", extra={"fields": fields})
             try:
@@ -189,7 +137,9 @@ def create_app(
                 if context.settler is not None:
                     await context.settler.stop()
                 if context.order_queue is not None:
-                    await context.order_queue.stop()
+                    # orders begun get half the stop margin, so that a worker under `--workers N` is done before
+                    # its parent's kill; their answers then reach their clients
+                    await context.order_queue.stop(grace_s=s.stop_margin_s / 2)
                 context.pool = None
                 await strategy.stop()
         finally:
@@ -218,7 +168,7 @@ def create_app(
             Route("/metrics", context.metrics.endpoint, methods=["GET"]),
             Route("/openapi.json", openapi_endpoint, methods=["GET"]),
         ],
-        middleware=[Middleware(RequestMiddleware, metrics=context.metrics, access_log=access_log)],
+        middleware=[Middleware(RequestMiddleware, metrics=context.metrics, access_log=s.access_log)],
         exception_handlers=dict.fromkeys(errors.HANDLED, handle_error),
         lifespan=lifespan,
     )

@@ -76,7 +76,8 @@ class HandlerContext:
         except asyncio.CancelledError:
             # uvicorn cancels the requests left when SIGTERM's drain times out. A job whose caller has gone before
             # a worker took it never runs: say that it was not placed (503), not a 500 that leaves the client
-            # unsure. One a worker had begun is cut with its query, and nothing more can be said of it here.
+            # unsure. One a worker had begun is answered when it ends (OrderQueue.run); if the stop margin ran out
+            # first, it was cut with its query, and nothing more can be said of it here.
             if started or (task := asyncio.current_task()) is None:
                 raise
             task.uncancel()

@@ -3,6 +3,7 @@ pid: for the end-to-end tests, the benchmark, and anyone who wants a real server
 
     with ServerProcess(strategy="pessimistic", pool_size=8) as server:
         ... server.url ...
+    with ServerProcess(settings=ServiceSettings(queue_size=100, accept="async")) as server: ...
 
 With `workers=N` (`serve --workers N`), `pid` is the parent's, `worker_pids()` the workers' (the children that
 listen on the port); ready means every worker listens, and `stop()` leaves no process of the service behind.
@@ -25,6 +26,8 @@ from typing import IO
 
 import psutil
 
+from flashsale.http.settings import ServiceSettings
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port the OS just handed out and released; free unless someone else grabs it first."""
@@ -41,6 +44,7 @@ class ServerProcess:
     def __init__(
         self,
         *,
+        settings: ServiceSettings | None = None,
         strategy: str | None = None,
         pool_size: int | None = None,
         pool_timeout: float | None = None,
@@ -57,6 +61,8 @@ class ServerProcess:
         self.port = free_port(self.host)
         self.url = f"http://{self.host}:{self.port}"
         self.args = ["--host", self.host, "--port", str(self.port)]
+        if settings is not None:  # every setting but the address, which is this server's
+            self.args += settings.to_args(skip=("host", "port"))
         if strategy is not None:
             self.args += ["--strategy", strategy]
         if pool_size is not None:
@@ -72,7 +78,7 @@ class ServerProcess:
         if cpus is not None:
             self.args += ["--service-cpus", cpus]
         self.args += extra_args or []  # any other `serve` options, e.g. ["--queue-size", "1"]
-        self.workers = workers or 1
+        self.workers = workers or (settings.workers if settings is not None else 1)
         self.log_path = log_path
         self.env = {**os.environ, **(env or {})}
         self.ready_timeout = ready_timeout

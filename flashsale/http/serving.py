@@ -18,6 +18,8 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from flashsale.http.settings import ServiceSettings
+
 if TYPE_CHECKING:
     import uvicorn
     from starlette.applications import Starlette
@@ -26,57 +28,29 @@ if TYPE_CHECKING:
 EXIT_NOT_STARTED = 3  # the port is taken, the database cannot be reached, or a worker did not start
 EXIT_WORKERS_LOST = 4  # --workers N: every worker exited by itself, none was left to serve
 EXIT_UNCLEAN_STOP = 5  # --workers N: stopped, but a worker did not exit with 0 (it died earlier, or it was killed)
-GRACEFUL_SHUTDOWN_S = 10.0  # default of --drain-timeout
-STOP_MARGIN_S = 10.0  # default of --stop-margin: beyond the drain, the lifespan stops the strategy and closes the pool
-DEFAULT_OPEN_TIMEOUT_S = 30.0  # default of --open-timeout: startup's wait for the pool's connections
 
 log = logging.getLogger("flashsale.http.serving")
 
 
 @dataclass(frozen=True)
 class ServeSettings:
+    """One server's settings and the database it serves: a picklable value, handed to each worker process."""
+
     url: str
-    strategy: str
-    pool_size: int
-    pool_timeout: float
-    max_waiting: int
-    access_log: bool
-    host: str
-    port: int
-    workers: int = 1
-    queue_size: int = 0
-    queue_workers: int = 1
-    user_rate: float = 0.0
-    accept: str = "sync"
-    drain_timeout_s: float = GRACEFUL_SHUTDOWN_S  # SIGTERM: requests in flight finish within this, or are cancelled
-    stop_margin_s: float = STOP_MARGIN_S  # --workers N: a worker still running this long after the drain is killed
-    open_timeout_s: float = DEFAULT_OPEN_TIMEOUT_S  # startup: how long the pool may take to open its connections
+    service: ServiceSettings
 
     def app(self, *, shared_metrics: bool = False) -> Starlette:
         from flashsale.http import create_app
 
-        return create_app(
-            self.url,
-            strategy=self.strategy,
-            pool_size=self.pool_size,
-            pool_timeout=self.pool_timeout,
-            max_waiting=self.max_waiting,
-            access_log=self.access_log,
-            shared_metrics=shared_metrics,
-            queue_size=self.queue_size,
-            queue_workers=self.queue_workers,
-            user_rate=self.user_rate,
-            accept=self.accept,
-            open_timeout=self.open_timeout_s,
-        )
+        return create_app(self.url, self.service, shared_metrics=shared_metrics)
 
     def uvicorn_config(self, app: Starlette) -> uvicorn.Config:
         import uvicorn
 
         return uvicorn.Config(
             app,
-            host=self.host,
-            port=self.port,
+            host=self.service.host,
+            port=self.service.port,
             loop="uvloop",
             http="httptools",
             lifespan="on",
@@ -84,7 +58,7 @@ class ServeSettings:
             log_config=None,  # keep the JSON logging configured by flashsale.http.log
             server_header=False,
             # uvicorn declares an int, and uses it as asyncio.timeout's delay: a float is what it needs.
-            timeout_graceful_shutdown=self.drain_timeout_s,  # type: ignore[arg-type]
+            timeout_graceful_shutdown=self.service.drain_timeout_s,  # type: ignore[arg-type]
         )
 
 
@@ -94,9 +68,9 @@ def serve_in_this_process(settings: ServeSettings) -> int:
     import uvicorn
 
     try:
-        sock = bind_port(settings.host, settings.port)
+        sock = bind_port(settings.service.host, settings.service.port)
     except OSError as exc:
-        log.error(f"cannot bind {settings.host}:{settings.port}: {exc}")
+        log.error(f"cannot bind {settings.service.host}:{settings.service.port}: {exc}")
         return EXIT_NOT_STARTED
     server = uvicorn.Server(settings.uvicorn_config(settings.app()))
     # uvicorn handles SIGTERM itself while it serves (graceful shutdown), then restores the handler found here and

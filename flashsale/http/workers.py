@@ -63,11 +63,12 @@ log = logging.getLogger("flashsale.http.workers")
 
 
 def serve_workers(settings: ServeSettings) -> int:
-    """Serve on `settings.workers` processes until SIGTERM (0) or Ctrl-C (KeyboardInterrupt, once all stopped)."""
+    """Serve on `settings.service.workers` processes until SIGTERM (0) or Ctrl-C (KeyboardInterrupt, once all
+    stopped)."""
     try:
-        sockets = bind_sockets(settings.host, settings.port, settings.workers)
+        sockets = bind_sockets(settings.service.host, settings.service.port, settings.service.workers)
     except OSError as exc:
-        log.error(f"cannot bind {settings.host}:{settings.port}: {exc}")
+        log.error(f"cannot bind {settings.service.host}:{settings.service.port}: {exc}")
         return EXIT_NOT_STARTED
     metrics_dir = tempfile.mkdtemp(prefix="flashsale-metrics-")
     os.environ[MULTIPROC_DIR_ENV] = metrics_dir
@@ -223,7 +224,7 @@ class Supervisor:
         for worker in self.workers:
             if worker.process.exitcode is None:
                 worker.process.terminate()
-        deadline = time.monotonic() + self.settings.drain_timeout_s + self.settings.stop_margin_s
+        deadline = time.monotonic() + self.settings.service.drain_timeout_s + self.settings.service.stop_margin_s
         for worker in self.workers:
             worker.process.join(max(0.0, deadline - time.monotonic()))
             if worker.process.exitcode is None:

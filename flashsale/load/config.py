@@ -6,11 +6,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
 from flashsale import strategies
+from flashsale.http.settings import ServiceSettings
 from flashsale.load.faults import Fault
 from flashsale.load.retries import KeyedRetries
 from flashsale.load.workloads import Closed, Open, OpenWorkload, Ramping, Spike
@@ -66,12 +67,9 @@ class LoadConfig:
     retry_pool: int = 50
     workers: int | None = None  # load-generating processes; None: `default_workers` for this machine and load
     engine: str = "native"  # "locust": Locust's master and `workers` Locust workers (http target only)
-    service_workers: int = 1  # http target, started service: `flashsale serve --workers N`
-    # http target, started service: admission control and asynchronous orders (`flashsale serve --queue-size ...`)
-    queue_size: int = 0  # orders waiting in the service's queue before 503 queue_full (0: no queue)
-    queue_workers: int = 1
-    user_rate: float = 0.0  # orders a second per user before 429 rate_limited (0: no limit)
-    accept: str = "sync"  # "async": the service answers 202 and settles orders from its queue
+    # http target, the service this run starts: its settings (`flashsale serve --workers N --queue-size ...`); its
+    # strategy, pool size and pool timeout are the run's own (`strategy`, `pool_size`, `pool_timeout_s`)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
     poll_interval_s: float = 1.0  # an answered 202 is followed at its status URL this often
     poll_max_s: float = 30.0  # ... until it is settled or this long has passed since the order (then `gave_up`)
     # Where each part runs (CPU lists as `taskset -c` takes them; None: anywhere; see flashsale.placement): the
@@ -90,12 +88,10 @@ class LoadConfig:
             raise ValueError("the locust engine drives the http target only (add --target http)")
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
-        if self.service_workers < 1:
-            raise ValueError(f"service workers must be at least 1, got {self.service_workers}")
-        if self.service_workers > 1 and (self.target != "http" or self.base_url is not None):
-            raise ValueError("service workers are for the service this run starts (--target http, no --base-url)")
-        if self.service_args and (self.target != "http" or self.base_url is not None):
-            raise ValueError("queue, user rate and accept are the started service's (--target http, no --base-url)")
+        if self.service != ServiceSettings() and not self.starts_service:
+            raise ValueError(
+                "service workers, queue, user rate and accept are the started service's (--target http, no --base-url)"
+            )
         if self.service_cpus is not None and (self.target != "http" or self.base_url is not None):
             raise ValueError("service CPUs are for the service this run starts (--target http, no --base-url)")
         placed = Placement(db=self.db_cpus, service=self.service_cpus, client=self.client_cpus)  # validates them
@@ -105,12 +101,6 @@ class LoadConfig:
             raise ValueError(f"think jitter must be between 0 and 1, got {self.think_jitter}")
         if self.think_jitter and self.model != "closed":
             raise ValueError("think jitter is for the closed model (--vus, --think-ms), not an arrival rate")
-        if self.accept not in ("sync", "async"):
-            raise ValueError(f"accept must be sync or async, got {self.accept!r}")
-        if self.accept == "async" and not self.queue_size:
-            raise ValueError("asynchronous orders are settled from the service's queue: give a queue size")
-        if self.queue_size < 0 or self.queue_workers < 1 or self.user_rate < 0:
-            raise ValueError("the queue size and the user rate must be 0 or more, the queue workers at least 1")
         if not self.poll_interval_s > 0 or not self.poll_max_s > 0:
             raise ValueError("the poll interval and the poll limit must be positive")
         if self.strategy not in strategies.names():
@@ -145,6 +135,8 @@ class LoadConfig:
         if self.sale_opens_s is not None and self.sale_opens_s < 0:
             raise ValueError(f"the sale opens at 0 s or later, got {self.sale_opens_s}")
         self.workload  # noqa: B018 - validates vus, think time, rate, stages, spike and max in-flight
+        if self.starts_service:
+            self.started_service  # noqa: B018 - the service's own refusals (ServiceSettings), with the run's pool
 
     @property
     def model(self) -> str:
@@ -179,16 +171,18 @@ class LoadConfig:
         return self.vus if self.model == "closed" else min(self.max_inflight, OPEN_MODEL_POOL)
 
     @property
-    def service_args(self) -> list[str]:
-        """The started service's `serve` options for admission control and asynchronous orders."""
-        args: list[str] = []
-        if self.queue_size:
-            args += ["--queue-size", str(self.queue_size), "--queue-workers", str(self.queue_workers)]
-        if self.user_rate:
-            args += ["--user-rate", f"{self.user_rate:g}"]
-        if self.accept != "sync":
-            args += ["--accept", self.accept]
-        return args
+    def starts_service(self) -> bool:
+        """The run starts the service (the http target without a base URL)."""
+        return self.target == "http" and self.base_url is None
+
+    @property
+    def started_service(self) -> ServiceSettings:
+        """The settings of the service this run starts: `service`, with the run's strategy and pool, without an
+        access log."""
+        pool_timeout = {} if self.pool_timeout_s is None else {"pool_timeout_s": self.pool_timeout_s}
+        return self.service.replace(
+            strategy=self.strategy, pool_size=self.effective_pool_size, access_log=False, **pool_timeout
+        )
 
     @property
     def worker_count(self) -> int:

@@ -14,6 +14,7 @@ import psutil
 
 from flashsale import config
 from flashsale.http.server_process import ServerNotReady, ServerProcess
+from flashsale.http.settings import ServiceSettings
 
 
 class ServerFailed(RuntimeError):
@@ -26,33 +27,24 @@ class ServerFailed(RuntimeError):
 
 
 class MeasuredServer:
-    """`flashsale serve --strategy S --pool-size N [--workers W] [--service-cpus C]` on the database at
-    `database_url`, without access log (with W workers, each has its own pool of N connections; on CPUs `cpus`)."""
+    """`flashsale serve` with `settings` (`ServiceSettings`; on a free port) on the database at `database_url`, on
+    CPUs `cpus`."""
 
     def __init__(
         self,
+        settings: ServiceSettings,
         *,
-        strategy: str,
-        pool_size: int,
         database_url: str,
-        pool_timeout_s: float | None = None,
         startup_timeout_s: float = 60.0,
-        workers: int = 1,
-        extra_args: list[str] | None = None,
         cpus: str | None = None,
     ) -> None:
         self._logs = tempfile.TemporaryDirectory(prefix="flashsale-serve-")
         self.log_path = Path(self._logs.name) / "serve.log"
         self.server = ServerProcess(
-            strategy=strategy,
-            pool_size=pool_size,
-            pool_timeout=pool_timeout_s,
-            access_log=False,
+            settings=settings,
             log_path=self.log_path,
             env={config.DATABASE_URL_ENV: database_url},
             ready_timeout=startup_timeout_s,
-            workers=workers,
-            extra_args=extra_args,
             cpus=cpus,
         )
         self._cpu_start: float | None = None

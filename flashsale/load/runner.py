@@ -259,7 +259,7 @@ async def _measure(config: LoadConfig, url: str, sale: Sale, pgdata: Path | None
 
 def _probe(config: LoadConfig, base_url: str | None, stack: contextlib.AsyncExitStack) -> Callable | None:
     """The service's order queue depth, sampled beside the locks when the service has a queue."""
-    if base_url is None or not config.queue_size:
+    if base_url is None or not config.service.queue_size:
         return None
     metrics = HttpClient(base_url, timeout_s=1.0)
     stack.push_async_callback(metrics.close)
@@ -307,15 +307,7 @@ async def _service(config: LoadConfig, url: str, stack: contextlib.AsyncExitStac
     """The service at `config.base_url`, or one started here on a free port (stopped by `stack`)."""
     if config.base_url is not None:
         return None, config.base_url.rstrip("/")
-    service = MeasuredServer(
-        strategy=config.strategy,
-        pool_size=config.effective_pool_size,
-        pool_timeout_s=config.pool_timeout_s,
-        database_url=url,
-        workers=config.service_workers,
-        extra_args=config.service_args,
-        cpus=config.placement.service_cpus,
-    )
+    service = MeasuredServer(config.started_service, database_url=url, cpus=config.placement.service_cpus)
     stack.push_async_callback(service.stop)
     return service, await service.start()
 
@@ -378,7 +370,7 @@ def _target_meta(config: LoadConfig, workers, service: MeasuredServer | None, ba
         "service_started": service is not None,
         "users_fetched": getattr(workers, "user_count", None),  # Locust's workers read them on their own
         "service_pid": service.pid if service else None,
-        "service_workers": config.service_workers if service else None,
+        "service_workers": config.service.workers if service else None,
     }
 
 

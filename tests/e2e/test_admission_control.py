@@ -230,10 +230,10 @@ class TestSigtermWithQueuedOrders:
         assert_told_is_stored(database_url, sale, replies)
 
     def test_orders_left_when_the_drain_times_out_are_refused_and_none_is_placed(self, database_url, sale, tmp_path):
-        """`--drain-timeout 0.5s` while the lock is held past it: the running order and the queued ones are cut;
-        none may be placed, no client may be told it was, and those that never left the queue are told they were
-        not placed (503 `unavailable`, to retry), not an internal error."""
-        args = [*self.QUEUE, "--drain-timeout", "0.5s"]
+        """`--drain-timeout 0.5s` while the lock is held past it and past the stop margin: the running order and the
+        queued ones are cut; none may be placed, no client may be told it was, and those that never left the queue
+        are told they were not placed (503 `unavailable`, to retry), not an internal error."""
+        args = [*self.QUEUE, "--drain-timeout", "0.5s", "--stop-margin", "1s"]
         with (
             ServerProcess(pool_size=2, extra_args=args, log_path=tmp_path / "serve.log") as server,
             psycopg.connect(database_url) as holder,
@@ -249,4 +249,27 @@ class TestSigtermWithQueuedOrders:
         assert at_the_lock.status == 500  # cut while placed: the client cannot be told more (its query was cancelled)
         assert [reply.status for reply in queued] == [503] * 3  # never placed: told so, to retry
         assert {reply.json["error"] for reply in queued} == {"unavailable"}
+        assert_told_is_stored(database_url, sale, replies)
+
+    def test_an_order_begun_when_the_drain_times_out_is_answered_when_it_commits(self, database_url, sale, tmp_path):
+        """The lock is released after the drain timed out (uvicorn has cancelled the requests), within the stop
+        margin: the order being placed commits, and its client is told so (201), not left with an error for an
+        order that exists; the queued ones were never placed and are told so."""
+        args = [*self.QUEUE, "--drain-timeout", "0.5s", "--stop-margin", f"{HANG_S * 2:g}s"]
+        with (
+            ServerProcess(pool_size=2, extra_args=args, log_path=tmp_path / "serve.log") as server,
+            psycopg.connect(database_url) as holder,
+        ):
+            orders = queued_behind_the_sale_lock(server, database_url, holder, sale, queued=3)
+            server.process.send_signal(signal.SIGTERM)
+            cancelled = server.wait_for_log(lambda line: line["message"].startswith("Cancel 4 running task"), HANG_S)
+            assert cancelled, "uvicorn did not cancel the requests left after the drain timeout"
+            holder.commit()  # the begun order takes the lock and commits after its request was cancelled
+            replies = orders.answers()
+            status = server.process.wait(HANG_S)
+
+        assert status == 0
+        at_the_lock, *queued = replies
+        assert at_the_lock.status == 201
+        assert [reply.status for reply in queued] == [503] * 3
         assert_told_is_stored(database_url, sale, replies)

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from flashsale.http.settings import ServiceSettings
 from flashsale.load import LoadConfig, run_load_async
 
 pytestmark = pytest.mark.slow
@@ -21,7 +22,7 @@ class TestAdmissionOutcomes:
         # then one a second; the bounds are read from when the orders were sent, not from the run's length
         rate = 1.0
         result = await run_load_async(config(database_url, vus=2, users=1, inventory=100, per_user_limit=100,
-                                             user_rate=rate))  # fmt: skip
+                                             service=ServiceSettings(user_rate=rate)))  # fmt: skip
         summary, records = result.summary, result.records
         assert result.ok, summary["meta"]["audit_problems"]
         assert summary["outcomes"]["rate_limited"] > 10
@@ -42,8 +43,8 @@ class TestAdmissionOutcomes:
     async def test_a_full_queue_answers_503_queue_full(self, database_url):
         # one order carried out, one waiting: the other 14 VUs' orders meet a full queue
         result = await run_load_async(
-            config(database_url, vus=16, users=1000, inventory=100_000, per_user_limit=100, queue_size=1,
-                   queue_workers=1)
+            config(database_url, vus=16, users=1000, inventory=100_000, per_user_limit=100,
+                   service=ServiceSettings(queue_size=1, queue_workers=1))
         )  # fmt: skip
         summary = result.summary
         assert result.ok, summary["meta"]["audit_problems"]
@@ -55,8 +56,8 @@ class TestAdmissionOutcomes:
 class TestAsynchronousOrders:
     async def test_every_accepted_order_is_followed_to_one_end_and_audited(self, database_url):
         result = await run_load_async(
-            config(database_url, vus=8, users=100, inventory=30, per_user_limit=1, queue_size=50, accept="async",
-                   poll_interval_s=0.1, poll_max_s=20.0)
+            config(database_url, vus=8, users=100, inventory=30, per_user_limit=1,
+                   service=ServiceSettings(queue_size=50, accept="async"), poll_interval_s=0.1, poll_max_s=20.0)
         )  # fmt: skip
         summary, settled = result.summary, result.summary["meta"]["async"]
         assert result.ok, summary["meta"]["audit_problems"]
@@ -81,8 +82,8 @@ class TestAsynchronousOrders:
         """`--workers 2`: each process follows its own 202s; the merge brings every accepted id and every
         settlement back to the audit and the report."""
         result = await run_load_async(
-            config(database_url, vus=4, workers=2, users=100, inventory=5, per_user_limit=1, queue_size=50,
-                   accept="async", poll_interval_s=0.05, poll_max_s=20.0)
+            config(database_url, vus=4, workers=2, users=100, inventory=5, per_user_limit=1,
+                   service=ServiceSettings(queue_size=50, accept="async"), poll_interval_s=0.05, poll_max_s=20.0)
         )  # fmt: skip
         summary, records = result.summary, result.records
         assert result.ok, summary["meta"]["audit_problems"]

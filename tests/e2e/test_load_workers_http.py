@@ -2,6 +2,7 @@
 
 import pytest
 
+from flashsale.http.settings import ServiceSettings
 from flashsale.load import LoadConfig, run_load_async
 from tests.integration.test_load_workers import spawned_children
 
@@ -32,7 +33,7 @@ class TestHttpWorkers:
         result = await run_load_async(
             LoadConfig(
                 target="http", database_url=database_url, vus=4, think_ms=5, duration_s=1.0, workers=2,
-                service_workers=2, users=50, inventory=40, per_user_limit=1,
+                service=ServiceSettings(workers=2), users=50, inventory=40, per_user_limit=1,
             )
         )  # fmt: skip
         summary = result.summary

@@ -19,6 +19,7 @@ import pytest
 
 from flashsale.audit import audit_sale
 from flashsale.http.server_process import free_port
+from flashsale.http.settings import ServiceSettings
 from flashsale.load.config import LoadConfig
 from flashsale.load.locust_engine import LOCUSTFILE, LocustEngine, LocustFailed
 from flashsale.load.merge import merge
@@ -154,7 +155,8 @@ class TestAsynchronousOrders:
         reaches the audit, and each accepted order is followed to one end, as the native http target does."""
         config = LoadConfig(
             target="http", engine="locust", workers=2, database_url=database_url, vus=4, think_ms=0, duration_s=1.5,
-            users=100, inventory=5, per_user_limit=1, queue_size=50, accept="async", poll_interval_s=0.05,
+            users=100, inventory=5, per_user_limit=1, service=ServiceSettings(queue_size=50, accept="async"),
+            poll_interval_s=0.05,
             poll_max_s=20.0,
         )  # fmt: skip
         result = await run_load_async(config)

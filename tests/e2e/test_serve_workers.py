@@ -26,7 +26,8 @@ from flashsale.audit import audit_sale
 from flashsale.db import connection
 from flashsale.http.log import ACCESS_LOGGER
 from flashsale.http.server_process import ServerNotReady, ServerProcess
-from flashsale.http.serving import EXIT_NOT_STARTED, GRACEFUL_SHUTDOWN_S
+from flashsale.http.serving import EXIT_NOT_STARTED
+from flashsale.http.settings import GRACEFUL_SHUTDOWN_S
 from flashsale.http.shared_metrics import REFRESH_S
 from flashsale.load.measured_server import MeasuredServer, cpu_seconds
 from tests.e2e.api import Api

@@ -195,6 +195,62 @@ class TestOrderQueue:
         assert ran == ["working"]
         working.cancel()
 
+    async def test_a_caller_cancelled_once_its_job_has_begun_gets_the_job_s_answer(self):
+        """uvicorn cancels the requests left when the drain times out: an order already being placed may still
+        commit, so its caller waits for its end and answers what it did."""
+        queue = OrderQueue(1, 1)
+        await queue.start()
+        jobs = HeldJobs()
+        try:
+            working = asyncio.create_task(queue.run(lambda: jobs.run("working")))
+            await until(lambda: jobs.ran == ["working"], "the worker to take the job")
+            working.cancel()
+            await asyncio.sleep(0)  # the cancellation reaches the caller while the job still runs
+            assert not working.done()
+            jobs.release.set()
+            async with asyncio.timeout(HANG_S):
+                assert await working == "working"
+            assert working.cancelling() == 0  # the cancellation was taken back, not left pending
+        finally:
+            await queue.stop()
+
+    async def test_stop_gives_begun_jobs_their_grace_and_answers_them(self):
+        queue = OrderQueue(2, 2)
+        await queue.start()
+        first, second = HeldJobs(), HeldJobs()
+        answers = [asyncio.create_task(queue.run(lambda jobs=jobs: jobs.run("working"))) for jobs in (first, second)]
+        await until(lambda: first.ran == second.ran == ["working"], "both workers to take a job")
+
+        stopping = asyncio.create_task(queue.stop(grace_s=HANG_S))
+        first.release.set()
+        async with asyncio.timeout(HANG_S):
+            assert await answers[0] == "working"  # finished within the grace: answered
+        assert not stopping.done()  # the other one still runs: the grace goes on
+        second.release.set()
+        async with asyncio.timeout(HANG_S):
+            await stopping
+            assert await answers[1] == "working"
+
+    async def test_a_job_still_running_after_the_grace_is_cut(self):
+        queue = OrderQueue(1, 1)
+        await queue.start()
+        stuck = HeldJobs()
+        cut = asyncio.create_task(queue.run(lambda: stuck.run("working")))
+        await until(lambda: stuck.ran == ["working"], "the worker to take the job")
+        async with asyncio.timeout(HANG_S):
+            await queue.stop(grace_s=0.05)
+            with pytest.raises(asyncio.CancelledError):
+                await cut  # cut with its query: its caller learns nothing more
+
+    async def test_nothing_is_submitted_once_stopped(self):
+        queue = OrderQueue(2, 1)
+        await queue.start()
+        await queue.stop()
+        jobs = HeldJobs()
+        with pytest.raises(QueueStopped):
+            queue.submit(lambda: jobs.run("late"))
+        assert (queue.depth, jobs.ran) == (0, [])
+
     async def test_a_full_queue_refuses_run_and_submit_without_running_their_jobs(self):
         """`run` and `check_room` count an overflow (a client was refused); `submit` does not (nobody was)."""
         overflows: list[int] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import uuid
 
 import psycopg
@@ -158,11 +159,17 @@ class TestOpenApiDocument:
                         assert schema == {"$ref": "#/components/schemas/ErrorResponse"}
 
 
-GOOD_SETTINGS = dict(pool_size=4, pool_timeout=1.0, max_waiting=0, queue_size=0, queue_workers=1, user_rate=0.0)
+def parse_service(argv: list[str], *, for_load: bool = False):
+    from flashsale.http.settings import ServiceSettings
+
+    parser = argparse.ArgumentParser()
+    ServiceSettings.add_arguments(parser, for_load=for_load)
+    return ServiceSettings.from_args(parser.parse_args(argv), for_load=for_load)
 
 
 class TestServiceSettings:
-    """One rule for the service's settings: create_app names a setting by its field, `flashsale serve` by its option."""
+    """One settings object for the service: refused once, naming each setting as its reader knows it (its field in
+    Python, its option on the command line), and the same value through `serve`'s options and back."""
 
     @pytest.mark.parametrize(
         ("changes", "field_message", "option_message"),
@@ -170,19 +177,39 @@ class TestServiceSettings:
             ({"accept": "async"}, "accept async needs the order queue", "--accept async needs the order queue"),
             ({"user_rate": float("nan")}, "user rate must be 0", "--user-rate must be 0"),
             ({"accept": "async", "queue_size": 5, "pool_size": 1}, "pool size 1, queue workers 1", "--pool-size 1"),
+            ({"drain_timeout_s": -1.0}, "drain timeout s must be 0 or more", "--drain-timeout must be 0 or more"),
         ],
     )
     def test_refused_with_the_setting_named_as_the_caller_says_it(self, changes, field_message, option_message):
-        from flashsale.http.app import check_settings
+        from flashsale.http.settings import InvalidSetting, ServiceSettings
 
-        settings = {**GOOD_SETTINGS, "accept": "sync", **changes}
-        with pytest.raises(ValueError, match=field_message):
-            check_settings(**settings)
+        with pytest.raises(InvalidSetting, match=field_message):
+            ServiceSettings(**changes)
+        argv = []
+        for field, value in changes.items():  # the same values, typed as options
+            argv += ServiceSettings.__dataclass_fields__[field].metadata["option"], str(value)
         with pytest.raises(ValueError, match=option_message):
-            check_settings(**settings, name=lambda field: "--" + field.replace("_", "-"))
+            parse_service(argv)
+
+    def test_a_load_run_names_the_service_options_as_flashsale_load_does(self):
+        with pytest.raises(ValueError, match="--accept async needs the order queue: give --queue-size"):
+            parse_service(["--service-workers", "2", "--accept", "async"], for_load=True)
+        assert parse_service(["--service-workers", "3", "--queue-size", "7"], for_load=True).load_params() == {
+            "service_workers": 3, "queue_size": 7, "queue_workers": 1, "user_rate": 0.0, "accept": "sync",
+        }  # fmt: skip
+
+    def test_settings_survive_the_trip_through_serve_options(self):
+        from flashsale.http.settings import ServiceSettings
+
+        settings = ServiceSettings(
+            port=9001, strategy="atomic", pool_size=5, pool_timeout_s=0.25, workers=2, drain_timeout_s=1.5,
+            queue_size=9, queue_workers=2, user_rate=2.5, accept="async", access_log=False,
+        )  # fmt: skip
+        assert parse_service(settings.to_args()) == settings
+        assert ServiceSettings().to_args() == []  # defaults are left to serve
 
     def test_good_settings_pass(self):
-        from flashsale.http.app import check_settings
+        from flashsale.http.settings import ServiceSettings
 
-        check_settings(**GOOD_SETTINGS, accept="sync")
-        check_settings(**{**GOOD_SETTINGS, "queue_size": 5}, accept="async")  # a queue, more connections than workers
+        ServiceSettings(pool_size=4, max_waiting=0)
+        ServiceSettings(pool_size=4, queue_size=5, accept="async")  # a queue, more connections than workers
