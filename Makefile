@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml $(wildcard flashsale/__init__.py)
 install: $(STAMP) ## create .venv and install flashsale with its test tools
 
 .PHONY: test
-test: $(STAMP) ## run the whole test suite (starts and stops its own PostgreSQL)
+test: $(STAMP) ## run the whole test suite (starts and stops its own PostgreSQL and, for the tests that ask, Valkey)
 	$(BIN)/python -m pytest
 
 .PHONY: report

@@ -16,15 +16,23 @@ REFERENCE_DIR = PROJ_ROOT / "data" / "reference"  # published figures, tracked i
 NOTEBOOKS_DIR = PROJ_ROOT / "notebooks"
 
 DATABASE_URL_ENV = "FLASHSALE_DATABASE_URL"
+REDIS_URL_ENV = "FLASHSALE_REDIS_URL"
 HOME_ENV = "FLASHSALE_HOME"
 DATABASE_NAME = "flashsale"
 
 
 def state_dir() -> Path:
-    """Where the embedded PostgreSQL keeps its data directory (`.flashsale/` in the project unless overridden)."""
+    """Where the embedded servers (PostgreSQL, Valkey) keep their directories (`.flashsale/` in the project unless
+    overridden)."""
     return Path(os.environ.get(HOME_ENV) or PROJ_ROOT / ".flashsale").resolve()
 
 
 def external_database_url() -> str | None:
     """The libpq URL of another PostgreSQL to use instead of the embedded one, if the user set one."""
     return os.environ.get(DATABASE_URL_ENV) or None
+
+
+def external_redis_url() -> str | None:
+    """The URL of another Redis (7 or later) or Valkey server to use instead of the embedded Valkey, if the user set
+    one."""
+    return os.environ.get(REDIS_URL_ENV) or None

@@ -9,6 +9,9 @@ Used by the project's own pytest fixtures (tests/conftest.py); usable from a not
 
 Tests that stop and start their database (faults) use a `ScratchServer` instead: a second embedded server on a
 temporary data directory of its own, so that the server every other test uses is never taken away under them.
+
+`TestRedis` does for Redis what `TestDatabase` does for PostgreSQL: an embedded Valkey of the tests' own, or
+`FLASHSALE_TEST_REDIS_URL` if set; never `FLASHSALE_REDIS_URL`, whose server may hold someone's data.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from pathlib import Path
 
 from flashsale import config
 from flashsale.db import connection, embedded, migrate
+from flashsale.kv import embedded as kv_embedded
 
 TEST_DATABASE_URL_ENV = "FLASHSALE_TEST_DATABASE_URL"
+TEST_REDIS_URL_ENV = "FLASHSALE_TEST_REDIS_URL"
 
 
 class TestDatabase:
@@ -52,10 +57,7 @@ class TestDatabase:
 
     def __exit__(self, *exc) -> None:
         if self.export_url:
-            if self._saved_env is None:
-                os.environ.pop(config.DATABASE_URL_ENV, None)
-            else:
-                os.environ[config.DATABASE_URL_ENV] = self._saved_env
+            _restore_env(config.DATABASE_URL_ENV, self._saved_env)
         if self._started_pid is not None:
             embedded.stop(self.pgdata)
 
@@ -102,3 +104,57 @@ class ScratchServer:
         finally:
             if self.root is not None:
                 shutil.rmtree(self.root, ignore_errors=True)
+
+
+class TestRedis:
+    """The URL of a Redis for tests: `FLASHSALE_TEST_REDIS_URL` if set, else an embedded Valkey on a fresh temporary
+    directory under the project's state directory, started on entry and, on exit, stopped by its pid and deleted.
+
+        with TestRedis() as url:
+            ...
+
+    While it is entered, `FLASHSALE_REDIS_URL` names it, for the subprocesses (the CLI, the HTTP service).
+    """
+
+    __test__ = False
+
+    def __init__(self, *, export_url: bool = True) -> None:
+        self.export_url = export_url
+        self.data_dir: Path | None = None
+        self.url: str | None = None
+        self._saved_env: str | None = None
+
+    def __enter__(self) -> str:
+        if external := os.environ.get(TEST_REDIS_URL_ENV):
+            self.url = external
+        else:
+            state = config.state_dir()
+            state.mkdir(parents=True, exist_ok=True)
+            self.data_dir = Path(tempfile.mkdtemp(prefix="test-valkey-", dir=state))
+            try:
+                self.url = kv_embedded.start(self.data_dir).url()
+            except BaseException:
+                self.__exit__()
+                raise
+        if self.export_url:
+            self._saved_env = os.environ.get(config.REDIS_URL_ENV)
+            os.environ[config.REDIS_URL_ENV] = self.url
+        return self.url
+
+    def __exit__(self, *exc) -> None:
+        if self.export_url and self.url is not None:
+            _restore_env(config.REDIS_URL_ENV, self._saved_env)
+        try:
+            if self.data_dir is not None:
+                kv_embedded.stop(self.data_dir)
+        finally:
+            if self.data_dir is not None:
+                shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def _restore_env(name: str, saved: str | None) -> None:
+    """Put environment variable `name` back as it was (`saved`; None: unset)."""
+    if saved is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = saved

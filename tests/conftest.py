@@ -5,7 +5,7 @@ import pytest
 from flashsale import scenario as scenario_module
 from flashsale import strategies
 from flashsale.db import connection
-from flashsale.testing import ScratchServer, TestDatabase
+from flashsale.testing import ScratchServer, TestDatabase, TestRedis
 from tests.waiting import HANG_S
 
 
@@ -13,6 +13,14 @@ from tests.waiting import HANG_S
 def database_url():
     """The URL of a migrated test database; the embedded server is stopped at the end of the session."""
     with TestDatabase() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """The URL of a Redis for the tests (`flashsale.testing.TestRedis`): an embedded Valkey started when a test first
+    asks for it, so that a session without such a test starts none, and stopped by its pid at the end of the session."""
+    with TestRedis() as url:
         yield url
 
 

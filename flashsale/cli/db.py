@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 
 from flashsale import aio, config, placement
-from flashsale.cli.output import add_json_flag, emit
+from flashsale.cli.output import add_json_command, emit
 from flashsale.db import connection, embedded, migrate
 from flashsale.units import duration
 
@@ -17,25 +17,16 @@ def register(subparsers) -> None:
     db = subparsers.add_parser("db", help="start, inspect and reset the database")
     commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
 
-    up = commands.add_parser(
-        "up", help="start the embedded PostgreSQL (unless FLASHSALE_DATABASE_URL is set) and migrate"
+    add_json_command(
+        commands, "up", cmd_up, "start the embedded PostgreSQL (unless FLASHSALE_DATABASE_URL is set) and migrate"
     )
-    add_json_flag(up)
-    up.set_defaults(func=cmd_up)
+    add_json_command(commands, "down", cmd_down, "stop the embedded PostgreSQL by its pid")
+    add_json_command(commands, "url", cmd_url, "print the database URL (libpq) everything connects to")
+    add_json_command(
+        commands, "status", cmd_status, "is the database up, which version, which migrations, what scenario"
+    )
 
-    down = commands.add_parser("down", help="stop the embedded PostgreSQL by its pid")
-    add_json_flag(down)
-    down.set_defaults(func=cmd_down)
-
-    url = commands.add_parser("url", help="print the database URL (libpq) everything connects to")
-    add_json_flag(url)
-    url.set_defaults(func=cmd_url)
-
-    status = commands.add_parser("status", help="is the database up, which version, which migrations, what scenario")
-    add_json_flag(status)
-    status.set_defaults(func=cmd_status)
-
-    reset = commands.add_parser("reset", help="empty the tables and create a fresh flash-sale scenario")
+    reset = add_json_command(commands, "reset", cmd_reset, "empty the tables and create a fresh flash-sale scenario")
     reset.add_argument("--users", type=int, default=100, help="users to create (default 100)")
     reset.add_argument("--inventory", type=int, default=50, help="units for sale (default 50)")
     reset.add_argument("--per-user-limit", type=int, default=1, help="units one user may buy (default 1)")
@@ -44,8 +35,6 @@ def register(subparsers) -> None:
         "--starts-in", type=duration, default="0s", help="when the sale opens, from now (default 0s: open now)"
     )
     reset.add_argument("--shards", type=int, default=8, help="inventory shards for the `sharded` strategy (default 8)")
-    add_json_flag(reset)
-    reset.set_defaults(func=cmd_reset)
 
 
 def cmd_up(args: argparse.Namespace) -> int:

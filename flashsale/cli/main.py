@@ -11,10 +11,12 @@ import psycopg
 
 from flashsale.db.connection import DatabaseUnavailable
 from flashsale.domain import DomainError
+from flashsale.kv import RedisUnavailable
 from flashsale.reports.notebook_runner import NotebookFailed
 from flashsale.strategies import StrategyUnavailable
 
-# Exit statuses: 1 for a refused or failed operation, 2 for bad usage (as argparse), 3 for an unreachable database.
+# Exit statuses: 1 for a refused or failed operation, 2 for bad usage (as argparse), 3 for a server it needs that is
+# not there: an unreachable database, or no usable Redis (unreachable, too old, no embedded server for this platform).
 EXIT_FAILED, EXIT_USAGE, EXIT_DB = 1, 2, 3
 
 
@@ -26,14 +28,14 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from flashsale.cli import audit, bench, db, demo, load, locustfile, order, serve, strategies, sweep
+    from flashsale.cli import audit, bench, db, demo, kv, load, locustfile, order, serve, strategies, sweep
 
     parser = OneLineErrorParser(
         prog="flashsale",
         description="A laboratory for flash-sale inventory concurrency on PostgreSQL.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (db, order, demo, serve, load, bench, strategies, sweep, audit, locustfile):
+    for module in (db, kv, order, demo, serve, load, bench, strategies, sweep, audit, locustfile):
         module.register(subparsers)
     return parser
 
@@ -51,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, "database_unavailable", str(exc), EXIT_DB)
     except psycopg.OperationalError as exc:
         return _fail(args, "database_unavailable", _first_line(exc), EXIT_DB)
+    except RedisUnavailable as exc:
+        return _fail(args, "redis_unavailable", str(exc), EXIT_DB)
     except (ValueError, LookupError) as exc:
         return _fail(args, "invalid_input", str(exc), EXIT_USAGE)
     except KeyboardInterrupt:

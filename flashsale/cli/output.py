@@ -17,3 +17,11 @@ def emit(args, data: Any, text: str) -> None:
 
 def add_json_flag(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def add_json_command(commands, name: str, func, help: str):
+    """A subcommand `name` (with --json) that runs `func(args)`; returns its parser, for more arguments."""
+    parser = commands.add_parser(name, help=help)
+    add_json_flag(parser)
+    parser.set_defaults(func=func)
+    return parser

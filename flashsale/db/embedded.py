@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from flashsale import config, placement
+from flashsale import config, placement, processes
 
 # Server settings the experiments rely on: enough connections for 128 virtual users plus pools and pgbench.
 SERVER_SETTINGS = {"max_connections": "300"}
@@ -219,22 +219,5 @@ def stop(pgdata: Path | None = None, timeout: float = 30) -> int | None:
     info = running(pgdata)
     if info is None:
         return None
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(info.pid, signal.SIGINT)
-    deadline = time.monotonic() + timeout
-    while not _exited(info.pid):
-        if time.monotonic() >= deadline:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                psutil.Process(info.pid).kill()
-            break
-        time.sleep(0.01)
+    processes.stop(info.pid, signal.SIGINT, timeout)
     return info.pid
-
-
-def _exited(pid: int) -> bool:
-    """Gone, or a zombie: pg_ctl daemonises the postmaster, so its exit status is for whichever process adopted it
-    to collect, which in a container may take seconds (psutil's wait() would wait for that too)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True

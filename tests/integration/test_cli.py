@@ -58,6 +58,7 @@ class TestDbCommands:
             ["--help"],
             ["db", "--help"],
             ["db", "reset", "--help"],
+            ["redis", "--help"],
             ["order", "--help"],
             ["demo", "--help"],
             ["strategies", "--help"],
