@@ -193,10 +193,8 @@ def register(subparsers) -> None:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    from flashsale.children import ChildFailed
     from flashsale.load import LoadConfig, run_load
-    from flashsale.load.locust_engine import LocustFailed
-    from flashsale.load.measured_server import ServerFailed
-    from flashsale.load.workers import WorkerFailed
 
     placement = placement_from(args)
     config = LoadConfig(
@@ -240,10 +238,8 @@ def cmd_load(args: argparse.Namespace) -> int:
     )
     try:
         result = run_load(config)
-    except ServerFailed as exc:
-        return fail(args, "service_failed", str(exc))
-    except (WorkerFailed, LocustFailed) as exc:
-        return fail(args, "load_workers_failed", str(exc))
+    except ChildFailed as exc:  # the service it started, or its load generators
+        return fail(args, "service_failed" if exc.role == "service" else "load_workers_failed", str(exc))
     if args.out:
         records, locks = result.to_parquet(args.out)
         result.summary["meta"]["records_path"] = str(records)

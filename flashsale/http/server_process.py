@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -22,10 +21,10 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO
 
 import psutil
 
+from flashsale.children import ChildProcess
 from flashsale.http.settings import ServiceSettings
 
 
@@ -34,10 +33,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
-
-
-class ServerNotReady(RuntimeError):
-    pass
 
 
 class ServerProcess:
@@ -82,8 +77,8 @@ class ServerProcess:
         self.log_path = log_path
         self.env = {**os.environ, **(env or {})}
         self.ready_timeout = ready_timeout
-        self.process: subprocess.Popen | None = None
-        self._log_file: IO[bytes] | None = None
+        self.child: ChildProcess | None = None
+        self.process: subprocess.Popen | None = None  # the child's, for signals and waits
         self._descendants: dict[int, psutil.Process] = {}
 
     @property
@@ -119,23 +114,19 @@ class ServerProcess:
 
     def launch(self) -> ServerProcess:
         """Start the process without waiting for it to be ready (`stop()` it in any case)."""
-        self._log_file = open(self.log_path, "wb") if self.log_path else None  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "flashsale.cli.main", "serve", *self.args],
-            stdout=subprocess.DEVNULL,
-            stderr=self._log_file or subprocess.DEVNULL,
-            env=self.env,
-        )
+        args = [sys.executable, "-m", "flashsale.cli.main", "serve", *self.args]
+        self.child = ChildProcess("flashsale serve", args, log=self.log_path, env=self.env, role="service")
+        self.process = self.child.popen
         return self
 
     def wait_ready(self) -> dict:
         """Poll `/health` until it answers 200 and every worker listens; returns the body of `/health`."""
-        assert self.process is not None
+        assert self.child is not None, "launch() first"
         deadline = time.monotonic() + self.ready_timeout
         health = None
         while time.monotonic() < deadline:
-            if (code := self.process.poll()) is not None:
-                raise ServerNotReady(f"flashsale serve exited with status {code} before it was ready{self._log_hint()}")
+            if (code := self.child.poll()) is not None:
+                raise self.child.failed(f"exited with status {code} before it was ready")
             if health is None:
                 with (
                     contextlib.suppress(OSError, urllib.error.URLError),
@@ -147,7 +138,7 @@ class ServerProcess:
                 self._remember_descendants()
                 return health
             time.sleep(0.05)
-        raise ServerNotReady(f"flashsale serve was not ready after {self.ready_timeout:.0f} s{self._log_hint()}")
+        raise self.child.failed(f"was not ready after {self.ready_timeout:.0f} s")
 
     def _remember_descendants(self) -> None:
         """The service's processes now, so that `stop()` can still find them if the parent is gone by then."""
@@ -159,20 +150,11 @@ class ServerProcess:
         """SIGTERM (graceful shutdown: requests in flight finish), SIGKILL if it has not exited within `timeout`;
         the exit status (0 after a graceful shutdown)."""
         code = None
-        if self.process is not None:
-            if self.process.poll() is None:
+        if self.child is not None:
+            if self.child.poll() is None:
                 self._remember_descendants()
-                self.process.send_signal(signal.SIGTERM)
-                try:
-                    self.process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
-            code = self.process.returncode
+            code = self.child.stop(timeout)
             self._end_descendants(timeout)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
         return code
 
     def _end_descendants(self, timeout: float) -> None:
@@ -202,12 +184,6 @@ class ServerProcess:
             if found or time.monotonic() > deadline:
                 return found
             time.sleep(0.02)
-
-    def _log_hint(self) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        tail = self.log_path.read_text().strip().splitlines()[-5:]
-        return ":\n" + "\n".join(tail) if tail else ""
 
     def __enter__(self) -> ServerProcess:
         return self.start()

@@ -9,7 +9,7 @@ the engine drives it through that UI's HTTP API (`POST /swarm`, `POST /stop`, `G
 with `--headless --expect-workers N`, because a headless master starts the users as soon as its workers are
 there, while `start()` must return with everything connected and no user started, and the origin is only known
 at `run()`. Each process writes its output to a log in the engine's directory; a process that exits early fails
-the run with the last lines of its log (`LocustFailed`). `stop()` ends each one by its pid, SIGTERM then SIGKILL.
+the run with the last lines of its log (`ChildFailed`). `stop()` ends each one by its pid, SIGTERM then SIGKILL.
 
 Timeline. `start()`: the master and the workers start; ready once the master lists every worker and each one has
 read the users (`ready-<pid>` in the directory). `run(origin_ns)`: all users are spawned at once with the origin
@@ -40,8 +40,6 @@ import math
 import os
 import pickle
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +49,7 @@ from uuid import UUID
 
 import aiohttp
 
+from flashsale.children import ChildFailed, ChildProcess
 from flashsale.http.server_process import free_port
 from flashsale.load.merge import WorkerResult
 
@@ -62,40 +61,10 @@ RESULTS_DIR_ENV = "FLASHSALE_LOCUST_RESULTS"  # the locustfile's name for it (no
 LOOPBACK = "127.0.0.1"
 STARTUP_TIMEOUT_S = 60.0
 RESULTS_TIMEOUT_S = 30.0  # after the stop, for the workers to write their records
-STOP_TIMEOUT_S = 10.0  # per process, after SIGTERM, before SIGKILL
 POLL_S = 0.05
-LOG_LINES = 5
 
 
 START_LEAD_S = 0.5
-
-
-class LocustFailed(RuntimeError):
-    """A Locust process failed or did not do its part in time; `output` holds the last lines of its log."""
-
-    def __init__(self, message: str, output: str = "") -> None:
-        lines = [line.rstrip() for line in output.strip().splitlines()[-LOG_LINES:]]
-        super().__init__(message + (":\n" + "\n".join(lines) if lines else ""))
-        self.output = output
-
-
-class _Process:
-    def __init__(self, name: str, args: list[str], log: Path, env: dict[str, str]) -> None:
-        self.name = name
-        self.log = log
-        with open(log, "wb") as out:
-            self.popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def check_alive(self) -> None:
-        if (code := self.popen.poll()) is not None:
-            raise LocustFailed(f"locust {self.name} (pid {self.pid}) exited with status {code}", self.output())
 
 
 class LocustEngine:
@@ -112,8 +81,8 @@ class LocustEngine:
         self.workers = workers
         self.locust_stats: dict[str, Any] | None = None
         self._dir: Path | None = None
-        self._master: _Process | None = None
-        self._workers: list[_Process] = []
+        self._master: ChildProcess | None = None
+        self._workers: list[ChildProcess] = []
         self._web_url = ""
         self._session: aiohttp.ClientSession | None = None
 
@@ -147,7 +116,7 @@ class LocustEngine:
         return [p.pid for p in self._processes]
 
     @property
-    def _processes(self) -> list[_Process]:
+    def _processes(self) -> list[ChildProcess]:
         return ([self._master] if self._master else []) + self._workers
 
     async def start(self) -> None:
@@ -174,14 +143,16 @@ class LocustEngine:
             "--web-port", str(web_port),
             "--stop-timeout", str(math.ceil(self.config.grace_s)),
         ]  # fmt: skip
-        self._master = _Process("master", [*locust, *self._scenario_args(), *master], self._dir / "master.log", env)
+        self._master = ChildProcess(
+            "locust master", [*locust, *self._scenario_args(), *master], log=self._dir / "master.log", env=env
+        )
         for number in range(self.workers):
             self._workers.append(
-                _Process(
-                    f"worker {number}",
+                ChildProcess(
+                    f"locust worker {number}",
                     [*locust, "--worker", "--master-host", LOOPBACK, "--master-port", str(master_port)],
-                    self._dir / f"worker-{number}.log",
-                    env,
+                    log=self._dir / f"worker-{number}.log",
+                    env=env,
                 )
             )
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.config.grace_s + 120))
@@ -247,7 +218,7 @@ class LocustEngine:
     async def _all_results(self) -> bool:
         return all((self._results / f"worker-{worker.pid}.pickle").exists() for worker in self._workers)
 
-    def _result(self, number: int, worker: _Process) -> WorkerResult:
+    def _result(self, number: int, worker: ChildProcess) -> WorkerResult:
         result: WorkerResult = pickle.loads((self._results / f"worker-{worker.pid}.pickle").read_bytes())
         result.worker = number
         return result
@@ -278,10 +249,8 @@ class LocustEngine:
             self._session = None
         processes, self._master, self._workers = self._processes, None, []
         for process in processes:
-            if process.popen.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.popen.send_signal(signal.SIGTERM)
-        await asyncio.gather(*(asyncio.to_thread(_reap, process.popen) for process in processes))
+            process.signal()  # all at once, then each waited for
+        await asyncio.gather(*(asyncio.to_thread(process.stop) for process in processes))
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
@@ -293,7 +262,7 @@ class LocustEngine:
                 process.check_alive()
             if time.monotonic() > deadline:
                 master = self._master.output() if self._master else ""
-                raise LocustFailed(f"gave up after {timeout_s:.0f} s waiting for {what}", master)
+                raise ChildFailed(f"gave up after {timeout_s:.0f} s waiting for {what}", master)
             await asyncio.sleep(POLL_S)
 
     async def _get_json(self, path: str) -> dict[str, Any]:
@@ -307,12 +276,4 @@ class LocustEngine:
             answer = await response.json()
         if not answer.get("success", False):
             master = self._master.output() if self._master else ""
-            raise LocustFailed(f"locust master refused {path}: {answer.get('message')}", master)
-
-
-def _reap(popen: subprocess.Popen) -> None:
-    try:
-        popen.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        popen.kill()
-        popen.wait()
+            raise ChildFailed(f"locust master refused {path}: {answer.get('message')}", master)

@@ -13,17 +13,8 @@ from pathlib import Path
 import psutil
 
 from flashsale import config
-from flashsale.http.server_process import ServerNotReady, ServerProcess
+from flashsale.http.server_process import ServerProcess
 from flashsale.http.settings import ServiceSettings
-
-
-class ServerFailed(RuntimeError):
-    """The server did not become ready; `output` holds the last lines it printed."""
-
-    def __init__(self, message: str, output: str = "") -> None:
-        last = output.strip().splitlines()[-1:] if output.strip() else []
-        super().__init__(message + (f" (last output: {last[0].strip()})" if last else ""))
-        self.output = output
 
 
 class MeasuredServer:
@@ -60,12 +51,7 @@ class MeasuredServer:
 
     async def start(self) -> str:
         """Start the service and wait until `/health` answers (in a thread: the wait blocks); its base URL."""
-        try:
-            await asyncio.to_thread(self.server.start)
-        except ServerNotReady as exc:
-            first = str(exc).splitlines()[0].rstrip(":")
-            output = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-            raise ServerFailed(first, output) from None
+        await asyncio.to_thread(self.server.start)  # ChildFailed, with the end of its log, if it was not ready
         self.mark_cpu()
         return self.base_url
 

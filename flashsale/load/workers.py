@@ -35,6 +35,7 @@ from typing import Any, Protocol
 import psutil
 
 from flashsale import aio, strategies
+from flashsale.children import ChildFailed
 from flashsale.db import connection
 from flashsale.db.guard import DatabaseGuard
 from flashsale.load.config import LoadConfig
@@ -52,10 +53,6 @@ DB_POOL_TIMEOUT_S = 30.0  # db target: how long an order may wait for a pooled c
 START_LEAD_S = 0.2  # how far ahead of the go message the common origin lies, so that every worker gets it in time
 READY_TIMEOUT_S = 120.0  # spawn, imports, connections and the users' list
 PROGRESS_EVERY_S = 0.25
-
-
-class WorkerFailed(RuntimeError):
-    """A worker process could not start or died; the message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -349,7 +346,7 @@ class ProcessWorkers:
         answers = await asyncio.gather(*(self._receive(k, READY_TIMEOUT_S) for k in range(self.count)))
         for k, (kind, payload) in enumerate(answers):
             if kind != "ready":
-                raise WorkerFailed(f"load worker {k} did not start: {payload}")
+                raise ChildFailed(f"load worker {k} did not start: {payload}")
         self.pinned = all(payload["pinned"] for _, payload in answers)
         self.user_count = answers[0][1]["users"]
 
@@ -368,7 +365,7 @@ class ProcessWorkers:
         results = []
         for k, (kind, payload) in enumerate(answers):
             if kind != "done":
-                raise WorkerFailed(f"load worker {k} failed: {payload}")
+                raise ChildFailed(f"load worker {k} failed: {payload}")
             results.append(payload)
         return results
 

@@ -18,10 +18,11 @@ import psutil
 import pytest
 
 from flashsale.audit import audit_sale
+from flashsale.children import ChildFailed
 from flashsale.http.server_process import free_port
 from flashsale.http.settings import ServiceSettings
 from flashsale.load.config import LoadConfig
-from flashsale.load.locust_engine import LOCUSTFILE, LocustEngine, LocustFailed
+from flashsale.load.locust_engine import LOCUSTFILE, LocustEngine
 from flashsale.load.merge import merge
 from flashsale.load.outcomes import Outcomes, is_error
 from flashsale.load.runner import run_load_async
@@ -98,7 +99,7 @@ class TestFailures:
         unreachable = f"http://127.0.0.1:{free_port()}"
         config = LoadConfig(target="http", engine="locust", base_url=unreachable, vus=2, duration_s=1.0)
         engine = LocustEngine(config, base_url=unreachable, flash_sale_id=uuid.uuid4(), workers=1)
-        with pytest.raises(LocustFailed, match=r"worker 0 .* exited with status 1") as failed:
+        with pytest.raises(ChildFailed, match=r"worker 0 .* exited with status 1") as failed:
             await engine.start()
         assert "Connection refused" in str(failed.value)
         assert engine.pids == []  # stopped by start() itself

@@ -23,9 +23,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from flashsale import aio
 from flashsale.audit import audit_sale
+from flashsale.children import ChildFailed
 from flashsale.db import connection
 from flashsale.http.log import ACCESS_LOGGER
-from flashsale.http.server_process import ServerNotReady, ServerProcess
+from flashsale.http.server_process import ServerProcess
 from flashsale.http.serving import EXIT_NOT_STARTED
 from flashsale.http.settings import GRACEFUL_SHUTDOWN_S
 from flashsale.http.shared_metrics import REFRESH_S
@@ -406,7 +407,7 @@ class TestStartup:
                 env={"FLASHSALE_DATABASE_URL": url},
                 extra_args=["--open-timeout", "2s"],  # the pools wait this long for a connection that never comes
             )
-            with pytest.raises(ServerNotReady, match=f"exited with status {EXIT_NOT_STARTED}"):
+            with pytest.raises(ChildFailed, match=f"exited with status {EXIT_NOT_STARTED}"):
                 server.start()
         finally:
             with psycopg.connect(database_url, autocommit=True) as admin:

@@ -5,9 +5,9 @@ import numpy as np
 import psutil
 import pytest
 
+from flashsale.children import ChildFailed
 from flashsale.http.server_process import free_port
 from flashsale.load import LoadConfig, run_load_async, schedule
-from flashsale.load.workers import WorkerFailed
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,7 @@ class TestProcessWorkers:
 
     async def test_a_worker_that_cannot_start_fails_the_run_with_its_reason(self, database_url):
         nobody = f"http://127.0.0.1:{free_port()}"
-        with pytest.raises(WorkerFailed, match=r"load worker \d did not start: ClientConnectorError"):
+        with pytest.raises(ChildFailed, match=r"load worker \d did not start: ClientConnectorError"):
             await run_load_async(
                 LoadConfig(target="http", base_url=nobody, database_url=database_url, vus=2, duration_s=1, workers=2)
             )
