@@ -25,6 +25,8 @@ from typing import IO
 
 import psutil
 
+from flashsale.contract import HEALTH_PATH
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port the OS just handed out and released; free unless someone else grabs it first."""
@@ -133,7 +135,7 @@ class ServerProcess:
             if health is None:
                 with (
                     contextlib.suppress(OSError, urllib.error.URLError),
-                    urllib.request.urlopen(f"{self.url}/health", timeout=2) as response,
+                    urllib.request.urlopen(f"{self.url}{HEALTH_PATH}", timeout=2) as response,
                 ):
                     if response.status == 200:
                         health = json.load(response)

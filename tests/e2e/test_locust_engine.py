@@ -18,11 +18,12 @@ import psutil
 import pytest
 
 from flashsale.audit import audit_sale
+from flashsale.contract import is_error
 from flashsale.http.server_process import free_port
 from flashsale.load.config import LoadConfig
 from flashsale.load.locust_engine import LOCUSTFILE, LocustEngine, LocustFailed
 from flashsale.load.merge import merge
-from flashsale.load.outcomes import Outcomes, is_error
+from flashsale.load.outcomes import Outcomes
 from flashsale.load.runner import run_load_async
 from tests.e2e.conftest import make_sale
 from tests.integration.test_cli import flashsale
