@@ -193,8 +193,8 @@ def register(subparsers) -> None:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from flashsale.children import ChildFailed
     from flashsale.load import LoadConfig, run_load
+    from flashsale.processes import ChildFailed
 
     placement = placement_from(args)
     config = LoadConfig(

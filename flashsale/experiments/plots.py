@@ -12,6 +12,7 @@ import pandas as pd
 from matplotlib.ticker import LogFormatter
 
 from flashsale import strategies
+from flashsale.contract import ACCEPTED, CREATED, DECIDED, REPLAYED, SALE_REFUSALS, SERVICE_REFUSALS
 from flashsale.experiments import analysis
 from flashsale.experiments.analysis import strategy_label as _strategy_label
 
@@ -345,19 +346,22 @@ def outcome_latency(requests: dict[str, pd.DataFrame], *, title: str, ax=None):
     return ax
 
 
-# Outcomes of a fault run, grouped for the eye: answers of the database, then failures.
-FAULT_GROUPS = {
-    "orders (created or replayed)": ("created", "replayed"),
-    "refused by the sale": (
-        "sold_out",
-        "per_user_limit_exceeded",
-        "sale_not_active",
-        "not_found",
-        "invalid",
-        "idempotency_key_reused",
-    ),
+# Every answer of a load run, grouped for the eye by the contract's groups (`flashsale.contract`), the successes
+# split into orders and accepted orders; an outcome in no group is an error.
+ANSWER_GROUPS = {
+    "orders (created or replayed)": (CREATED, REPLAYED),
+    "accepted (202, settled later)": (ACCEPTED,),
+    "refused by the sale": SALE_REFUSALS,
+    "refused for now (429, 503)": SERVICE_REFUSALS,
 }
-FAULT_GROUP_COLORS = {"orders (created or replayed)": "#2ca02c", "refused by the sale": "#1f77b4"}
+ANSWER_GROUP_COLORS = {
+    "orders (created or replayed)": "#2ca02c",
+    "accepted (202, settled later)": "#98df8a",
+    "refused by the sale": "#1f77b4",
+    "refused for now (429, 503)": "#ff7f0e",
+}
+# Outcomes of a fault run: the answers that needed the database grouped, then every kind of failure by its name.
+FAULT_GROUPS = {group: names for group, names in ANSWER_GROUPS.items() if set(names) <= set(DECIDED)}
 FAILURE_COLOR = "#d62728"
 
 
@@ -389,15 +393,15 @@ def _answer_rates(
 
 
 def outcomes_over_time(requests: pd.DataFrame, fault: dict, *, title: str, bucket_s: float = 0.25, ax=None):
-    """Answers per second by when they arrived (the request's end), stacked: orders, refusals, and each kind of
-    failure (503 `unavailable`, connection errors, ...), with the fault marked."""
+    """Answers per second by when they arrived (the request's end), stacked: orders, accepted orders, refusals by
+    the sale, and each kind of failure (503 `unavailable`, connection errors, ...), with the fault marked."""
     ax = ax or plt.subplots(figsize=(10, 4))[1]
     counts, _ = _answer_rates(requests.loc[~requests["warmup"]], FAULT_GROUPS, None, bucket_s, ax)
     order = [g for g in FAULT_GROUPS if g in counts] + sorted(c for c in counts if c not in FAULT_GROUPS)
     counts = counts[order]
     reds = plt.get_cmap("Reds")
     failures = [c for c in order if c not in FAULT_GROUPS]
-    colors = [FAULT_GROUP_COLORS[c] for c in order if c in FAULT_GROUPS] + [
+    colors = [ANSWER_GROUP_COLORS[c] for c in order if c in FAULT_GROUPS] + [
         reds(0.45 + 0.5 * i / max(1, len(failures) - 1)) for i in range(len(failures))
     ]
     ax.stackplot(counts.index, counts.T.to_numpy(), labels=order, colors=colors, step="post", alpha=0.85)
@@ -416,26 +420,12 @@ def latency_through_fault(requests: pd.DataFrame, fault: dict, *, title: str, ax
     return ax
 
 
-# Every answer of a load run, grouped for the eye (admission control and asynchronous orders).
-ANSWER_GROUPS = {
-    "orders (created or replayed)": ("created", "replayed"),
-    "accepted (202, settled later)": ("accepted",),
-    "refused by the sale": FAULT_GROUPS["refused by the sale"],
-    "refused by admission control": ("rate_limited", "queue_full", "overloaded", "rejected", "busy"),
-}
-ANSWER_GROUP_COLORS = {
-    "orders (created or replayed)": "#2ca02c",
-    "accepted (202, settled later)": "#98df8a",
-    "refused by the sale": "#1f77b4",
-    "refused by admission control": "#ff7f0e",
-}
-
-
 def answers_over_time(
     requests: pd.DataFrame, *, title: str, bucket_s: float | None = None, sale_opens_s: float | None = None, ax=None
 ):
     """Answers per second by when they arrived, stacked by kind: orders, accepted orders, refusals by the sale,
-    refusals by admission control (429, 503), and anything else (errors) in red. Each kind's total is in the
+    refusals for now (429, 503: admission control, a busy strategy, an unavailable database), and anything else
+    (errors) in red. Each kind's total is in the
     legend, since a few orders among thousands of refusals a second are too thin to see. `bucket_s` defaults to a
     twentieth of the run (at least 100 ms, at most 500 ms); `sale_opens_s` marks when the sale opened."""
     ax = ax or plt.subplots(figsize=(10, 4))[1]

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from flashsale import strategies
+from flashsale import contract, strategies
 from flashsale.admission import OrderQueue, UserRateLimiter
 from flashsale.db.connection import DatabaseUnavailable, describe, make_pool
 from flashsale.db.guard import DatabaseGuard
@@ -156,17 +156,17 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route("/api/orders", place_order, methods=["POST"]),
-            Route("/api/orders/{order_id}", get_order, methods=["GET"]),
-            Route("/api/flash-sales/{flash_sale_id}", get_flash_sale, methods=["GET"]),
-            Route("/api/users", list_user_ids, methods=["GET"]),
+            Route(contract.ORDERS_PATH, place_order, methods=["POST"]),
+            Route(contract.ORDER_PATH, get_order, methods=["GET"]),
+            Route(contract.FLASH_SALE_PATH, get_flash_sale, methods=["GET"]),
+            Route(contract.USER_IDS_PATH, list_user_ids, methods=["GET"]),
             # The original's contract (FlashDeal), so that its k6 scripts run unchanged.
-            Route("/orders", place_order, methods=["POST"]),
-            Route("/orders/{order_id}/status", get_order_status, methods=["GET"]),
-            Route("/users", list_users, methods=["GET"]),
-            Route("/health", health, methods=["GET"]),
-            Route("/metrics", context.metrics.endpoint, methods=["GET"]),
-            Route("/openapi.json", openapi_endpoint, methods=["GET"]),
+            Route(contract.ORIGINAL_ORDERS_PATH, place_order, methods=["POST"]),
+            Route(contract.ORDER_STATUS_PATH, get_order_status, methods=["GET"]),
+            Route(contract.ORIGINAL_USERS_PATH, list_users, methods=["GET"]),
+            Route(contract.HEALTH_PATH, health, methods=["GET"]),
+            Route(contract.METRICS_PATH, context.metrics.endpoint, methods=["GET"]),
+            Route(contract.OPENAPI_PATH, openapi_endpoint, methods=["GET"]),
         ],
         middleware=[Middleware(RequestMiddleware, metrics=context.metrics, access_log=s.access_log)],
         exception_handlers=dict.fromkeys(errors.HANDLED, handle_error),

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from flashsale.admission import QueueFull, RateLimited
+from flashsale.contract import OVERLOADED, RETRY_AFTER_HEADER, UNAVAILABLE
 from flashsale.db.guard import DatabaseDown
 from flashsale.domain import DomainError
 from flashsale.strategies import StrategyUnavailable
@@ -72,31 +73,31 @@ def to_api_error(exc: Exception) -> ApiError | None:
     if isinstance(exc, DomainError):
         return ApiError(STATUS_BY_DOMAIN_CODE.get(exc.code, 409), exc.code, str(exc))
     if isinstance(exc, RateLimited):
-        return ApiError(429, exc.code, str(exc), {"Retry-After": retry_after(exc.retry_after_s)})
+        return ApiError(429, exc.code, str(exc), {RETRY_AFTER_HEADER: retry_after(exc.retry_after_s)})
     if isinstance(exc, StrategyUnavailable):
-        return ApiError(503, exc.code, str(exc), {"Retry-After": retry_after(exc.retry_after_s)})
+        return ApiError(503, exc.code, str(exc), {RETRY_AFTER_HEADER: retry_after(exc.retry_after_s)})
     if isinstance(exc, DatabaseDown):
-        return ApiError(503, exc.code, str(exc), {"Retry-After": retry_after(exc.retry_after_s)})
+        return ApiError(503, exc.code, str(exc), {RETRY_AFTER_HEADER: retry_after(exc.retry_after_s)})
     if isinstance(exc, TooManyRequests):
         return ApiError(
             503,
-            "overloaded",
+            OVERLOADED,
             "too many requests are waiting for a database connection; retry later",
-            {"Retry-After": retry_after(RETRY_AFTER_UNAVAILABLE_S)},
+            {RETRY_AFTER_HEADER: retry_after(RETRY_AFTER_UNAVAILABLE_S)},
         )
     if isinstance(exc, PoolTimeout):
         return ApiError(
             503,
-            "unavailable",
+            UNAVAILABLE,
             "no database connection became free in time; retry later",
-            {"Retry-After": retry_after(RETRY_AFTER_UNAVAILABLE_S)},
+            {RETRY_AFTER_HEADER: retry_after(RETRY_AFTER_UNAVAILABLE_S)},
         )
     if isinstance(exc, psycopg.OperationalError):
         return ApiError(
             503,
-            "unavailable",
+            UNAVAILABLE,
             "the database is unavailable; retry later",
-            {"Retry-After": retry_after(RETRY_AFTER_UNAVAILABLE_S)},
+            {RETRY_AFTER_HEADER: retry_after(RETRY_AFTER_UNAVAILABLE_S)},
         )
     if isinstance(exc, HTTPException):
         code = CODE_BY_HTTP_STATUS.get(exc.status_code, "http_error")

@@ -10,6 +10,7 @@ import time
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from flashsale.contract import REQUEST_ID_HEADER
 from flashsale.http import request_id
 from flashsale.http.errors import internal_error_response
 from flashsale.http.log import ACCESS_LOGGER
@@ -42,7 +43,7 @@ class RequestMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
-                MutableHeaders(scope=message).append(request_id.HEADER, rid)
+                MutableHeaders(scope=message).append(REQUEST_ID_HEADER, rid)
             await send(message)
 
         try:

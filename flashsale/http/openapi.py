@@ -7,12 +7,11 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from flashsale import __version__
+from flashsale import __version__, contract
+from flashsale.contract import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER, REQUEST_ID_HEADER, RETRY_AFTER_HEADER
 from flashsale.domain.model import MAX_IDEMPOTENCY_KEY
 from flashsale.http import flash_sale_dto, health_dto, order_dto, user_dto
 from flashsale.http.errors import ErrorResponse
-from flashsale.http.order_handler import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER
-from flashsale.http.request_id import HEADER as REQUEST_ID_HEADER
 
 _SCHEMA_REF = "#/components/schemas/{model}"
 _ERROR_STATUS_TEXT = {
@@ -68,7 +67,7 @@ def document() -> dict[str, Any]:
         for status in statuses:
             headers = {REQUEST_ID_HEADER: {"$ref": "#/components/headers/RequestId"}}
             if status in (429, 503):
-                headers["Retry-After"] = {"$ref": "#/components/headers/RetryAfter"}
+                headers[RETRY_AFTER_HEADER] = {"$ref": "#/components/headers/RetryAfter"}
             out[str(status)] = {
                 "description": _ERROR_STATUS_TEXT[status],
                 "headers": headers,
@@ -164,15 +163,15 @@ def document() -> dict[str, Any]:
             '`{"error": code, "message": text}`.',
         },
         "paths": {
-            "/api/orders": {"post": place_order},
-            "/orders": {
+            contract.ORDERS_PATH: {"post": place_order},
+            contract.ORIGINAL_ORDERS_PATH: {
                 "post": {
                     **place_order,
                     "operationId": "placeOrderOriginal",
                     "summary": "Place an order on a flash sale (the original's route, the same as POST /api/orders)",
                 }
             },
-            "/orders/{order_id}/status": {
+            contract.ORDER_STATUS_PATH: {
                 "get": {
                     "operationId": "getOrderStatus",
                     "summary": "Where an order stands: pending, completed (with the order) or failed (with the reason)",
@@ -180,7 +179,7 @@ def document() -> dict[str, Any]:
                     "responses": {**ok("the order's status", order_dto.OrderStatusResponse), **errors(404, 422, 503)},
                 }
             },
-            "/api/orders/{order_id}": {
+            contract.ORDER_PATH: {
                 "get": {
                     "operationId": "getOrder",
                     "summary": "Read one order",
@@ -188,7 +187,7 @@ def document() -> dict[str, Any]:
                     "responses": {**ok("the order", order_dto.OrderResponse), **errors(404, 422, 503)},
                 }
             },
-            "/api/flash-sales/{flash_sale_id}": {
+            contract.FLASH_SALE_PATH: {
                 "get": {
                     "operationId": "getFlashSale",
                     "summary": "Read a flash sale: window, stock, per-user limit",
@@ -196,7 +195,7 @@ def document() -> dict[str, Any]:
                     "responses": {**ok("the flash sale", flash_sale_dto.FlashSaleResponse), **errors(404, 422, 503)},
                 }
             },
-            "/api/users": {
+            contract.USER_IDS_PATH: {
                 "get": {
                     "operationId": "listUserIds",
                     "summary": "User ids in a stable order, a page at a time, with the total",
@@ -204,7 +203,7 @@ def document() -> dict[str, Any]:
                     "responses": {**ok("one page of user ids", user_dto.UserIdsPage), **errors(422, 503)},
                 }
             },
-            "/users": {
+            contract.ORIGINAL_USERS_PATH: {
                 "get": {
                     "operationId": "listUsers",
                     "summary": "Users in a stable order (the original's list): every one, or a page with limit",
@@ -212,14 +211,14 @@ def document() -> dict[str, Any]:
                     "responses": {**ok("the users, a JSON array", user_dto.UserList), **errors(422, 503)},
                 }
             },
-            "/health": {
+            contract.HEALTH_PATH: {
                 "get": {
                     "operationId": "health",
                     "summary": "Is the service up and its database reachable",
                     "responses": {**ok("up", health_dto.HealthResponse), **errors(503)},
                 }
             },
-            "/metrics": {
+            contract.METRICS_PATH: {
                 "get": {
                     "operationId": "metrics",
                     "summary": "Prometheus metrics in the text exposition format",

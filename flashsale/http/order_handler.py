@@ -20,6 +20,8 @@ from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
+from flashsale import contract
+from flashsale.contract import ACCEPTED, CREATED, IDEMPOTENCY_KEY_HEADER, REPLAYED, REPLAYED_HEADER
 from flashsale.domain import InvalidIdempotencyKey, Order, check_idempotency_key
 from flashsale.http.errors import ApiError, to_api_error
 from flashsale.http.handler_context import context_of
@@ -35,9 +37,6 @@ from flashsale.http.params import path_uuid
 from flashsale.http.responses import model_response
 from flashsale.repositories import orders, settlements
 from flashsale.settlement import SETTLEMENT_KEY_PREFIX
-
-IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
-REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 async def place_order(request: Request) -> Response:
@@ -58,21 +57,21 @@ async def place_order(request: Request) -> Response:
         context.metrics.count_order(error.code if error else "internal")
         raise
     order = placed.order
-    headers = {"Location": f"/api/orders/{order.id}"}
+    headers = {"Location": contract.order_path(order.id)}
     if placed.replayed:
         headers[REPLAYED_HEADER] = "true"
-    context.metrics.count_order("replayed" if placed.replayed else "created")
+    context.metrics.count_order(REPLAYED if placed.replayed else CREATED)
     return model_response(OrderResponse.from_domain(order), 201, headers=headers)
 
 
 def _accepted(context, placed) -> Response:
     """202 with where to follow the order (`--accept async`)."""
     order = placed.order
-    status_url = f"/orders/{order.id}/status"
+    status_url = contract.order_status_path(order.id)
     headers = {"Location": status_url}
     if placed.replayed:
         headers[REPLAYED_HEADER] = "true"
-    context.metrics.count_order("replayed" if placed.replayed else "accepted")
+    context.metrics.count_order(REPLAYED if placed.replayed else ACCEPTED)
     body = OrderAcceptedResponse(order_id=order.id, status=PROGRESS_BY_STATUS[order.status], status_url=status_url)
     return model_response(body, 202, headers=headers)
 

@@ -7,8 +7,9 @@ import re
 import uuid
 from contextvars import ContextVar
 
-HEADER = "X-Request-ID"
-_HEADER_KEY = HEADER.lower().encode()
+from flashsale.contract import REQUEST_ID_HEADER
+
+_HEADER_KEY = REQUEST_ID_HEADER.lower().encode()
 # Visible ASCII only, bounded: an id is echoed in a response header and written to logs, so it must be
 # unable to split either.
 _ACCEPTED = re.compile(rb"[\x21-\x7e]{1,128}")

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import psutil
 
-from flashsale.children import ChildProcess
+from flashsale.contract import HEALTH_PATH
 from flashsale.http.settings import ServiceSettings
+from flashsale.processes import ChildProcess
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -130,7 +131,7 @@ class ServerProcess:
             if health is None:
                 with (
                     contextlib.suppress(OSError, urllib.error.URLError),
-                    urllib.request.urlopen(f"{self.url}/health", timeout=2) as response,
+                    urllib.request.urlopen(f"{self.url}{HEALTH_PATH}", timeout=2) as response,
                 ):
                     if response.status == 200:
                         health = json.load(response)

@@ -26,13 +26,12 @@ import numpy as np
 import pandas as pd
 
 from flashsale import config
+from flashsale.contract import DECIDED
 from flashsale.db import connection, embedded
-from flashsale.load.outcomes import CREATED, REFUSALS, REPLAYED
 from flashsale.units import parse_seconds
 
 KINDS = ("db-restart", "db-stop")
 _SPEC = re.compile(r"^(?P<kind>[a-z-]+)@(?P<at>[^:]+)(?::(?P<down>.+))?$")
-SUCCESSES = (CREATED, REPLAYED, *REFUSALS)  # answers the database decided; anything else is a failure
 
 
 class FaultUnsupported(ValueError):
@@ -160,8 +159,8 @@ def fault_report(records: pd.DataFrame, events: list[FaultEvent]) -> list[dict]:
     """For each fault: the failures the clients saw from the injection until the first success after the database
     was back (count by outcome and by status, their latency), and the timings:
 
-    - `recovered_s`: when the first request that succeeded (an order, or a refusal by the sale's rules: an
-      answer of the database) ended after the server was up again;
+    - `recovered_s`: when the first request that succeeded (an order taken, or a refusal by the sale's rules: an
+      answer that needed the database, `flashsale.contract.DECIDED`) ended after the server was up again;
     - `recovery_s`: from the injection to `recovered_s` (fault -> first success after it);
     - `lag_s`: from the server being up to `recovered_s` (how long the clients kept failing after it was back);
     - `unavailable_s`: how long the server was down (`up_s - down_s`).
@@ -216,7 +215,7 @@ def outage_mask(records: pd.DataFrame, reports: list[dict]) -> np.ndarray:
 
 def _ends_and_failures(records: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     end_s = records["start_s"].to_numpy(dtype=np.float64) + records["latency_ms"].to_numpy(dtype=np.float64) / 1e3
-    failed = ~records["outcome"].astype(str).isin(SUCCESSES).to_numpy()
+    failed = ~records["outcome"].astype(str).isin(DECIDED).to_numpy()
     return end_s, failed
 
 

@@ -21,6 +21,10 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from flashsale.contract import JSON_CONTENT_TYPE, REPLAYED_HEADER
+
+_REPLAYED = REPLAYED_HEADER.lower().encode()
+
 
 class ServerDisconnected(ConnectionError):
     """The server closed the connection before a whole answer arrived."""
@@ -36,7 +40,7 @@ def prepare(method: str, host: str, path: str, body: bytes = b"", headers: dict[
     """The bytes of one request, ready to write (JSON body, keep-alive)."""
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
     if body or method == "POST":
-        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+        lines += [f"Content-Type: {JSON_CONTENT_TYPE}", f"Content-Length: {len(body)}"]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
@@ -68,7 +72,7 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() == b"idempotent-replayed":
+        if name.lower() == _REPLAYED:
             self._replayed = value == b"true"
 
     def on_body(self, body: bytes) -> None:

@@ -49,9 +49,9 @@ from uuid import UUID
 
 import aiohttp
 
-from flashsale.children import ChildFailed, ChildProcess
 from flashsale.http.server_process import free_port
 from flashsale.load.merge import WorkerResult
+from flashsale.processes import ChildFailed, ChildProcess
 
 if TYPE_CHECKING:
     from flashsale.load.config import LoadConfig

@@ -3,7 +3,7 @@ a record, in the same compact columns and under the same outcome names as the na
 
 The locustfile's users only time the request and hand the answer over; everything else lives here, without
 Locust or gevent imported, so that it is tested like any other module and the naming rules stay those of
-`flashsale.load.outcomes`. At the end the worker turns it into the `WorkerResult` that `flashsale.load.merge`
+`flashsale.contract`. At the end the worker turns it into the `WorkerResult` that `flashsale.load.merge`
 concatenates with the other workers' (start offsets from the common origin, latencies in nanoseconds).
 
 With idempotency keys, every order carries an `Idempotency-Key` header from a `KeyedRetries` of this process
@@ -11,37 +11,27 @@ With idempotency keys, every order carries an `Idempotency-Key` header from a `K
 body it was first sent with, and a 201 with `Idempotent-Replayed: true` is the outcome `replayed`.
 
 Asynchronous orders (`serve --accept async`), as the native http target has them: a 202 is the outcome `accepted`
-and its order id is kept for the audit; the user then follows the order at its status URL (`status_path`) and
-hands its end to `settled`, one settlement record an accepted order (a confirmed one is acknowledged then).
+and its order id is kept for the audit; the user then follows the order at its status URL and hands its end to
+`settled`, one settlement record an accepted order (a confirmed one is acknowledged then).
 """
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from uuid import UUID
 
 import psutil
 
+from flashsale import contract
+from flashsale.contract import ACCEPTED, CREATED, GAVE_UP, REPLAYED
 from flashsale.load.merge import WorkerResult
-from flashsale.load.outcomes import (
-    ACCEPTED,
-    ALIASES,
-    CREATED,
-    REPLAYED,
-    Outcomes,
-    error_code,
-    http_error_name,
-)
+from flashsale.load.outcomes import Outcomes
 from flashsale.load.records import RecordBuffer
 from flashsale.load.retries import KeyedRetries
 from flashsale.load.workloads import WorkloadStats
 
-JSON = {"Content-Type": "application/json"}
-USERS_PAGE = 1000
+JSON = {"Content-Type": contract.JSON_CONTENT_TYPE}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +57,7 @@ class WorkerOrders:
         if not user_ids:
             raise LookupError("the service listed no users")
         sale = str(UUID(str(flash_sale_id)))
-        self.bodies = [
-            json.dumps({"user_id": u, "flash_sale_id": sale, "quantity": quantity}).encode() for u in user_ids
-        ]
+        self.bodies = [contract.order_body(u, sale, quantity) for u in user_ids]
         self.retries = retries
         self.outcomes = Outcomes()
         self.records = RecordBuffer()
@@ -103,14 +91,14 @@ class WorkerOrders:
         if retries is None:
             return Order(self.bodies[user], JSON)
         number, user = retries.next(user)
-        return Order(self.bodies[user], {**JSON, "Idempotency-Key": retries.key(number)}, number)
+        return Order(self.bodies[user], {**JSON, contract.IDEMPOTENCY_KEY_HEADER: retries.key(number)}, number)
 
     def answered(self, order: Order, start_ns: int, end_ns: int, status: int, body: bytes, replayed: bool) -> str:
         """Record an HTTP answer; its outcome name (a 201 or 202 whose body holds no order id is an error, named
         by its class, as under the native http target)."""
         if status in (201, 202):
             try:
-                ordered = accepted_id(body) if status == 202 else UUID(json.loads(body)["id"]).bytes
+                ordered = contract.order_id(status, body)
             except (ValueError, KeyError, TypeError) as exc:
                 return self.failed(start_ns, end_ns, exc, status)
         if status == 201:
@@ -126,10 +114,10 @@ class WorkerOrders:
                 self.retries.answered(order.key, accepted)
             outcome = self._accepted
         else:
-            code = error_code(body)
+            code = contract.error_code(body)
             known = self._answers.get((status, code))
             if known is None:
-                known = self._answers[status, code] = self.outcomes.id(http_error_name(status, code))
+                known = self._answers[status, code] = self.outcomes.id(contract.error_outcome(status, code))
             outcome = known
         self._add(start_ns, end_ns, outcome, status)
         return self.outcomes.names[outcome]
@@ -148,13 +136,9 @@ class WorkerOrders:
         """Record how the accepted order `accepted` (16 bytes, sent at `sent_ns`) ended when it was last seen at
         `end_ns`: its last status document (`completed`, `failed` with its reason, else still pending: `gave_up`),
         or the error of its last status request; the outcome name, as the native http target names it."""
-        name = error or "gave_up"
-        if status is not None and status.get("status") == "completed":
+        name = (contract.settled(status) if status is not None else None) or error or GAVE_UP
+        if name == CREATED:
             self.acknowledged += accepted  # a confirmed order now: the audit looks for it
-            name = CREATED
-        elif status is not None and status.get("status") == "failed":
-            reason = status.get("reason") or "failed"
-            name = ALIASES.get(reason, reason)
         self.settlements.add(sent_ns - self.origin_ns, end_ns - sent_ns, self.outcomes.id(name), 0)
         return name
 
@@ -188,30 +172,6 @@ class WorkerOrders:
             polls=self.polls,
             **(self.retries.worker_fields() if self.retries is not None else {}),
         )
-
-
-def accepted_id(body: bytes) -> bytes:
-    """The 16 bytes of the order id in a 202's body (`{"order_id", "status", "status_url"}`)."""
-    return UUID(json.loads(body)["order_id"]).bytes
-
-
-def status_path(accepted: bytes) -> str:
-    """Where the accepted order (16 bytes) is followed: the original's status URL, as the native target polls it."""
-    return f"/orders/{UUID(bytes=accepted)}/status"
-
-
-def fetch_user_ids(base_url: str, *, page: int = USERS_PAGE, timeout_s: float = 10.0) -> list[str]:
-    """Every user id the service lists, page by page (`GET /api/users?limit=&offset=`), as the native http target
-    reads them, but blocking (under Locust, gevent makes the socket cooperative)."""
-    ids: list[str] = []
-    while True:
-        query = urllib.parse.urlencode({"limit": page, "offset": len(ids)})
-        with urllib.request.urlopen(f"{base_url.rstrip('/')}/api/users?{query}", timeout=timeout_s) as response:
-            data = json.load(response)
-        batch = data["user_ids"]
-        ids.extend(str(u) for u in batch)
-        if not batch or len(ids) >= data.get("total", len(ids)):
-            return ids
 
 
 def _cpu_s() -> float:

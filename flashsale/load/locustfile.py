@@ -17,7 +17,7 @@ its values to its workers when a run starts, so a worker on another machine need
 Measurement. Locust's statistics keep response times in buckets (rounded to two significant digits above 100 ms)
 and percentiles from those, so each user also times every request itself with `time.perf_counter_ns()` and hands
 the answer to this process's `WorkerOrders`: one exact record a request, named as the native runner names it
-(`flashsale.load.outcomes`), in compact columns. Locust's own success and failure follow the same names: refusals
+(`flashsale.contract`), in compact columns. Locust's own success and failure follow the same names: refusals
 (`sold_out`, ...) are successes, only errors are failures.
 
 The engine (`flashsale.load.locust_engine`) sets the directory `FLASHSALE_LOCUST_RESULTS` for its workers: each
@@ -40,20 +40,20 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from uuid import UUID
 
 import gevent
 from locust import FastHttpUser, events, task
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
-from flashsale.load.locust_orders import WorkerOrders, accepted_id, fetch_user_ids, status_path
-from flashsale.load.outcomes import ACCEPTED, error_code, http_error_name, is_error
+from flashsale import contract
+from flashsale.contract import ACCEPTED, fetch_user_ids, is_error
+from flashsale.load.locust_orders import WorkerOrders
 from flashsale.load.retries import KeyedRetries
 
 RESULTS_DIR_ENV = "FLASHSALE_LOCUST_RESULTS"
-ORDERS_PATH = "/api/orders"
-IDEMPOTENT_REPLAYED = "Idempotent-Replayed"
-STATUS_NAME = "/orders/[id]/status"  # one entry in Locust's statistics for every status request
+STATUS_NAME = contract.order_status_path("[id]")  # one entry in Locust's statistics for every status request
 
 logger = logging.getLogger("flashsale.locust")
 
@@ -235,11 +235,11 @@ class OrderingUser(FastHttpUser):
             raise StopUser
         order = orders.next(int(self.pick() * orders.users))
         started = clock()
-        response = self.client.post(ORDERS_PATH, data=order.body, headers=order.headers, catch_response=True)
+        response = self.client.post(contract.ORDERS_PATH, data=order.body, headers=order.headers, catch_response=True)
         ended = clock()
         with response:
             if response.status_code:
-                replayed = response.headers.get(IDEMPOTENT_REPLAYED) == "true"
+                replayed = response.headers.get(contract.REPLAYED_HEADER) == "true"
                 outcome = orders.answered(order, started, ended, response.status_code, response.content, replayed)
             else:
                 outcome = orders.failed(started, ended, response.error)
@@ -248,12 +248,12 @@ class OrderingUser(FastHttpUser):
             else:
                 response.success()
         if outcome == ACCEPTED:
-            self.follow(orders, accepted_id(response.content), started)
+            self.follow(orders, contract.order_id(202, response.content), started)
 
     def follow(self, orders: WorkerOrders, accepted: bytes, sent_ns: int) -> None:
         """Poll the accepted order's status until it is settled, or `--poll-max` after it was sent (as the native
         http target does), and record how it ended."""
-        path, clock = status_path(accepted), time.perf_counter_ns
+        path, clock = contract.order_status_path(UUID(bytes=accepted)), time.perf_counter_ns
         give_up_at = sent_ns + _process.poll_max_ns
         status: dict | None = None
         error: str | None = None
@@ -266,12 +266,12 @@ class OrderingUser(FastHttpUser):
                     response.success()
                 else:
                     error = (
-                        http_error_name(response.status_code, error_code(response.content or b""))
+                        contract.error_outcome(response.status_code, contract.error_code(response.content or b""))
                         if response.status_code
                         else type(response.error).__name__
                     )
                     status = None
                     response.failure(error)
-            if status is not None and status.get("status") in ("completed", "failed"):
+            if status is not None and contract.settled(status) is not None:
                 break
         orders.settled(accepted, sent_ns, clock(), status, error)

@@ -33,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-from flashsale import aio, placement
+from flashsale import aio, contract, placement
 from flashsale.audit import Audit, audit_sale
 from flashsale.db import connection
 from flashsale.db.migrate import ready_url
@@ -263,7 +263,7 @@ def _probe(config: LoadConfig, base_url: str | None, stack: contextlib.AsyncExit
         return None
     metrics = HttpClient(base_url, timeout_s=1.0)
     stack.push_async_callback(metrics.close)
-    return functools.partial(_queue_depth, metrics, metrics.prepare("GET", "/metrics"))
+    return functools.partial(_queue_depth, metrics, metrics.prepare("GET", contract.METRICS_PATH))
 
 
 async def _audit(config: LoadConfig, url: str, sale: Sale, merged: Merged) -> Audit:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flashsale.load.outcomes import CREATED, is_error
+from flashsale.contract import CREATED, is_error
 
 LATENCY_KEYS = ("avg", "min", "p50", "p90", "p95", "p99", "max")
 OUTCOME_KEYS = ("count", "avg", "p50", "p95", "p99", "max")

@@ -18,32 +18,19 @@ from collections.abc import AsyncIterator
 from typing import ClassVar, Protocol
 from uuid import UUID
 
-import aiohttp
 from psycopg import AsyncConnection, pq
 from psycopg_pool import AsyncConnectionPool
 
-from flashsale import idempotency
+from flashsale import contract, idempotency
+from flashsale.contract import ACCEPTED, CREATED, GAVE_UP, OUTCOME_BY_CODE, REPLAYED, UNAVAILABLE
 from flashsale.db.guard import DatabaseDown, DatabaseGuard
 from flashsale.domain import DomainError, PlaceOrder
 from flashsale.load.http_client import HttpClient
-from flashsale.load.outcomes import (
-    ACCEPTED,
-    ALIASES,
-    CREATED,
-    GAVE_UP,
-    KNOWN,
-    REPLAYED,
-    UNAVAILABLE_DB,
-    Outcomes,
-    error_code,
-    http_error_name,
-)
+from flashsale.load.outcomes import Outcomes
 from flashsale.load.records import RecordBuffer
 from flashsale.load.retries import KeyedRetries
 from flashsale.load.workloads import OrderFn, shared
 from flashsale.strategies import OrderStrategy, StrategyUnavailable
-
-USERS_PAGE = 1000
 
 
 class Target(Protocol):
@@ -115,8 +102,8 @@ class DbTarget(_Target):
         self._commands = [PlaceOrder(user_id=u, flash_sale_id=flash_sale_id, quantity=quantity) for u in user_ids]
         self._created = (outcomes.id(CREATED), 0)
         self._replayed = (outcomes.id(REPLAYED), 0)
-        self._unavailable = (outcomes.id(UNAVAILABLE_DB), 0)
-        self._refusals = {code: (outcomes.for_code(code), 0) for code in (*KNOWN, *ALIASES)}
+        self._unavailable = (outcomes.id(UNAVAILABLE), 0)
+        self._refusals = {code: (outcomes.for_code(code), 0) for code in OUTCOME_BY_CODE}
         default_flow = type(strategy).place_order is OrderStrategy.place_order
         self.pinned = pin_connections and default_flow
 
@@ -242,7 +229,6 @@ class HttpTarget(_Target):
     """
 
     name = "http"
-    ORDERS_PATH = "/api/orders"
 
     def __init__(
         self,
@@ -282,17 +268,13 @@ class HttpTarget(_Target):
         return len(self._bodies)
 
     async def open(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=self.timeout_s, sock_connect=min(self.timeout_s, 5.0))
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            self.user_ids = await fetch_user_ids(session, self.base_url)
+        self.user_ids = await asyncio.to_thread(contract.fetch_user_ids, self.base_url, timeout_s=self.timeout_s)
         if not self.user_ids:
-            raise LookupError(f"GET {self.base_url}/api/users returned no users")
+            raise LookupError(f"GET {self.base_url}{contract.USER_IDS_PATH} returned no users")
         sale = str(self.flash_sale_id)
-        self._bodies = [
-            json.dumps({"user_id": u, "flash_sale_id": sale, "quantity": self.quantity}).encode() for u in self.user_ids
-        ]
+        self._bodies = [contract.order_body(u, sale, self.quantity) for u in self.user_ids]
         self._client = HttpClient(self.base_url, timeout_s=self.timeout_s)
-        self._requests = [self._client.prepare("POST", self.ORDERS_PATH, body) for body in self._bodies]
+        self._requests = [self._client.prepare("POST", contract.ORDERS_PATH, body) for body in self._bodies]
 
     async def close(self) -> None:
         await self.settle()
@@ -319,15 +301,15 @@ class HttpTarget(_Target):
             request = self._requests[user]
         else:  # an idempotency key, perhaps one sent before (a retry), with the body it was first sent with
             number, user = retries.next(user)
-            key = {"Idempotency-Key": retries.key(number)}
-            request = client.prepare("POST", self.ORDERS_PATH, self._bodies[user], key)
+            key = {contract.IDEMPOTENCY_KEY_HEADER: retries.key(number)}
+            request = client.prepare("POST", contract.ORDERS_PATH, self._bodies[user], key)
         try:
             answer = await client.send(request)
         except Exception as exc:
             return self._failed(exc), None
         if answer.status in (201, 202):
             try:
-                ordered = order_id(answer.body, "order_id" if answer.status == 202 else "id")
+                ordered = contract.order_id(answer.status, answer.body)
             except (ValueError, KeyError, TypeError) as exc:  # a body outside the contract: an error, not an order
                 return (self._failed(exc)[0], answer.status), None
         if answer.status == 202:
@@ -351,7 +333,7 @@ class HttpTarget(_Target):
         """Poll the order's status until it is settled, or `poll_max_s` after it was sent."""
         client = self._client
         assert client is not None
-        request = client.prepare("GET", f"/orders/{UUID(bytes=accepted)}/status")
+        request = client.prepare("GET", contract.order_status_path(UUID(bytes=accepted)))
         give_up_at = sent_ns + self.poll_max_ns
         outcome = GAVE_UP
         while (left := give_up_at - time.perf_counter_ns()) > 0:
@@ -363,15 +345,13 @@ class HttpTarget(_Target):
                 outcome = type(exc).__name__
                 continue
             if answer.status != 200:
-                outcome = http_error_name(answer.status, error_code(answer.body))
+                outcome = contract.error_outcome(answer.status, contract.error_code(answer.body))
                 continue
-            status = json.loads(answer.body)
-            if status["status"] == "completed":
-                self.acknowledged += accepted  # a confirmed order now: the audit looks for it
-                outcome = CREATED
-                break
-            if status["status"] == "failed":
-                outcome = ALIASES.get(status.get("reason") or "", status.get("reason") or "failed")
+            ended = contract.settled(json.loads(answer.body))
+            if ended is not None:
+                if ended == CREATED:
+                    self.acknowledged += accepted  # a confirmed order now: the audit looks for it
+                outcome = ended
                 break
             outcome = GAVE_UP
         now = time.perf_counter_ns()
@@ -381,11 +361,11 @@ class HttpTarget(_Target):
         return _settling_session(self)
 
     def _answer(self, status: int, body: bytes) -> tuple[int, int]:
-        code = error_code(body)
+        code = contract.error_code(body)
         key = (status, code)
         found = self._answers.get(key)
         if found is None:
-            found = self._answers[key] = (self.outcomes.id(http_error_name(status, code)), status)
+            found = self._answers[key] = (self.outcomes.id(contract.error_outcome(status, code)), status)
         return found
 
 
@@ -412,22 +392,3 @@ class _SettlingOrders:
 @contextlib.asynccontextmanager
 async def _settling_session(target: HttpTarget) -> AsyncIterator[OrderFn]:
     yield _SettlingOrders(target)
-
-
-def order_id(body: bytes, field: str = "id") -> bytes:
-    """The 16 bytes of the id in a 201's order (`order_id` in a 202's answer)."""
-    return UUID(json.loads(body)[field]).bytes
-
-
-async def fetch_user_ids(session: aiohttp.ClientSession, base_url: str, *, page: int = USERS_PAGE) -> list[str]:
-    """Every user id the service lists, page by page (`GET /api/users?limit=&offset=`: the paged
-    form; `GET /users` is the original's array)."""
-    ids: list[str] = []
-    while True:
-        async with session.get(f"{base_url}/api/users", params={"limit": page, "offset": len(ids)}) as resp:
-            resp.raise_for_status()
-            data = await resp.json()
-        batch = data["user_ids"]
-        ids.extend(str(u) for u in batch)
-        if not batch or len(ids) >= data.get("total", len(ids)):
-            return ids

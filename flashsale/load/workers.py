@@ -35,7 +35,6 @@ from typing import Any, Protocol
 import psutil
 
 from flashsale import aio, strategies
-from flashsale.children import ChildFailed
 from flashsale.db import connection
 from flashsale.db.guard import DatabaseGuard
 from flashsale.load.config import LoadConfig
@@ -46,6 +45,7 @@ from flashsale.load.retries import KeyedRetries
 from flashsale.load.sale import Sale
 from flashsale.load.targets import DbTarget, HttpTarget, Target
 from flashsale.load.workloads import Closed, OpenWorkload, run_closed, run_open
+from flashsale.processes import ChildFailed
 from flashsale.repositories import users as users_repo
 
 RETRY_SEED_STRIDE = 1000  # worker k of a run with seed s draws its retries from the stream of seed s * 1000 + k

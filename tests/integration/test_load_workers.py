@@ -5,9 +5,9 @@ import numpy as np
 import psutil
 import pytest
 
-from flashsale.children import ChildFailed
 from flashsale.http.server_process import free_port
 from flashsale.load import LoadConfig, run_load_async, schedule
+from flashsale.processes import ChildFailed
 
 pytestmark = pytest.mark.slow
 

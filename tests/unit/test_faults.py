@@ -103,6 +103,13 @@ class TestFaultReport:
         (report,) = fault_report(RUN, [EVENT])
         assert list(outage_mask(RUN, [report])) == [False, True, True, True, True, True, False, False, False]
 
+    def test_an_accepted_order_is_a_recovery(self):
+        """Under `serve --accept async` the first success after the outage is a 202: the order was stored."""
+        accepting = records([(2.5, 1, "unavailable", 503), (3.2, 4, "accepted", 202), (3.3, 1, "busy", 503)])
+        (report,) = fault_report(accepting, [EVENT])
+        assert report["recovered_s"] == pytest.approx(3.204)
+        assert report["errors"] == {"unavailable": 1}
+
     def test_no_recovery_before_the_end(self):
         failing = records([(2.5, 1, "unavailable", 503), (3.5, 1, "unavailable", 503)])
         (report,) = fault_report(failing, [EVENT])

@@ -5,7 +5,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from flashsale.load.outcomes import KNOWN, OTHER_ERROR, Outcomes, error_code, http_error_name
+from flashsale.contract import KNOWN, OTHER_ERROR
+from flashsale.load.outcomes import Outcomes
 from flashsale.load.records import COLUMNS, RecordBuffer
 
 
@@ -30,24 +31,6 @@ class TestOutcomes:
         ids = {outcomes.id(f"Error{i}") for i in range(400)}
         assert max(ids) <= 255
         assert outcomes.name(outcomes.id("Error399")) == OTHER_ERROR
-
-
-class TestHttpAnswers:
-    """One naming rule for HTTP answers, shared by the native http target and the Locust workers."""
-
-    def test_error_code_is_read_from_the_json_body(self):
-        assert error_code(b'{"error": "sold_out", "message": "sold out"}') == "sold_out"
-        assert error_code(b"<html>bad gateway</html>") is None
-        assert error_code(b'["sold_out"]') is None
-        assert error_code(b'{"error": 409}') is None
-
-    def test_known_codes_name_their_outcome_and_others_the_status(self):
-        assert http_error_name(409, "sold_out") == "sold_out"
-        assert http_error_name(404, "user_not_found") == "not_found"
-        assert http_error_name(503, "overloaded") == "overloaded"
-        assert http_error_name(500, "internal_error") == "http_500"
-        assert http_error_name(502, None) == "http_502"
-        assert http_error_name(200, "created") == "http_200"  # only a 201 creates
 
 
 class TestRecordBuffer:

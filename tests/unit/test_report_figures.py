@@ -50,9 +50,16 @@ class TestAnswersOverTime:
         assert legend == [
             "orders (created or replayed): 3",
             "refused by the sale: 40",
-            "refused by admission control: 3,000",
+            "refused for now (429, 503): 3,000",
         ]
         assert ax.get_ylabel() == "answers per second (400 ms buckets)"  # a twentieth of 8 s
+
+    def test_the_groups_are_the_contracts(self):
+        """Accepted orders apart from the others, `unavailable` among the refusals for now, errors in red."""
+        frame = requests({"accepted": 5, "unavailable": 4, "http_500": 2, "busy": 1}, span_s=8.0)
+        ax = plots.answers_over_time(frame, title="t")
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert legend == ["accepted (202, settled later): 5", "refused for now (429, 503): 5", "errors: 2"]
 
     def test_a_short_run_gets_finer_buckets_and_the_sale_opening_marked(self):
         frame = requests({"sale_not_active": 50, "created": 50, "sold_out": 100}, span_s=2.0)
@@ -67,6 +74,13 @@ class TestAnswersOverTime:
         ax = plots.answers_over_time(frame, title="nothing measured")
         assert ax.get_title() == "nothing measured"
         assert not ax.collections
+
+
+def test_a_fault_run_draws_accepted_orders_as_successes_and_each_failure_by_name():
+    frame = requests({"created": 3, "accepted": 2, "unavailable": 4, "busy": 1}, span_s=2.0)
+    ax = plots.outcomes_over_time(frame, {"injected_s": None}, title="t")
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["orders (created or replayed)", "accepted (202, settled later)", "busy", "unavailable"]
 
 
 def test_queue_depth_axis_starts_at_zero():

@@ -9,7 +9,7 @@ import sys
 import psutil
 import pytest
 
-from flashsale.children import ChildFailed, ChildProcess
+from flashsale.processes import ChildFailed, ChildProcess
 from tests.waiting import wait_for
 
 
@@ -44,5 +44,6 @@ def test_stop_ends_a_child_by_sigterm_and_kills_one_that_ignores_it(tmp_path):
     stubborn.check_alive()  # alive: nothing raised
     assert polite.stop() == -signal.SIGTERM
     assert stubborn.stop(timeout=0.2) == -signal.SIGKILL
-    assert not psutil.pid_exists(stubborn.pid) and not psutil.pid_exists(polite.pid)
+    assert not psutil.pid_exists(stubborn.pid)
+    assert not psutil.pid_exists(polite.pid)
     assert stubborn.stop() == -signal.SIGKILL  # again: the same status, nothing sent
