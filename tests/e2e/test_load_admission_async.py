@@ -67,7 +67,10 @@ class TestAsynchronousOrders:
         assert settled["followed"] == accepted
         assert sum(settled["settled"].values()) == accepted
         assert "gave_up" not in settled["settled"]
-        assert settled["settled"]["created"] == 30 == summary["audit"]["orders"]  # 100 buyers, 30 units
+        created = settled["settled"]["created"]
+        assert created == summary["audit"]["orders"]
+        # 30 units: all sold once any order was refused for want of stock (a busy machine may not get that far)
+        assert created == 30 if "sold_out" in settled["settled"] else 0 < created <= 30
         assert set(settled["settled"]) <= {"created", "sold_out", "per_user_limit_exceeded"}
         assert summary["audit"]["accepted"] == settled["accepted"]
         assert summary["audit"]["accepted_unsettled"] == 0

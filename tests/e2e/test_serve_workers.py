@@ -27,7 +27,7 @@ from flashsale.db import connection
 from flashsale.http.log import ACCESS_LOGGER
 from flashsale.http.server_process import ServerProcess
 from flashsale.http.serving import EXIT_NOT_STARTED
-from flashsale.http.settings import GRACEFUL_SHUTDOWN_S
+from flashsale.http.settings import GRACEFUL_SHUTDOWN_S, ServiceSettings
 from flashsale.http.shared_metrics import REFRESH_S
 from flashsale.load.measured_server import MeasuredServer, cpu_seconds
 from flashsale.processes import ChildFailed
@@ -433,7 +433,8 @@ def _accepts(server: ServerProcess) -> bool:
 class TestLoadRunnersService:
     async def test_its_cpu_counts_every_worker(self, database_url):
         """The load runner's `service_cpu_percent` comes from here: with workers, the parent alone is nearly idle."""
-        service = MeasuredServer(strategy="pessimistic", pool_size=1, database_url=database_url, workers=WORKERS)
+        settings = ServiceSettings(strategy="pessimistic", pool_size=1, workers=WORKERS)
+        service = MeasuredServer(settings, database_url=database_url)
         await service.start()
         try:
             workers = service.server.worker_pids()
