@@ -9,13 +9,12 @@ import sys
 
 import psycopg
 
+from flashsale.cli import audit, bench, db, demo, load, locustfile, order, serve, strategies, sweep
+from flashsale.cli.output import EXIT_DB, EXIT_FAILED, EXIT_USAGE
 from flashsale.db.connection import DatabaseUnavailable
 from flashsale.domain import DomainError
 from flashsale.reports.notebook_runner import NotebookFailed
 from flashsale.strategies import StrategyUnavailable
-
-# Exit statuses: 1 for a refused or failed operation, 2 for bad usage (as argparse), 3 for an unreachable database.
-EXIT_FAILED, EXIT_USAGE, EXIT_DB = 1, 2, 3
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -26,8 +25,6 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from flashsale.cli import audit, bench, db, demo, load, locustfile, order, serve, strategies, sweep
-
     parser = OneLineErrorParser(
         prog="flashsale",
         description="A laboratory for flash-sale inventory concurrency on PostgreSQL.",

@@ -1,10 +1,13 @@
-"""How commands print: human text by default, one JSON document with --json."""
+"""How commands print (human text by default, one JSON document with --json) and the exit statuses they end with."""
 
 from __future__ import annotations
 
 import json
 import sys
 from typing import Any
+
+# Exit statuses: 1 for a refused or failed operation, 2 for bad usage (as argparse), 3 for an unreachable database.
+EXIT_FAILED, EXIT_USAGE, EXIT_DB = 1, 2, 3
 
 
 def emit(args, data: Any, text: str) -> None:

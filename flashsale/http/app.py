@@ -35,7 +35,6 @@ from flashsale.http.handler_context import HandlerContext
 from flashsale.http.health_handler import health
 from flashsale.http.middleware import RequestMiddleware
 from flashsale.http.order_handler import get_order, get_order_status, place_order
-from flashsale.http.serving import DEFAULT_OPEN_TIMEOUT_S
 from flashsale.http.shared_metrics import MULTIPROC_DIR_ENV
 from flashsale.http.user_handler import list_user_ids, list_users
 from flashsale.settlement import Settler
@@ -43,6 +42,7 @@ from flashsale.strategies import OrderStrategy
 
 DEFAULT_POOL_SIZE = 8  # the issue measured 5-10 connections as best for one hot row
 DEFAULT_POOL_TIMEOUT_S = 5.0
+DEFAULT_OPEN_TIMEOUT_S = 30.0  # default of --open-timeout: startup's wait for the pool's connections
 DEFAULT_MAX_WAITING = 1000  # requests queued for a connection; as many as the load runner keeps in flight
 # How long the pool retries a lost connection before giving the slot up to the guard's probe (see make_pool).
 RECONNECT_TIMEOUT_S = 0.5

@@ -18,6 +18,8 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from flashsale.http.app import DEFAULT_OPEN_TIMEOUT_S, create_app
+
 if TYPE_CHECKING:
     import uvicorn
     from starlette.applications import Starlette
@@ -28,7 +30,6 @@ EXIT_WORKERS_LOST = 4  # --workers N: every worker exited by itself, none was le
 EXIT_UNCLEAN_STOP = 5  # --workers N: stopped, but a worker did not exit with 0 (it died earlier, or it was killed)
 GRACEFUL_SHUTDOWN_S = 10.0  # default of --drain-timeout
 STOP_MARGIN_S = 10.0  # default of --stop-margin: beyond the drain, the lifespan stops the strategy and closes the pool
-DEFAULT_OPEN_TIMEOUT_S = 30.0  # default of --open-timeout: startup's wait for the pool's connections
 
 log = logging.getLogger("flashsale.http.serving")
 
@@ -53,8 +54,6 @@ class ServeSettings:
     open_timeout_s: float = DEFAULT_OPEN_TIMEOUT_S  # startup: how long the pool may take to open its connections
 
     def app(self, *, shared_metrics: bool = False) -> Starlette:
-        from flashsale.http import create_app
-
         return create_app(
             self.url,
             strategy=self.strategy,
