@@ -190,25 +190,8 @@ def _dotted(prefix: str, value: Any) -> dict[str, Any]:
 
 
 def tidy(table: pd.DataFrame) -> pd.DataFrame:
-    """`table` with the rows of older data (whose outcomes, by_outcome and meta were JSON text) expanded into the
-    tidy columns `_flat` writes, without the JSON text (older data kept the whole metadata in a `meta` column), and
-    outcome counts as whole numbers (0 where a run had none of that outcome)."""
-    if table.empty:
-        return table
-    if "outcomes" in table:
-        legacy = table["outcomes"].map(lambda v: isinstance(v, str))
-        expanded = pd.DataFrame(
-            [
-                _flat(
-                    {k: json.loads(row[k]) for k in ("outcomes", "by_outcome", "meta") if isinstance(row.get(k), str)}
-                )
-                for _, row in table[legacy].iterrows()
-            ],
-            index=table.index[legacy],
-        ).drop(columns=["created_p95_ms", "meta"], errors="ignore")
-        table = table.drop(columns=["outcomes", "by_outcome", "meta"], errors="ignore")
-        table = table.combine_first(expanded)[[*table.columns, *(c for c in expanded if c not in table)]]
-    table = table.drop(columns=["meta"], errors="ignore")
+    """`table` with its outcome counts as whole numbers (0 where a run had none of that outcome: runs with other
+    outcomes added the column)."""
     counts = [c for c in table if c.startswith("outcome.")]
     if counts:
         table[counts] = table[counts].fillna(0).astype(int)
