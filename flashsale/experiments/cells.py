@@ -60,7 +60,7 @@ def run_cells(
     fresh: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Measure every cell not yet in `dataset` (`fresh`: every cell, replacing what `dataset` holds of it); return
-    (cells table, pgbench table) restricted to `cells`. Each row carries the commit that measured it
+    (cells table, pgbench table) restricted to `cells`, in their order. Each row carries the commit that measured it
     (`git_commit`), which the reports show.
 
     With `allow_load=False` nothing is run: a missing cell raises MissingData (`flashsale report` renders from
@@ -88,13 +88,19 @@ def run_cells(
                 on_cell(cell, row)
             bar.update(1)
         bar.close()
-    wanted = [c.cell_id for c in cells]
-    table = dataset.read_cells()
-    table = tidy(table[table["cell_id"].isin(wanted)].reset_index(drop=True))
+    table = tidy(_in_plan_order(dataset.read_cells(), cells))
     pgb = dataset.read_pgbench()
     if not pgb.empty:
-        pgb = pgb[pgb["cell_id"].isin(wanted)].reset_index(drop=True)
+        pgb = _in_plan_order(pgb, cells)
     return table, pgb
+
+
+def _in_plan_order(table: pd.DataFrame, cells: list[Cell]) -> pd.DataFrame:
+    """The rows of `table` that belong to `cells`, in the order of `cells` (the store keeps them in the order they
+    were measured, which a rerun of some cells changes)."""
+    position = {cell_id: i for i, cell_id in enumerate(dict.fromkeys(c.cell_id for c in cells))}
+    mine = table[table["cell_id"].isin(position)]
+    return mine.sort_values("cell_id", key=lambda ids: ids.map(position), kind="stable").reset_index(drop=True)
 
 
 def _measure(dataset: Dataset, cell: Cell, context: dict[str, Any]) -> dict:
