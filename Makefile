@@ -39,8 +39,8 @@ lab: $(STAMP) ## open the notebooks in JupyterLab (they run top to bottom on the
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
 .PHONY: lint
-lint: $(STAMP) ## ruff (the package, tests and benchmarks) and mypy (the package; settings in pyproject.toml)
-	$(BIN)/ruff check flashsale tests benchmarks
+lint: $(STAMP) ## ruff (the package, tests, benchmarks and notebooks) and mypy (the package; settings in pyproject.toml)
+	$(BIN)/ruff check flashsale tests benchmarks notebooks
 	$(BIN)/ruff format --check flashsale tests benchmarks
 	$(BIN)/mypy
 

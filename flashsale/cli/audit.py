@@ -10,9 +10,8 @@ import sys
 
 from flashsale import aio
 from flashsale.audit import Audit, audit_sale
-from flashsale.cli.main import EXIT_FAILED
 from flashsale.cli.order import uuid_arg
-from flashsale.cli.output import add_json_flag, emit
+from flashsale.cli.output import EXIT_FAILED, add_json_flag, emit
 from flashsale.db import connection
 from flashsale.db.migrate import ready_url
 

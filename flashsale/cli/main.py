@@ -9,15 +9,13 @@ import sys
 
 import psycopg
 
+from flashsale.cli import audit, bench, db, demo, kv, load, locustfile, order, serve, strategies, sweep
+from flashsale.cli.output import EXIT_DB, EXIT_FAILED, EXIT_USAGE
 from flashsale.db.connection import DatabaseUnavailable
 from flashsale.domain import DomainError
 from flashsale.kv import RedisUnavailable
 from flashsale.reports.notebook_runner import NotebookFailed
 from flashsale.strategies import StrategyUnavailable
-
-# Exit statuses: 1 for a refused or failed operation, 2 for bad usage (as argparse), 3 for a server it needs that is
-# not there: an unreachable database, or no usable Redis (unreachable, too old, no embedded server for this platform).
-EXIT_FAILED, EXIT_USAGE, EXIT_DB = 1, 2, 3
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -28,8 +26,6 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from flashsale.cli import audit, bench, db, demo, kv, load, locustfile, order, serve, strategies, sweep
-
     parser = OneLineErrorParser(
         prog="flashsale",
         description="A laboratory for flash-sale inventory concurrency on PostgreSQL.",

@@ -1,10 +1,14 @@
-"""How commands print: human text by default, one JSON document with --json."""
+"""How commands print (human text by default, one JSON document with --json) and the exit statuses they end with."""
 
 from __future__ import annotations
 
 import json
 import sys
 from typing import Any
+
+# Exit statuses: 1 for a refused or failed operation, 2 for bad usage (as argparse), 3 for a server it needs that is
+# not there: an unreachable database, or no usable Redis (unreachable, too old, no embedded server for this platform).
+EXIT_FAILED, EXIT_USAGE, EXIT_DB = 1, 2, 3
 
 
 def emit(args, data: Any, text: str) -> None:

@@ -393,12 +393,16 @@ def sweep_reading(cells: pd.DataFrame) -> str:
             f"**{peaks.loc[top, 'median'] / peaks.loc['pessimistic', 'median']:.1f}x** the naive `pessimistic` flow "
             f"({at('pessimistic')}; medians of the repeats)."
         )
+    lines.append(audit_reading(cells))
+    return " ".join(lines)
+
+
+def audit_reading(cells: pd.DataFrame, *, by: str = "strategy") -> str:
+    """Whether every run passed its audit, or how many failed (named by their `by`)."""
     bad = cells[~cells["audit.ok"].astype(bool)]
     if len(bad):
-        lines.append(f"**{len(bad)} run(s) failed the audit** ({', '.join(sorted(set(bad['strategy'])))}).")
-    else:
-        lines.append("Every run passed the audit: nothing oversold, no user above the limit.")
-    return " ".join(lines)
+        return f"**{len(bad)} run(s) failed the audit** ({', '.join(sorted(set(bad[by])))})."
+    return "Every run passed the audit: nothing oversold, no user above the limit."
 
 
 def driver_vs_pgbench(cells: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:

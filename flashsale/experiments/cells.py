@@ -62,7 +62,7 @@ def run_cells(
     fresh: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Measure every cell not yet in `dataset` (`fresh`: every cell, replacing what `dataset` holds of it); return
-    (cells table, pgbench table) restricted to `cells`. Each row carries the commit that measured it
+    (cells table, pgbench table) restricted to `cells`, in their order. Each row carries the commit that measured it
     (`git_commit`), which the reports show.
 
     With `allow_load=False` nothing is run: a missing cell raises MissingData (`flashsale report` renders from
@@ -90,13 +90,19 @@ def run_cells(
                 on_cell(cell, row)
             bar.update(1)
         bar.close()
-    wanted = [c.cell_id for c in cells]
-    table = dataset.read_cells()
-    table = tidy(table[table["cell_id"].isin(wanted)].reset_index(drop=True))
+    table = tidy(_in_plan_order(dataset.read_cells(), cells))
     pgb = dataset.read_pgbench()
     if not pgb.empty:
-        pgb = pgb[pgb["cell_id"].isin(wanted)].reset_index(drop=True)
+        pgb = _in_plan_order(pgb, cells)
     return table, pgb
+
+
+def _in_plan_order(table: pd.DataFrame, cells: list[Cell]) -> pd.DataFrame:
+    """The rows of `table` that belong to `cells`, in the order of `cells` (the store keeps them in the order they
+    were measured, which a rerun of some cells changes)."""
+    position = {cell_id: i for i, cell_id in enumerate(dict.fromkeys(c.cell_id for c in cells))}
+    mine = table[table["cell_id"].isin(position)]
+    return mine.sort_values("cell_id", key=lambda ids: ids.map(position), kind="stable").reset_index(drop=True)
 
 
 def _measure(dataset: Dataset, cell: Cell, context: dict[str, Any]) -> dict:
@@ -192,25 +198,8 @@ def _dotted(prefix: str, value: Any) -> dict[str, Any]:
 
 
 def tidy(table: pd.DataFrame) -> pd.DataFrame:
-    """`table` with the rows of older data (whose outcomes, by_outcome and meta were JSON text) expanded into the
-    tidy columns `_flat` writes, without the JSON text (older data kept the whole metadata in a `meta` column), and
-    outcome counts as whole numbers (0 where a run had none of that outcome)."""
-    if table.empty:
-        return table
-    if "outcomes" in table:
-        legacy = table["outcomes"].map(lambda v: isinstance(v, str))
-        expanded = pd.DataFrame(
-            [
-                _flat(
-                    {k: json.loads(row[k]) for k in ("outcomes", "by_outcome", "meta") if isinstance(row.get(k), str)}
-                )
-                for _, row in table[legacy].iterrows()
-            ],
-            index=table.index[legacy],
-        ).drop(columns=["created_p95_ms", "meta"], errors="ignore")
-        table = table.drop(columns=["outcomes", "by_outcome", "meta"], errors="ignore")
-        table = table.combine_first(expanded)[[*table.columns, *(c for c in expanded if c not in table)]]
-    table = table.drop(columns=["meta"], errors="ignore")
+    """`table` with its outcome counts as whole numbers (0 where a run had none of that outcome: runs with other
+    outcomes added the column)."""
     counts = [c for c in table if c.startswith("outcome.")]
     if counts:
         table[counts] = table[counts].fillna(0).astype(int)

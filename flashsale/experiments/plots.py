@@ -178,54 +178,6 @@ def metric_by_strategy(cells: pd.DataFrame, metric: str, *, title: str, ylabel: 
     return fig
 
 
-def versus_vus(
-    cells: pd.DataFrame,
-    metric: str,
-    *,
-    ylabel: str,
-    title: str,
-    reference: pd.DataFrame | None = None,
-    reference_metric: str = "tps",
-    log_y: bool = False,
-    ax=None,
-):
-    """`metric` against virtual users (log2 axis), a line per strategy: the median of the repeats, their range as
-    error bars; the
-    pgbench reference of each strategy dotted in the same colour."""
-    ax = ax or plt.subplots(figsize=(9, 5))[1]
-    table = aggregate(cells, metric)
-    for name, rows in table.groupby("strategy", sort=False):
-        rows = rows.sort_values("vus")
-        _range_bars(ax, rows, capsize=3, label=_strategy_label(name), **_style(name))
-        bad = rows[rows["oversold"]]
-        if not bad.empty:
-            ax.scatter(bad["vus"], bad["median"], marker="X", s=160, color=OVERSOLD_COLOR, zorder=5)
-            for _, row in bad.iterrows():
-                ax.annotate(
-                    "OVERSOLD",
-                    (row["vus"], row["median"]),
-                    textcoords="offset points",
-                    xytext=(6, 6),
-                    color=OVERSOLD_COLOR,
-                    fontweight="bold",
-                    fontsize=8,
-                )
-    if reference is not None and not reference.empty and reference_metric in reference:
-        ref = reference.dropna(subset=[reference_metric]).groupby(["strategy", "clients"])[reference_metric].median()
-        for name, series in ref.groupby(level=0, sort=False):
-            xs = series.index.get_level_values(1)
-            ax.plot(xs, series.to_numpy(), linestyle=":", color=_strategy_color(name), linewidth=1.5)
-        # One legend entry for all the reference lines: each has its strategy's colour.
-        ax.plot([], [], linestyle=":", color="grey", label="dotted: pgbench replaying the same SQL")
-    _vus_axis(ax, log_y=log_y, label=False)
-    ax.set_xlabel("virtual users (concurrent clients, log2 scale)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
-    return ax
-
-
 def latency_cdf(requests: dict[str, pd.DataFrame], *, title: str, ax=None):
     """Empirical CDF of latency for each labelled run (log x axis)."""
     ax = ax or plt.subplots(figsize=(9, 5))[1]
@@ -264,24 +216,6 @@ def latency_over_time(requests: pd.DataFrame, *, title: str, bucket_s: float = 0
     ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
-    return ax
-
-
-def lock_waiters_over_time(timelines: dict[str, pd.DataFrame], *, title: str, ax=None):
-    """Sessions waiting on a row lock (Lock:tuple + Lock:transactionid) in each pg_stat_activity sample."""
-    ax = ax or plt.subplots(figsize=(9, 4))[1]
-    for label, timeline in timelines.items():
-        if timeline.empty:
-            continue
-        waiting = timeline["tuple"] + timeline["transactionid"]
-        ax.plot(
-            timeline["t_s"], waiting, label=label, drawstyle="steps-post", color=_strategy_color(label.split(",")[0])
-        )
-    ax.set_xlabel("time since the start of the run (s)")
-    ax.set_ylabel("sessions waiting on a row lock")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
     return ax
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -30,89 +29,28 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from flashsale.db.guard import DatabaseGuard
+from flashsale.http.live_metrics import LiveObjects
+from flashsale.http.shared_metrics import SharedMetrics
 from flashsale.strategies import OrderStrategy
 
-if TYPE_CHECKING:
-    from flashsale.http.shared_metrics import SharedMetrics
-
 DURATION_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-# psycopg_pool's get_stats() keys: instant measures become gauges, running counts become counters (ms as seconds).
-POOL_GAUGES = {
-    "pool_min": ("flashsale_pool_min_connections", "pool min_size"),
-    "pool_max": ("flashsale_pool_max_connections", "pool max_size"),
-    "pool_size": ("flashsale_pool_connections", "connections currently managed by the pool"),
-    "pool_available": ("flashsale_pool_available_connections", "connections idle in the pool"),
-    "requests_waiting": ("flashsale_pool_requests_waiting", "requests waiting for a connection now"),
-}
-POOL_COUNTERS = {
-    "requests_num": ("flashsale_pool_requests", "connections requested from the pool", 1),
-    "requests_queued": ("flashsale_pool_requests_queued", "requests that had to wait for a connection", 1),
-    "requests_wait_ms": ("flashsale_pool_requests_wait_seconds", "time spent waiting for a connection", 1e-3),
-    "requests_errors": ("flashsale_pool_requests_errors", "requests that got no connection (timeout, ...)", 1),
-    "usage_ms": ("flashsale_pool_usage_seconds", "time connections were out of the pool", 1e-3),
-    "returns_bad": ("flashsale_pool_returns_bad", "connections returned in a bad state", 1),
-    "connections_num": ("flashsale_pool_connection_attempts", "connection attempts to the server", 1),
-    "connections_ms": ("flashsale_pool_connection_seconds", "time spent establishing connections", 1e-3),
-    "connections_errors": ("flashsale_pool_connection_errors", "failed connection attempts", 1),
-    "connections_lost": ("flashsale_pool_connections_lost", "connections found broken", 1),
-}
-STRATEGY_EVENTS = ("flashsale_strategy_events", "events counted by the order strategy")
-GUARD_OPEN = ("flashsale_database_circuit_open", "1 while requests are refused because the database is lost")
-GUARD_COUNTERS = {
-    "trips": ("flashsale_database_circuit_trips", "times the database was found lost"),
-    "refused": ("flashsale_database_circuit_refused", "requests refused at once while it was lost"),
-    "open_s": ("flashsale_database_circuit_open_seconds", "time spent refusing requests"),
-}
 SERVICE_WORKERS = ("flashsale_service_workers", "server processes serving requests (flashsale serve --workers)")
 
 
-class PoolCollector(Collector):
-    def __init__(self, pool: Callable[[], AsyncConnectionPool | None]) -> None:
-        self._pool = pool
+class LiveCollector(Collector):
+    """The pool, the strategy's own counters (retries, conflicts, queue rejections, ...) and the database guard,
+    read at scrape time."""
+
+    def __init__(self, live: LiveObjects) -> None:
+        self._live = live
 
     def collect(self) -> Iterator[Metric]:
-        pool = self._pool()
-        if pool is None:
-            return
-        stats = pool.get_stats()
-        for key, (name, doc) in POOL_GAUGES.items():
-            family = GaugeMetricFamily(name, doc, labels=["pool"])
-            family.add_metric([pool.name], stats.get(key, 0))
-            yield family
-        for key, (name, doc, scale) in POOL_COUNTERS.items():
-            counter = CounterMetricFamily(name, doc, labels=["pool"])
-            counter.add_metric([pool.name], stats.get(key, 0) * scale)
-            yield counter
-
-
-class StrategyCollector(Collector):
-    """What the strategy counts itself (retries, conflicts, queue rejections, ...)."""
-
-    def __init__(self, strategy: OrderStrategy) -> None:
-        self._strategy = strategy
-
-    def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(*STRATEGY_EVENTS, labels=["strategy", "event"])
-        for event, count in sorted(self._strategy.counters.items()):
-            family.add_metric([self._strategy.name, event], count)
-        yield family
-
-
-class GuardCollector(Collector):
-    """The database circuit breaker: open or not, how often it opened, how many calls it refused, time open."""
-
-    def __init__(self, guard: Callable[[], DatabaseGuard | None]) -> None:
-        self._guard = guard
-
-    def collect(self) -> Iterator[Metric]:
-        guard = self._guard()
-        if guard is None:
-            return
-        stats = guard.stats()
-        yield GaugeMetricFamily(*GUARD_OPEN, stats["open"])
-        for key, (name, doc) in GUARD_COUNTERS.items():
-            yield CounterMetricFamily(name, doc, stats[key])
+        for family, samples in self._live.read():
+            kind = GaugeMetricFamily if family.kind == "gauge" else CounterMetricFamily
+            metric = kind(family.name, family.doc, labels=family.labels)
+            for labels, value in samples:
+                metric.add_metric(labels, value)
+            yield metric
 
 
 class Metrics:
@@ -162,14 +100,11 @@ class Metrics:
         self.workers = Gauge(*SERVICE_WORKERS, registry=self.registry, multiprocess_mode="livesum")
         self._strategy_name = strategy.name
         self.shared: SharedMetrics | None = None
+        live = LiveObjects(strategy, pool, guard)
         if shared:
-            from flashsale.http.shared_metrics import SharedMetrics
-
-            self.shared = SharedMetrics(strategy, pool, guard)
+            self.shared = SharedMetrics(live)
         else:
-            self.registry.register(PoolCollector(pool))
-            self.registry.register(StrategyCollector(strategy))
-            self.registry.register(GuardCollector(guard))
+            self.registry.register(LiveCollector(live))
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
 

@@ -18,6 +18,7 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from flashsale.http.app import create_app
 from flashsale.http.settings import ServiceSettings
 
 if TYPE_CHECKING:
@@ -40,8 +41,6 @@ class ServeSettings:
     service: ServiceSettings
 
     def app(self, *, shared_metrics: bool = False) -> Starlette:
-        from flashsale.http import create_app
-
         return create_app(self.url, self.service, shared_metrics=shared_metrics)
 
     def uvicorn_config(self, app: Starlette) -> uvicorn.Config:

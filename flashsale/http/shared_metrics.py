@@ -23,15 +23,11 @@ service's CPU itself, over every process.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
-from psycopg_pool import AsyncConnectionPool
 
-from flashsale.db.guard import DatabaseGuard
-from flashsale.http.metrics import GUARD_COUNTERS, GUARD_OPEN, POOL_COUNTERS, POOL_GAUGES, STRATEGY_EVENTS
-from flashsale.strategies import OrderStrategy
+from flashsale.http.live_metrics import FAMILIES, LiveObjects
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 REFRESH_S = 1.0
@@ -52,42 +48,28 @@ class RunningTotal:
 
 
 class SharedMetrics:
-    def __init__(
-        self,
-        strategy: OrderStrategy,
-        pool: Callable[[], AsyncConnectionPool | None],
-        guard: Callable[[], DatabaseGuard | None],
-    ) -> None:
-        self._strategy, self._pool, self._guard = strategy, pool, guard
-        self._pool_gauges = {
-            key: Gauge(name, doc, ["pool"], registry=None, multiprocess_mode="livesum")
-            for key, (name, doc) in POOL_GAUGES.items()
+    def __init__(self, live: LiveObjects) -> None:
+        self._live = live
+        self._gauges = {
+            family: Gauge(family.name, family.doc, family.labels, registry=None, multiprocess_mode=family.merge)
+            for family in FAMILIES
+            if family.kind == "gauge"
         }
-        self._pool_totals = {
-            key: (RunningTotal(Counter(name, doc, ["pool"], registry=None)), scale)
-            for key, (name, doc, scale) in POOL_COUNTERS.items()
-        }
-        self._strategy_events = RunningTotal(Counter(*STRATEGY_EVENTS, ["strategy", "event"], registry=None))
-        self._circuit_open = Gauge(*GUARD_OPEN, registry=None, multiprocess_mode="livemax")
-        self._guard_totals = {
-            key: RunningTotal(Counter(name, doc, registry=None)) for key, (name, doc) in GUARD_COUNTERS.items()
+        self._totals = {
+            family: RunningTotal(Counter(family.name, family.doc, family.labels, registry=None))
+            for family in FAMILIES
+            if family.kind == "counter"
         }
 
     def refresh(self) -> None:
         """Copy this process's pool, strategy and guard figures into the shared metrics."""
-        if (pool := self._pool()) is not None:
-            stats = pool.get_stats()
-            for key, gauge in self._pool_gauges.items():
-                gauge.labels(pool.name).set(stats.get(key, 0))
-            for key, (total, scale) in self._pool_totals.items():
-                total.follow((pool.name,), stats.get(key, 0) * scale)
-        for event, count in self._strategy.counters.items():
-            self._strategy_events.follow((self._strategy.name, event), count)
-        if (guard := self._guard()) is not None:
-            guard_stats = guard.stats()
-            self._circuit_open.set(guard_stats["open"])
-            for key, total in self._guard_totals.items():
-                total.follow((), guard_stats[key])
+        for family, samples in self._live.read():
+            for labels, value in samples:
+                if family.kind == "counter":
+                    self._totals[family].follow(labels, value)
+                else:
+                    gauge = self._gauges[family]
+                    (gauge.labels(*labels) if labels else gauge).set(value)
 
     async def refresh_periodically(self, interval_s: float = REFRESH_S) -> None:
         while True:

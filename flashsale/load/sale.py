@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from psycopg import AsyncConnection
@@ -39,12 +38,13 @@ async def prepare_sale(
     """With `reset`, empty the database and create the scenario (with `shards` when the scenario takes them);
     otherwise the sale `sale_id`, or the newest one, as it is."""
     if reset:
-        extra: dict[str, Any] = {}
-        if shards is not None:
-            if "shards" not in inspect.signature(scenario.reset).parameters:
-                raise ValueError("this version's scenario has no shards; leave --shards out")
-            extra["shards"] = shards
-        made = await scenario.reset(conn, users=users, inventory=inventory, per_user_limit=per_user_limit, **extra)
+        made = await scenario.reset(
+            conn,
+            users=users,
+            inventory=inventory,
+            per_user_limit=per_user_limit,
+            shards=scenario.DEFAULT_SHARDS if shards is None else shards,
+        )
         return Sale(made.flash_sale_id, made.users, made.inventory, made.per_user_limit)
     if sale_id is not None:
         found = await flash_sales.get(conn, sale_id)

@@ -118,6 +118,23 @@ class TestDataset:
             Dataset.named(name, tmp_path)
 
 
+class TestRunCells:
+    def test_results_come_in_the_plans_order_whatever_order_they_were_stored_in(self, tmp_path):
+        from flashsale.experiments.cells import run_cells
+
+        data = Dataset.named("d", tmp_path)
+        cells = grid()
+        stored = [*reversed(cells[1:]), cells[0]]  # as a rerun of the first cell would leave them
+        data.upsert(data.cells_path, pd.DataFrame([{"cell_id": "another plan's", "outcome.created": 1}]))
+        for cell in stored:
+            data.upsert(data.cells_path, pd.DataFrame([{"cell_id": cell.cell_id, "outcome.created": 1}]))
+            data.upsert(data.pgbench_path, pd.DataFrame([{"cell_id": cell.cell_id, "tps": 1.0}]))
+        table, pgbench = run_cells(data, cells, allow_load=False)
+        assert table["cell_id"].tolist() == [c.cell_id for c in cells]
+        assert pgbench["cell_id"].tolist() == [c.cell_id for c in cells]
+        assert table.index.tolist() == list(range(len(cells)))
+
+
 class TestSweepFile:
     def test_default_sweep_names_only_declared_parameters(self):
         sweep = Sweep.load()
