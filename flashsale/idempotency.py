@@ -1,7 +1,8 @@
 """Placing an order at most once per idempotency key, with any strategy: what the service and the load runner
 call instead of `strategy.place_order` (the promise of Stripe's and the IETF draft's `Idempotency-Key`).
 
-The idempotency policy is written here, once; the README, the HTTP service and the CLI refer to it.
+The idempotency policy is written here, once: `POLICY` is what a caller is promised (the OpenAPI document quotes it;
+the README, the HTTP service and the CLI refer to it), and the notes below say how it is kept.
 
     placed = await idempotency.place_order(strategy, pool, PlaceOrder(user, sale, 1, idempotency_key="k-1"))
     placed.order, placed.replayed
@@ -11,11 +12,10 @@ The idempotency policy is written here, once; the README, the HTTP service and t
 - A command whose key already has an order is answered with that order (`replayed`), without placing anything;
   the same happens when retries race each other: the losers' transactions fail on the constraint (or are refused,
   or find the key taken) and roll back, stock included, and are answered with the winner's order.
-- A key that already has an order for another user, sale or quantity is refused: `IdempotencyKeyReused`.
-- Only created orders keep their key. A command refused by the sale's rules (sold out, limit, ...) or not carried
-  out (database unavailable) stores nothing, so sending it again with the same key runs it again against the sale
-  as it is then; since it created nothing, that can never create a second order. (Stripe also saves error answers;
-  here there is nothing to save: a refusal leaves no trace.) Keys never expire: they live as long as their order.
+- A command refused by the sale's rules (sold out, limit, ...) or not carried out (database unavailable) stores
+  nothing, so sending it again with the same key runs it again against the sale as it is then; since it created
+  nothing, that can never create a second order. (Stripe also saves error answers; here there is nothing to save:
+  a refusal leaves no trace.)
 """
 
 from __future__ import annotations
@@ -29,6 +29,13 @@ from psycopg_pool import AsyncConnectionPool
 from flashsale.domain import DomainError, IdempotencyKeyReused, IdempotencyKeyTaken, Order, PlaceOrder
 from flashsale.repositories import orders
 from flashsale.strategies import OrderStrategy, StrategyUnavailable
+
+POLICY = (
+    "The order is placed at most once for the key: sending the same request again is answered with the order placed "
+    "the first time, even while the first is still running, and places nothing; the same key with another user, "
+    "sale or quantity is refused (`idempotency_key_reused`). A key is kept with the order it created; a request "
+    "refused or not carried out keeps nothing, so it may be sent again with its key. Keys never expire."
+)
 
 
 @dataclass(frozen=True)

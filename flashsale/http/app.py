@@ -24,21 +24,16 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from flashsale import contract, strategies
+from flashsale import strategies
 from flashsale.admission import OrderQueue, UserRateLimiter
 from flashsale.db.connection import DatabaseUnavailable, describe, make_pool
 from flashsale.db.guard import DatabaseGuard
-from flashsale.http import errors, openapi
-from flashsale.http.flash_sale_handler import get_flash_sale
+from flashsale.http import errors, openapi, routes
 from flashsale.http.handler_context import HandlerContext
-from flashsale.http.health_handler import health
 from flashsale.http.middleware import RequestMiddleware
-from flashsale.http.order_handler import get_order, get_order_status, place_order
 from flashsale.http.settings import ServiceSettings
 from flashsale.http.shared_metrics import MULTIPROC_DIR_ENV
-from flashsale.http.user_handler import list_user_ids, list_users
 from flashsale.settlement import Settler
 from flashsale.strategies import OrderStrategy
 
@@ -85,7 +80,6 @@ def create_app(
     context = HandlerContext(strategy=strategy, shared_metrics=shared_metrics)
     if s.user_rate > 0:
         context.rate_limiter = UserRateLimiter(s.user_rate)
-    openapi_json = json.dumps(openapi.document()).encode()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -151,26 +145,12 @@ def create_app(
             context.guard.observe(exc)
         return await errors.handle(request, exc)
 
-    async def openapi_endpoint(request: Request) -> Response:
-        return Response(openapi_json, media_type="application/json")
-
     app = Starlette(
-        routes=[
-            Route(contract.ORDERS_PATH, place_order, methods=["POST"]),
-            Route(contract.ORDER_PATH, get_order, methods=["GET"]),
-            Route(contract.FLASH_SALE_PATH, get_flash_sale, methods=["GET"]),
-            Route(contract.USER_IDS_PATH, list_user_ids, methods=["GET"]),
-            # The original's contract (FlashDeal), so that its k6 scripts run unchanged.
-            Route(contract.ORIGINAL_ORDERS_PATH, place_order, methods=["POST"]),
-            Route(contract.ORDER_STATUS_PATH, get_order_status, methods=["GET"]),
-            Route(contract.ORIGINAL_USERS_PATH, list_users, methods=["GET"]),
-            Route(contract.HEALTH_PATH, health, methods=["GET"]),
-            Route(contract.METRICS_PATH, context.metrics.endpoint, methods=["GET"]),
-            Route(contract.OPENAPI_PATH, openapi_endpoint, methods=["GET"]),
-        ],
+        routes=[endpoint.route() for endpoint in routes.ENDPOINTS],
         middleware=[Middleware(RequestMiddleware, metrics=context.metrics, access_log=s.access_log)],
         exception_handlers=dict.fromkeys(errors.HANDLED, handle_error),
         lifespan=lifespan,
     )
     app.state.context = context
+    app.state.openapi_json = json.dumps(openapi.document()).encode()  # served by routes.openapi_document
     return app

@@ -11,6 +11,7 @@ from psycopg_pool import PoolTimeout, TooManyRequests
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
+from flashsale import contract, idempotency
 from flashsale.db.guard import DatabaseDown
 from flashsale.domain import (
     IdempotencyKeyReused,
@@ -157,6 +158,30 @@ class TestOpenApiDocument:
                     if int(status) >= 400:
                         schema = response["content"]["application/json"]["schema"]
                         assert schema == {"$ref": "#/components/schemas/ErrorResponse"}
+
+    def test_every_route_of_the_app_is_documented_and_every_operation_routed(self):
+        """The app's routes and the document's operations are the same (method, path) pairs, but for the document
+        itself: a route added to `create_app` or an operation added to the document alone fails here."""
+        from starlette.routing import Route
+
+        from flashsale.http import create_app
+
+        app = create_app("postgresql://nobody@localhost/unused")  # the database is only reached at startup
+        assert all(isinstance(route, Route) for route in app.routes)  # no mount whose routes this would not see
+        routed = {
+            (method.lower(), route.path)
+            for route in app.routes
+            if isinstance(route, Route)
+            for method in route.methods or ()
+            if method != "HEAD"  # Starlette's, beside every GET
+        }
+        documented = {(method, path) for path, item in openapi.document()["paths"].items() for method in item}
+        assert routed - {("get", contract.OPENAPI_PATH)} == documented
+
+    def test_quotes_the_idempotency_policy_where_it_is_written(self):
+        (parameter,) = openapi.document()["paths"][contract.ORDERS_PATH]["post"]["parameters"]
+        assert parameter["name"] == contract.IDEMPOTENCY_KEY_HEADER
+        assert idempotency.POLICY in parameter["description"]
 
 
 def parse_service(argv: list[str], *, for_load: bool = False):
