@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from flashsale import config, strategies
 from flashsale.db import connection, migrate
-from flashsale.load import LoadConfig, run_load
+from flashsale.load import Closed, LoadConfig, run_load
 from flashsale.load.reference import run_reference
 from flashsale.units import seconds
 
@@ -47,8 +47,7 @@ def main() -> None:
             load_config = LoadConfig(
                 target="db",
                 strategy=name,
-                vus=clients,
-                think_ms=0,
+                shape=Closed(vus=clients, think_ms=0),
                 duration_s=args.duration,
                 warmup_s=args.warmup,
                 database_url=url,

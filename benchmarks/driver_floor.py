@@ -33,7 +33,7 @@ from pathlib import Path
 from flashsale import aio, config, placement, scenario
 from flashsale.db import connection, migrate
 from flashsale.domain import PlaceOrder, utc_now
-from flashsale.load import LoadConfig, run_load
+from flashsale.load import Closed, LoadConfig, run_load
 from flashsale.load.placing import database_placed
 from flashsale.load.reference import run_reference
 from flashsale.load.summary import cpu_us_per_order
@@ -112,8 +112,8 @@ def main() -> None:
             rows.append({"step": step, "orders_per_s": rate, "cpu_us_per_order": cpu_us})
             print(f"{step:<22} {rate:>9,.0f} {cpu_us:>20.1f}", flush=True)
     load = LoadConfig(
-        target="db", strategy="atomic", vus=args.clients, think_ms=0, duration_s=args.duration, warmup_s=0.5,
-        db_cpus=where.db, client_cpus=where.client, **SALE,
+        target="db", strategy="atomic", shape=Closed(vus=args.clients, think_ms=0), duration_s=args.duration,
+        warmup_s=0.5, db_cpus=where.db, client_cpus=where.client, **SALE,
     )  # fmt: skip
     summary = run_load(load).summary
     cpu_us = cpu_us_per_order(summary["client_cpu_percent"], summary["orders_per_s"]) or float("nan")

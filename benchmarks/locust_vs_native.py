@@ -17,7 +17,7 @@ from pathlib import Path
 
 from flashsale import config
 from flashsale.http.server_process import ServerProcess
-from flashsale.load import LoadConfig, run_load
+from flashsale.load import Closed, LoadConfig, run_load
 from flashsale.units import seconds
 
 NEVER = 100_000_000
@@ -26,8 +26,9 @@ NEVER = 100_000_000
 def measure(base_url: str, engine: str, args) -> dict:
     result = run_load(
         LoadConfig(
-            target="http", base_url=base_url, engine=engine, workers=args.workers, vus=args.vus,
-            think_ms=args.think_ms, duration_s=args.duration, users=1000, inventory=NEVER, per_user_limit=NEVER,
+            target="http", base_url=base_url, engine=engine, workers=args.workers,
+            shape=Closed(vus=args.vus, think_ms=args.think_ms), duration_s=args.duration, users=1000, inventory=NEVER,
+            per_user_limit=NEVER,
         )
     )  # fmt: skip
     s = result.summary

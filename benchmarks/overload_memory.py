@@ -32,7 +32,7 @@ from flashsale import aio, config, scenario
 from flashsale.cli.db import ready_url
 from flashsale.db import connection
 from flashsale.http.server_process import ServerProcess
-from flashsale.load import LoadConfig, run_load_async
+from flashsale.load import LoadConfig, Open, run_load_async
 from flashsale.units import seconds
 
 RESULTS_DIR = config.DATA_DIR / "benchmarks"
@@ -63,8 +63,7 @@ async def overload(url: str, server: ServerProcess, *, duration_s: float, rate: 
             database_url=url,
             reset=False,
             sale_id=made.flash_sale_id,
-            rate=rate,
-            max_inflight=256,
+            shape=Open(rate=rate, max_inflight=256),
             duration_s=duration_s,
             request_timeout_s=5.0,
         )

@@ -32,7 +32,7 @@ from uuid import UUID
 
 from flashsale import config
 from flashsale.http.server_process import ServerProcess, free_port
-from flashsale.load import LoadConfig, run_load
+from flashsale.load import Closed, LoadConfig, Open, run_load
 from flashsale.units import seconds
 
 HERE = Path(__file__).resolve().parent
@@ -104,9 +104,7 @@ def run_native(
         LoadConfig(
             target="http",
             base_url=base_url,
-            rate=rate,
-            vus=vus,
-            think_ms=0,
+            shape=Closed(vus=vus, think_ms=0) if rate is None else Open(rate=rate),
             duration_s=duration,
             users=1000,
             inventory=NEVER,

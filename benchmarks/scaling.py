@@ -27,7 +27,7 @@ from pathlib import Path
 from flashsale import config, strategies
 from flashsale.db import connection
 from flashsale.http.settings import ServiceSettings
-from flashsale.load import LoadConfig, run_load
+from flashsale.load import Closed, LoadConfig, run_load
 from flashsale.load.config import available_cores
 from flashsale.load.reference import run_reference
 from flashsale.load.summary import cpu_us_per_order
@@ -75,7 +75,7 @@ def main() -> None:
     levels = [int(v) for v in args.vus.split(",")]
     url = connection.database_url()
     common = dict(
-        target="db", think_ms=0, duration_s=args.duration, warmup_s=args.warmup, users=args.users,
+        target="db", duration_s=args.duration, warmup_s=args.warmup, users=args.users,
         inventory=NEVER, per_user_limit=NEVER, database_url=url,
     )  # fmt: skip
     rows = []
@@ -85,7 +85,7 @@ def main() -> None:
     )
     for name in names:
         for vus in levels:
-            base = LoadConfig(strategy=name, vus=vus, **common)
+            base = LoadConfig(strategy=name, shape=Closed(vus=vus, think_ms=0), **common)
             reference = run_reference(base)
             one = load_row(base.replace(workers=1))
             many = load_row(base.replace(workers=args.workers))
@@ -119,8 +119,8 @@ def main() -> None:
     if "pessimistic" in names or args.lock_hold:
         print("\nlock hold of the seed's flow (client side, per order): 1 VU, then 64 VUs over 1, N and 2N processes")
         for vus, workers in ((1, 1), (64, 1), (64, args.workers), (64, 2 * args.workers)):
-            row = {"vus": vus, "workers": workers, **load_row(LoadConfig(strategy="pessimistic", vus=vus,
-                                                                          workers=workers, **common))}  # fmt: skip
+            row = {"vus": vus, "workers": workers, **load_row(LoadConfig(
+                strategy="pessimistic", shape=Closed(vus=vus, think_ms=0), workers=workers, **common))}  # fmt: skip
             holds.append(row)
             print(
                 f"  {vus:>3} VUs {workers:>2} workers: hold {_ms(row['lock_hold_ms'])} ms, "
@@ -130,13 +130,15 @@ def main() -> None:
     http_rows = []
     if args.http:
         print(f"\nHTTP: {args.http_strategy} at {args.http_vus} VUs, runner at {args.workers} workers")
-        shape = dict(common, strategy=args.http_strategy, vus=args.http_vus, workers=args.workers)
+        http = dict(
+            common, strategy=args.http_strategy, shape=Closed(vus=args.http_vus, think_ms=0), workers=args.workers
+        )
         for label, changes in (
             ("in-process", {}),
             ("service x1", {"target": "http", "service": ServiceSettings(workers=1)}),
             (f"service x{args.workers}", {"target": "http", "service": ServiceSettings(workers=args.workers)}),
         ):
-            row = {"setup": label, **load_row(LoadConfig(**{**shape, **changes}))}
+            row = {"setup": label, **load_row(LoadConfig(**{**http, **changes}))}
             http_rows.append(row)
             print(
                 f"  {label:<12} {row['orders_per_s']:>8.0f} orders/s  p50 {row['p50_ms']:.2f} ms  p95 "

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from flashsale import config
 from flashsale.experiments.analysis import median_range
-from flashsale.load import LoadConfig, run_load
+from flashsale.load import Closed, LoadConfig, run_load
 from flashsale.placement import Placement
 from flashsale.units import seconds
 
@@ -47,8 +47,8 @@ def placements() -> dict[str, Placement | None]:
 def run_cell(where: Placement | None, jitter: float, duration_s: float) -> dict:
     cpus = {} if where is None else {"db_cpus": where.db, "service_cpus": where.service, "client_cpus": where.client}
     load = LoadConfig(
-        target="http", strategy="pessimistic", vus=10, think_ms=100, think_jitter=jitter, duration_s=duration_s,
-        users=100, inventory=100_000_000, per_user_limit=1_000_000, **cpus,
+        target="http", strategy="pessimistic", shape=Closed(vus=10, think_ms=100, think_jitter=jitter),
+        duration_s=duration_s, users=100, inventory=100_000_000, per_user_limit=1_000_000, **cpus,
     )  # fmt: skip
     summary = run_load(load).summary
     service = summary["meta"].get("service_cpu_percent")

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from flashsale import config
-from flashsale.load import LoadConfig, run_load
+from flashsale.load import Closed, LoadConfig, run_load
 from flashsale.units import seconds
 
 RPS_TOLERANCE = 0.03
@@ -37,8 +37,7 @@ def main() -> None:
             target="http",
             base_url=args.base_url,
             strategy=args.strategy,
-            vus=args.vus,
-            think_ms=args.think_ms,
+            shape=Closed(vus=args.vus, think_ms=args.think_ms),
             duration_s=args.duration,
             warmup_s=args.warmup,
             users=100,

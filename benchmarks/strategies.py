@@ -25,7 +25,7 @@ from pathlib import Path
 
 from flashsale import config, strategies
 from flashsale.db import connection, migrate
-from flashsale.load import LoadConfig, run_load
+from flashsale.load import Closed, LoadConfig, run_load
 from flashsale.load.reference import run_reference
 
 BAR = 10.0
@@ -38,8 +38,7 @@ def measure(url: str, name: str, *, vus: int, users_n: int, duration: float, war
         LoadConfig(
             target="db",
             strategy=name,
-            vus=vus,
-            think_ms=0,
+            shape=Closed(vus=vus, think_ms=0),
             duration_s=duration,
             warmup_s=warmup,
             users=users_n,
@@ -72,7 +71,7 @@ def pgbench(url: str, name: str, *, vus: int, users_n: int, duration: int) -> di
         LoadConfig(
             target="db",
             strategy=name,
-            vus=vus,
+            shape=Closed(vus=vus),
             duration_s=duration,
             users=users_n,
             inventory=NEVER,

@@ -31,7 +31,7 @@ from typing import Any
 from flashsale import config, strategies
 from flashsale.db import connection, migrate
 from flashsale.experiments.analysis import median_range
-from flashsale.load import LoadConfig, run_load
+from flashsale.load import Closed, LoadConfig, run_load
 from flashsale.load.reference import run_reference
 from flashsale.load.summary import cpu_us_per_order
 from flashsale.placement import Placement
@@ -84,8 +84,8 @@ def _cpu_us(cpu_percent: float | None, orders_per_s: float) -> float:
 def measure_pair(pair: Pair, *, duration_s: float, warmup_s: float, url: str, loads: list[float]) -> None:
     where = Placement.named(pair.placement)
     load_config = LoadConfig(
-        target="db", strategy=pair.strategy, vus=pair.vus, think_ms=0, duration_s=duration_s, warmup_s=warmup_s,
-        database_url=url, db_cpus=where.db, client_cpus=where.client, **NEVER_SELLS_OUT,
+        target="db", strategy=pair.strategy, shape=Closed(vus=pair.vus, think_ms=0), duration_s=duration_s,
+        warmup_s=warmup_s, database_url=url, db_cpus=where.db, client_cpus=where.client, **NEVER_SELLS_OUT,
     )  # fmt: skip
     loads.append(os.getloadavg()[0])
     reference = run_reference(load_config)
@@ -104,8 +104,9 @@ def seed_runs(repeats: int, duration_s: float, url: str, loads: list[float]) -> 
     for _ in range(repeats):
         loads.append(os.getloadavg()[0])
         seed = LoadConfig(
-            target="http", strategy="pessimistic", vus=10, think_ms=100, duration_s=duration_s, database_url=url,
-            users=100, inventory=100_000_000, per_user_limit=1_000_000, db_cpus=where.db, client_cpus=where.client,
+            target="http", strategy="pessimistic", shape=Closed(vus=10, think_ms=100), duration_s=duration_s,
+            database_url=url, users=100, inventory=100_000_000, per_user_limit=1_000_000, db_cpus=where.db,
+            client_cpus=where.client,
         )  # fmt: skip
         summary = run_load(seed).summary
         runs.append({"latency_ms": summary["latency_ms"], "rps": summary["rps"], "audit_ok": summary["audit"]["ok"]})

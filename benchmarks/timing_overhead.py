@@ -43,7 +43,7 @@ async def measure(duration_s: float, rate: float) -> list[dict]:
         records = RecordBuffer()
         cpu = time.process_time()
         stats = await run_closed(
-            Closed(vus=1, think_s=0), lambda o=order: shared(o), records, users=1000, duration_s=duration_s
+            Closed(vus=1, think_ms=0), lambda o=order: shared(o), records, users=1000, duration_s=duration_s
         )
         cpu = time.process_time() - cpu
         latency_us = np.frombuffer(records.latency_ns, dtype=np.int64) / 1e3

@@ -12,6 +12,7 @@ from flashsale.cli.placement_options import add_placement_options, placement_fro
 from flashsale.load.config import LoadConfig
 from flashsale.load.pgbench import PROTOCOLS, PgbenchFailed
 from flashsale.load.reference import run_reference
+from flashsale.load.workloads import Closed
 from flashsale.strategies import PGBENCH_VARIANTS
 from flashsale.units import seconds
 
@@ -50,7 +51,7 @@ def cmd_pgbench(args: argparse.Namespace) -> int:
     config = LoadConfig(
         target="db",
         strategy=args.strategy,
-        vus=args.vus,
+        shape=Closed(vus=args.vus),
         duration_s=args.duration,
         users=args.users,
         inventory=args.inventory,

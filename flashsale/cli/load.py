@@ -7,12 +7,16 @@ import argparse
 import json
 import sys
 import uuid
+from typing import TYPE_CHECKING
 
 from flashsale import strategies
 from flashsale.cli.output import add_json_flag, emit
 from flashsale.cli.placement_options import add_placement_options, placement_from
 from flashsale.http.settings import ServiceSettings
 from flashsale.units import seconds
+
+if TYPE_CHECKING:
+    from flashsale.load.workloads import Shape
 
 
 def fail(args: argparse.Namespace, code: str, message: str, status: int = 1) -> int:
@@ -59,13 +63,31 @@ def spike_arg(text: str) -> tuple[int, float]:
 spike_arg.__name__ = "spike (N:T)"
 
 
-def _default_duration(args: argparse.Namespace) -> float:
-    """30 s, or what the open-model shape spans (less the warmup)."""
-    if args.stages:
-        return max(args.stages[-1][0] - args.warmup, 0.001)
-    if args.spike:
-        return max(args.spike[1] - args.warmup, 0.001)
-    return 30.0
+def shape_from(args: argparse.Namespace) -> Shape:
+    """The load's shape the options give: the closed model (--vus, --think-ms, --think-jitter) unless one of the
+    open model's shapes is given (--rate, --stages or --spike, with --max-inflight)."""
+    from flashsale.load.workloads import Closed, Open, Ramping, Spike
+
+    shapes = ("--rate", "--stages", "--spike")  # each selects a shape of the open model
+    opened = [option for option in shapes if getattr(args, option.removeprefix("--")) is not None]
+    if len(opened) > 1:
+        one_of = ", ".join(shapes[:-1]) + f" and {shapes[-1]}"
+        raise ValueError(f"give one of {one_of} (each selects the open model), not {' and '.join(opened)}")
+    if opened and args.think_jitter:
+        raise ValueError("think jitter is for the closed model (--vus, --think-ms), not an arrival rate")
+    if args.rate is not None:
+        return Open(rate=args.rate, max_inflight=args.max_inflight)
+    if args.stages is not None:
+        return Ramping(stages=args.stages, max_inflight=args.max_inflight)
+    if args.spike is not None:
+        buyers, window_s = args.spike
+        return Spike(buyers=buyers, window_s=window_s, max_inflight=args.max_inflight)
+    return Closed(vus=args.vus, think_ms=args.think_ms, think_jitter=args.think_jitter)
+
+
+def _default_duration(shape: Shape, warmup_s: float) -> float:
+    """30 s, or what the shape spans (less the warmup)."""
+    return 30.0 if shape.span_s is None else max(shape.span_s - warmup_s, 0.001)
 
 
 def add_scenario_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,7 +110,7 @@ def register(subparsers) -> None:
     load = subparsers.add_parser(
         "load",
         help="load test the order flow, then audit for overselling",
-        description="Closed model (--vus, --think-ms) unless --rate is given (open model, orders per second). "
+        description="Closed model (--vus, --think-ms) unless --rate, --stages or --spike is given (open model). "
         "A fresh scenario is created first unless --no-reset. Exit status 1 when the audit finds an oversell "
         "or an acknowledged order missing, or an idempotency key without exactly its one order.",
     )
@@ -197,19 +219,14 @@ def cmd_load(args: argparse.Namespace) -> int:
     from flashsale.processes import ChildFailed
 
     placement = placement_from(args)
+    shape = shape_from(args)
     config = LoadConfig(
         target=args.target,
         base_url=args.base_url,
         strategy=args.strategy,
-        vus=args.vus,
-        think_ms=args.think_ms,
-        think_jitter=args.think_jitter,
-        rate=args.rate,
-        stages=args.stages or (),
-        spike=args.spike,
+        shape=shape,
         sale_opens_s=args.sale_opens_at,
-        max_inflight=args.max_inflight,
-        duration_s=args.duration if args.duration is not None else _default_duration(args),
+        duration_s=args.duration if args.duration is not None else _default_duration(shape, args.warmup),
         warmup_s=args.warmup,
         users=args.users,
         inventory=args.inventory,

@@ -4,17 +4,31 @@ read back from data/ instead of being run again."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from flashsale import strategies
 from flashsale.experiments.store import Dataset
+
+# A load's shape as cells name it: each of these parameters (LoadConfig's own fields until the shape was one) takes
+# the shape's value where the shape has it and this default where not, so that the cells measured before keep
+# their keys and columns. A new shape's own parameters add columns, in its cells only.
+SHAPE_PARAMS: dict[str, Any] = {
+    "vus": 10,
+    "think_ms": 100.0,
+    "think_jitter": 0.0,
+    "rate": None,
+    "stages": (),
+    "spike": None,
+    "max_inflight": 1000,
+}
 
 
 class MissingData(LookupError):
@@ -30,10 +44,17 @@ class Cell:
 
     @property
     def params(self) -> dict[str, Any]:
-        fields = asdict(self.load)
-        fields.pop("progress", None)
-        if fields.pop("service", None) is not None:  # the started service's settings, as `flashsale load` names them
-            fields.update(self.load.service.load_params())
+        """The load's fields, flat: its shape's and its started service's parameters under their `flashsale load`
+        names (`vus`, `rate`, ...; `service_workers`, `queue_size`, ...)."""
+        fields: dict[str, Any] = {}
+        for field in dataclasses.fields(self.load):
+            value = getattr(self.load, field.name)
+            if field.name == "shape":
+                fields.update({**SHAPE_PARAMS, **value.params()})
+            elif field.name == "service":
+                fields.update(value.load_params())
+            elif field.name != "progress":
+                fields[field.name] = value
         return {
             k: (str(v) if v is not None and not isinstance(v, int | float | str | bool) else v)
             for k, v in fields.items()
@@ -47,9 +68,9 @@ class Cell:
 
     @property
     def cell_id(self) -> str:
-        load = self.load
-        users = f"vus{load.vus}" if load.rate is None else f"rate{load.rate:g}"
-        return f"{load.target}-{load.strategy}-{users}-r{self.repeat}-{self.key}"
+        params = self.params
+        users = f"vus{params['vus']}" if params["rate"] is None else f"rate{params['rate']:g}"
+        return f"{self.load.target}-{self.load.strategy}-{users}-r{self.repeat}-{self.key}"
 
 
 def run_cells(
@@ -147,7 +168,7 @@ def _measure_pgbench(dataset: Dataset, cell: Cell, context: dict[str, Any]) -> N
                 {
                     "cell_id": cell.cell_id,
                     "strategy": cell.load.strategy,
-                    "clients": cell.load.vus,
+                    "clients": cell.params["vus"],
                     "repeat": cell.repeat,
                     "duration_s": cell.load.duration_s,
                     **row,

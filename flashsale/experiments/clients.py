@@ -87,8 +87,12 @@ def _measure_pair(dataset: Dataset, cell: Cell) -> None:
     from flashsale.http.server_process import ServerProcess
     from flashsale.load.k6 import seed_scenario
     from flashsale.load.placing import database_placed
+    from flashsale.load.workloads import Closed
 
     load = cell.load
+    closed = load.shape  # k6's scenario is the closed model's: its VUs and think time
+    if not isinstance(closed, Closed):
+        raise ValueError(f"k6 runs the closed model (virtual users), not {cell.label!r}")
     _forget(dataset, cell.cell_id)  # a runner cell without its k6 run is measured again, with it
     url = ready_url(load.database_url)
     env = {config.DATABASE_URL_ENV: url}
@@ -108,7 +112,9 @@ def _measure_pair(dataset: Dataset, cell: Cell) -> None:
         table, _ = run_cells(dataset, [on_service], fresh=True)
         sale = str(table.iloc[0]["meta.flash_sale_id"])
         with placement.pinned_thread(load.client_cpus):  # k6 on the client's CPUs, as the runner was
-            figures = seed_scenario(server.url, sale, vus=load.vus, think_ms=load.think_ms, duration_s=load.duration_s)
+            figures = seed_scenario(
+                server.url, sale, vus=closed.vus, think_ms=closed.think_ms, duration_s=load.duration_s
+            )
     row = {"cell_id": cell.cell_id, "label": cell.label, "repeat": cell.repeat, "client": "k6", **figures}
     dataset.upsert(k6_path(dataset), pd.DataFrame([row]))
 

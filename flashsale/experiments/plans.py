@@ -10,6 +10,7 @@ from typing import Any
 from flashsale.experiments.cells import Cell, run_cells
 from flashsale.experiments.store import Dataset
 from flashsale.http.settings import ServiceSettings
+from flashsale.load.workloads import Closed, Spike
 from flashsale.placement import Placement
 
 # "Large enough never to sell out": no run here sells more than a few hundred thousand units.
@@ -43,8 +44,7 @@ def baseline_cells(
         common: dict[str, Any] = dict(
             target=target,
             strategy=strategy,
-            vus=vus,
-            think_ms=think_ms,
+            shape=Closed(vus=vus, think_ms=think_ms),
             duration_s=duration_s,
             users=users,
             seed=seed + repeat,
@@ -80,8 +80,7 @@ def sweep_cells(
                 load = _load(
                     target=target,
                     strategy=strategy,
-                    vus=level,
-                    think_ms=think_ms,
+                    shape=Closed(vus=level, think_ms=think_ms),
                     duration_s=duration_s,
                     warmup_s=warmup_s,
                     users=users,
@@ -117,7 +116,6 @@ def contention_cells(
     lock hold time of the seed's rule of thumb (throughput <= 1 / hold time)."""
     common: dict[str, Any] = dict(
         target=target,
-        think_ms=0.0,
         duration_s=duration_s,
         warmup_s=warmup_s,
         users=users,
@@ -126,8 +124,9 @@ def contention_cells(
         seed=seed,
         workers=workers,
     )
-    cells = [Cell(f"{s}, {contention_vus} VUs", _load(strategy=s, vus=contention_vus, **common)) for s in strategies]
-    cells.append(Cell("pessimistic, 1 VU (lock hold time)", _load(strategy="pessimistic", vus=1, **common)))
+    busy, alone = Closed(vus=contention_vus, think_ms=0.0), Closed(vus=1, think_ms=0.0)
+    cells = [Cell(f"{s}, {contention_vus} VUs", _load(strategy=s, shape=busy, **common)) for s in strategies]
+    cells.append(Cell("pessimistic, 1 VU (lock hold time)", _load(strategy="pessimistic", shape=alone, **common)))
     return cells
 
 
@@ -149,8 +148,7 @@ def fault_cells(
     common: dict[str, Any] = dict(
         target=target,
         strategy=strategy,
-        vus=vus,
-        think_ms=think_ms,
+        shape=Closed(vus=vus, think_ms=think_ms),
         duration_s=duration_s,
         users=users,
         inventory=UNLIMITED,
@@ -182,7 +180,7 @@ def admission_cells(
     cells = []
     for repeat in range(repeats):
         common: dict[str, Any] = dict(
-            target="http", strategy=strategy, vus=vus, think_ms=0.0, duration_s=duration_s, users=users,
+            target="http", strategy=strategy, shape=Closed(vus=vus, think_ms=0.0), duration_s=duration_s, users=users,
             inventory=inventory, per_user_limit=1, pool_size=pool_size, seed=seed + repeat, workers=workers,
         )  # fmt: skip
         queue = ServiceSettings(queue_size=queue_size, queue_workers=queue_workers)
@@ -229,11 +227,11 @@ def async_cells(
         sync = ServiceSettings(queue_size=queue_size, queue_workers=queue_workers)
         async_ = sync.replace(accept="async")
         closed: dict[str, Any] = dict(
-            common, vus=vus, think_ms=0.0, duration_s=duration_s, users=users, retry_rate=retry_rate
+            common, shape=Closed(vus=vus, think_ms=0.0), duration_s=duration_s, users=users, retry_rate=retry_rate
         )
         spike: dict[str, Any] = dict(
-            common, users=max(users, spike_buyers), spike=(spike_buyers, spike_window_s), duration_s=spike_window_s,
-            sale_opens_s=sale_opens_s,
+            common, users=max(users, spike_buyers), shape=Spike(buyers=spike_buyers, window_s=spike_window_s),
+            duration_s=spike_window_s, sale_opens_s=sale_opens_s,
         )  # fmt: skip
         cells += [
             Cell("sync: 201 once placed", _load(**closed, service=sync), repeat),

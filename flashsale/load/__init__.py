@@ -2,9 +2,9 @@
 (`db`) or the HTTP service (`http`), exact latency summaries, lock contention sampling, the oversell audit after
 every run, and the pgbench reference line.
 
-    from flashsale.load import LoadConfig, run_load
+    from flashsale.load import Closed, LoadConfig, run_load
 
-    result = run_load(LoadConfig(target="db", vus=32, think_ms=0, duration_s=10))
+    result = run_load(LoadConfig(target="db", shape=Closed(vus=32, think_ms=0), duration_s=10))
     result.summary          # the `flashsale load --json` document
     result.summary_frame()  # one row, for concatenating sweeps
     result.records          # one row a request: start_s, latency_ms, outcome, status, warmup, worker
@@ -26,7 +26,17 @@ if TYPE_CHECKING:
     from flashsale.load.records import RecordBuffer
     from flashsale.load.runner import LoadResult, run_load, run_load_async
     from flashsale.load.summary import latency_stats, render_text, summarize, summary_frame
-    from flashsale.load.workloads import Closed, Open, WorkloadStats, run_closed, run_open, schedule
+    from flashsale.load.workloads import (
+        Closed,
+        Open,
+        Ramping,
+        Shape,
+        Spike,
+        WorkloadStats,
+        run_closed,
+        run_open,
+        schedule,
+    )
 
 _EXPORTS = {
     "Closed": "workloads",
@@ -36,7 +46,10 @@ _EXPORTS = {
     "Outcomes": "outcomes",
     "PgbenchFailed": "pgbench",
     "PgbenchResult": "pgbench",
+    "Ramping": "workloads",
     "RecordBuffer": "records",
+    "Shape": "workloads",
+    "Spike": "workloads",
     "WorkloadStats": "workloads",
     "latency_stats": "summary",
     "render_text": "summary",
@@ -58,7 +71,10 @@ __all__ = [
     "Outcomes",
     "PgbenchFailed",
     "PgbenchResult",
+    "Ramping",
     "RecordBuffer",
+    "Shape",
+    "Spike",
     "WorkloadStats",
     "latency_stats",
     "render_text",

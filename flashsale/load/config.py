@@ -7,14 +7,14 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 from uuid import UUID
 
 from flashsale import strategies
 from flashsale.http.settings import ServiceSettings
 from flashsale.load.faults import Fault
 from flashsale.load.retries import KeyedRetries
-from flashsale.load.workloads import Closed, Open, OpenWorkload, Ramping, Spike
+from flashsale.load.workloads import Closed, Shape
 from flashsale.placement import Placement, parse_cpus
 
 TARGETS = ("db", "http")
@@ -33,16 +33,11 @@ class LoadConfig:
 
     target: str = "db"  # "db": the strategy in-process; "http": the order service
     strategy: str = strategies.DEFAULT_STRATEGY
-    vus: int = 10  # closed model: virtual users
-    think_ms: float = 100.0  # closed model: pause after each order
-    think_jitter: float = 0.0  # closed model: each pause drawn uniformly within think_ms * (1 -/+ think_jitter)
-    rate: float | None = None  # orders/s; setting it selects the open model
-    stages: tuple[
-        tuple[float, float], ...
-    ] = ()  # open model, ramping: (time s, orders/s) points, e.g. ((0, 0), (2, 2000))
-    spike: tuple[int, float] | None = None  # open model, a sale's opening: (buyers, window s), one order each
+    # How the orders come (flashsale.load.workloads): `Closed` virtual users pausing between orders (default: the
+    # seed's 10, pausing 100 ms), or the open model's starts on a schedule: `Open` (a constant rate), `Ramping`
+    # (stages) or `Spike` (a sale's opening)
+    shape: Shape = field(default_factory=Closed)
     sale_opens_s: float | None = None  # open the sale this long after the run's origin (None: the scenario's window)
-    max_inflight: int = 1000  # open model: starts beyond this many requests in flight are dropped
     duration_s: float = 30.0  # measured time, after the warmup
     warmup_s: float = 0.0  # run first, excluded from the figures
     users: int = 100
@@ -97,10 +92,9 @@ class LoadConfig:
         placed = Placement(db=self.db_cpus, service=self.service_cpus, client=self.client_cpus)  # validates them
         for part in ("db", "service", "client"):
             object.__setattr__(self, f"{part}_cpus", getattr(placed, part))
-        if not 0 <= self.think_jitter <= 1:
-            raise ValueError(f"think jitter must be between 0 and 1, got {self.think_jitter}")
-        if self.think_jitter and self.model != "closed":
-            raise ValueError("think jitter is for the closed model (--vus, --think-ms), not an arrival rate")
+        if not isinstance(self.shape, Shape):
+            kinds = ", ".join(kind.__name__ for kind in get_args(Shape))
+            raise ValueError(f"the shape must be one of {kinds}, got {self.shape!r}")
         if not self.poll_interval_s > 0 or not self.poll_max_s > 0:
             raise ValueError("the poll interval and the poll limit must be positive")
         if self.strategy not in strategies.names():
@@ -122,35 +116,16 @@ class LoadConfig:
         for fault in self.fault_list:
             if fault.at_s >= self.warmup_s + self.duration_s:
                 raise ValueError(f"fault {fault} comes after the run's end ({self.warmup_s + self.duration_s:g} s)")
-        object.__setattr__(self, "stages", tuple((float(t), float(r)) for t, r in self.stages))
-        if self.spike is not None:
-            object.__setattr__(self, "spike", (int(self.spike[0]), float(self.spike[1])))
-        if sum(x is not None and x != () for x in (self.rate, self.stages or None, self.spike)) > 1:
-            raise ValueError("give one of rate, stages and spike (each selects the open model)")
-        if self.spike is not None:
-            if self.spike[1] > self.warmup_s + self.duration_s:
-                raise ValueError(f"the spike's window ({self.spike[1]:g} s) is longer than the run")
-            if self.reset and self.users < self.spike[0]:
-                raise ValueError(f"a spike of {self.spike[0]} buyers needs as many users, got {self.users}")
+        self.shape.check_run(run_s=self.warmup_s + self.duration_s, users=self.users if self.reset else None)
         if self.sale_opens_s is not None and self.sale_opens_s < 0:
             raise ValueError(f"the sale opens at 0 s or later, got {self.sale_opens_s}")
-        self.workload  # noqa: B018 - validates vus, think time, rate, stages, spike and max in-flight
         if self.starts_service:
             self.started_service  # noqa: B018 - the service's own refusals (ServiceSettings), with the run's pool
 
     @property
     def model(self) -> str:
-        return "closed" if self.rate is None and not self.stages and self.spike is None else "open"
-
-    @property
-    def workload(self) -> Closed | OpenWorkload:
-        if self.stages:
-            return Ramping(stages=self.stages, max_inflight=self.max_inflight)
-        if self.spike is not None:
-            return Spike(buyers=self.spike[0], window_s=self.spike[1], max_inflight=self.max_inflight)
-        if self.rate is None:
-            return Closed(vus=self.vus, think_s=self.think_ms / 1000, think_jitter=self.think_jitter)
-        return Open(rate=self.rate, max_inflight=self.max_inflight)
+        """The shape's: "closed" (virtual users) or "open" (starts on a schedule)."""
+        return self.shape.model
 
     @property
     def placement(self) -> Placement:
@@ -168,7 +143,9 @@ class LoadConfig:
     def effective_pool_size(self) -> int:
         if self.pool_size is not None:
             return self.pool_size
-        return self.vus if self.model == "closed" else min(self.max_inflight, OPEN_MODEL_POOL)
+        if isinstance(self.shape, Closed):
+            return self.shape.vus
+        return min(self.shape.max_inflight, OPEN_MODEL_POOL)
 
     @property
     def starts_service(self) -> bool:
@@ -211,11 +188,11 @@ def default_workers(config: LoadConfig, cores: int | None = None) -> int:
     With the client on CPUs of its own (`client_cpus`), one process per client CPU at most: the database and the
     service have theirs.
     """
-    workload = config.workload
-    if isinstance(workload, Closed):
-        demand = math.ceil(workload.vus / VUS_PER_WORKER)
+    shape = config.shape
+    if isinstance(shape, Closed):
+        demand = math.ceil(shape.vus / VUS_PER_WORKER)
     else:
-        demand = math.ceil(workload.peak_rate / RATE_PER_WORKER)
+        demand = math.ceil(shape.peak_rate / RATE_PER_WORKER)
     if config.client_cpus is not None:
         return max(1, min(len(parse_cpus(config.client_cpus)), demand))
     cores = available_cores() if cores is None else cores

@@ -51,6 +51,7 @@ import aiohttp
 
 from flashsale.http.server_process import free_port
 from flashsale.load.merge import WorkerResult
+from flashsale.load.workloads import Closed
 from flashsale.processes import ChildFailed, ChildProcess
 
 if TYPE_CHECKING:
@@ -71,11 +72,12 @@ class LocustEngine:
     """Locust's master and `workers` worker processes on this machine, driven through the master's web API."""
 
     def __init__(self, config: LoadConfig, *, base_url: str, flash_sale_id: UUID, workers: int) -> None:
-        if config.model == "open":
+        if not isinstance(config.shape, Closed):
             raise ValueError("the locust engine runs the closed model (--vus, --think-ms), not an arrival rate")
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.config = config
+        self.closed = config.shape  # the virtual users and their think time
         self.base_url = base_url.rstrip("/")
         self.flash_sale_id = flash_sale_id
         self.workers = workers
@@ -162,8 +164,8 @@ class LocustEngine:
         config = self.config
         args = [
             "--flash-sale-id", str(self.flash_sale_id),
-            "--think-ms", repr(config.think_ms),
-            "--think-jitter", repr(config.think_jitter),
+            "--think-ms", repr(self.closed.think_ms),
+            "--think-jitter", repr(self.closed.think_jitter),
             "--quantity", str(config.quantity),
             "--seed", str(config.seed),
             "--request-timeout", repr(config.request_timeout_s),
@@ -195,12 +197,11 @@ class LocustEngine:
         second is plenty on one machine) for every user to start at it."""
         if self._master is None:
             raise RuntimeError("start() the engine before run()")
-        config = self.config
         await self._post(
             "/swarm",
             {
-                "user_count": str(config.vus),
-                "spawn_rate": str(config.vus),  # all in one dispatch: the users then wait for the origin
+                "user_count": str(self.closed.vus),
+                "spawn_rate": str(self.closed.vus),  # all in one dispatch: the users then wait for the origin
                 "host": self.base_url,
                 "origin_ns": str(origin_ns),
             },

@@ -13,6 +13,7 @@ from flashsale.load.config import LoadConfig
 from flashsale.load.pgbench import PgbenchResult, run_pgbench
 from flashsale.load.placing import database_placed
 from flashsale.load.sale import Sale, configured_sale
+from flashsale.load.workloads import Closed
 from flashsale.strategies.base import PGBENCH_VARIANTS, PgbenchPlan
 
 
@@ -30,9 +31,12 @@ class Reference:
 
 
 def run_reference(config: LoadConfig, *, protocol: str = "prepared", variant: str = PGBENCH_VARIANTS[0]) -> Reference:
-    """pgbench for `config.duration_s` (whole seconds) with the clients the strategy's plan gives for
-    `config.vus` and its script of `variant`, on the scenario `config` describes (fresh unless `config.reset` is
-    False), then the audit."""
+    """pgbench for `config.duration_s` (whole seconds) with the clients the strategy's plan gives for the virtual
+    users of `config` (its closed model) and its script of `variant`, on the scenario `config` describes (fresh
+    unless `config.reset` is False), then the audit."""
+    if not isinstance(config.shape, Closed):
+        raise ValueError("pgbench runs the closed model (virtual users), not an arrival rate")
+    vus = config.shape.vus
     url = ready_url(config.database_url)
     strategy = strategies.get_strategy(config.strategy)
 
@@ -50,7 +54,7 @@ def run_reference(config: LoadConfig, *, protocol: str = "prepared", variant: st
 
     sale = aio.run_anywhere(prepare())
     # e.g. batched: one client per worker, a batch per transaction
-    plan = strategy.pgbench_plan(config.vus, variant=variant)
+    plan = strategy.pgbench_plan(vus, variant=variant)
     with database_placed(url, config.db_cpus):
         result = _run_plan(url, plan, sale, config, protocol)
     return Reference(pgbench=result, plan=plan, audit=aio.run_anywhere(audit(sale)), sale=sale)

@@ -1,9 +1,9 @@
 """One load run from start to finish: a fresh scenario, the target, the workload with the lock sampler and a
 progress bar alongside, then the audit and the summary.
 
-    from flashsale.load import LoadConfig, run_load
+    from flashsale.load import Closed, LoadConfig, run_load
 
-    result = run_load(LoadConfig(target="db", strategy="pessimistic", vus=32, think_ms=0, duration_s=10))
+    result = run_load(LoadConfig(strategy="pessimistic", shape=Closed(vus=32, think_ms=0), duration_s=10))
     result.summary["rps"], result.summary["latency_ms"]["p95"], result.ok
     result.records          # one row a request (and the load worker that made it)
     result.lock_timeline    # pg_stat_activity samples
@@ -131,14 +131,15 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
         **_strategy_meta(config, merged.strategy_counters),
     }
     cpu = merged.cpu_percent
+    shape = config.shape.params()
     summary = summaries.summarize(
         frame,
         target=config.target,
         strategy=config.strategy,
         model=config.model,
-        vus=config.vus if config.model == "closed" else None,
-        rate=config.rate,
-        think_ms=config.think_ms if config.model == "closed" else None,
+        vus=shape.get("vus"),
+        rate=shape.get("rate"),
+        think_ms=shape.get("think_ms"),
         duration_s=config.duration_s,
         audit=audit.as_json(),
         lock_waiters_mean=mean_row_lock_waiters(timeline, start_s=config.warmup_s, end_s=window_end),
@@ -416,9 +417,10 @@ def _quiet_reconnection_logs():
 def _run_meta(
     config: LoadConfig, sale: Sale, stats: WorkloadStats, audit: Audit, lock_samples: int, frame: pd.DataFrame
 ) -> dict:
+    shape = config.shape.params()
     meta: dict[str, Any] = {
         "seed": config.seed,
-        "think_jitter": config.think_jitter if config.model == "closed" else None,
+        "think_jitter": shape.get("think_jitter"),
         "users": sale.users,
         "inventory": sale.inventory,
         "per_user_limit": sale.per_user_limit,
@@ -444,10 +446,9 @@ def _run_meta(
         "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
     }
     if config.model == "open":
+        # the open shape's parameters but the rate (the summary's own): stages, spike, max_inflight, ...
+        meta.update({"stages": None, "spike": None, **{k: _listed(v) for k, v in shape.items() if k != "rate"}})
         meta.update(
-            stages=[list(point) for point in config.stages] or None,
-            spike=list(config.spike) if config.spike else None,
-            max_inflight=config.max_inflight,
             late_starts=stats.late_starts,
             # how long after its scheduled start each measured request was sent (all of it is in its latency)
             send_lag_ms=summaries.latency_stats(frame.loc[~frame["warmup"], "send_lag_ms"].to_numpy()),
@@ -455,6 +456,11 @@ def _run_meta(
             late_after_ms=LATE_AFTER_S * 1000,
         )
     return meta
+
+
+def _listed(value: Any) -> Any:
+    """Tuples as the lists JSON makes of them: ((0.0, 0.0), (2.0, 100.0)) -> [[0.0, 0.0], [2.0, 100.0]]."""
+    return [_listed(v) for v in value] if isinstance(value, tuple) else value
 
 
 @contextlib.asynccontextmanager

@@ -69,27 +69,31 @@ class WorkerPlan:
 
     @property
     def vu_ids(self) -> range:
-        return range(self.index, self.config.vus, self.count)
+        """The numbers of this worker's virtual users (closed model; none in the open model)."""
+        shape = self.config.shape
+        return range(self.index, shape.vus if isinstance(shape, Closed) else 0, self.count)
 
     @property
     def closed_workload(self) -> Closed:
         """This worker's virtual users (closed model)."""
-        return Closed(vus=len(self.vu_ids), think_s=self.config.think_ms / 1000, think_jitter=self.config.think_jitter)
+        shape = self.config.shape
+        assert isinstance(shape, Closed), "the closed model's workload"
+        return dataclasses.replace(shape, vus=len(self.vu_ids))
 
     @property
     def open_workload(self) -> OpenWorkload:
         """The run's arrival shape with this worker's share of the bound on requests in flight (open model)."""
-        workload = self.config.workload
-        assert not isinstance(workload, Closed), "the open model's workload"
-        return dataclasses.replace(workload, max_inflight=self._share(self.config.max_inflight))
+        shape = self.config.shape
+        assert not isinstance(shape, Closed), "the open model's workload"
+        return dataclasses.replace(shape, max_inflight=self._share(shape.max_inflight))
 
     @property
     def pool_size(self) -> int:
         """The share of the run's connections (db target): every VU of this worker gets one when the run's pool has
         one for every VU."""
-        config = self.config
-        if config.model == "closed":
-            return math.ceil(config.effective_pool_size * len(self.vu_ids) / config.vus)
+        config, shape = self.config, self.config.shape
+        if isinstance(shape, Closed):
+            return math.ceil(config.effective_pool_size * len(self.vu_ids) / shape.vus)
         return self._share(config.effective_pool_size)
 
     def _share(self, total: int) -> int:
@@ -99,8 +103,8 @@ class WorkerPlan:
 def plans(config: LoadConfig, url: str, sale: Sale, *, base_url: str | None = None) -> list[WorkerPlan]:
     """One plan per worker; never more workers than virtual users in the closed model."""
     count = config.worker_count
-    if config.model == "closed":
-        count = min(count, config.vus)
+    if isinstance(config.shape, Closed):
+        count = min(count, config.shape.vus)
     prefix = uuid.uuid4().hex[:12]
     return [WorkerPlan(config, url, sale, k, count, base_url, prefix) for k in range(count)]
 

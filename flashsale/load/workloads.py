@@ -1,5 +1,6 @@
 """The two workload models, as in k6: closed (`constant-vus`: N virtual users, each loops order -> pause) and
-open (`constant-arrival-rate`: orders start on a fixed schedule whatever the server does).
+open (`constant-arrival-rate`: orders start on a fixed schedule whatever the server does), and the load shapes a
+run names (`Shape`: `Closed`, and the open model's `Open`, `Ramping` and `Spike`), each validated when it is made.
 
 Both drive an `order(user_index) -> (outcome id, status)` coroutine function and write one record a request.
 In the open model a request's latency runs from its *scheduled* start: when the server (or the client) stalls,
@@ -24,6 +25,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -37,29 +39,57 @@ LATE_AFTER_S = 0.005
 SPIKE_STREAM = 0x5B1CE  # the spike's arrival instants come from their own random stream of the seed
 
 
-@dataclass(frozen=True)
-class Closed:
-    """k6 `constant-vus`: `vus` users, each placing an order, then pausing `think_s`, until the end.
+class _Shape:
+    """What every load shape tells the rest of the runner (`LoadConfig.shape` holds one), so that a new shape is
+    its class here, its option of `flashsale load` (cli/load.py) and its line in the text summary (summary.py)."""
 
-    `think_jitter` j draws each pause uniformly from `think_s * (1 - j)` to `think_s * (1 + j)` (the same mean), as
-    real buyers pause: users that start together and pause exactly alike stay in step and meet at the row lock
+    model: ClassVar[str] = "open"  # "closed": virtual users loop order -> pause; "open": starts on a schedule
+
+    @property
+    def span_s(self) -> float | None:
+        """How long its schedule lasts (None: as long as the run): `flashsale load`'s default duration."""
+        return None
+
+    def params(self) -> dict[str, Any]:
+        """Its parameters under the names of `flashsale load`'s options: the summary's, and a measured cell's."""
+        raise NotImplementedError
+
+    def check_run(self, *, run_s: float, users: int | None) -> None:
+        """Refuse (ValueError) a run of `run_s` seconds, warmup included, over `users` users (None: the sale's own)
+        that this shape cannot make."""
+
+
+@dataclass(frozen=True)
+class Closed(_Shape):
+    """k6 `constant-vus`: `vus` users, each placing an order, then pausing `think_ms`, until the end.
+
+    `think_jitter` j draws each pause uniformly from `think_ms * (1 - j)` to `think_ms * (1 + j)` (the same mean),
+    as real buyers pause: users that start together and pause exactly alike stay in step and meet at the row lock
     every cycle; with a jitter they drift apart."""
 
-    vus: int
-    think_s: float = 0.1
+    model: ClassVar[str] = "closed"
+    vus: int = 10
+    think_ms: float = 100.0
     think_jitter: float = 0.0
 
     def __post_init__(self) -> None:
         if self.vus < 1:
             raise ValueError(f"vus must be at least 1, got {self.vus}")
-        if self.think_s < 0:
-            raise ValueError(f"think time must be 0 or more, got {self.think_s}")
+        if self.think_ms < 0:
+            raise ValueError(f"think time must be 0 or more, got {self.think_ms}")
         if not 0 <= self.think_jitter <= 1:
             raise ValueError(f"think jitter must be between 0 and 1, got {self.think_jitter}")
 
+    @property
+    def think_s(self) -> float:
+        return self.think_ms / 1000
+
+    def params(self) -> dict[str, Any]:
+        return {"vus": self.vus, "think_ms": self.think_ms, "think_jitter": self.think_jitter}
+
 
 @dataclass(frozen=True)
-class Open:
+class Open(_Shape):
     """k6 `constant-arrival-rate`: `rate` orders a second on a fixed schedule, at most `max_inflight` at once."""
 
     rate: float
@@ -74,13 +104,16 @@ class Open:
     def peak_rate(self) -> float:
         return self.rate
 
+    def params(self) -> dict[str, Any]:
+        return {"rate": self.rate, "max_inflight": self.max_inflight}
+
     def arrivals(self, duration_s: float, seed: int) -> Arrivals:
         interval_ns, count = _schedule_shape(self.rate, duration_s)
         return Arrivals(count, lambda i: int(i * interval_ns))
 
 
 @dataclass(frozen=True)
-class Ramping:
+class Ramping(_Shape):
     """k6 `ramping-arrival-rate`: the rate goes linearly from point to point of `stages`, (time s, orders/s) pairs
     from (0, r0); after the last point it stays at the last rate. Starts are where the cumulative count of
     arrivals (the integral of the rate) reaches 0, 1, 2, ...: the schedule a constant rate would make, bent."""
@@ -89,6 +122,7 @@ class Ramping:
     max_inflight: int = 1000
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "stages", tuple((float(t), float(r)) for t, r in self.stages))
         times = [t for t, _ in self.stages]
         if not self.stages or times[0] != 0:
             raise ValueError("stages must start at 0s, e.g. 0s:0,2s:2000,12s:2000")
@@ -101,6 +135,13 @@ class Ramping:
     @property
     def peak_rate(self) -> float:
         return max(r for _, r in self.stages)
+
+    @property
+    def span_s(self) -> float:
+        return self.stages[-1][0]
+
+    def params(self) -> dict[str, Any]:
+        return {"stages": self.stages, "max_inflight": self.max_inflight}
 
     def arrivals(self, duration_s: float, seed: int) -> Arrivals:
         points = list(self.stages)
@@ -126,7 +167,7 @@ class Ramping:
 
 
 @dataclass(frozen=True)
-class Spike:
+class Spike(_Shape):
     """A sale's opening: `buyers` arrive at random instants within `window_s` of the run's start, each placing one
     order (buyer b is user b: the scenario needs at least `buyers` users)."""
 
@@ -135,6 +176,8 @@ class Spike:
     max_inflight: int = 1000
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "buyers", int(self.buyers))
+        object.__setattr__(self, "window_s", float(self.window_s))
         if self.buyers < 1 or not self.window_s > 0:
             raise ValueError(
                 f"a spike needs at least one buyer and a positive window, got {self.buyers}:{self.window_s}"
@@ -144,6 +187,19 @@ class Spike:
     @property
     def peak_rate(self) -> float:
         return self.buyers / self.window_s
+
+    @property
+    def span_s(self) -> float:
+        return self.window_s
+
+    def params(self) -> dict[str, Any]:
+        return {"spike": (self.buyers, self.window_s), "max_inflight": self.max_inflight}
+
+    def check_run(self, *, run_s: float, users: int | None) -> None:
+        if self.window_s > run_s:
+            raise ValueError(f"the spike's window ({self.window_s:g} s) is longer than the run")
+        if users is not None and users < self.buyers:
+            raise ValueError(f"a spike of {self.buyers} buyers needs as many users, got {users}")
 
     def arrivals(self, duration_s: float, seed: int) -> Arrivals:
         draw = np.random.default_rng([abs(seed), SPIKE_STREAM])
@@ -167,6 +223,7 @@ def _check_inflight(max_inflight: int) -> None:
 
 
 OpenWorkload = Open | Ramping | Spike
+Shape = Closed | OpenWorkload  # what `LoadConfig.shape` holds
 
 
 @dataclass

@@ -24,7 +24,7 @@ import pytest
 from flashsale.config import DATABASE_URL_ENV
 from flashsale.db import embedded
 from flashsale.http.server_process import ServerProcess
-from flashsale.load import LoadConfig, run_load_async
+from flashsale.load import Closed, LoadConfig, run_load_async
 from tests.e2e.api import Api
 from tests.e2e.conftest import make_sale
 from tests.waiting import HANG_S, blocked_on_lock, wait_for
@@ -98,9 +98,9 @@ class TestLoadThroughARestart:
     async def test_503s_during_the_outage_recovery_and_every_acknowledged_order_present(self, scratch_server):
         result = await run_load_async(
             LoadConfig(
-                target="http", database_url=scratch_server.url, vus=6, think_ms=10, duration_s=6.0, users=60,
-                inventory=100_000, per_user_limit=100_000, pool_timeout_s=POOL_TIMEOUT_S, faults=("db-restart@1s",),
-                request_timeout_s=2 * POOL_TIMEOUT_S,
+                target="http", database_url=scratch_server.url, shape=Closed(vus=6, think_ms=10), duration_s=6.0,
+                users=60, inventory=100_000, per_user_limit=100_000, pool_timeout_s=POOL_TIMEOUT_S,
+                faults=("db-restart@1s",), request_timeout_s=2 * POOL_TIMEOUT_S,
             )
         )  # fmt: skip
         summary, records = result.summary, result.records

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import uuid
 
-from flashsale.load import LoadConfig, run_load_async
+from flashsale.load import Closed, LoadConfig, run_load_async
 from tests.e2e.conftest import count_orders, make_sale
 
 
@@ -79,7 +79,8 @@ class TestLoadWithRetries:
     async def test_retries_replay_and_the_audit_finds_one_order_per_key(self, server, database_url):
         result = await run_load_async(
             LoadConfig(
-                target="http", base_url=server.url, database_url=database_url, vus=4, think_ms=5, duration_s=1.5,
+                target="http", base_url=server.url, database_url=database_url, shape=Closed(vus=4, think_ms=5),
+                duration_s=1.5,
                 users=30, inventory=1000, per_user_limit=1000, retry_rate=0.3, retry_pool=10,
             )
         )  # fmt: skip

@@ -7,13 +7,15 @@ import numpy as np
 import pytest
 
 from flashsale.http.settings import ServiceSettings
-from flashsale.load import LoadConfig, run_load_async
+from flashsale.load import Closed, LoadConfig, run_load_async
 
 pytestmark = pytest.mark.slow
 
 
-def config(database_url, **changes):
-    return LoadConfig(target="http", database_url=database_url, think_ms=0, duration_s=1.5, **changes)
+def config(database_url, *, vus, **changes):
+    return LoadConfig(
+        target="http", database_url=database_url, shape=Closed(vus=vus, think_ms=0), duration_s=1.5, **changes
+    )
 
 
 class TestAdmissionOutcomes:

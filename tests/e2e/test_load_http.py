@@ -5,7 +5,7 @@ import json
 
 import psutil
 
-from flashsale.load import LoadConfig, run_load_async, schedule
+from flashsale.load import Closed, LoadConfig, Open, run_load_async, schedule
 from tests.integration.test_cli import flashsale
 
 
@@ -28,7 +28,8 @@ class TestHttpTarget:
     async def test_against_a_running_service(self, server, database_url):
         result = await run_load_async(
             LoadConfig(
-                target="http", base_url=server.url, database_url=database_url, vus=2, think_ms=20, duration_s=1.0,
+                target="http", base_url=server.url, database_url=database_url, shape=Closed(vus=2, think_ms=20),
+                duration_s=1.0,
                 users=1500, inventory=1000, per_user_limit=100,
             )
         )  # fmt: skip
@@ -43,7 +44,8 @@ class TestHttpTarget:
     async def test_refusals_keep_their_status(self, server, database_url):
         result = await run_load_async(
             LoadConfig(
-                target="http", base_url=server.url, database_url=database_url, vus=2, think_ms=5, duration_s=0.5,
+                target="http", base_url=server.url, database_url=database_url, shape=Closed(vus=2, think_ms=5),
+                duration_s=0.5,
                 users=2, inventory=1, per_user_limit=1,
             )
         )  # fmt: skip
@@ -58,7 +60,7 @@ class TestHttpTargetOpenModel:
     async def test_requests_start_on_the_schedule_and_every_answer_is_audited(self, server, database_url):
         result = await run_load_async(
             LoadConfig(
-                target="http", base_url=server.url, database_url=database_url, rate=40, duration_s=1.0,
+                target="http", base_url=server.url, database_url=database_url, shape=Open(rate=40), duration_s=1.0,
                 users=200, inventory=25, per_user_limit=1,
             )
         )  # fmt: skip

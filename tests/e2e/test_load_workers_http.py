@@ -3,7 +3,7 @@
 import pytest
 
 from flashsale.http.settings import ServiceSettings
-from flashsale.load import LoadConfig, run_load_async
+from flashsale.load import Closed, LoadConfig, run_load_async
 from tests.integration.test_load_workers import spawned_children
 
 pytestmark = pytest.mark.slow
@@ -13,7 +13,8 @@ class TestHttpWorkers:
     async def test_http_target_over_two_processes_with_idempotency_retries(self, server, database_url):
         result = await run_load_async(
             LoadConfig(
-                target="http", base_url=server.url, database_url=database_url, vus=4, think_ms=5, duration_s=1.0,
+                target="http", base_url=server.url, database_url=database_url, shape=Closed(vus=4, think_ms=5),
+                duration_s=1.0,
                 workers=2, users=50, inventory=1000, per_user_limit=100, retry_rate=0.3, retry_pool=10,
             )
         )  # fmt: skip
@@ -32,7 +33,7 @@ class TestHttpWorkers:
     async def test_the_runner_starts_the_service_with_several_processes(self, database_url):
         result = await run_load_async(
             LoadConfig(
-                target="http", database_url=database_url, vus=4, think_ms=5, duration_s=1.0, workers=2,
+                target="http", database_url=database_url, shape=Closed(vus=4, think_ms=5), duration_s=1.0, workers=2,
                 service=ServiceSettings(workers=2), users=50, inventory=40, per_user_limit=1,
             )
         )  # fmt: skip

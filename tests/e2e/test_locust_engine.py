@@ -26,6 +26,7 @@ from flashsale.load.locust_engine import LOCUSTFILE, LocustEngine
 from flashsale.load.merge import merge
 from flashsale.load.outcomes import Outcomes
 from flashsale.load.runner import run_load_async
+from flashsale.load.workloads import Closed
 from flashsale.processes import ChildFailed
 from tests.e2e.conftest import make_sale
 from tests.integration.test_cli import flashsale
@@ -43,7 +44,8 @@ class TestTwoWorkers:
     async def test_exact_records_of_every_request_audited(self, server, conn, make_scenario):
         sale = await make_scenario(users=1500, inventory=300, per_user_limit=1)  # two pages of GET /users
         config = LoadConfig(
-            target="http", engine="locust", base_url=server.url, vus=6, think_ms=5, warmup_s=0.5, duration_s=2.0,
+            target="http", engine="locust", base_url=server.url, shape=Closed(vus=6, think_ms=5), warmup_s=0.5,
+            duration_s=2.0,
             grace_s=2.0, retry_rate=0.2,
         )  # fmt: skip
         engine = LocustEngine(config, base_url=server.url, flash_sale_id=sale.flash_sale_id, workers=2)
@@ -98,7 +100,7 @@ class TestTwoWorkers:
 class TestFailures:
     async def test_a_service_it_cannot_reach_fails_the_start_with_locusts_output(self):
         unreachable = f"http://127.0.0.1:{free_port()}"
-        config = LoadConfig(target="http", engine="locust", base_url=unreachable, vus=2, duration_s=1.0)
+        config = LoadConfig(target="http", engine="locust", base_url=unreachable, shape=Closed(vus=2), duration_s=1.0)
         engine = LocustEngine(config, base_url=unreachable, flash_sale_id=uuid.uuid4(), workers=1)
         with pytest.raises(ChildFailed, match=r"worker 0 .* exited with status 1") as failed:
             await engine.start()
@@ -156,7 +158,8 @@ class TestAsynchronousOrders:
         """`--engine locust --accept async`: every 202 is the outcome `accepted` (not the error `http_202`), its id
         reaches the audit, and each accepted order is followed to one end, as the native http target does."""
         config = LoadConfig(
-            target="http", engine="locust", workers=2, database_url=database_url, vus=4, think_ms=0, duration_s=1.5,
+            target="http", engine="locust", workers=2, database_url=database_url, shape=Closed(vus=4, think_ms=0),
+            duration_s=1.5,
             users=100, inventory=5, per_user_limit=1, service=ServiceSettings(queue_size=50, accept="async"),
             poll_interval_s=0.05,
             poll_max_s=20.0,

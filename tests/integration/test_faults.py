@@ -10,7 +10,7 @@ from flashsale import config as flashsale_config
 from flashsale.audit import audit_sale
 from flashsale.db import embedded
 from flashsale.domain import PlaceOrder
-from flashsale.load import LoadConfig, run_load_async
+from flashsale.load import Closed, LoadConfig, run_load_async
 from flashsale.load.faults import FaultUnsupported, embedded_pgdata
 from flashsale.strategies import get_strategy
 from flashsale.testing import TEST_DATABASE_URL_ENV
@@ -87,8 +87,8 @@ def check_outage(result, fault_spec: str, at_s: float) -> dict:
 
 def db_load(url: str, fault: str) -> LoadConfig:
     return LoadConfig(
-        database_url=url, vus=4, think_ms=5, duration_s=5.0, users=50, inventory=100_000, per_user_limit=100_000,
-        faults=(fault,),
+        database_url=url, shape=Closed(vus=4, think_ms=5), duration_s=5.0, users=50, inventory=100_000,
+        per_user_limit=100_000, faults=(fault,),
     )  # fmt: skip
 
 

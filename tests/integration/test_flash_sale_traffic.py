@@ -4,7 +4,7 @@ request's scheduled start, and the audit."""
 import numpy as np
 import pytest
 
-from flashsale.load import LoadConfig, run_load_async
+from flashsale.load import LoadConfig, Ramping, Spike, run_load_async
 
 pytestmark = pytest.mark.slow
 
@@ -13,7 +13,7 @@ class TestFlashSaleTraffic:
     async def test_a_ramp_makes_exactly_its_schedule_of_orders(self, database_url):
         result = await run_load_async(
             LoadConfig(
-                database_url=database_url, stages=((0, 0), (1, 200), (2, 200)), duration_s=2.0,
+                database_url=database_url, shape=Ramping(((0, 0), (1, 200), (2, 200))), duration_s=2.0,
                 inventory=100_000, per_user_limit=100_000,
             )
         )  # fmt: skip
@@ -28,7 +28,7 @@ class TestFlashSaleTraffic:
         opens_s = 0.3
         result = await run_load_async(
             LoadConfig(
-                database_url=database_url, spike=(200, 1.0), duration_s=1.0, users=200, inventory=60,
+                database_url=database_url, shape=Spike(200, 1.0), duration_s=1.0, users=200, inventory=60,
                 per_user_limit=1, sale_opens_s=opens_s,
             )
         )  # fmt: skip

@@ -3,12 +3,14 @@ cell is measured again and its row replaced, with the commit and the placement o
 
 from flashsale.experiments.cells import Cell, run_cells
 from flashsale.experiments.store import Dataset
-from flashsale.load import LoadConfig
+from flashsale.load import Closed, LoadConfig
 
 
 def test_fresh_measures_every_cell_again(database_url, tmp_path):
     dataset = Dataset.named("fresh", tmp_path)
-    cell = Cell("pessimistic, 1 VU", LoadConfig(database_url=database_url, vus=1, think_ms=0, duration_s=0.3))
+    cell = Cell(
+        "pessimistic, 1 VU", LoadConfig(database_url=database_url, shape=Closed(vus=1, think_ms=0), duration_s=0.3)
+    )
     measured: list[str] = []
 
     def count(cell: Cell, row: dict) -> None:

@@ -10,7 +10,7 @@ import pytest
 from flashsale import idempotency, strategies
 from flashsale.audit import audit_sale
 from flashsale.domain import IdempotencyKeyReused, IdempotencyKeyTaken, PlaceOrder, SoldOut
-from flashsale.load import LoadConfig, run_load_async
+from flashsale.load import Closed, LoadConfig, Open, run_load_async
 from flashsale.repositories import orders, users
 from tests.integration.test_cli import flashsale
 from tests.waiting import HANG_S
@@ -198,8 +198,9 @@ class TestLoadRunner:
     async def test_db_target_retries_are_audited_one_order_per_key(self, database_url, rate):
         result = await run_load_async(
             LoadConfig(
-                database_url=database_url, strategy="batched" if rate else "pessimistic", vus=4, think_ms=2,
-                rate=rate, duration_s=1.0, users=40, inventory=60, per_user_limit=2, retry_rate=0.2, retry_pool=50,
+                database_url=database_url, strategy="batched" if rate else "pessimistic",
+                shape=Open(rate=rate) if rate else Closed(vus=4, think_ms=2), duration_s=1.0, users=40, inventory=60,
+                per_user_limit=2, retry_rate=0.2, retry_pool=50,
             )
         )  # fmt: skip
         summary = result.summary

@@ -73,6 +73,8 @@ class TestLoadCommand:
             ["--strategy", "nope"],
             ["--duration", "soon"],
             ["--rate", "0"],
+            ["--rate", "10", "--spike", "5:1s"],  # two shapes
+            ["--stages", "0s:0,1s:10", "--think-jitter", "0.5"],  # a closed model's option with an open shape
         ],
     )
     def test_bad_input_is_one_line(self, args, database_url):

@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from flashsale.db import connection
-from flashsale.load import LoadConfig, LoadResult, run_load, run_load_async, schedule
+from flashsale.load import Closed, LoadConfig, LoadResult, Open, run_load, run_load_async, schedule
 from flashsale.load.contention import LockSampler
 from flashsale.load.summary import SUMMARY_KEYS
 from tests.waiting import until_async
@@ -19,7 +19,9 @@ def config(database_url, **changes):
 class TestDbTargetClosedModel:
     async def test_sells_out_then_refuses_and_the_audit_agrees(self, database_url):
         result = await run_load_async(
-            config(database_url, vus=4, think_ms=0, duration_s=1.0, users=10, inventory=20, per_user_limit=5)
+            config(
+                database_url, shape=Closed(vus=4, think_ms=0), duration_s=1.0, users=10, inventory=20, per_user_limit=5
+            )
         )
         summary = result.summary
         assert tuple(summary) == SUMMARY_KEYS
@@ -39,8 +41,7 @@ class TestDbTargetClosedModel:
         result = await run_load_async(
             config(
                 database_url,
-                vus=vus,
-                think_ms=think_ms,
+                shape=Closed(vus=vus, think_ms=think_ms),
                 duration_s=duration_s,
                 inventory=100_000,
                 per_user_limit=100_000,
@@ -52,8 +53,9 @@ class TestDbTargetClosedModel:
         assert summary["orders"] == summary["requests"]  # nothing sells out
 
     async def test_warmup_is_recorded_but_left_out(self, database_url):
+        closed = Closed(vus=2, think_ms=20)
         result = await run_load_async(
-            config(database_url, vus=2, think_ms=20, duration_s=0.6, warmup_s=0.4, inventory=1000, per_user_limit=50)
+            config(database_url, shape=closed, duration_s=0.6, warmup_s=0.4, inventory=1000, per_user_limit=50)
         )
         records, summary = result.records, result.summary
         warm = records["warmup"]
@@ -70,7 +72,7 @@ class TestDbTargetClosedModel:
 
 class TestDbTargetOpenModel:
     async def test_requests_follow_the_schedule(self, database_url):
-        result = await run_load_async(config(database_url, rate=40, duration_s=1.0, inventory=10))
+        result = await run_load_async(config(database_url, shape=Open(rate=40), duration_s=1.0, inventory=10))
         meta = result.summary["meta"]
         assert result.summary["model"] == "open"
         assert meta["dropped_starts"] == 0
@@ -91,7 +93,9 @@ class TestAudit:
                 "INSERT INTO orders (user_id, flash_sale_id, quantity, status) VALUES (%s, %s, 1, 'CONFIRMED')",
                 [user, made.flash_sale_id],
             )
-        result = await run_load_async(config(database_url, reset=False, vus=1, think_ms=10, duration_s=0.3))
+        result = await run_load_async(
+            config(database_url, reset=False, shape=Closed(vus=1, think_ms=10), duration_s=0.3)
+        )
         audit = result.summary["audit"]
         assert not result.ok
         assert audit["ok"] is False
@@ -135,7 +139,9 @@ class TestLockSampler:
 
     async def test_a_contended_run_keeps_its_timeline(self, database_url):
         result = await run_load_async(
-            config(database_url, vus=8, think_ms=0, duration_s=1.0, inventory=100_000, per_user_limit=100_000)
+            config(
+                database_url, shape=Closed(vus=8, think_ms=0), duration_s=1.0, inventory=100_000, per_user_limit=100_000
+            )
         )
         timeline = result.lock_timeline
         assert len(timeline) >= 3
@@ -148,7 +154,7 @@ class TestLockSampler:
 
 class TestResults:
     async def test_parquet_round_trip(self, database_url, tmp_path):
-        result = await run_load_async(config(database_url, vus=2, think_ms=10, duration_s=0.5))
+        result = await run_load_async(config(database_url, shape=Closed(vus=2, think_ms=10), duration_s=0.5))
         records_path, locks_path = result.to_parquet(tmp_path / "run.parquet")
         assert locks_path.name == "run.locks.parquet"
         back = LoadResult.read_parquet(records_path)
@@ -160,18 +166,20 @@ class TestResults:
 
     async def test_run_load_works_inside_a_running_event_loop(self, database_url):
         """As in a Jupyter kernel: the blocking call runs the load on its own loop in a worker thread."""
-        result = run_load(config(database_url, vus=1, think_ms=10, duration_s=0.3))
+        result = run_load(config(database_url, shape=Closed(vus=1, think_ms=10), duration_s=0.3))
         assert result.summary["requests"] > 0
         assert result.ok
 
     def test_rejects_bad_settings(self):
         for bad in (
             {"target": "ftp"},
-            {"vus": 0},
+            {"shape": "closed"},
             {"duration_s": 0},
-            {"rate": -1},
             {"strategy": "nope"},
             {"base_url": "http://x"},
         ):
             with pytest.raises(ValueError):  # noqa: PT011 - each setting has its own message
                 LoadConfig(**bad)
+        for shape, bad in ((Closed, {"vus": 0}), (Open, {"rate": -1})):  # refused by the shape itself
+            with pytest.raises(ValueError):  # noqa: PT011
+                shape(**bad)

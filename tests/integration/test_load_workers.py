@@ -6,7 +6,7 @@ import psutil
 import pytest
 
 from flashsale.http.server_process import free_port
-from flashsale.load import LoadConfig, run_load_async, schedule
+from flashsale.load import Closed, LoadConfig, Open, run_load_async, schedule
 from flashsale.processes import ChildFailed
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,14 @@ class TestProcessWorkers:
     async def test_open_model_over_two_processes_starts_exactly_the_schedule_of_one(self, database_url):
         rate, duration = 200.0, 1.0
         result = await run_load_async(
-            config(database_url, rate=rate, duration_s=duration, workers=2, inventory=100_000, per_user_limit=100_000)
+            config(
+                database_url,
+                shape=Open(rate=rate),
+                duration_s=duration,
+                workers=2,
+                inventory=100_000,
+                per_user_limit=100_000,
+            )
         )
         summary, records = result.summary, result.records
         assert result.ok, summary["meta"]["audit_problems"]
@@ -54,8 +61,9 @@ class TestProcessWorkers:
         assert spawned_children() == []
 
     async def test_closed_model_workers_contend_for_the_row_and_the_audit_counts_every_order(self, database_url):
+        closed = Closed(vus=4, think_ms=0)
         result = await run_load_async(
-            config(database_url, vus=4, think_ms=0, duration_s=1.0, workers=2, users=40, inventory=30, per_user_limit=1)
+            config(database_url, shape=closed, duration_s=1.0, workers=2, users=40, inventory=30, per_user_limit=1)
         )
         summary, records = result.summary, result.records
         assert result.ok, summary["meta"]["audit_problems"]
@@ -77,6 +85,13 @@ class TestProcessWorkers:
         nobody = f"http://127.0.0.1:{free_port()}"
         with pytest.raises(ChildFailed, match=r"load worker \d did not start: ClientConnectorError"):
             await run_load_async(
-                LoadConfig(target="http", base_url=nobody, database_url=database_url, vus=2, duration_s=1, workers=2)
+                LoadConfig(
+                    target="http",
+                    base_url=nobody,
+                    database_url=database_url,
+                    shape=Closed(vus=2),
+                    duration_s=1,
+                    workers=2,
+                )
             )
         assert spawned_children() == []

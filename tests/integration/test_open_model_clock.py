@@ -117,8 +117,8 @@ class TestLateAlarm:
 class TestThroughTheRunner:
     async def test_the_records_and_the_summary_show_how_late_each_request_was_sent(self, database_url, late_alarm):
         config = LoadConfig(
-            database_url=database_url, target="db", rate=40, duration_s=0.5, workers=1, users=20, inventory=1000,
-            per_user_limit=1000,
+            database_url=database_url, target="db", shape=Open(rate=40), duration_s=0.5, workers=1, users=20,
+            inventory=1000, per_user_limit=1000,
         )  # fmt: skip
         result = await run_load_async(config)
         records, meta = result.records, result.summary["meta"]

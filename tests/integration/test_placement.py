@@ -16,7 +16,7 @@ from flashsale import config as flashsale_config
 from flashsale import placement
 from flashsale.db import embedded
 from flashsale.http.server_process import ServerProcess
-from flashsale.load import LoadConfig, run_load_async
+from flashsale.load import Closed, LoadConfig, run_load_async
 from flashsale.load.faults import FaultUnsupported
 from flashsale.load.pgbench import run_pgbench
 from flashsale.load.placing import database_placed
@@ -86,7 +86,12 @@ class TestALoadRun:
 
     async def test_db_target_records_what_each_part_ran_on(self, server):
         config = LoadConfig(
-            database_url=server.url, vus=2, think_ms=0, duration_s=0.5, users=20, db_cpus=FIRST, client_cpus=LAST
+            database_url=server.url,
+            shape=Closed(vus=2, think_ms=0),
+            duration_s=0.5,
+            users=20,
+            db_cpus=FIRST,
+            client_cpus=LAST,
         )
         before = os.sched_getaffinity(0)
         result = await run_load_async(config)
@@ -99,7 +104,7 @@ class TestALoadRun:
 
     async def test_the_database_stays_placed_through_a_restart_fault(self, server):
         config = LoadConfig(
-            database_url=server.url, vus=2, think_ms=1, duration_s=2, users=20, db_cpus=FIRST,
+            database_url=server.url, shape=Closed(vus=2, think_ms=1), duration_s=2, users=20, db_cpus=FIRST,
             faults=("db-restart@0.5s",),
         )  # fmt: skip
         seen: list[set[str | None]] = []
@@ -126,7 +131,7 @@ class TestALoadRun:
 
     async def test_a_started_service_runs_where_asked(self, server):
         config = LoadConfig(
-            target="http", database_url=server.url, vus=2, think_ms=0, duration_s=0.5, users=20,
+            target="http", database_url=server.url, shape=Closed(vus=2, think_ms=0), duration_s=0.5, users=20,
             db_cpus=FIRST, client_cpus=LAST,
         )  # fmt: skip
         placed = (await run_load_async(config)).summary["meta"]["placement"]["ran_on"]

@@ -17,7 +17,7 @@ from flashsale.load.outcomes import Outcomes
 from flashsale.load.sale import Sale
 from flashsale.load.summary import latency_stats
 from flashsale.load.workers import WorkerPlan
-from flashsale.load.workloads import Open, WorkloadStats, run_open
+from flashsale.load.workloads import Closed, Open, WorkloadStats, run_open
 
 SALE = Sale(flash_sale_id=__import__("uuid").UUID(int=1), users=10, inventory=5, per_user_limit=1)
 
@@ -155,28 +155,28 @@ class TestMerge:
 
 class TestDefaultWorkers:
     @pytest.mark.parametrize(
-        ("cores", "changes", "expected"),
+        ("cores", "shape", "expected"),
         [
-            (2, {"vus": 128}, 1),  # a quarter of 2 cores is less than one: the database needs them
-            (16, {"vus": 8}, 1),  # few users: one event loop serves them
-            (16, {"vus": 64}, 4),  # a quarter of the cores
-            (64, {"vus": 64}, 4),  # one process per 16 VUs
-            (64, {"vus": 1000}, 16),
-            (64, {"rate": 3500.0}, 4),  # open model: one process per 1000 orders/s
+            (2, Closed(vus=128), 1),  # a quarter of 2 cores is less than one: the database needs them
+            (16, Closed(vus=8), 1),  # few users: one event loop serves them
+            (16, Closed(vus=64), 4),  # a quarter of the cores
+            (64, Closed(vus=64), 4),  # one process per 16 VUs
+            (64, Closed(vus=1000), 16),
+            (64, Open(rate=3500.0), 4),  # open model: one process per 1000 orders/s
         ],
     )
-    def test_one_process_per_load_share_at_most_a_quarter_of_the_cores(self, cores, changes, expected):
-        assert default_workers(LoadConfig(**changes), cores=cores) == expected
+    def test_one_process_per_load_share_at_most_a_quarter_of_the_cores(self, cores, shape, expected):
+        assert default_workers(LoadConfig(shape=shape), cores=cores) == expected
 
     def test_an_explicit_count_wins(self):
-        assert LoadConfig(vus=4, workers=3).worker_count == 3
+        assert LoadConfig(shape=Closed(vus=4), workers=3).worker_count == 3
         with pytest.raises(ValueError, match="workers must be at least 1"):
             LoadConfig(workers=0)
 
 
 class TestPlans:
     def test_virtual_users_are_dealt_out_and_keep_their_numbers(self):
-        config = LoadConfig(vus=10, workers=3)
+        config = LoadConfig(shape=Closed(vus=10), workers=3)
         shares = [WorkerPlan(config, "url", SALE, k, 3).vu_ids for k in range(3)]
         assert sorted(v for share in shares for v in share) == list(range(10))
         assert [len(s) for s in shares] == [4, 3, 3]

@@ -80,7 +80,7 @@ class TestClosedModel:
         """Each VU places an order (10 ms), pauses (40 ms) and goes again: a start every 50 ms, 20 in a second."""
         target, records = SleepTarget(loop, latency_s=0.01), RecordBuffer()
         loop.run_until_complete(
-            run_closed(Closed(vus=4, think_s=0.04), target.session, records, users=10, duration_s=1.0)
+            run_closed(Closed(vus=4, think_ms=40), target.session, records, users=10, duration_s=1.0)
         )
         start, latency = columns(records)
         assert latency.tolist() == [10 * MS] * 80
@@ -93,7 +93,7 @@ class TestClosedModel:
         starts = {}
         for jitter in (0.0, 0.5):
             target, records = SleepTarget(loop, latency_s=0.01), RecordBuffer()
-            workload = Closed(vus=3, think_s=0.04, think_jitter=jitter)
+            workload = Closed(vus=3, think_ms=40, think_jitter=jitter)
             loop.run_until_complete(run_closed(workload, target.session, records, users=50, duration_s=2.0))
             starts[jitter] = columns(records)[0].tolist()
         assert len(set(starts[0.0])) * 3 == len(starts[0.0])  # in step: three orders at each instant
@@ -103,7 +103,7 @@ class TestClosedModel:
         picked, gaps = {}, {}
         for jitter in (0.0, 0.5):
             target, records = SleepTarget(loop, latency_s=0.01), RecordBuffer()
-            workload = Closed(vus=1, think_s=0.04, think_jitter=jitter)
+            workload = Closed(vus=1, think_ms=40, think_jitter=jitter)
             loop.run_until_complete(run_closed(workload, target.session, records, users=1000, duration_s=5.0))
             gaps[jitter] = np.diff(columns(records)[0]) - 10 * MS  # the pauses between one order and the next
             picked[jitter] = target.picked
@@ -123,14 +123,14 @@ class TestClosedModel:
         """Coordinated omission: a closed-model VU does not start the requests it would have sent while stalled,
         so the stall shows once (in the request it hit) and as missing requests, never in the others' latency."""
         target, records = SleepTarget(loop, latency_s=0.01, stall_s=0.3), RecordBuffer()
-        loop.run_until_complete(run_closed(Closed(vus=1, think_s=0), target.session, records, users=1, duration_s=1.0))
+        loop.run_until_complete(run_closed(Closed(vus=1, think_ms=0), target.session, records, users=1, duration_s=1.0))
         start, latency = columns(records)
         assert latency.tolist() == [310 * MS] + [10 * MS] * 69
         assert start.tolist() == [0, *range(310 * MS, 1000 * MS, 10 * MS)]
 
     def test_each_vu_has_one_request_in_flight(self, loop):
         target, records = SleepTarget(loop, latency_s=0.005), RecordBuffer()
-        loop.run_until_complete(run_closed(Closed(vus=3, think_s=0), target.session, records, users=5, duration_s=0.3))
+        loop.run_until_complete(run_closed(Closed(vus=3, think_ms=0), target.session, records, users=5, duration_s=0.3))
         assert target.max_inflight == 3
         assert len(records) == 3 * 60
 
@@ -139,7 +139,7 @@ class TestClosedModel:
         for _ in range(2):
             target = SleepTarget(loop)
             loop.run_until_complete(
-                run_closed(Closed(vus=1, think_s=0.01), target.session, RecordBuffer(), users=1000, duration_s=0.2)
+                run_closed(Closed(vus=1, think_ms=10), target.session, RecordBuffer(), users=1000, duration_s=0.2)
             )
             picks.append(target.picked)
         assert len(picks[0]) == 20
@@ -149,7 +149,7 @@ class TestClosedModel:
     def test_requests_still_running_after_the_grace_period_are_interrupted(self, loop):
         target, records = SleepTarget(loop, latency_s=30), RecordBuffer()
         stats = loop.run_until_complete(
-            run_closed(Closed(vus=2, think_s=0), target.session, records, users=1, duration_s=0.05, grace_s=0.05)
+            run_closed(Closed(vus=2, think_ms=0), target.session, records, users=1, duration_s=0.05, grace_s=0.05)
         )
         assert stats.interrupted == 2
         assert len(records) == 0
@@ -163,7 +163,9 @@ class TestClosedModel:
             opened.append(object())
             yield SleepTarget(loop, 0.001).order
 
-        loop.run_until_complete(run_closed(Closed(vus=3, think_s=0), session, RecordBuffer(), users=1, duration_s=0.05))
+        loop.run_until_complete(
+            run_closed(Closed(vus=3, think_ms=0), session, RecordBuffer(), users=1, duration_s=0.05)
+        )
         assert len(opened) == 3
 
 

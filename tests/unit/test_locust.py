@@ -12,6 +12,7 @@ from flashsale.load.merge import merge
 from flashsale.load.outcomes import Outcomes
 from flashsale.load.retries import KeyedRetries
 from flashsale.load.runner import LoadConfig
+from flashsale.load.workloads import Open
 from tests.imports import packages_imported
 
 SALE = uuid.UUID("00000000-0000-4000-8000-000000000001")
@@ -129,7 +130,7 @@ class TestAnswers:
 
 class TestEngineSettings:
     def test_the_open_model_is_refused(self):
-        config = LoadConfig(target="http", engine="locust", rate=100.0)
+        config = LoadConfig(target="http", engine="locust", shape=Open(rate=100.0))
         with pytest.raises(ValueError, match="closed model"):
             LocustEngine(config, base_url="http://127.0.0.1:1", flash_sale_id=SALE, workers=2)
 

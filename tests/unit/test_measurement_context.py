@@ -11,7 +11,7 @@ from flashsale.experiments.cells import Cell
 from flashsale.experiments.context import MEASURED_PACKAGES, machine
 from flashsale.experiments.plans import placed
 from flashsale.experiments.sweep import Sweep
-from flashsale.load import LoadConfig
+from flashsale.load import Closed, LoadConfig
 
 needs_two = pytest.mark.skipif(
     not placement.supported() or len(placement.usable_cpus()) < 2, reason="needs CPU affinity and two usable CPUs"
@@ -20,8 +20,8 @@ needs_two = pytest.mark.skipif(
 
 def cells() -> list[Cell]:
     return [
-        Cell("db", LoadConfig(target="db", vus=8)),
-        Cell("http", LoadConfig(target="http", vus=8)),
+        Cell("db", LoadConfig(target="db", shape=Closed(vus=8))),
+        Cell("http", LoadConfig(target="http", shape=Closed(vus=8))),
         Cell("running service", LoadConfig(target="http", base_url="http://127.0.0.1:1")),
     ]
 

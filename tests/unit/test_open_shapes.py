@@ -1,12 +1,17 @@
 """The open model's shapes beyond a constant rate: ramping stages (k6's ramping-arrival-rate) and a sale-opening
-spike, as schedules (no clock involved), and how a load configuration chooses them."""
+spike, as schedules (no clock involved); the shape a load configuration holds, and the one `flashsale load` makes
+from its options."""
+
+import argparse
 
 import numpy as np
 import pytest
 
+from flashsale.cli.load import shape_from
+from flashsale.cli.main import build_parser
 from flashsale.load import LoadConfig
 from flashsale.load.config import default_workers
-from flashsale.load.workloads import Open, Ramping, Spike
+from flashsale.load.workloads import Closed, Open, Ramping, Spike
 
 
 def offsets(workload, duration_s, seed=0):
@@ -61,17 +66,44 @@ class TestSpike:
 
 
 class TestLoadConfigShapes:
-    def test_stages_and_spike_select_the_open_model(self):
-        assert LoadConfig(stages=((0, 0), (1, 100)), duration_s=1).model == "open"
-        assert LoadConfig(spike=(50, 1.0), duration_s=1, users=50).model == "open"
-        assert isinstance(LoadConfig(spike=(50, 1.0), duration_s=1, users=50).workload, Spike)
+    def test_the_shape_gives_the_model(self):
+        assert LoadConfig().shape == Closed(vus=10, think_ms=100.0)  # the seed's k6 test
+        assert LoadConfig().model == "closed"
+        assert LoadConfig(shape=Open(rate=10.0)).model == "open"
+        assert LoadConfig(shape=Ramping(((0, 0), (1, 100))), duration_s=1).model == "open"
+        assert LoadConfig(shape=Spike(50, 1.0), duration_s=1, users=50).model == "open"
+
+    def test_a_shape_is_one_of_the_shapes(self):
+        with pytest.raises(ValueError, match="shape must be one of Closed, Open, Ramping, Spike"):
+            LoadConfig(shape=(50, 1.0))
+
+    @pytest.mark.parametrize(
+        ("make", "message"),
+        [
+            (lambda: Closed(vus=0), "vus must be at least 1"),
+            (lambda: Closed(think_ms=-1), "think time must be 0 or more"),
+            (lambda: Closed(think_jitter=-0.1), "think jitter must be between 0 and 1"),
+            (lambda: Open(rate=0), "rate must be positive"),
+            (lambda: Open(rate=10, max_inflight=0), "max in-flight must be at least 1"),
+            (lambda: Ramping(((1, 10), (2, 10))), "stages must start at 0s"),
+            (lambda: Spike(0, 1.0), "at least one buyer"),
+        ],
+    )
+    def test_each_shape_refuses_its_own_bad_parameters(self, make, message):
+        with pytest.raises(ValueError, match=message):
+            make()
+
+    def test_stages_and_spikes_are_kept_as_numbers_of_one_kind(self):
+        """As LoadConfig kept them: the parameters (and the keys of measured cells) do not depend on how they were
+        written."""
+        assert Ramping([[0, 0], [1, 100]]).params()["stages"] == ((0.0, 0.0), (1.0, 100.0))
+        assert Spike(50.0, 1).params()["spike"] == (50, 1.0)
 
     @pytest.mark.parametrize(
         ("changes", "message"),
         [
-            ({"rate": 10.0, "stages": ((0, 0), (1, 10))}, "one of rate, stages and spike"),
-            ({"spike": (100, 2.0), "duration_s": 1.0, "users": 100}, "longer than the run"),
-            ({"spike": (100, 1.0), "duration_s": 1.0, "users": 10}, "needs as many users"),
+            ({"shape": Spike(100, 2.0), "duration_s": 1.0, "users": 100}, "longer than the run"),
+            ({"shape": Spike(100, 1.0), "duration_s": 1.0, "users": 10}, "needs as many users"),
             ({"sale_opens_s": -1.0}, "opens at 0 s or later"),
         ],
     )
@@ -79,6 +111,45 @@ class TestLoadConfigShapes:
         with pytest.raises(ValueError, match=message):
             LoadConfig(**changes)
 
+    def test_a_spike_on_the_sale_as_it_is_needs_no_count_of_users(self):
+        assert LoadConfig(shape=Spike(100, 1.0), duration_s=1.0, users=10, reset=False).shape.buyers == 100
+
     def test_default_workers_follow_the_peak_rate(self):
-        config = LoadConfig(stages=((0, 0), (2, 3500), (4, 3500)), duration_s=4)
+        config = LoadConfig(shape=Ramping(((0, 0), (2, 3500), (4, 3500))), duration_s=4)
         assert default_workers(config, cores=64) == 4
+
+
+def load_options(*options: str) -> argparse.Namespace:
+    return build_parser().parse_args(["load", *options])
+
+
+class TestShapeOptions:
+    """`flashsale load` makes the shape from its options, and refuses two at once."""
+
+    @pytest.mark.parametrize(
+        ("options", "shape"),
+        [
+            ([], Closed(vus=10, think_ms=100.0)),
+            (["--vus", "4", "--think-ms", "5", "--think-jitter", "0.5"], Closed(vus=4, think_ms=5.0, think_jitter=0.5)),
+            (["--rate", "250", "--max-inflight", "64"], Open(rate=250.0, max_inflight=64)),
+            (["--stages", "0s:0,2s:2000"], Ramping(((0, 0), (2, 2000)))),
+            (["--spike", "500:2s", "--max-inflight", "100"], Spike(500, 2.0, max_inflight=100)),
+        ],
+    )
+    def test_each_shape_from_its_options(self, options, shape):
+        assert shape_from(load_options(*options)) == shape
+
+    @pytest.mark.parametrize(
+        ("options", "message"),
+        [
+            (
+                ["--rate", "10", "--stages", "0s:0,1s:10"],
+                "give one of --rate, --stages and --spike .* --rate and --stages",
+            ),
+            (["--stages", "0s:0,1s:10", "--spike", "5:1s"], "not --stages and --spike"),
+            (["--rate", "10", "--think-jitter", "0.5"], "think jitter is for the closed model"),
+        ],
+    )
+    def test_two_shapes_are_refused(self, options, message):
+        with pytest.raises(ValueError, match=message):
+            shape_from(load_options(*options))

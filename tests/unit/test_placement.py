@@ -7,6 +7,7 @@ import pytest
 
 from flashsale import placement
 from flashsale.load.config import LoadConfig, default_workers
+from flashsale.load.workloads import Closed
 from flashsale.placement import Placement, PlacementError
 
 needs_two = pytest.mark.skipif(
@@ -93,9 +94,10 @@ class TestLoadConfig:
 
     @needs_two
     def test_a_client_on_its_own_cpus_gets_a_load_process_per_cpu(self):
-        config = LoadConfig(vus=64, think_ms=0, client_cpus="1")
+        config = LoadConfig(shape=Closed(vus=64, think_ms=0), client_cpus="1")
         assert default_workers(config, cores=64) == 1  # one client CPU: one process, whatever the machine
-        assert default_workers(LoadConfig(vus=64, think_ms=0), cores=64) == 4  # unplaced: the quarter rule
+        unplaced = LoadConfig(shape=Closed(vus=64, think_ms=0))
+        assert default_workers(unplaced, cores=64) == 4  # unplaced: the quarter rule
 
 
 @needs_two
@@ -140,14 +142,7 @@ class TestCells:
     def test_the_placement_is_part_of_a_cells_key(self):
         from flashsale.experiments.cells import Cell
 
-        free = Cell("pessimistic, 8 VUs", LoadConfig(vus=8))
-        split = Cell("pessimistic, 8 VUs", LoadConfig(vus=8, db_cpus="0", client_cpus="1"))
+        free = Cell("pessimistic, 8 VUs", LoadConfig(shape=Closed(vus=8)))
+        split = Cell("pessimistic, 8 VUs", LoadConfig(shape=Closed(vus=8), db_cpus="0", client_cpus="1"))
         assert free.key != split.key
         assert split.params["client_cpus"] == "1"
-
-
-def test_think_jitter_is_for_the_closed_model():
-    with pytest.raises(ValueError, match="think jitter is for the closed model"):
-        LoadConfig(rate=100, think_jitter=0.5)
-    with pytest.raises(ValueError, match="think jitter must be between 0 and 1"):
-        LoadConfig(think_jitter=-0.1)
