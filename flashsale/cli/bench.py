@@ -12,7 +12,7 @@ from flashsale.cli.placement_options import add_placement_options, placement_fro
 from flashsale.load.config import LoadConfig
 from flashsale.load.pgbench import PROTOCOLS, PgbenchFailed
 from flashsale.load.reference import run_reference
-from flashsale.load.workloads import Closed
+from flashsale.load.shapes import Closed
 from flashsale.strategies import PGBENCH_VARIANTS
 from flashsale.units import seconds
 

@@ -16,7 +16,7 @@ from flashsale.http.settings import ServiceSettings
 from flashsale.units import seconds
 
 if TYPE_CHECKING:
-    from flashsale.load.workloads import Shape
+    from flashsale.load.shapes import Shape
 
 
 def fail(args: argparse.Namespace, code: str, message: str, status: int = 1) -> int:
@@ -66,7 +66,7 @@ spike_arg.__name__ = "spike (N:T)"
 def shape_from(args: argparse.Namespace) -> Shape:
     """The load's shape the options give: the closed model (--vus, --think-ms, --think-jitter) unless one of the
     open model's shapes is given (--rate, --stages or --spike, with --max-inflight)."""
-    from flashsale.load.workloads import Closed, Open, Ramping, Spike
+    from flashsale.load.shapes import Closed, Open, Ramping, Spike
 
     shapes = ("--rate", "--stages", "--spike")  # each selects a shape of the open model
     opened = [option for option in shapes if getattr(args, option.removeprefix("--")) is not None]

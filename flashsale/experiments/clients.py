@@ -87,7 +87,7 @@ def _measure_pair(dataset: Dataset, cell: Cell) -> None:
     from flashsale.http.server_process import ServerProcess
     from flashsale.load.k6 import seed_scenario
     from flashsale.load.placing import database_placed
-    from flashsale.load.workloads import Closed
+    from flashsale.load.shapes import Closed
 
     load = cell.load
     closed = load.shape  # k6's scenario is the closed model's: its VUs and think time

@@ -10,7 +10,7 @@ from typing import Any
 from flashsale.experiments.cells import Cell, run_cells
 from flashsale.experiments.store import Dataset
 from flashsale.http.settings import ServiceSettings
-from flashsale.load.workloads import Closed, Spike
+from flashsale.load.shapes import Closed, Spike
 from flashsale.placement import Placement
 
 # "Large enough never to sell out": no run here sells more than a few hundred thousand units.

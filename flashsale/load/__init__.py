@@ -25,31 +25,22 @@ if TYPE_CHECKING:
     from flashsale.load.pgbench import PgbenchFailed, PgbenchResult, run_pgbench
     from flashsale.load.records import RecordBuffer
     from flashsale.load.runner import LoadResult, run_load, run_load_async
+    from flashsale.load.shapes import Closed, Open, Ramping, Shape, Spike, schedule
     from flashsale.load.summary import latency_stats, render_text, summarize, summary_frame
-    from flashsale.load.workloads import (
-        Closed,
-        Open,
-        Ramping,
-        Shape,
-        Spike,
-        WorkloadStats,
-        run_closed,
-        run_open,
-        schedule,
-    )
+    from flashsale.load.workloads import WorkloadStats, run_closed, run_open
 
 _EXPORTS = {
-    "Closed": "workloads",
+    "Closed": "shapes",
     "LoadConfig": "config",
     "LoadResult": "runner",
-    "Open": "workloads",
+    "Open": "shapes",
     "Outcomes": "outcomes",
     "PgbenchFailed": "pgbench",
     "PgbenchResult": "pgbench",
-    "Ramping": "workloads",
+    "Ramping": "shapes",
     "RecordBuffer": "records",
-    "Shape": "workloads",
-    "Spike": "workloads",
+    "Shape": "shapes",
+    "Spike": "shapes",
     "WorkloadStats": "workloads",
     "latency_stats": "summary",
     "render_text": "summary",
@@ -58,7 +49,7 @@ _EXPORTS = {
     "run_load_async": "runner",
     "run_open": "workloads",
     "run_pgbench": "pgbench",
-    "schedule": "workloads",
+    "schedule": "shapes",
     "summarize": "summary",
     "summary_frame": "summary",
 }

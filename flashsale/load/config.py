@@ -14,7 +14,7 @@ from flashsale import strategies
 from flashsale.http.settings import ServiceSettings
 from flashsale.load.faults import Fault
 from flashsale.load.retries import KeyedRetries
-from flashsale.load.workloads import Closed, Shape
+from flashsale.load.shapes import Closed, Shape
 from flashsale.placement import Placement, parse_cpus
 
 TARGETS = ("db", "http")

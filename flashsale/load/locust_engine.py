@@ -51,7 +51,7 @@ import aiohttp
 
 from flashsale.http.server_process import free_port
 from flashsale.load.merge import WorkerResult
-from flashsale.load.workloads import Closed
+from flashsale.load.shapes import Closed
 from flashsale.processes import ChildFailed, ChildProcess
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from flashsale.load.config import LoadConfig
 from flashsale.load.pgbench import PgbenchResult, run_pgbench
 from flashsale.load.placing import database_placed
 from flashsale.load.sale import Sale, configured_sale
-from flashsale.load.workloads import Closed
+from flashsale.load.shapes import Closed
 from flashsale.strategies.base import PGBENCH_VARIANTS, PgbenchPlan
 
 

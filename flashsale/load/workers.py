@@ -43,8 +43,9 @@ from flashsale.load.outcomes import Outcomes
 from flashsale.load.records import RecordBuffer
 from flashsale.load.retries import KeyedRetries
 from flashsale.load.sale import Sale
+from flashsale.load.shapes import Closed, OpenWorkload
 from flashsale.load.targets import DbTarget, HttpTarget, Target
-from flashsale.load.workloads import Closed, OpenWorkload, run_closed, run_open
+from flashsale.load.workloads import run_closed, run_open
 from flashsale.processes import ChildFailed
 from flashsale.repositories import users as users_repo
 

@@ -26,7 +26,7 @@ from flashsale.load.locust_engine import LOCUSTFILE, LocustEngine
 from flashsale.load.merge import merge
 from flashsale.load.outcomes import Outcomes
 from flashsale.load.runner import run_load_async
-from flashsale.load.workloads import Closed
+from flashsale.load.shapes import Closed
 from flashsale.processes import ChildFailed
 from tests.e2e.conftest import make_sale
 from tests.integration.test_cli import flashsale

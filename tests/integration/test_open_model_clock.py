@@ -16,10 +16,12 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from flashsale.load import LoadConfig, run_load_async, workloads
+from flashsale.load import LoadConfig, run_load_async, shapes, workloads
+from flashsale.load.alarm import Alarm
 from flashsale.load.outcomes import Outcomes
 from flashsale.load.records import RecordBuffer
-from flashsale.load.workloads import LATE_AFTER_S, Alarm, Open, run_open
+from flashsale.load.shapes import Open
+from flashsale.load.workloads import LATE_AFTER_S, run_open
 
 LATE_NS = 10_000_000  # twice LATE_AFTER_S: every start the late alarm releases on its own counts as late
 LEAD_NS = 50_000_000  # the origin lies this far ahead, so that the first start waits for the alarm too
@@ -88,7 +90,7 @@ class TestLateAlarm:
         stats = await run_open(Open(rate=50), target.order, records, users=1, duration_s=0.3, origin_ns=origin)
 
         start, latency, sent = column(records.start_ns), column(records.latency_ns), column(records.sent_ns)
-        assert sorted(start.tolist()) == workloads.schedule(50, 0.3).tolist()
+        assert sorted(start.tolist()) == shapes.schedule(50, 0.3).tolist()
         assert len(target.calls) == len(records) == stats.started == 15
         for i, number in enumerate(records.status):
             last_wake, called, answered = target.calls[number]

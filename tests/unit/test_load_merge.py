@@ -15,9 +15,10 @@ from flashsale.load.locust_orders import WorkerOrders
 from flashsale.load.merge import WorkerResult, merge
 from flashsale.load.outcomes import Outcomes
 from flashsale.load.sale import Sale
+from flashsale.load.shapes import Closed, Open
 from flashsale.load.summary import latency_stats
 from flashsale.load.workers import WorkerPlan
-from flashsale.load.workloads import Closed, Open, WorkloadStats, run_open
+from flashsale.load.workloads import WorkloadStats, run_open
 
 SALE = Sale(flash_sale_id=__import__("uuid").UUID(int=1), users=10, inventory=5, per_user_limit=1)
 

@@ -9,10 +9,12 @@ import contextlib
 import numpy as np
 import pytest
 
-from flashsale.load import workloads
+from flashsale.load import alarm, workloads
+from flashsale.load.alarm import LoopTimer
 from flashsale.load.outcomes import Outcomes
 from flashsale.load.records import RecordBuffer
-from flashsale.load.workloads import LATE_AFTER_S, Closed, Open, run_closed, run_open, schedule, shared
+from flashsale.load.shapes import Closed, Open, schedule
+from flashsale.load.workloads import LATE_AFTER_S, run_closed, run_open, shared
 from tests.unit.virtual_time import VirtualTimeLoop
 
 CREATED = (Outcomes().id("created"), 0)
@@ -24,8 +26,9 @@ def loop(monkeypatch):
     """Runs a workload on virtual time: the workloads' clock is the loop's."""
     virtual = VirtualTimeLoop()
     monkeypatch.setattr(workloads, "time", virtual.time_module)
+    monkeypatch.setattr(alarm, "time", virtual.time_module)  # LoopTimer's clock
     # The open model's Alarm wakes the loop from a thread sleeping in real time: on virtual time, the loop's timer.
-    monkeypatch.setattr(workloads, "Alarm", workloads.LoopTimer)
+    monkeypatch.setattr(workloads, "Alarm", LoopTimer)
     yield virtual
     virtual.close()
 

@@ -12,7 +12,7 @@ from flashsale.load.merge import merge
 from flashsale.load.outcomes import Outcomes
 from flashsale.load.retries import KeyedRetries
 from flashsale.load.runner import LoadConfig
-from flashsale.load.workloads import Open
+from flashsale.load.shapes import Open
 from tests.imports import packages_imported
 
 SALE = uuid.UUID("00000000-0000-4000-8000-000000000001")

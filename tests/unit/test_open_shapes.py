@@ -11,7 +11,7 @@ from flashsale.cli.load import shape_from
 from flashsale.cli.main import build_parser
 from flashsale.load import LoadConfig
 from flashsale.load.config import default_workers
-from flashsale.load.workloads import Closed, Open, Ramping, Spike
+from flashsale.load.shapes import Closed, Open, Ramping, Spike
 
 
 def offsets(workload, duration_s, seed=0):

@@ -7,7 +7,7 @@ import pytest
 
 from flashsale import placement
 from flashsale.load.config import LoadConfig, default_workers
-from flashsale.load.workloads import Closed
+from flashsale.load.shapes import Closed
 from flashsale.placement import Placement, PlacementError
 
 needs_two = pytest.mark.skipif(
