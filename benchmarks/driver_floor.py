@@ -30,7 +30,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from flashsale import aio, config, placement, scenario
+from flashsale import aio, config, placement
 from flashsale.db import connection, migrate
 from flashsale.domain import PlaceOrder, utc_now
 from flashsale.load import Closed, LoadConfig, run_load
@@ -39,6 +39,7 @@ from flashsale.load.reference import run_reference
 from flashsale.load.summary import cpu_us_per_order
 from flashsale.placement import Placement
 from flashsale.repositories import locks, placements
+from flashsale.services import scenario
 from flashsale.strategies.atomic import Atomic
 from flashsale.strategies.pipelined import pipelined_transaction
 from flashsale.units import seconds

@@ -31,12 +31,13 @@ from pathlib import Path
 
 import aiohttp
 
-from flashsale import aio, config, scenario, strategies
+from flashsale import aio, config, strategies
 from flashsale.db import connection, embedded
 from flashsale.db.migrate import ready_url
 from flashsale.domain import DomainError, PlaceOrder
-from flashsale.http.server_process import ServerProcess
 from flashsale.repositories import users
+from flashsale.services import scenario
+from flashsale.serving.server_process import ServerProcess
 from flashsale.strategies import StrategyUnavailable
 from flashsale.units import seconds
 

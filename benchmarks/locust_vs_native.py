@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from flashsale import config
-from flashsale.http.server_process import ServerProcess
 from flashsale.load import Closed, LoadConfig, run_load
+from flashsale.serving.server_process import ServerProcess
 from flashsale.units import seconds
 
 NEVER = 100_000_000

@@ -28,11 +28,12 @@ from pathlib import Path
 import psutil
 import psycopg
 
-from flashsale import aio, config, scenario
+from flashsale import aio, config
 from flashsale.cli.db import ready_url
 from flashsale.db import connection
-from flashsale.http.server_process import ServerProcess
 from flashsale.load import LoadConfig, Open, run_load_async
+from flashsale.services import scenario
+from flashsale.serving.server_process import ServerProcess
 from flashsale.units import seconds
 
 RESULTS_DIR = config.DATA_DIR / "benchmarks"

@@ -31,8 +31,8 @@ from pathlib import Path
 from uuid import UUID
 
 from flashsale import config
-from flashsale.http.server_process import ServerProcess, free_port
 from flashsale.load import Closed, LoadConfig, Open, run_load
+from flashsale.serving.server_process import ServerProcess, free_port
 from flashsale.units import seconds
 
 HERE = Path(__file__).resolve().parent

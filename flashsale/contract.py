@@ -2,7 +2,7 @@
 is sent, and what every answer means to a client, as an outcome.
 
 The service (`flashsale.http`) answers on these paths with these headers; the clients (the native http target,
-`flashsale.load.targets`, and the Locust users, `flashsale.load.locust_orders`) send and read through them, and
+`flashsale.load.targets`, and the Locust users, `flashsale.load.locust.orders`) send and read through them, and
 the reports (the fault report, the figures) group outcomes by them. It imports nothing but the standard library,
 so that the gevent side (Locust) and the asyncio side import it alike.
 

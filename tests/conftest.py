@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from flashsale import scenario as scenario_module
 from flashsale import strategies
 from flashsale.db import connection
+from flashsale.services import scenario as scenario_module
 from flashsale.testing import ScratchServer, TestDatabase, TestRedis
 from tests.waiting import HANG_S
 

@@ -7,7 +7,7 @@ raising what it raises; when `size` jobs are already waiting it raises `QueueFul
 being carried out no longer counts against `size`: at most `size + workers` orders are in the service at once.
 The queue depth is reported to `on_depth` whenever it changes, each refusal to `on_overflow`.
 
-`submit(job)` queues a job nobody waits for (asynchronous orders' settlements, `flashsale.settlement`).
+`submit(job)` queues a job nobody waits for (asynchronous orders' settlements, `flashsale.services.settlement`).
 
 A job whose caller has gone (cancelled) before a worker takes it is dropped: nobody waits for its answer, and it
 has placed nothing. A caller cancelled once a worker has begun its job waits for the job's end instead and returns

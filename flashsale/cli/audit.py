@@ -9,11 +9,11 @@ import argparse
 import sys
 
 from flashsale import aio
-from flashsale.audit import Audit, audit_sale
 from flashsale.cli.order import uuid_arg
 from flashsale.cli.output import EXIT_FAILED, add_json_flag, emit
 from flashsale.db import connection
 from flashsale.db.migrate import ready_url
+from flashsale.services.audit import Audit, audit_sale
 
 
 def register(subparsers) -> None:

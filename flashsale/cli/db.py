@@ -114,7 +114,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
-    from flashsale import scenario
+    from flashsale.services import scenario
 
     scenario.validate(
         users=args.users,

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 
-from flashsale import aio, scenario, strategies
-from flashsale.audit import audit_sale
+from flashsale import aio, strategies
 from flashsale.cli.output import add_json_flag, emit
-from flashsale.crowd import buy_concurrently, crowd_commands
 from flashsale.db import connection
 from flashsale.db.migrate import ready_url
 from flashsale.repositories import users
+from flashsale.services import scenario
+from flashsale.services.audit import audit_sale
+from flashsale.services.crowd import buy_concurrently, crowd_commands
 
 
 def register(subparsers) -> None:

@@ -13,7 +13,7 @@ from importlib.util import find_spec
 
 from flashsale.cli.output import add_json_flag, emit
 
-LOCUSTFILE_MODULE = "flashsale.load.locustfile"
+LOCUSTFILE_MODULE = "flashsale.load.locust.locustfile"
 
 
 def register(subparsers) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import uuid
 
-from flashsale import aio, idempotency, strategies
+from flashsale import aio, strategies
 from flashsale.cli.output import add_json_flag, emit
 from flashsale.db import connection
 from flashsale.db.migrate import ready_url
 from flashsale.domain import PlaceOrder
+from flashsale.services import idempotency
 
 
 def uuid_arg(text: str) -> uuid.UUID:

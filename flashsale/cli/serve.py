@@ -1,12 +1,12 @@
 """`flashsale serve`: the order HTTP service on uvicorn (uvloop + httptools), logging JSON lines to stderr.
 
 SIGTERM is a graceful shutdown: uvicorn stops accepting connections, lets the requests in flight finish (for up to
-`--drain-timeout`, see flashsale.http.serving), then the lifespan stops the strategy and closes the pool, and
+`--drain-timeout`, see flashsale.serving.process), then the lifespan stops the strategy and closes the pool, and
 the exit status is 0 (Ctrl-C does the same, then exits with 130 as interrupted commands do). `EXIT_STATUSES` lists
 every status, for `--help`.
 
 `--workers N` (N > 1) serves from N processes on the one port, each with its own pool and strategy instance, under
-a parent that starts, watches and stops them (see `flashsale.http.workers`); `/metrics` then reports the totals
+a parent that starts, watches and stops them (see `flashsale.serving.workers`); `/metrics` then reports the totals
 over every worker, whichever answers (see `flashsale.http.shared_metrics`).
 """
 
@@ -18,8 +18,8 @@ import os
 from flashsale import placement
 from flashsale.cli.placement_options import add_placement_options, placement_from
 from flashsale.db.migrate import ready_url
-from flashsale.http.serving import EXIT_NOT_STARTED, EXIT_UNCLEAN_STOP, EXIT_WORKERS_LOST
 from flashsale.http.settings import ServiceSettings
+from flashsale.serving.process import EXIT_NOT_STARTED, EXIT_UNCLEAN_STOP, EXIT_WORKERS_LOST
 
 EXIT_STATUSES = f"""exit status:
   0    stopped by SIGTERM, every request drained
@@ -45,8 +45,8 @@ def register(subparsers) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from flashsale.http import log
-    from flashsale.http.serving import ServeSettings, serve_in_this_process
     from flashsale.load.placing import database_placed
+    from flashsale.serving.process import ServeSettings, serve_in_this_process
 
     service = ServiceSettings.from_args(args)  # refused before anything starts, the options named as typed
     settings = ServeSettings(url=ready_url(), service=service)
@@ -57,6 +57,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     with database_placed(settings.url, cpus.db):
         if service.workers == 1:
             return serve_in_this_process(settings)
-        from flashsale.http.workers import serve_workers
+        from flashsale.serving.workers import serve_workers
 
         return serve_workers(settings)

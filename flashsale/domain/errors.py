@@ -76,7 +76,7 @@ class IdempotencyKeyReused(DomainError):
 
 class IdempotencyKeyTaken(Exception):
     """Not a refusal: the order's idempotency key already has an order (placed by an earlier or concurrent request
-    with the same key), so this one placed nothing. `flashsale.idempotency` answers it with that order."""
+    with the same key), so this one placed nothing. `flashsale.services.idempotency` answers it with that order."""
 
     def __init__(self, key: str) -> None:
         super().__init__(f"idempotency key {key!r} already has an order")

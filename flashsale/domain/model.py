@@ -80,7 +80,7 @@ class PlaceOrder:
     """The command: this user wants `quantity` units from this flash sale.
 
     With an `idempotency_key`, the order is placed at most once for that key: the key is stored with the order,
-    and sending the command again returns that order instead of placing another (see `flashsale.idempotency`).
+    and sending the command again returns that order instead of placing another (see `flashsale.services.idempotency`).
     """
 
     user_id: UUID

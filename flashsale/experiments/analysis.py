@@ -421,7 +421,7 @@ def driver_vs_pgbench(cells: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFr
 # --- outcomes and audits -------------------------------------------------------------------------------------------
 
 
-def outcome_latency(cells: pd.DataFrame, *, label: str = "label") -> pd.DataFrame:
+def outcome_latency_table(cells: pd.DataFrame, *, label: str = "label") -> pd.DataFrame:
     """One row per run and outcome: the count and latency statistics (ms) of the requests that ended so."""
     rows = []
     for _, cell in cells.iterrows():

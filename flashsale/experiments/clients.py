@@ -84,10 +84,10 @@ def run_with_k6(
 def _measure_pair(dataset: Dataset, cell: Cell) -> None:
     from flashsale import config
     from flashsale.db.migrate import ready_url
-    from flashsale.http.server_process import ServerProcess
     from flashsale.load.k6 import seed_scenario
     from flashsale.load.placing import database_placed
     from flashsale.load.shapes import Closed
+    from flashsale.serving.server_process import ServerProcess
 
     load = cell.load
     closed = load.shape  # k6's scenario is the closed model's: its VUs and think time

@@ -34,7 +34,7 @@ from flashsale.http.handler_context import HandlerContext
 from flashsale.http.middleware import RequestMiddleware
 from flashsale.http.settings import ServiceSettings
 from flashsale.http.shared_metrics import MULTIPROC_DIR_ENV
-from flashsale.settlement import Settler
+from flashsale.services.settlement import Settler
 from flashsale.strategies import OrderStrategy
 
 # How long the pool retries a lost connection before giving the slot up to the guard's probe (see make_pool).

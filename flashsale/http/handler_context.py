@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
 
-from flashsale import idempotency, settlement
 from flashsale.admission import OrderQueue, QueueStopped, RateLimited, UserRateLimiter
 from flashsale.db.guard import DatabaseGuard
 from flashsale.domain import PlaceOrder
 from flashsale.http.metrics import Metrics
+from flashsale.services import idempotency, settlement
 from flashsale.strategies import OrderStrategy
 
 

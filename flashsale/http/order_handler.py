@@ -5,10 +5,11 @@ status URL: `pending`, `completed` with the order, or `failed` with the reason).
 `POST /api/orders` takes an optional `Idempotency-Key` header (1 to 255 visible ASCII characters): the order is
 placed at most once for that key, and a request that repeats it (same body) gets the order placed the first time,
 201 again, with `Idempotent-Replayed: true`; the same key with another body is a 409 `idempotency_key_reused`.
-See `flashsale.idempotency` for what happens to the keys of refused orders. With admission control
+See `flashsale.services.idempotency` for what happens to the keys of refused orders. With admission control
 (`flashsale.admission`), a user over the per-user rate is refused with 429 `rate_limited` before any database work,
-and an order that finds the order queue full with 503 `queue_full`. With `--accept async` (`flashsale.settlement`),
-the order is stored as PENDING and answered 202 with its status URL; the queue's workers settle it.
+and an order that finds the order queue full with 503 `queue_full`. With `--accept async`
+(`flashsale.services.settlement`), the order is stored as PENDING and answered 202 with its status URL; the queue's
+workers settle it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from flashsale.http.order_dto import (
 from flashsale.http.params import path_uuid
 from flashsale.http.responses import model_response
 from flashsale.repositories import orders, settlements
-from flashsale.settlement import SETTLEMENT_KEY_PREFIX
+from flashsale.services.settlement import SETTLEMENT_KEY_PREFIX
 
 
 async def place_order(request: Request) -> Response:
@@ -45,7 +46,7 @@ async def place_order(request: Request) -> Response:
         key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
         if key is not None:
             check_idempotency_key(key)
-            if key.startswith(SETTLEMENT_KEY_PREFIX):  # the settlers' own keys (see flashsale.settlement)
+            if key.startswith(SETTLEMENT_KEY_PREFIX):  # the settlers' own keys (see flashsale.services.settlement)
                 raise InvalidIdempotencyKey(key)
         command = (await read_model(request, PlaceOrderRequest)).to_command(idempotency_key=key)
         context.admit(command)

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from flashsale import contract, idempotency
+from flashsale import contract
 from flashsale.domain.model import MAX_IDEMPOTENCY_KEY
 from flashsale.http.flash_sale_dto import FlashSaleResponse
 from flashsale.http.flash_sale_handler import get_flash_sale
@@ -29,6 +29,7 @@ from flashsale.http.order_dto import OrderAcceptedResponse, OrderResponse, Order
 from flashsale.http.order_handler import get_order, get_order_status, place_order
 from flashsale.http.user_dto import UserIdsPage, UserList, UserListQuery, UsersQuery
 from flashsale.http.user_handler import list_user_ids, list_users
+from flashsale.services import idempotency
 
 Handler = Callable[[Request], Awaitable[Response]]
 

@@ -1,6 +1,6 @@
 """The order service's settings: one validated value, built once from the command line (`flashsale serve`, or the
 service a `flashsale load --target http` run starts) or from Python, and used by `create_app`, the server
-processes (`flashsale.http.serving`, `ServerProcess`) and the load runner.
+processes (`flashsale.serving.process`, `ServerProcess`) and the load runner.
 
     settings = ServiceSettings(strategy="atomic", queue_size=100)  # refused at once (`InvalidSetting`)
     settings = ServiceSettings.from_args(args)                     # from the options `add_arguments` declared

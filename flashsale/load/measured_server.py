@@ -13,8 +13,8 @@ from pathlib import Path
 import psutil
 
 from flashsale import config
-from flashsale.http.server_process import ServerProcess
 from flashsale.http.settings import ServiceSettings
+from flashsale.serving.server_process import ServerProcess
 
 
 class MeasuredServer:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flashsale import aio, strategies
-from flashsale.audit import Audit, audit_sale
 from flashsale.db import connection
 from flashsale.db.migrate import ready_url
 from flashsale.load.config import LoadConfig
@@ -14,6 +13,7 @@ from flashsale.load.pgbench import PgbenchResult, run_pgbench
 from flashsale.load.placing import database_placed
 from flashsale.load.sale import Sale, configured_sale
 from flashsale.load.shapes import Closed
+from flashsale.services.audit import Audit, audit_sale
 from flashsale.strategies.base import PGBENCH_VARIANTS, PgbenchPlan
 
 

@@ -34,7 +34,6 @@ from typing import Any
 import pandas as pd
 
 from flashsale import aio, contract, placement
-from flashsale.audit import Audit, audit_sale
 from flashsale.db import connection
 from flashsale.db.migrate import ready_url
 from flashsale.load import placing
@@ -53,6 +52,7 @@ from flashsale.load.workers import plans as worker_plans
 from flashsale.load.workloads import LATE_AFTER_S, WorkloadStats
 from flashsale.repositories import flash_sales
 from flashsale.repositories.pending import fetch_one
+from flashsale.services.audit import Audit, audit_sale
 
 __all__ = ["LoadConfig", "LoadResult", "run_load", "run_load_async"]
 
@@ -320,7 +320,7 @@ async def _workers(
     (one) or in processes of their own (more), or Locust's."""
     workers: LoadGenerators
     if config.engine == "locust":
-        from flashsale.load.locust_engine import LocustEngine
+        from flashsale.load.locust.engine import LocustEngine
 
         assert base_url is not None, "the locust engine drives the http target"
         engine = LocustEngine(config, base_url=base_url, flash_sale_id=sale.flash_sale_id, workers=config.worker_count)

@@ -8,10 +8,10 @@ from uuid import UUID
 
 from psycopg import AsyncConnection
 
-from flashsale import scenario
 from flashsale.domain import SaleNotFound
 from flashsale.repositories import flash_sales
 from flashsale.repositories import users as users_repo
+from flashsale.services import scenario
 
 if TYPE_CHECKING:
     from flashsale.load.config import LoadConfig

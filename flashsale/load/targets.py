@@ -21,7 +21,7 @@ from uuid import UUID
 from psycopg import AsyncConnection, pq
 from psycopg_pool import AsyncConnectionPool
 
-from flashsale import contract, idempotency
+from flashsale import contract
 from flashsale.contract import ACCEPTED, CREATED, GAVE_UP, OUTCOME_BY_CODE, REPLAYED, UNAVAILABLE
 from flashsale.db.guard import DatabaseDown, DatabaseGuard
 from flashsale.domain import DomainError, PlaceOrder
@@ -30,6 +30,7 @@ from flashsale.load.outcomes import Outcomes
 from flashsale.load.records import RecordBuffer
 from flashsale.load.retries import KeyedRetries
 from flashsale.load.workloads import OrderFn, shared
+from flashsale.services import idempotency
 from flashsale.strategies import OrderStrategy, StrategyUnavailable
 
 

@@ -271,7 +271,7 @@ async def _report(records: RecordBuffer, progress: Callable[[int], None]) -> Non
 
 class LoadGenerators(Protocol):
     """What the runner drives: flashsale's own workers (`LocalWorkers`, `ProcessWorkers`) or Locust's
-    (`flashsale.load.locust_engine.LocustEngine`)."""
+    (`flashsale.load.locust.engine.LocustEngine`)."""
 
     async def start(self) -> None: ...
 

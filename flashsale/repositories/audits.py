@@ -7,8 +7,8 @@ from uuid import UUID
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
-from flashsale.records import AuditRecord
 from flashsale.repositories.pending import fetch_one
+from flashsale.repositories.rows import AuditRecord
 
 
 async def read(conn: AsyncConnection, flash_sale_id: UUID) -> AuditRecord | None:
@@ -72,7 +72,7 @@ async def count_keys_with_several_orders(conn: AsyncConnection, flash_sale_id: U
 
 async def count_settlement_states(conn: AsyncConnection, flash_sale_id: UUID) -> tuple[int, int, int]:
     """(orders still PENDING, FAILED orders, orders placed by a settlement and not yet moved onto their pending
-    order) of this sale: see `flashsale.settlement`."""
+    order) of this sale: see `flashsale.services.settlement`."""
     cur = await conn.execute(
         "SELECT count(*) FILTER (WHERE status = 'PENDING'),"
         " count(*) FILTER (WHERE status = 'FAILED'),"

@@ -7,8 +7,8 @@ from psycopg.rows import class_row
 
 from flashsale.db.pipeline import Conn
 from flashsale.domain import FlashSale
-from flashsale.records import FlashSaleRecord, SaleSnapshotRecord
 from flashsale.repositories.pending import Pending, fetch_one
+from flashsale.repositories.rows import FlashSaleRecord, SaleSnapshotRecord
 
 _COLUMNS = "id, product_id, starts_at, ends_at, total_inventory, remaining_inventory, per_user_limit, created_at"
 

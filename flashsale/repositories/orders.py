@@ -6,8 +6,8 @@ from psycopg.rows import class_row
 
 from flashsale.db.pipeline import Conn
 from flashsale.domain import Order, OrderStatus, PlaceOrder
-from flashsale.records import OrderRecord
 from flashsale.repositories.pending import Pending, fetch_one
+from flashsale.repositories.rows import OrderRecord
 
 _COLUMNS = "id, user_id, flash_sale_id, quantity, status, created_at"
 

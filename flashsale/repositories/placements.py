@@ -15,8 +15,8 @@ from psycopg.rows import class_row
 
 from flashsale.db.pipeline import Conn
 from flashsale.domain import Order, PlaceOrder, utc_now
-from flashsale.records import OrderRecord, PlacementRecord
 from flashsale.repositories.pending import Pending, fetch_one
+from flashsale.repositories.rows import OrderRecord, PlacementRecord
 
 _RETURNING = "RETURNING id, user_id, flash_sale_id, quantity, status, created_at"
 

@@ -6,8 +6,8 @@ from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
 from flashsale.domain import Product
-from flashsale.records import ProductRecord
 from flashsale.repositories.pending import fetch_one
+from flashsale.repositories.rows import ProductRecord
 
 _COLUMNS = "id, name, price_cents, created_at"
 

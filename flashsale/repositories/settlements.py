@@ -1,6 +1,6 @@
 """Asynchronous orders (migration 0005): storing an accepted order as PENDING, claiming it for settlement, and
 turning it CONFIRMED or FAILED. One statement each, on the connection given; the caller owns the transaction
-(see `flashsale.settlement`)."""
+(see `flashsale.services.settlement`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
 from flashsale.domain import Order
-from flashsale.records import OrderRecord
 from flashsale.repositories.pending import fetch_one
+from flashsale.repositories.rows import OrderRecord
 
 _COLUMNS = "id, user_id, flash_sale_id, quantity, status, created_at, failure_reason"
 

@@ -7,8 +7,8 @@ from uuid import UUID
 from psycopg.rows import class_row
 
 from flashsale.db.pipeline import Conn
-from flashsale.records import ShardRecord
 from flashsale.repositories.pending import fetch_one
+from flashsale.repositories.rows import ShardRecord
 
 
 async def create(conn: Conn, flash_sale_id: UUID, shards: int) -> int:

@@ -6,8 +6,8 @@ from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
 from flashsale.domain import User
-from flashsale.records import UserRecord
 from flashsale.repositories.pending import fetch_one
+from flashsale.repositories.rows import UserRecord
 
 _COLUMNS = "id, number, name, created_at"
 

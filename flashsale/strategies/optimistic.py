@@ -6,8 +6,8 @@ from psycopg import AsyncConnection, errors
 
 from flashsale.db.pipeline import statements
 from flashsale.domain import Order, PlaceOrder, SaleNotFound, UserNotFound
-from flashsale.records import SaleSnapshotRecord
 from flashsale.repositories import flash_sales, placements
+from flashsale.repositories.rows import SaleSnapshotRecord
 from flashsale.strategies.retry import RetryStrategy
 
 

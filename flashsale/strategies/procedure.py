@@ -15,8 +15,8 @@ from flashsale.domain import (
     SoldOut,
     UserNotFound,
 )
-from flashsale.records import PlacementRecord
 from flashsale.repositories import placements
+from flashsale.repositories.rows import PlacementRecord
 from flashsale.strategies.base import OrderStrategy
 
 

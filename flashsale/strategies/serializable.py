@@ -7,8 +7,8 @@ import dataclasses
 from psycopg import AsyncConnection, errors
 
 from flashsale.domain import DomainError, Order, PlaceOrder, SaleNotFound, UserNotFound
-from flashsale.records import SaleSnapshotRecord
 from flashsale.repositories import flash_sales, orders
+from flashsale.repositories.rows import SaleSnapshotRecord
 from flashsale.strategies.base import PGBENCH_VARIANTS, PgbenchPlan
 from flashsale.strategies.pipelined import Pipeline, pipelined_transaction
 from flashsale.strategies.retry import RetryStrategy

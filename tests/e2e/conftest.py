@@ -9,9 +9,10 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from flashsale import aio, scenario
+from flashsale import aio
 from flashsale.db import connection
-from flashsale.http.server_process import ServerProcess
+from flashsale.services import scenario
+from flashsale.serving.server_process import ServerProcess
 from tests.e2e.api import Api
 
 POOL_SIZE = 4

@@ -13,7 +13,7 @@ import uuid
 
 import psycopg
 
-from flashsale.http.server_process import ServerProcess
+from flashsale.serving.server_process import ServerProcess
 from tests.e2e.api import Api, Reply
 from tests.e2e.test_k6_original_scripts import audit
 from tests.e2e.test_serve_workers import served_by

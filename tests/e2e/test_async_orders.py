@@ -13,7 +13,7 @@ import pytest
 
 from flashsale import config
 from flashsale.db import embedded
-from flashsale.http.server_process import ServerProcess
+from flashsale.serving.server_process import ServerProcess
 from flashsale.testing import TestDatabase
 from tests.e2e.api import Api
 from tests.e2e.conftest import make_sale

@@ -23,8 +23,8 @@ import pytest
 
 from flashsale.config import DATABASE_URL_ENV
 from flashsale.db import embedded
-from flashsale.http.server_process import ServerProcess
 from flashsale.load import Closed, LoadConfig, run_load_async
+from flashsale.serving.server_process import ServerProcess
 from tests.e2e.api import Api
 from tests.e2e.conftest import make_sale
 from tests.waiting import HANG_S, blocked_on_lock, wait_for

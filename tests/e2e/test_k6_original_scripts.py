@@ -8,8 +8,8 @@ import psycopg
 import pytest
 
 from flashsale import aio
-from flashsale.audit import audit_sale
 from flashsale.db import connection
+from flashsale.services.audit import audit_sale
 from tests.e2e.conftest import make_sale
 from tests.e2e.k6 import k6_binary, run_k6
 
@@ -84,7 +84,7 @@ class TestOriginalScript:
 class TestOriginalAsyncScript:
     def test_every_accepted_order_is_followed_to_its_settlement(self, database_url, tmp_path):
         """`serve --accept async`: 202, then the status URL polled until completed or failed."""
-        from flashsale.http.server_process import ServerProcess
+        from flashsale.serving.server_process import ServerProcess
 
         sale = make_sale(database_url, users=20, inventory=10, per_user_limit=100)
         args = ["--accept", "async", "--queue-size", "100", "--queue-workers", "1"]

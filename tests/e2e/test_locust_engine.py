@@ -17,17 +17,17 @@ import numpy as np
 import psutil
 import pytest
 
-from flashsale.audit import audit_sale
 from flashsale.contract import is_error
-from flashsale.http.server_process import free_port
 from flashsale.http.settings import ServiceSettings
 from flashsale.load.config import LoadConfig
-from flashsale.load.locust_engine import LOCUSTFILE, LocustEngine
+from flashsale.load.locust.engine import LOCUSTFILE, LocustEngine
 from flashsale.load.merge import merge
 from flashsale.load.outcomes import Outcomes
 from flashsale.load.runner import run_load_async
 from flashsale.load.shapes import Closed
 from flashsale.processes import ChildFailed
+from flashsale.services.audit import audit_sale
+from flashsale.serving.server_process import free_port
 from tests.e2e.conftest import make_sale
 from tests.integration.test_cli import flashsale
 

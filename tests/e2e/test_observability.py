@@ -9,7 +9,7 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from flashsale.http.server_process import ServerProcess
+from flashsale.serving.server_process import ServerProcess
 from tests.e2e.api import Api
 from tests.e2e.conftest import POOL_SIZE, make_sale
 

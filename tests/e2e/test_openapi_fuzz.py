@@ -17,7 +17,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.hooks import HookDispatcher, HookScope
 
 from flashsale.http import openapi
-from flashsale.http.server_process import ServerProcess
+from flashsale.serving.server_process import ServerProcess
 from tests.e2e.conftest import make_sale
 
 MAX_EXAMPLES = 30  # per operation and generation mode: about 300 requests, a few seconds in all

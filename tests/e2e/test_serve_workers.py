@@ -22,15 +22,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from flashsale import aio
-from flashsale.audit import audit_sale
 from flashsale.db import connection
 from flashsale.http.log import ACCESS_LOGGER
-from flashsale.http.server_process import ServerProcess
-from flashsale.http.serving import EXIT_NOT_STARTED
 from flashsale.http.settings import GRACEFUL_SHUTDOWN_S, ServiceSettings
 from flashsale.http.shared_metrics import REFRESH_S
 from flashsale.load.measured_server import MeasuredServer, cpu_seconds
 from flashsale.processes import ChildFailed
+from flashsale.services.audit import audit_sale
+from flashsale.serving.process import EXIT_NOT_STARTED
+from flashsale.serving.server_process import ServerProcess
 from tests.e2e.api import Api
 from tests.e2e.conftest import make_sale
 from tests.e2e.test_observability import scrape, value

@@ -11,7 +11,7 @@ import time
 import psycopg
 
 from flashsale.db.guard import TRUST_RECENT_S
-from flashsale.http.server_process import ServerProcess
+from flashsale.serving.server_process import ServerProcess
 from tests.e2e.api import Api
 from tests.waiting import HANG_S, blocked_on_lock, wait_for
 

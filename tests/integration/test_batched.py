@@ -5,11 +5,11 @@ import asyncio
 
 import pytest
 
-from flashsale.audit import audit_sale
-from flashsale.crowd import buy_concurrently, crowd_commands
 from flashsale.db import connection
 from flashsale.domain import IdempotencyKeyTaken, PlaceOrder
 from flashsale.repositories import flash_sales, users
+from flashsale.services.audit import audit_sale
+from flashsale.services.crowd import buy_concurrently, crowd_commands
 from flashsale.strategies import Batched, Rejected
 from tests.waiting import HANG_S, until, until_lock_waiters
 

@@ -16,10 +16,10 @@ import pytest
 from psycopg import errors
 
 from flashsale import strategies
-from flashsale.audit import audit_sale
-from flashsale.crowd import CrowdResult, buy_concurrently, crowd_commands
 from flashsale.db import connection
 from flashsale.repositories import orders, users
+from flashsale.services.audit import audit_sale
+from flashsale.services.crowd import CrowdResult, buy_concurrently, crowd_commands
 from flashsale.strategies import unsafe as unsafe_module
 from tests.waiting import HANG_S, lock_waiters, until, until_async, until_lock_waiters
 

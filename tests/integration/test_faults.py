@@ -7,11 +7,11 @@ import uuid
 import pytest
 
 from flashsale import config as flashsale_config
-from flashsale.audit import audit_sale
 from flashsale.db import embedded
 from flashsale.domain import PlaceOrder
 from flashsale.load import Closed, LoadConfig, run_load_async
 from flashsale.load.faults import FaultUnsupported, embedded_pgdata
+from flashsale.services.audit import audit_sale
 from flashsale.strategies import get_strategy
 from flashsale.testing import TEST_DATABASE_URL_ENV
 from tests.integration.test_cli import flashsale

@@ -17,10 +17,10 @@ from uuid import UUID
 
 import pytest
 
-from flashsale.http.server_process import free_port
 from flashsale.load.http_client import HttpClient, ServerDisconnected
 from flashsale.load.outcomes import Outcomes
 from flashsale.load.targets import HttpTarget
+from flashsale.serving.server_process import free_port
 from tests.waiting import until
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]

@@ -7,11 +7,12 @@ import json
 import psycopg
 import pytest
 
-from flashsale import idempotency, strategies
-from flashsale.audit import audit_sale
+from flashsale import strategies
 from flashsale.domain import IdempotencyKeyReused, IdempotencyKeyTaken, PlaceOrder, SoldOut
 from flashsale.load import Closed, LoadConfig, Open, run_load_async
 from flashsale.repositories import orders, users
+from flashsale.services import idempotency
+from flashsale.services.audit import audit_sale
 from tests.integration.test_cli import flashsale
 from tests.waiting import HANG_S
 

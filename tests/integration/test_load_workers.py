@@ -5,9 +5,9 @@ import numpy as np
 import psutil
 import pytest
 
-from flashsale.http.server_process import free_port
 from flashsale.load import Closed, LoadConfig, Open, run_load_async, schedule
 from flashsale.processes import ChildFailed
+from flashsale.serving.server_process import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,6 @@ from uuid import uuid4
 
 import pytest
 
-from flashsale.audit import audit_sale
 from flashsale.domain import (
     OrderStatus,
     PerUserLimitExceeded,
@@ -16,6 +15,7 @@ from flashsale.domain import (
     UserNotFound,
 )
 from flashsale.repositories import flash_sales, orders, users
+from flashsale.services.audit import audit_sale
 from flashsale.strategies.pessimistic import create_order
 
 

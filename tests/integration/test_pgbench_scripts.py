@@ -8,9 +8,9 @@ import re
 import pytest
 
 from flashsale import strategies
-from flashsale.audit import audit_sale
 from flashsale.load.pgbench import run_pgbench
 from flashsale.repositories import locks, placements, shards
+from flashsale.services.audit import audit_sale
 
 NONE_SKIPS = ("pessimistic", "procedure", "atomic", "batched", "serializable")
 DECIDE_IN_SQL = ("atomic", "procedure")  # sharded: see TestShardedScript

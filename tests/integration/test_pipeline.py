@@ -14,8 +14,8 @@ from psycopg.rows import class_row
 from flashsale.db import connection
 from flashsale.db.pipeline import statements, transaction
 from flashsale.domain import PlaceOrder
-from flashsale.records import FlashSaleRecord
 from flashsale.repositories import flash_sales, orders
+from flashsale.repositories.rows import FlashSaleRecord
 from tests.waiting import HANG_S, until_backend_gone, until_lock_waiters, until_no_lock_waiters
 
 

@@ -15,11 +15,11 @@ import pytest
 from flashsale import config as flashsale_config
 from flashsale import placement
 from flashsale.db import embedded
-from flashsale.http.server_process import ServerProcess
 from flashsale.load import Closed, LoadConfig, run_load_async
 from flashsale.load.faults import FaultUnsupported
 from flashsale.load.pgbench import run_pgbench
 from flashsale.load.placing import database_placed
+from flashsale.serving.server_process import ServerProcess
 from flashsale.strategies import get_strategy
 from tests.integration.test_cli import flashsale
 from tests.waiting import wait_for
@@ -142,8 +142,8 @@ class TestPgbench:
     """pgbench runs on the client's CPUs, with one thread per CPU by default."""
 
     async def test_pgbench_runs_on_the_cpus_it_is_given(self, server, make_strategy):
-        from flashsale import scenario
         from flashsale.db import connection
+        from flashsale.services import scenario
 
         async with await connection.connect_async(server.url) as conn:
             made = await scenario.reset(conn, users=10, inventory=100_000, per_user_limit=100_000)

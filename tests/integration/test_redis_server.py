@@ -17,8 +17,8 @@ import pytest
 import redis
 
 from flashsale import aio, processes
-from flashsale.http.server_process import free_port
 from flashsale.kv import connection, embedded
+from flashsale.serving.server_process import free_port
 from flashsale.testing import TEST_REDIS_URL_ENV, TestRedis
 from tests.integration.test_cli import flashsale
 from tests.waiting import HANG_S, wait_for

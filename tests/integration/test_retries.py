@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from flashsale.audit import audit_sale
 from flashsale.db import connection
 from flashsale.domain import PerUserLimitExceeded, PlaceOrder
 from flashsale.repositories import flash_sales, locks, placements, users
+from flashsale.services.audit import audit_sale
 from flashsale.strategies import Busy, Optimistic, Serializable
 from flashsale.strategies.pessimistic import create_order as pessimistic_order
 from tests.waiting import until, until_lock_waiters

@@ -12,12 +12,13 @@ import logging
 
 import pytest
 
-from flashsale import idempotency, settlement, strategies
+from flashsale import strategies
 from flashsale.admission import OrderQueue
-from flashsale.audit import audit_sale
 from flashsale.domain import IdempotencyKeyReused, OrderStatus, PlaceOrder
 from flashsale.repositories import orders, settlements, users
-from flashsale.settlement import Settler
+from flashsale.services import idempotency, settlement
+from flashsale.services.audit import audit_sale
+from flashsale.services.settlement import Settler
 from tests.waiting import HANG_S, until, until_async
 
 SAFE = strategies.names(safe=True)
@@ -313,7 +314,7 @@ class TestSettler:
             settler = Settler(strategy, pool, queue)
             async with conn.transaction():
                 await conn.execute("SELECT 1 FROM flash_sales WHERE id = %s FOR UPDATE", [scenario.flash_sale_id])
-                with caplog.at_level(logging.WARNING, logger="flashsale.settlement"):
+                with caplog.at_level(logging.WARNING, logger="flashsale.services.settlement"):
                     assert settler.schedule(pending.id) is True
                     await drained(queue)
             assert strategy.counters["busy"] == 1

@@ -5,11 +5,11 @@ from datetime import timedelta
 
 import pytest
 
-from flashsale import scenario
-from flashsale.audit import audit_sale
-from flashsale.crowd import buy_concurrently, crowd_commands
 from flashsale.domain import PlaceOrder, SoldOut
 from flashsale.repositories import flash_sales, shards, users
+from flashsale.services import scenario
+from flashsale.services.audit import audit_sale
+from flashsale.services.crowd import buy_concurrently, crowd_commands
 
 
 async def buy(strategy, conn, sale_id, user_id, quantity=1):

@@ -10,7 +10,6 @@ from uuid import uuid4
 import pytest
 
 from flashsale import strategies
-from flashsale.audit import audit_sale
 from flashsale.domain import (
     OrderStatus,
     PerUserLimitExceeded,
@@ -21,6 +20,7 @@ from flashsale.domain import (
     UserNotFound,
 )
 from flashsale.repositories import orders, users
+from flashsale.services.audit import audit_sale
 from flashsale.strategies import Busy
 
 ALL = strategies.names()

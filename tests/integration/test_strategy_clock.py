@@ -6,9 +6,9 @@ from datetime import timedelta
 import pytest
 
 from flashsale import strategies
-from flashsale.audit import audit_sale
 from flashsale.domain import PlaceOrder, SaleNotActive
 from flashsale.repositories import orders, users
+from flashsale.services.audit import audit_sale
 
 
 @pytest.fixture(params=strategies.names())

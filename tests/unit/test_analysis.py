@@ -232,7 +232,7 @@ class TestOutcomesAndAudit:
                 "by_outcome": {"created": {"count": 3, "p95": 2.0}, "sold_out": {"count": 1, "p95": 0.5}},
             }
         )
-        table = analysis.outcome_latency(pd.DataFrame([{"label": "run", **flat}]))
+        table = analysis.outcome_latency_table(pd.DataFrame([{"label": "run", **flat}]))
         assert table.to_dict("records") == [
             {"run": "run", "outcome": "created", "count": 3, "p95": 2.0},
             {"run": "run", "outcome": "sold_out", "count": 1, "p95": 0.5},

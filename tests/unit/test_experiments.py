@@ -250,7 +250,7 @@ class TestSweepFile:
 
 class TestAggregate:
     def test_median_range_and_count_per_strategy_and_level_and_any_failed_audit(self):
-        from flashsale.experiments.plots import aggregate
+        from flashsale.reports.figures import aggregate
 
         cells = pd.DataFrame(
             {
@@ -271,7 +271,7 @@ class TestAggregate:
         import matplotlib
 
         matplotlib.use("Agg")
-        from flashsale.experiments.plots import _range_bars, aggregate, plt
+        from flashsale.reports.figures import _range_bars, aggregate, plt
 
         cells = pd.DataFrame({"strategy": ["a"] * 3, "vus": [1] * 3, "rps": [10.0, 20.0, 90.0], "audit.ok": True})
         fig, ax = plt.subplots()

@@ -11,7 +11,7 @@ from psycopg_pool import PoolTimeout, TooManyRequests
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from flashsale import contract, idempotency
+from flashsale import contract
 from flashsale.db.guard import DatabaseDown
 from flashsale.domain import (
     IdempotencyKeyReused,
@@ -26,6 +26,7 @@ from flashsale.http import openapi, request_id
 from flashsale.http.errors import ApiError, from_validation_error, retry_after, to_api_error
 from flashsale.http.json_body import check_content_type
 from flashsale.http.order_dto import PlaceOrderRequest
+from flashsale.services import idempotency
 from flashsale.strategies import Busy, Rejected
 
 SALE, USER = uuid.uuid4(), uuid.uuid4()

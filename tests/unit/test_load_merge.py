@@ -11,7 +11,7 @@ import pytest
 
 from flashsale.load import LoadConfig, RecordBuffer, schedule
 from flashsale.load.config import default_workers
-from flashsale.load.locust_orders import WorkerOrders
+from flashsale.load.locust.orders import WorkerOrders
 from flashsale.load.merge import WorkerResult, merge
 from flashsale.load.outcomes import Outcomes
 from flashsale.load.sale import Sale

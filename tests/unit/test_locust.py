@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from flashsale.load.locust_engine import LocustEngine
-from flashsale.load.locust_orders import WorkerOrders
+from flashsale.load.locust.engine import LocustEngine
+from flashsale.load.locust.orders import WorkerOrders
 from flashsale.load.merge import merge
 from flashsale.load.outcomes import Outcomes
 from flashsale.load.retries import KeyedRetries
@@ -142,6 +142,6 @@ class TestEngineSettings:
 def test_the_engine_and_the_orders_never_import_locust_or_gevent():
     """gevent patches the standard library on import: it must stay out of the asyncio process that runs the engine."""
     code = (
-        "import flashsale.load.locust_engine, flashsale.load.locust_orders, flashsale.cli.main as m\nm.build_parser()"
+        "import flashsale.load.locust.engine, flashsale.load.locust.orders, flashsale.cli.main as m\nm.build_parser()"
     )
     assert packages_imported(code) & {"gevent", "locust", "geventhttpclient"} == set()

@@ -5,7 +5,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from flashsale.experiments import notebook, plots
+from flashsale.experiments import notebook
+from flashsale.reports import figures
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +37,7 @@ class TestLogAxes:
         ax = plt.subplots()[1]
         ax.set_yscale("log")
         ax.set_ylim(low, high)
-        plots._plain_log(ax.yaxis)
+        figures._plain_log(ax.yaxis)
         shown = labels(ax.yaxis)
         assert expected in shown
         assert not any("e" in label for label in shown), shown
@@ -45,7 +46,7 @@ class TestLogAxes:
 class TestAnswersOverTime:
     def test_totals_in_the_legend_so_that_a_few_orders_among_many_refusals_are_told(self):
         frame = requests({"created": 3, "queue_full": 3_000, "sold_out": 40}, span_s=8.0)
-        ax = plots.answers_over_time(frame, title="t")
+        ax = figures.answers_over_time(frame, title="t")
         legend = [t.get_text() for t in ax.get_legend().get_texts()]
         assert legend == [
             "orders (created or replayed): 3",
@@ -57,13 +58,13 @@ class TestAnswersOverTime:
     def test_the_groups_are_the_contracts(self):
         """Accepted orders apart from the others, `unavailable` among the refusals for now, errors in red."""
         frame = requests({"accepted": 5, "unavailable": 4, "http_500": 2, "busy": 1}, span_s=8.0)
-        ax = plots.answers_over_time(frame, title="t")
+        ax = figures.answers_over_time(frame, title="t")
         legend = [t.get_text() for t in ax.get_legend().get_texts()]
         assert legend == ["accepted (202, settled later): 5", "refused for now (429, 503): 5", "errors: 2"]
 
     def test_a_short_run_gets_finer_buckets_and_the_sale_opening_marked(self):
         frame = requests({"sale_not_active": 50, "created": 50, "sold_out": 100}, span_s=2.0)
-        ax = plots.answers_over_time(frame, title="t", sale_opens_s=0.5)
+        ax = figures.answers_over_time(frame, title="t", sale_opens_s=0.5)
         assert ax.get_ylabel() == "answers per second (100 ms buckets)"
         (opening,) = [line for line in ax.get_lines() if line.get_label() == "the sale opens"]
         assert list(opening.get_xdata()) == [0.5, 0.5]
@@ -71,29 +72,29 @@ class TestAnswersOverTime:
     def test_a_run_with_nothing_measured_draws_empty_axes(self):
         frame = requests({"created": 3}, span_s=1.0)
         frame["warmup"] = True
-        ax = plots.answers_over_time(frame, title="nothing measured")
+        ax = figures.answers_over_time(frame, title="nothing measured")
         assert ax.get_title() == "nothing measured"
         assert not ax.collections
 
 
 def test_a_fault_run_draws_accepted_orders_as_successes_and_each_failure_by_name():
     frame = requests({"created": 3, "accepted": 2, "unavailable": 4, "busy": 1}, span_s=2.0)
-    ax = plots.outcomes_over_time(frame, {"injected_s": None}, title="t")
+    ax = figures.outcomes_over_time(frame, {"injected_s": None}, title="t")
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == ["orders (created or replayed)", "accepted (202, settled later)", "busy", "unavailable"]
 
 
 def test_queue_depth_axis_starts_at_zero():
     timeline = pd.DataFrame({"t_s": [0.0, 0.1, 0.2, 0.3], "queue_depth": [99.0, 100.0, 100.0, 60.0]})
-    ax = plots.queue_depth_over_time({"queue": timeline}, capacity=100, title="t")
+    ax = figures.queue_depth_over_time({"queue": timeline}, capacity=100, title="t")
     assert ax.get_ylim() == (0, pytest.approx(110))
     summed = pd.DataFrame({"t_s": [0.0, 0.1], "queue_depth": [150.0, 200.0]})  # the queues of two processes
-    assert plots.queue_depth_over_time({"q": summed}, capacity=100, title="t").get_ylim() == (0, pytest.approx(220))
+    assert figures.queue_depth_over_time({"q": summed}, capacity=100, title="t").get_ylim() == (0, pytest.approx(220))
 
 
 def test_outcome_latency_bars_are_horizontal_in_the_order_given():
     frames = {"b, 32 VUs": requests({"created": 5}, span_s=1.0), "a, 32 VUs": requests({"busy": 5}, span_s=1.0)}
-    ax = plots.outcome_latency(frames, title="t")
+    ax = figures.outcome_latency(frames, title="t")
     assert ax.get_xlabel() == "p95 latency (ms)"
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a, 32 VUs", "b, 32 VUs"]  # the first at the top
 

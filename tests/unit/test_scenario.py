@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 
 from flashsale.domain import DomainError
-from flashsale.scenario import InvalidScenario, validate
+from flashsale.services.scenario import InvalidScenario, validate
 
 GOOD = {"users": 10, "inventory": 5, "per_user_limit": 1, "window": timedelta(hours=1)}
 

@@ -20,7 +20,7 @@ the answer to this process's `WorkerOrders`: one exact record a request, named a
 (`flashsale.contract`), in compact columns. Locust's own success and failure follow the same names: refusals
 (`sold_out`, ...) are successes, only errors are failures.
 
-The engine (`flashsale.load.locust_engine`) sets the directory `FLASHSALE_LOCUST_RESULTS` for its workers: each
+The engine (`flashsale.load.locust.engine`) sets the directory `FLASHSALE_LOCUST_RESULTS` for its workers: each
 one writes `ready-<pid>` there once it has the users, and its `WorkerResult` (`worker-<pid>.pickle`) when the
 test stops. Files rather than Locust's messages, because records are tens of megabytes on long runs (27 bytes a
 request) and the master has no use for them: they go straight from each worker to the engine, and a file appears
@@ -49,7 +49,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from flashsale import contract
 from flashsale.contract import ACCEPTED, fetch_user_ids, is_error
-from flashsale.load.locust_orders import WorkerOrders
+from flashsale.load.locust.orders import WorkerOrders
 from flashsale.load.retries import KeyedRetries
 
 RESULTS_DIR_ENV = "FLASHSALE_LOCUST_RESULTS"

@@ -160,7 +160,7 @@ class ServerProcess:
 
     def _end_descendants(self, timeout: float) -> None:
         """Workers left behind by a parent that was killed: they drain by themselves once their parent is gone
-        (see flashsale.http.workers); those still there after `timeout` are killed, by pid."""
+        (see flashsale.serving.workers); those still there after `timeout` are killed, by pid."""
         # psutil.Process remembers each process's creation time, so a pid reused since is left alone.
         remembered = list(self._descendants.values())
         _, alive = psutil.wait_procs(remembered, timeout=timeout)

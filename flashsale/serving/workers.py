@@ -49,7 +49,8 @@ import uvicorn
 from prometheus_client import multiprocess
 
 from flashsale.http import log as json_log
-from flashsale.http.serving import (
+from flashsale.http.shared_metrics import MULTIPROC_DIR_ENV
+from flashsale.serving.process import (
     EXIT_NOT_STARTED,
     EXIT_UNCLEAN_STOP,
     EXIT_WORKERS_LOST,
@@ -57,9 +58,8 @@ from flashsale.http.serving import (
     bind_port,
     exit_after_shutdown,
 )
-from flashsale.http.shared_metrics import MULTIPROC_DIR_ENV
 
-log = logging.getLogger("flashsale.http.workers")
+log = logging.getLogger("flashsale.serving.workers")
 
 
 def serve_workers(settings: ServeSettings) -> int:
@@ -132,7 +132,7 @@ class SignalPipe:
 
 
 @dataclass
-class Worker:
+class ServiceWorker:
     process: BaseProcess
     link: Connection  # the parent's end: the worker says here when it serves; it sees the parent gone at EOF
     serving: bool = False
@@ -148,7 +148,7 @@ class Supervisor:
         self.settings = settings
         self.signals = signals
         self.metrics_dir = metrics_dir
-        self.workers: list[Worker] = []
+        self.workers: list[ServiceWorker] = []
         self.stopped_by: int | None = None
 
     def run(self, sockets: list[socket.socket]) -> int:
@@ -168,14 +168,14 @@ class Supervisor:
             return EXIT_WORKERS_LOST
         return 0 if clean else EXIT_UNCLEAN_STOP
 
-    def _start(self, context: multiprocessing.context.SpawnContext, sock: socket.socket) -> Worker:
+    def _start(self, context: multiprocessing.context.SpawnContext, sock: socket.socket) -> ServiceWorker:
         link, child_link = context.Pipe()
         process = context.Process(target=run_worker, args=(self.settings, sock, child_link), name="flashsale-worker")
         process.start()
         # The worker holds its own copies now (passed at its exec): see the module docstring for why these close.
         sock.close()
         child_link.close()
-        return Worker(process, link)
+        return ServiceWorker(process, link)
 
     def _until_all_serve(self) -> bool:
         """True once every worker serves, or when a signal came first (`stopped_by`); False if one exited first."""
@@ -235,7 +235,7 @@ class Supervisor:
         return all(w.process.exitcode == 0 for w in self.workers)
 
     @staticmethod
-    def _exit_fields(worker: Worker) -> dict:
+    def _exit_fields(worker: ServiceWorker) -> dict:
         code = worker.process.exitcode
         died_of = signal.Signals(-code).name if code is not None and code < 0 else None
         return {"pid": worker.pid, "exit_status": code, "signal": died_of}

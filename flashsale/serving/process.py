@@ -1,6 +1,6 @@
 """How `flashsale serve` runs the application on uvicorn (uvloop + httptools): the settings one server process
 needs (a picklable value, so that a worker process can be handed them), its uvicorn configuration, and the server
-in this process (`--workers 1`; several workers: `flashsale.http.workers`).
+in this process (`--workers 1`; several workers: `flashsale.serving.workers`).
 
 SIGTERM is a graceful shutdown: uvicorn stops accepting connections, lets the requests in flight finish (for up to
 `drain_timeout_s`, `serve --drain-timeout`, then cancels them), then the lifespan stops the strategy and closes the
@@ -30,7 +30,7 @@ EXIT_NOT_STARTED = 3  # the port is taken, the database cannot be reached, or a 
 EXIT_WORKERS_LOST = 4  # --workers N: every worker exited by itself, none was left to serve
 EXIT_UNCLEAN_STOP = 5  # --workers N: stopped, but a worker did not exit with 0 (it died earlier, or it was killed)
 
-log = logging.getLogger("flashsale.http.serving")
+log = logging.getLogger("flashsale.serving.process")
 
 
 @dataclass(frozen=True)

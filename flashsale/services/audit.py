@@ -34,7 +34,7 @@ class Audit:
     # With the idempotency keys the clients were answered for (else None / 0):
     keys: int | None = None  # keys answered with an order
     key_violations: int = 0  # keys without that order in the database, with several orders, or answered two ways
-    # Asynchronous orders (see flashsale.settlement):
+    # Asynchronous orders (see flashsale.services.settlement):
     pending: int = 0  # orders still PENDING: not settled (yet)
     failed: int = 0  # orders settled as FAILED (refused: sold out, ...); not a problem
     settlement_leftovers: int = 0  # orders a settlement placed but never moved onto their pending order

@@ -49,10 +49,10 @@ from uuid import UUID
 
 import aiohttp
 
-from flashsale.http.server_process import free_port
 from flashsale.load.merge import WorkerResult
 from flashsale.load.shapes import Closed
 from flashsale.processes import ChildFailed, ChildProcess
+from flashsale.serving.server_process import free_port
 
 if TYPE_CHECKING:
     from flashsale.load.config import LoadConfig

@@ -74,7 +74,7 @@ async def at_most_once(
 ) -> Placement:
     """The order `find` reads for the command's key (replayed), else the one `place` makes, else, when placing
     failed because a racing request with the same key won, that request's order: the policy above, for any way of
-    placing an order under the key (a strategy's transaction, or `flashsale.settlement`'s PENDING insert)."""
+    placing an order under the key (a strategy's transaction, or `flashsale.services.settlement`'s PENDING insert)."""
     if (earlier := await find()) is not None:
         return Placement(_answering(command, earlier), replayed=True)
     try:

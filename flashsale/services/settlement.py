@@ -49,16 +49,16 @@ from uuid import UUID
 from psycopg import errors
 from psycopg_pool import AsyncConnectionPool
 
-from flashsale import idempotency
 from flashsale.admission import OrderQueue, QueueFull, QueueStopped
 from flashsale.domain import DomainError, Order, PlaceOrder, SaleNotFound, UserNotFound
 from flashsale.repositories import orders, settlements
+from flashsale.services import idempotency
 from flashsale.strategies import OrderStrategy
 
 SETTLEMENT_KEY_PREFIX = "settle:"
 SWEEP_INTERVAL_S = 1.0
 
-log = logging.getLogger("flashsale.settlement")
+log = logging.getLogger("flashsale.services.settlement")
 
 
 def settlement_key(order_id: UUID) -> str:
