@@ -50,7 +50,7 @@ def register(subparsers) -> None:
     sweep.add_argument(
         "--workers", type=positive_vus, help="load-generating processes per run (default: enough for the machine)"
     )
-    sweep.add_argument("--notebooks", type=comma_list(str), help="only these notebooks, e.g. 2.0-concurrency-sweep")
+    sweep.add_argument("--notebooks", type=comma_list(str), help="only these notebooks, e.g. 2.0-concurrency")
     sweep.add_argument(
         "--fresh", action="store_true", help="measure every cell again, also those data/ holds (from any commit)"
     )
@@ -67,7 +67,7 @@ def register(subparsers) -> None:
         "--notebooks",
         nargs="+",
         metavar="NOTEBOOK",
-        help="only the reports of these notebooks (e.g. 2.0-concurrency-sweep; default: every one) and the index",
+        help="only the reports of these notebooks (e.g. 2.0-concurrency; default: every one) and the index",
     )
     add_json_flag(report)
     report.set_defaults(func=cmd_report)

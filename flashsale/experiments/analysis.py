@@ -305,7 +305,7 @@ def lock_hold_ceilings(cells: pd.DataFrame) -> pd.DataFrame:
 # --- sweeps --------------------------------------------------------------------------------------------------------
 
 
-def sweep_summary(cells: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataFrame:
+def concurrency_summary(cells: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per strategy and level, the median of its repeats: throughput, goodput and its range over the
     repeats, with `reference` pgbench's orders/s at that level and the driver's share of it (`driver_vs_pgbench`),
     latency percentiles (p50, p95 with its range, p99, max), row-lock waiters, the client's CPU, the audit (ok or
@@ -365,7 +365,7 @@ SUMMARY_NAMES = {
 }
 
 
-def sweep_peaks(cells: pd.DataFrame) -> pd.DataFrame:
+def concurrency_peaks(cells: pd.DataFrame) -> pd.DataFrame:
     """Each safe strategy's peak: the level where the median of its repeats' orders/s is highest, with that
     median, its range and the runs (strategy, vus, median, min, max, n), highest first."""
     safe = cells[cells["safe"].astype(bool)]
@@ -374,11 +374,11 @@ def sweep_peaks(cells: pd.DataFrame) -> pd.DataFrame:
     return best.sort_values("median", ascending=False).reset_index(drop=True)
 
 
-def sweep_reading(cells: pd.DataFrame) -> str:
+def best_strategy_reading(cells: pd.DataFrame) -> str:
     """The best safe strategy against `pessimistic` (peak of the medians of orders/s over the repeats, with their
     range), and whether every run passed its audit."""
     lines = []
-    peaks = sweep_peaks(cells).set_index("strategy")
+    peaks = concurrency_peaks(cells).set_index("strategy")
     others = [name for name in peaks.index if name != "pessimistic"]
 
     def at(name: str) -> str:

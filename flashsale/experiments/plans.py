@@ -57,7 +57,7 @@ def baseline_cells(
     return cells
 
 
-def sweep_cells(
+def concurrency_cells(
     *,
     strategies: Sequence[str],
     vus: Sequence[int],
@@ -244,7 +244,7 @@ def async_cells(
 
 NOTEBOOK_PLANS: dict[str, Callable[..., list[Cell]]] = {
     "1.0-devlog-baseline": baseline_cells,
-    "2.0-concurrency-sweep": sweep_cells,
+    "2.0-concurrency": concurrency_cells,
     "3.0-lock-contention": contention_cells,
     "4.0-faults": fault_cells,
     "5.0-admission-control": admission_cells,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from flashsale.experiments.analysis import audit_reading, driver_vs_pgbench, medians, spread, sweep_peaks
+from flashsale.experiments.analysis import audit_reading, concurrency_peaks, driver_vs_pgbench, medians, spread
 
 # Past its peak, a strategy whose orders/s stay within this share of the peak is flat: extra users only queue.
 FLAT_SHARE = 0.9
@@ -34,7 +34,7 @@ def concurrency_reading(cells: pd.DataFrame, reference: pd.DataFrame | None = No
     """Past each peak (the best safe strategy's and `pessimistic`'s), what the extra users bought: orders/s at the
     highest level against the peak, and p95 there against p95 at the peak; then, where pgbench ran, the driver's
     share of its orders/s."""
-    peaks = sweep_peaks(cells).set_index("strategy")
+    peaks = concurrency_peaks(cells).set_index("strategy")
     named = list(dict.fromkeys([*peaks.index[:1], *(["pessimistic"] if "pessimistic" in peaks.index else [])]))
     p95 = spread(cells, ["strategy", "vus"], "latency_ms.p95").set_index(["strategy", "vus"])["median"]
     rate = spread(cells, ["strategy", "vus"], "orders_per_s").set_index(["strategy", "vus"])["median"]

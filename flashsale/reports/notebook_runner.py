@@ -33,7 +33,7 @@ def _local_kernel_manager():
 
 
 def notebook_path(name: str) -> Path:
-    """`"2.0-concurrency-sweep"` (or its file name) -> the notebook in notebooks/."""
+    """`"2.0-concurrency"` (or its file name) -> the notebook in notebooks/."""
     path = config.NOTEBOOKS_DIR / (name if name.endswith(".ipynb") else f"{name}.ipynb")
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in config.NOTEBOOKS_DIR.glob("*.ipynb")))

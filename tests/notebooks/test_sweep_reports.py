@@ -20,8 +20,8 @@ parameters: {placement: free}  # the suite may run beside other work: no part on
 notebooks:
   - notebook: 1.0-devlog-baseline
     parameters: {dataset: baseline, duration_s: 1.5, repeats: 2}
-  - notebook: 2.0-concurrency-sweep
-    parameters: {dataset: sweep, strategies: [pessimistic, unsafe], vus: [1, 4], duration_s: 1.0, warmup_s: 0.2,
+  - notebook: 2.0-concurrency
+    parameters: {dataset: concurrency, strategies: [pessimistic, unsafe], vus: [1, 4], duration_s: 1.0, warmup_s: 0.2,
                  repeats: 2, users: 50}
   - notebook: 3.0-lock-contention
     parameters: {dataset: contention, strategies: [pessimistic], contention_vus: 4, duration_s: 1.0, warmup_s: 0.2}
@@ -38,7 +38,7 @@ notebooks:
 """
 NOTEBOOKS = (
     "1.0-devlog-baseline",
-    "2.0-concurrency-sweep",
+    "2.0-concurrency",
     "3.0-lock-contention",
     "4.0-faults",
     "5.0-admission-control",
@@ -91,15 +91,15 @@ class TestSweep:
 
     def test_sweep_marks_the_unsafe_strategy_and_has_every_cell(self, swept):
         root = swept[0]
-        cells = pd.read_parquet(root / "data" / "sweep" / "cells.parquet")
+        cells = pd.read_parquet(root / "data" / "concurrency" / "cells.parquet")
         assert len(cells) == 2 * 2 * 2  # strategies x levels x repeats
         assert set(cells["repeat"]) == {0, 1}
-        page = html(root, "2.0-concurrency-sweep")
+        page = html(root, "2.0-concurrency")
         assert "unsafe (UNSAFE)" in page
         assert "orders/s range" in page
 
     def test_every_row_carries_its_context(self, swept):
-        cells = pd.read_parquet(swept[0] / "data" / "sweep" / "cells.parquet")
+        cells = pd.read_parquet(swept[0] / "data" / "concurrency" / "cells.parquet")
         for column in (
             "time",
             "git_commit",
@@ -117,11 +117,11 @@ class TestSweep:
 
     def test_per_request_records_and_pgbench_are_tidy_files(self, swept):
         root = swept[0]
-        cells = pd.read_parquet(root / "data" / "sweep" / "cells.parquet")
-        one = pd.read_parquet(root / "data" / "sweep" / "requests" / f"{cells['cell_id'].iloc[0]}.parquet")
+        cells = pd.read_parquet(root / "data" / "concurrency" / "cells.parquet")
+        one = pd.read_parquet(root / "data" / "concurrency" / "requests" / f"{cells['cell_id'].iloc[0]}.parquet")
         assert {"start_s", "latency_ms", "outcome"} <= set(one.columns)
         assert len(one) == cells["requests"].iloc[0] + int(one["warmup"].sum())
-        pgbench = pd.read_parquet(root / "data" / "sweep" / "pgbench.parquet")
+        pgbench = pd.read_parquet(root / "data" / "concurrency" / "pgbench.parquet")
         assert len(pgbench) == len(cells)
         assert (pgbench.loc[pgbench["strategy"] == "pessimistic", "tps"] > 0).all()
 
@@ -176,13 +176,13 @@ class TestSweep:
 class TestReportFromDataAlone:
     def test_rerenders_without_new_load(self, swept):
         root, env, _ = swept
-        cells = root / "data" / "sweep" / "cells.parquet"
+        cells = root / "data" / "concurrency" / "cells.parquet"
         before = cells.stat().st_mtime_ns, len(pd.read_parquet(cells))
-        page = root / "reports" / "tiny--2.0-concurrency-sweep.html"
+        page = root / "reports" / "tiny--2.0-concurrency.html"
         page.unlink()
         other = root / "reports" / "tiny--3.0-lock-contention.html"
         untouched = other.stat().st_mtime_ns
-        proc = flashsale("report", "--notebooks", "2.0-concurrency-sweep", env=env)
+        proc = flashsale("report", "--notebooks", "2.0-concurrency", env=env)
         assert proc.returncode == 0, proc.stderr
         assert page.exists()
         assert (cells.stat().st_mtime_ns, len(pd.read_parquet(cells))) == before
@@ -194,13 +194,13 @@ class TestReportFromDataAlone:
     def test_without_data_it_says_what_to_run(self, swept, tmp_path):
         root, env, _ = swept
         (tmp_path / "runs").mkdir()
-        executed = root / "reports" / "runs" / "tiny--2.0-concurrency-sweep.ipynb"
+        executed = root / "reports" / "runs" / "tiny--2.0-concurrency.ipynb"
         (tmp_path / "runs" / executed.name).write_bytes(executed.read_bytes())
         env = {**env, "FLASHSALE_DATA_DIR": str(tmp_path / "empty"), "FLASHSALE_REPORTS_DIR": str(tmp_path)}
         proc = flashsale("report", env=env)
         assert proc.returncode == 1
         assert "never measured" in proc.stderr
-        assert "tiny--2.0-concurrency-sweep.ipynb" in proc.stderr  # the notebook to open
+        assert "tiny--2.0-concurrency.ipynb" in proc.stderr  # the notebook to open
 
 
 class TestFlashDealPhases:

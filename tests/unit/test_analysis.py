@@ -152,7 +152,7 @@ class TestSweep:
                 cell("unsafe", vus=4, **{"audit.ok": False}),
             ]
         )
-        summary = analysis.sweep_summary(cells).set_index("strategy")
+        summary = analysis.concurrency_summary(cells).set_index("strategy")
         assert summary.loc["pessimistic", "requests/s"] == 200.0  # the median (the mean is 400)
         assert summary.loc["pessimistic", "orders/s"] == 200.0
         assert summary.loc["pessimistic", "orders/s range"] == "100–900"
@@ -171,7 +171,7 @@ class TestSweep:
                 cell("unsafe", orders_per_s=900.0, **{"audit.ok": False}),
             ]
         )
-        text = analysis.sweep_reading(cells)
+        text = analysis.best_strategy_reading(cells)
         assert "**atomic**" in text
         assert "**4.5x**" in text
         assert "1 run(s) failed the audit** (unsafe)" in text
@@ -185,10 +185,10 @@ class TestSweep:
                 *(cell("atomic", vus=8, orders_per_s=v) for v in (290.0, 300.0, 310.0)),
             ]
         )
-        peaks = analysis.sweep_peaks(cells).set_index("strategy")
+        peaks = analysis.concurrency_peaks(cells).set_index("strategy")
         assert peaks.loc["atomic", "vus"] == 8
         assert peaks.loc["atomic", ["median", "min", "max", "n"]].tolist() == [300.0, 290.0, 310.0, 3]
-        text = analysis.sweep_reading(cells)
+        text = analysis.best_strategy_reading(cells)
         assert "peaks at 300 orders/s at 8 VUs (range 290–310 over 3 runs)" in text
         assert "**3.0x**" in text
 
@@ -215,13 +215,13 @@ class TestSweep:
     def test_summary_carries_pgbench_beside_the_driver(self):
         cells = pd.DataFrame([cell(vus=1, orders_per_s=80.0), cell(vus=1, orders_per_s=100.0), cell(vus=2)])
         reference = pd.DataFrame([{"strategy": "pessimistic", "clients": 1, "orders_per_s": 100.0}])
-        summary = analysis.sweep_summary(cells, reference)
+        summary = analysis.concurrency_summary(cells, reference)
         assert summary.columns[:6].tolist() == [
             "strategy", "VUs", "requests/s", "orders/s", "orders/s range", "pgbench orders/s"
         ]  # fmt: skip
         assert summary.loc[0, "driver / pgbench"] == 0.9  # the median of the repeats against pgbench
         assert pd.isna(summary.loc[1, "pgbench orders/s"])  # no pgbench at that level: left empty
-        assert "pgbench orders/s" not in analysis.sweep_summary(cells, pd.DataFrame())
+        assert "pgbench orders/s" not in analysis.concurrency_summary(cells, pd.DataFrame())
 
 
 class TestOutcomesAndAudit:

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from flashsale.experiments.cells import Cell
-from flashsale.experiments.plans import UNLIMITED, plan, sweep_cells
+from flashsale.experiments.plans import UNLIMITED, concurrency_cells, plan
 from flashsale.experiments.store import Dataset
 from flashsale.experiments.sweep import Sweep, declared_parameters
 from flashsale.http.settings import ServiceSettings
@@ -24,7 +24,7 @@ def grid(**changes):
         repeats=2,
         pgbench=True,
     )
-    return sweep_cells(**{**params, **changes})
+    return concurrency_cells(**{**params, **changes})
 
 
 class TestCells:
@@ -221,20 +221,20 @@ class TestSweepFile:
         sweep = Sweep.load()
         assert [r.notebook for r in sweep.runs][:3] == [
             "1.0-devlog-baseline",
-            "2.0-concurrency-sweep",
+            "2.0-concurrency",
             "3.0-lock-contention",
         ]
 
     def test_override_reaches_only_notebooks_that_declare_it(self):
         sweep = Sweep.load().override(vus=[1, 2], duration_s=3.0, repeats=None)
         by_name = {r.notebook: r.parameters for r in sweep.runs}
-        assert by_name["2.0-concurrency-sweep"]["vus"] == [1, 2]
+        assert by_name["2.0-concurrency"]["vus"] == [1, 2]
         assert by_name["1.0-devlog-baseline"]["vus"] == 10  # an int there: the seed's 10 VUs, not a level list
         assert all(p["duration_s"] == 3.0 for p in by_name.values())
 
     def test_unknown_parameter_is_a_clear_error(self, tmp_path):
         bad = tmp_path / "bad.yaml"
-        bad.write_text("notebooks:\n  - notebook: 2.0-concurrency-sweep\n    parameters: {vuz: [1]}\n")
+        bad.write_text("notebooks:\n  - notebook: 2.0-concurrency\n    parameters: {vuz: [1]}\n")
         with pytest.raises(ValueError, match="has no parameter vuz"):
             Sweep.load(bad)
 
@@ -245,7 +245,7 @@ class TestSweepFile:
             Sweep.load(bad)
 
     def test_declared_parameters_are_the_typed_defaults(self):
-        assert declared_parameters("2.0-concurrency-sweep")["vus"] == [1, 2, 4, 8, 16, 32, 64, 128]
+        assert declared_parameters("2.0-concurrency")["vus"] == [1, 2, 4, 8, 16, 32, 64, 128]
 
 
 class TestAggregate:

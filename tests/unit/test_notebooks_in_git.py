@@ -13,7 +13,7 @@ NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 
 def test_the_numbered_notebooks_exist():
     names = [p.stem for p in NOTEBOOKS]
-    assert names[:3] == ["1.0-devlog-baseline", "2.0-concurrency-sweep", "3.0-lock-contention"]
+    assert names[:3] == ["1.0-devlog-baseline", "2.0-concurrency", "3.0-lock-contention"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
