@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from flashsale import config, strategies
+from flashsale.repositories import audits
 
 # The measured throughput is "at" a bound when it is within this share of it.
 BOUND_TOLERANCE = 0.03
@@ -543,21 +544,19 @@ def orders_over_time(engine: Any, flash_sale_id: UUID | str, *, bucket_s: float 
 def database_audit(engine: Any) -> pd.DataFrame:
     """Every sale as the database holds it: its inventory, the units left in its row and its shards, the units
     sold in confirmed orders, oversold units (sold beyond the inventory) and users above the limit."""
-    sql = """
-        SELECT s.id AS flash_sale_id, s.total_inventory AS inventory,
-               s.remaining_inventory + coalesce(sh.units, 0) AS remaining,
-               coalesce(o.units, 0) AS sold, coalesce(o.orders, 0) AS orders,
-               greatest(coalesce(o.units, 0) - s.total_inventory, 0) AS oversold,
-               (SELECT count(*) FROM (SELECT 1 FROM orders u WHERE u.flash_sale_id = s.id AND u.status = 'CONFIRMED'
-                 GROUP BY u.user_id HAVING sum(u.quantity) > s.per_user_limit) AS x) AS limit_violations
-          FROM flash_sales s
-          LEFT JOIN (SELECT flash_sale_id, sum(quantity) AS units, count(*) AS orders FROM orders
-                      WHERE status = 'CONFIRMED' GROUP BY flash_sale_id) o ON o.flash_sale_id = s.id
-          LEFT JOIN (SELECT flash_sale_id, sum(remaining) AS units FROM flash_sale_shards GROUP BY flash_sale_id) sh
-                 ON sh.flash_sale_id = s.id
-         ORDER BY s.starts_at
-    """
-    return pd.read_sql(sql, engine)
+    rows = pd.read_sql(audits.EVERY_SALE_SQL, engine)  # the load runner's audit query, of every sale
+    sold = rows["confirmed_quantity"]
+    return pd.DataFrame(
+        {
+            "flash_sale_id": rows["flash_sale_id"],
+            "inventory": rows["total"],
+            "remaining": rows["remaining"],
+            "sold": sold,
+            "orders": rows["orders"],
+            "oversold": (sold - rows["total"]).clip(lower=0),
+            "limit_violations": rows["limit_violations"],
+        }
+    )
 
 
 def lock_waits(engine: Any) -> pd.DataFrame:

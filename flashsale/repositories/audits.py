@@ -10,30 +10,33 @@ from psycopg.rows import class_row
 from flashsale.repositories.pending import fetch_one
 from flashsale.repositories.rows import AuditRecord
 
+# One row a sale (the columns of `AuditRecord`): its inventory, the units left in its row plus any moved into its
+# shards (see migration 0002), its confirmed orders and units, and the users above its per-user limit. `read` asks
+# it of one sale; `flashsale.experiments.analysis.database_audit` of every sale, through SQLAlchemy.
+AUDIT_SQL = """
+    SELECT s.id AS flash_sale_id,
+           s.total_inventory AS total,
+           s.remaining_inventory + coalesce(shards.units, 0)::int AS remaining,
+           s.per_user_limit,
+           coalesce(confirmed.orders, 0)::bigint AS orders,
+           coalesce(confirmed.quantity, 0)::bigint AS confirmed_quantity,
+           coalesce(confirmed.over_limit, 0)::bigint AS limit_violations
+      FROM flash_sales s
+      LEFT JOIN LATERAL (SELECT sum(remaining) AS units FROM flash_sale_shards WHERE flash_sale_id = s.id) shards
+        ON true
+      LEFT JOIN LATERAL (
+            SELECT sum(orders) AS orders, sum(quantity) AS quantity,
+                   count(*) FILTER (WHERE quantity > s.per_user_limit) AS over_limit
+              FROM (SELECT count(*) AS orders, sum(quantity) AS quantity FROM orders
+                     WHERE flash_sale_id = s.id AND status = 'CONFIRMED' GROUP BY user_id) AS per_user
+           ) confirmed ON true
+"""
+EVERY_SALE_SQL = AUDIT_SQL + " ORDER BY s.starts_at"
+
 
 async def read(conn: AsyncConnection, flash_sale_id: UUID) -> AuditRecord | None:
     cur = conn.cursor(row_factory=class_row(AuditRecord))
-    await cur.execute(
-        """
-        WITH confirmed AS (
-            SELECT user_id, sum(quantity)::bigint AS quantity, count(*) AS orders
-              FROM orders WHERE flash_sale_id = %(sale)s AND status = 'CONFIRMED'
-             GROUP BY user_id
-        )
-        SELECT s.id AS flash_sale_id,
-               s.total_inventory AS total,
-               -- the sale row plus any units moved into its shards (see migration 0002)
-               s.remaining_inventory
-                 + coalesce((SELECT sum(remaining) FROM flash_sale_shards WHERE flash_sale_id = s.id), 0)::int
-                 AS remaining,
-               s.per_user_limit,
-               coalesce((SELECT sum(orders) FROM confirmed), 0)::bigint AS orders,
-               coalesce((SELECT sum(quantity) FROM confirmed), 0)::bigint AS confirmed_quantity,
-               (SELECT count(*) FROM confirmed WHERE quantity > s.per_user_limit) AS limit_violations
-          FROM flash_sales s WHERE s.id = %(sale)s
-        """,
-        {"sale": flash_sale_id},
-    )
+    await cur.execute(AUDIT_SQL + " WHERE s.id = %(sale)s", {"sale": flash_sale_id})
     return await cur.fetchone()
 
 

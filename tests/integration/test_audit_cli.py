@@ -45,6 +45,6 @@ class TestLocustfileCommand:
     def test_prints_the_packaged_locustfile(self):
         path = Path(flashsale("locustfile").stdout.strip())
         assert path.name == "locustfile.py"
-        assert path.parent.name == "load"
+        assert path.parent.name == "locust"
         assert "class OrderingUser(FastHttpUser)" in path.read_text()
         assert json.loads(flashsale("locustfile", "--json").stdout) == {"path": str(path)}
