@@ -6,7 +6,9 @@ import argparse
 
 from flashsale import aio, config
 from flashsale.cli.output import add_json_command, emit
-from flashsale.kv import connection, embedded
+from flashsale.kv import embedded
+
+# `flashsale.kv.connection` (redis-py) is imported by the commands that talk to Redis, not by every `flashsale` start.
 
 
 def register(subparsers) -> None:
@@ -20,6 +22,8 @@ def register(subparsers) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from flashsale.kv import connection
+
     external = config.external_redis_url() is not None
     already = None if external else embedded.running()
     url = connection.redis_url()
@@ -55,12 +59,16 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_url(args: argparse.Namespace) -> int:
+    from flashsale.kv import connection
+
     url = connection.redis_url()
     emit(args, {"url": url}, url)
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from flashsale.kv import connection
+
     external = config.external_redis_url() is not None
     info = None if external else embedded.running()
     if not external and info is None:

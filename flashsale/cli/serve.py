@@ -19,7 +19,7 @@ from flashsale import placement
 from flashsale.cli.placement_options import add_placement_options, placement_from
 from flashsale.db.migrate import ready_url
 from flashsale.http.settings import ServiceSettings
-from flashsale.serving.process import EXIT_NOT_STARTED, EXIT_UNCLEAN_STOP, EXIT_WORKERS_LOST
+from flashsale.serving import EXIT_NOT_STARTED, EXIT_UNCLEAN_STOP, EXIT_WORKERS_LOST
 
 EXIT_STATUSES = f"""exit status:
   0    stopped by SIGTERM, every request drained

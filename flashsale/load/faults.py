@@ -21,14 +21,16 @@ import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from flashsale import config
 from flashsale.contract import DECIDED
 from flashsale.db import connection, embedded
 from flashsale.units import parse_seconds
+
+if TYPE_CHECKING:  # numpy and pandas are imported where the records are read, not by every `flashsale` start
+    import numpy as np
+    import pandas as pd
 
 KINDS = ("db-restart", "db-stop")
 _SPEC = re.compile(r"^(?P<kind>[a-z-]+)@(?P<at>[^:]+)(?::(?P<down>.+))?$")
@@ -166,6 +168,8 @@ def fault_report(records: pd.DataFrame, events: list[FaultEvent]) -> list[dict]:
     - `unavailable_s`: how long the server was down (`up_s - down_s`).
     All times are seconds since the run's origin, like the records' `start_s`.
     """
+    import numpy as np
+
     end_s, failed = _ends_and_failures(records)
     outcome = records["outcome"].astype(str).to_numpy()
     status = records["status"].to_numpy()
@@ -203,6 +207,8 @@ def fault_report(records: pd.DataFrame, events: list[FaultEvent]) -> list[dict]:
 
 def outage_mask(records: pd.DataFrame, reports: list[dict]) -> np.ndarray:
     """True for the requests that ended between a fault's injection and the recovery after it."""
+    import numpy as np
+
     end_s, _ = _ends_and_failures(records)
     mask = np.zeros(len(records), dtype=bool)
     for report in reports:
@@ -214,12 +220,16 @@ def outage_mask(records: pd.DataFrame, reports: list[dict]) -> np.ndarray:
 
 
 def _ends_and_failures(records: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
     end_s = records["start_s"].to_numpy(dtype=np.float64) + records["latency_ms"].to_numpy(dtype=np.float64) / 1e3
     failed = ~records["outcome"].astype(str).isin(DECIDED).to_numpy()
     return end_s, failed
 
 
 def _latency(values: np.ndarray) -> dict[str, float | None]:
+    import numpy as np
+
     if values.size == 0:
         return {"p50": None, "p99": None, "max": None}
     p50, p99 = np.percentile(values, [50, 99])

@@ -11,9 +11,10 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where arrivals are computed, not by every `flashsale` start
+    import numpy as np
 
 SPIKE_STREAM = 0x5B1CE  # the spike's arrival instants come from their own random stream of the seed
 
@@ -123,6 +124,8 @@ class Ramping(_Shape):
         return {"stages": self.stages, "max_inflight": self.max_inflight}
 
     def arrivals(self, duration_s: float, seed: int) -> Arrivals:
+        import numpy as np
+
         points = list(self.stages)
         if points[-1][0] < duration_s:
             points.append((duration_s, points[-1][1]))
@@ -181,6 +184,8 @@ class Spike(_Shape):
             raise ValueError(f"a spike of {self.buyers} buyers needs as many users, got {users}")
 
     def arrivals(self, duration_s: float, seed: int) -> Arrivals:
+        import numpy as np
+
         draw = np.random.default_rng([abs(seed), SPIKE_STREAM])
         offsets = np.sort(np.round(draw.uniform(0, self.window_s * 1e9, self.buyers)).astype(np.int64))
         return Arrivals(self.buyers, offsets.item, users=lambda i: i)
@@ -210,6 +215,8 @@ def schedule(rate: float, duration_s: float) -> np.ndarray:
 
     `run_open` computes the same offsets one at a time (`int(i * interval)`), so a long run holds no schedule.
     """
+    import numpy as np
+
     interval_ns, count = _schedule_shape(rate, duration_s)
     return (np.arange(count, dtype=np.float64) * interval_ns).astype(np.int64)
 

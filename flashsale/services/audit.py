@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from uuid import UUID
 
-import numpy as np
 from psycopg import AsyncConnection
 
 from flashsale.domain import SaleNotFound
@@ -142,6 +141,8 @@ def distinct_ids(acknowledged: bytes | Iterable[UUID]) -> tuple[list[UUID], int]
     if isinstance(acknowledged, bytes | bytearray | memoryview):
         if len(acknowledged) % 16:
             raise ValueError("acknowledged ids must be 16 bytes each")
+        import numpy as np  # here, not at every `flashsale` start
+
         raw = np.frombuffer(acknowledged, dtype="V16")
         return [UUID(bytes=value.tobytes()) for value in np.unique(raw)], len(raw)
     every = list(acknowledged)

@@ -20,15 +20,12 @@ from typing import TYPE_CHECKING
 
 from flashsale.http.app import create_app
 from flashsale.http.settings import ServiceSettings
+from flashsale.serving import EXIT_NOT_STARTED
 
 if TYPE_CHECKING:
     import uvicorn
     from starlette.applications import Starlette
 
-# Exit statuses of `flashsale serve` beyond 0 (stopped by SIGTERM, drained), 2 (bad options) and 130 (Ctrl-C).
-EXIT_NOT_STARTED = 3  # the port is taken, the database cannot be reached, or a worker did not start
-EXIT_WORKERS_LOST = 4  # --workers N: every worker exited by itself, none was left to serve
-EXIT_UNCLEAN_STOP = 5  # --workers N: stopped, but a worker did not exit with 0 (it died earlier, or it was killed)
 
 log = logging.getLogger("flashsale.serving.process")
 

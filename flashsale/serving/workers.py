@@ -50,14 +50,8 @@ from prometheus_client import multiprocess
 
 from flashsale.http import log as json_log
 from flashsale.http.shared_metrics import MULTIPROC_DIR_ENV
-from flashsale.serving.process import (
-    EXIT_NOT_STARTED,
-    EXIT_UNCLEAN_STOP,
-    EXIT_WORKERS_LOST,
-    ServeSettings,
-    bind_port,
-    exit_after_shutdown,
-)
+from flashsale.serving import EXIT_NOT_STARTED, EXIT_UNCLEAN_STOP, EXIT_WORKERS_LOST
+from flashsale.serving.process import ServeSettings, bind_port, exit_after_shutdown
 
 log = logging.getLogger("flashsale.serving.workers")
 

@@ -29,7 +29,7 @@ from flashsale.http.shared_metrics import REFRESH_S
 from flashsale.load.measured_server import MeasuredServer, cpu_seconds
 from flashsale.processes import ChildFailed
 from flashsale.services.audit import audit_sale
-from flashsale.serving.process import EXIT_NOT_STARTED
+from flashsale.serving import EXIT_NOT_STARTED
 from flashsale.serving.server_process import ServerProcess
 from tests.e2e.api import Api
 from tests.e2e.conftest import make_sale
