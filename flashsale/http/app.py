@@ -34,6 +34,7 @@ from flashsale.http.handler_context import HandlerContext
 from flashsale.http.middleware import RequestMiddleware
 from flashsale.http.settings import ServiceSettings
 from flashsale.http.shared_metrics import MULTIPROC_DIR_ENV
+from flashsale.services.sale_windows import SaleWindows
 from flashsale.services.settlement import Settler
 from flashsale.strategies import OrderStrategy
 
@@ -113,6 +114,8 @@ def create_app(
                 if s.accept == "async":
                     context.settler = Settler(strategy, pool, context.order_queue)
                     await context.settler.start()
+                    context.sale_windows = SaleWindows(url)
+                    await context.sale_windows.start()
             fields = {
                 "strategy": strategy.name,
                 "pool_size": s.pool_size,
@@ -128,6 +131,8 @@ def create_app(
                 async with context.metrics.serving():
                     yield
             finally:
+                if context.sale_windows is not None:
+                    await context.sale_windows.stop()
                 if context.settler is not None:
                     await context.settler.stop()
                 if context.order_queue is not None:

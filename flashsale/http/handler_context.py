@@ -14,9 +14,10 @@ from starlette.requests import Request
 
 from flashsale.admission import OrderQueue, QueueStopped, RateLimited, UserRateLimiter
 from flashsale.db.guard import DatabaseGuard
-from flashsale.domain import PlaceOrder
+from flashsale.domain import PlaceOrder, SaleNotActive
 from flashsale.http.metrics import Metrics
 from flashsale.services import idempotency, settlement
+from flashsale.services.sale_windows import SaleWindows
 from flashsale.strategies import OrderStrategy
 
 
@@ -35,6 +36,7 @@ class HandlerContext:
     rate_limiter: UserRateLimiter | None = None
     order_queue: OrderQueue | None = None  # made and started by the lifespan when the service has one
     settler: settlement.Settler | None = None  # serve --accept async: orders are accepted, then settled
+    sale_windows: SaleWindows | None = None  # serve --accept async: orders for a sale not open are refused at once
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.strategy, lambda: self.pool, lambda: self.guard, shared=self.shared_metrics)
@@ -89,7 +91,10 @@ class HandlerContext:
         if self.order_queue is None or self.settler is None:  # pragma: no cover - create_app requires both
             raise RuntimeError("asynchronous orders need the order queue")
         self.order_queue.check_room()
-        placed = await settlement.accept(self.open_pool, command)
+        pool = self.open_pool
+        if self.sale_windows is not None and await self.sale_windows.is_open(pool, command.flash_sale_id) is False:
+            return await settlement.refuse(pool, command, SaleNotActive(command.flash_sale_id))  # or a key's replay
+        placed = await settlement.accept(pool, command)
         if not placed.replayed:
             self.settler.schedule(placed.order.id)  # if the queue filled meanwhile, the sweep settles it
         return placed

@@ -90,6 +90,20 @@ async def accept(pool: AsyncConnectionPool, command: PlaceOrder) -> idempotency.
         return await idempotency.at_most_once(command, lambda: orders.get_by_idempotency_key(conn, key), insert)
 
 
+async def refuse(pool: AsyncConnectionPool, command: PlaceOrder, refusal: DomainError) -> idempotency.Placement:
+    """Refuse the order at acceptance (`refusal`, e.g. its sale is not open), unless its key already has an order:
+    a retry is answered with that order, as `accept` would answer it."""
+    key = command.idempotency_key
+    if key is None:
+        raise refusal
+    async with pool.connection() as conn:
+
+        async def refused() -> Order:
+            raise refusal
+
+        return await idempotency.at_most_once(command, lambda: orders.get_by_idempotency_key(conn, key), refused)
+
+
 async def settle(strategy: OrderStrategy, pool: AsyncConnectionPool, order_id: UUID) -> Order | None:
     """Settle one pending order (claim, place, mark: see the module's notes); None when it is not pending or
     another settler holds it. Errors other than the sale's refusals propagate, leaving the order pending."""

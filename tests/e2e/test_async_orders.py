@@ -217,3 +217,37 @@ class TestSeveralProcesses:
         result = audit(database_url, sale.id, accepted=[uuid.UUID(i) for i in ids])
         assert result.ok, result.problems()
         assert (result.orders, result.failed, result.pending) == (7, 5, 0)
+
+
+class TestRefusedAtAcceptance:
+    """An order for a sale that is not open is refused at once (409 `sale_not_active`), stored nowhere, instead of
+    accepted and failed at settlement; the service follows the window as it moves during the run."""
+
+    def test_the_window_is_followed_as_it_opens_and_closes(self, database_url, tmp_path):
+        sale = make_sale(database_url, users=40, inventory=40, per_user_limit=1)
+        buyers, answers = iter(sale.user_ids[2:]), []
+
+        def next_order_is(status: int) -> bool:
+            answers.append(post(api, next(buyers), sale.id))
+            return answers[-1].status == status
+
+        move = "UPDATE flash_sales SET starts_at = now() + %s::interval, ends_at = now() + %s::interval WHERE id = %s"
+        with psycopg.connect(database_url, autocommit=True) as conn, async_server(tmp_path) as server:
+            api = Api(server.url)
+            conn.execute(move, ["1 hour", "2 hours", sale.id])  # not open yet
+            early = [post(api, user, sale.id) for user in sale.user_ids[:2]]
+            assert {(r.status, r.json["error"]) for r in early} == {(409, "sale_not_active")}
+            assert count_orders(conn, sale.id) == 0  # refused before anything was stored
+
+            conn.execute(move, ["-1 hour", "1 hour", sale.id])  # open: the service learns it from the database
+            wait_for(lambda: next_order_is(202), "an order accepted once open")
+
+            conn.execute(move, ["-2 hours", "-1 hour", sale.id])  # closed
+            wait_for(lambda: next_order_is(409), "an order refused once closed")
+            accepted = [reply for reply in answers if reply.status == 202]
+            assert count_orders(conn, sale.id) == len(accepted) >= 1  # those accepted while open, and only those
+            assert {reply.json["error"] for reply in answers if reply.status != 202} <= {"sale_not_active"}
+
+
+def count_orders(conn: psycopg.Connection, sale_id) -> int:
+    return conn.execute("SELECT count(*) FROM orders WHERE flash_sale_id = %s", [sale_id]).fetchone()[0]
