@@ -52,6 +52,14 @@ PGBENCH_VARIANTS = ("driver", "lookup")
 
 _LOOKUP_NOTE = "one statement a round trip, and a lookup of the user by number in every order (the driver has none)"
 
+# What a strategy's reference line replays: its SQL with pgbench, or (strategies that decide in Redis) its Lua
+# script with redis-benchmark.
+REFERENCE_KINDS = ("pgbench", "redis-benchmark")
+
+
+class NoPgbenchScript(ValueError):
+    """The strategy decides outside the database: its reference line is not pgbench's."""
+
 
 @dataclass(frozen=True)
 class PgbenchPlan:
@@ -88,6 +96,14 @@ class OrderStrategy(ABC):
     # The "driver" pgbench script: whether it sends exactly the strategy's round trips, and where it differs.
     pgbench_matched: ClassVar[bool] = False
     pgbench_note: ClassVar[str] = ""
+    # The tool its reference line runs (one of `REFERENCE_KINDS`).
+    reference_kind: ClassVar[str] = REFERENCE_KINDS[0]
+    # Decides in Redis as well (`redis_gate`): it needs a Redis server (`flashsale.kv`), which the tests give it.
+    needs_redis: ClassVar[bool] = False
+    # Answers an idempotency key that already has an order itself, before any rule and without the database, by
+    # raising `IdempotencyKeyTaken`: `flashsale.idempotency` then looks the key up neither before placing nor
+    # after a refusal (a refusal is then final: no request with the same key had won).
+    replays_keys: ClassVar[bool] = False
 
     def __init__(self, *, clock: Clock = utc_now) -> None:
         self.clock = clock
@@ -143,6 +159,8 @@ class OrderStrategy(ABC):
         :users, :quantity)."""
         if variant not in PGBENCH_VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(PGBENCH_VARIANTS)}, got {variant!r}")
+        if self.reference_kind != "pgbench":
+            raise NoPgbenchScript(f"{self.name} has no pgbench script: its reference line is {self.reference_kind}")
         folder = resources.files("flashsale.strategies") / "pgbench"
         if variant != "driver":
             folder = folder / variant
