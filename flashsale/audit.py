@@ -26,7 +26,7 @@ class GateView:
 
     epoch: int
     stock: int
-    buyers: dict[UUID, int]
+    buyers: dict[str, int]  # by the user's id as text (a gate may hold anything: what is not a user disagrees)
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ async def audit_sale(
         unsettled = await audits.count_unsettled(conn, flash_sale_id, accepted_ids) if accepted_ids else 0
         acks |= {"accepted": len(accepted_ids), "accepted_unsettled": unsettled}
     if gate is not None:
-        held = dict(await (await gates.send_held_by_buyers(conn, flash_sale_id)).all())
+        held = {str(user): units for user, units in await (await gates.send_held_by_buyers(conn, flash_sale_id)).all()}
         buyers = held.keys() | gate.buyers.keys()
         disagreeing = sum(held.get(user, 0) != gate.buyers.get(user, 0) for user in buyers)
         acks |= {"gate_stock": gate.stock, "gate_disagreements": (gate.stock != record.remaining) + disagreeing}

@@ -113,7 +113,7 @@ class StockGate:
         return GateView(
             epoch=int(state["epoch"]),
             stock=int(state["stock"]),
-            buyers={UUID(user): int(units) for user, units in buyers.items()},
+            buyers={user: int(units) for user, units in buyers.items()},
         )
 
     async def aclose(self) -> None:

@@ -18,7 +18,12 @@ class GateKeys:
 
     @classmethod
     def of(cls, flash_sale_id: UUID) -> GateKeys:
-        tag = f"{PREFIX}:{{{flash_sale_id}}}"
+        return cls.tagged(str(flash_sale_id))
+
+    @classmethod
+    def tagged(cls, sale: str) -> GateKeys:
+        """The keys of the sale written `sale` (its id, or a placeholder for one, as in a reference plan)."""
+        tag = f"{PREFIX}:{{{sale}}}"
         return cls(f"{tag}:state", f"{tag}:buyers", f"{tag}:keys", f"{tag}:rebuilding")
 
     @property

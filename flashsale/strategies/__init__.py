@@ -12,6 +12,8 @@ from flashsale.strategies.base import (
     NoPgbenchScript,
     OrderStrategy,
     PgbenchPlan,
+    RedisBenchmarkPlan,
+    ReferencePlan,
     Rejected,
     StrategyUnavailable,
 )
@@ -78,6 +80,8 @@ __all__ = [
     "NoPgbenchScript",
     "OrderStrategy",
     "PgbenchPlan",
+    "RedisBenchmarkPlan",
+    "ReferencePlan",
     "Rejected",
     "StrategyUnavailable",
     "UnknownStrategy",

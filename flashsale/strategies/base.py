@@ -70,6 +70,7 @@ class PgbenchPlan:
     `variant` names the script (one of `PGBENCH_VARIANTS`); `matched` says whether it sends the driver's statements
     in the driver's round trips, and `note` in one line where it differs (the script's header says it in full)."""
 
+    kind: ClassVar[str] = REFERENCE_KINDS[0]
     script: str
     clients: int
     variables: dict[str, str] = field(default_factory=dict)
@@ -78,6 +79,26 @@ class PgbenchPlan:
     variant: str = PGBENCH_VARIANTS[0]
     matched: bool = False
     note: str = ""
+
+
+@dataclass(frozen=True)
+class RedisBenchmarkPlan:
+    """How to replay a strategy's Lua script with redis-benchmark for a run at `vus` virtual users: the script (sent
+    as EVALSHA), the clients, the script's `keys` and `args` (where `$sale`, `$now_us` and `$quantity` stand for
+    the sale, the instant and the quantity, and `__rand_int__` for a user drawn by redis-benchmark among the sale's),
+    and how many requests to send (redis-benchmark runs a count, not a duration). One request is one decision;
+    `note` says in one line how it stands to what the strategy does for an order."""
+
+    kind: ClassVar[str] = REFERENCE_KINDS[1]
+    script: str
+    clients: int
+    keys: tuple[str, ...]
+    args: tuple[str, ...]
+    requests: int = 100_000
+    note: str = ""
+
+
+ReferencePlan = PgbenchPlan | RedisBenchmarkPlan
 
 
 class OrderStrategy(ABC):
@@ -165,6 +186,11 @@ class OrderStrategy(ABC):
         if variant != "driver":
             folder = folder / variant
         return (folder / f"{self.name}.sql").read_text()
+
+    def reference_plan(self, vus: int, *, variant: str = PGBENCH_VARIANTS[0]) -> ReferencePlan:
+        """The reference line's run for `vus` virtual users: pgbench with the script of `variant` (see
+        `pgbench_plan`), or, for a strategy that decides in Redis, redis-benchmark with its Lua script."""
+        return self.pgbench_plan(vus, variant=variant)
 
     def pgbench_plan(self, vus: int, *, variant: str = PGBENCH_VARIANTS[0]) -> PgbenchPlan:
         """The pgbench run that corresponds to `vus` virtual users placing orders through this strategy, with the

@@ -32,8 +32,8 @@ from flashsale.domain import (
 from flashsale.kv import RedisUnavailable
 from flashsale.kv import connection as kv_connection
 from flashsale.repositories import flash_sales, locks, orders, placements
-from flashsale.stock_gate import Admitted, Replayed, StockGate, take_snapshot
-from flashsale.strategies.base import Busy, OrderStrategy, StrategyUnavailable
+from flashsale.stock_gate import Admitted, GateKeys, Replayed, StockGate, scripts, take_snapshot
+from flashsale.strategies.base import PGBENCH_VARIANTS, Busy, OrderStrategy, RedisBenchmarkPlan, StrategyUnavailable
 from flashsale.strategies.pipelined import pipelined_transaction
 
 Connect = Callable[[], AbstractAsyncContextManager[AsyncConnection[Any]]]
@@ -91,6 +91,20 @@ class RedisGate(OrderStrategy):
         self.redis_connections = redis_connections
         self.wait_s = float(wait_s)
         self._gate: StockGate | None = None
+
+    def reference_plan(self, vus: int, *, variant: str = PGBENCH_VARIANTS[0]) -> RedisBenchmarkPlan:
+        """redis-benchmark sending the decide script (EVALSHA) with `vus` clients, each request an order of a user
+        it draws among the sale's, without a key."""
+        if variant != PGBENCH_VARIANTS[0]:
+            raise ValueError(f"{self.name}'s reference has one variant, {PGBENCH_VARIANTS[0]}; got {variant!r}")
+        return RedisBenchmarkPlan(
+            script=scripts.source("decide"),
+            clients=vus,
+            keys=tuple(GateKeys.tagged("$sale").gate),
+            args=("$now_us", "user:__rand_int__", "$quantity", "", "redis-benchmark"),
+            note="the decision alone (the order's first round trip); admitted orders are not written, and users are "
+            "drawn at random rather than each client ordering for its own",
+        )
 
     @property
     def gate(self) -> StockGate:

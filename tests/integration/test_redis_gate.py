@@ -15,7 +15,8 @@ from flashsale.audit import Audit, audit_sale
 from flashsale.crowd import buy_concurrently, crowd_commands
 from flashsale.domain import PerUserLimitExceeded, PlaceOrder, SaleNotActive, SoldOut, UserNotFound
 from flashsale.kv import connection as kv_connection
-from flashsale.load import LoadConfig, run_load_async
+from flashsale.load import LoadConfig, redis_benchmark, run_load_async
+from flashsale.load.reference import run_reference
 from flashsale.repositories import locks, orders, users
 from flashsale.stock_gate import GateKeys
 from tests.integration.test_cli import flashsale
@@ -85,7 +86,7 @@ class TestCrowd:
         assert result.outcomes == Counter({"created": 4, "per_user_limit_exceeded": 37})
         audit = await audited(conn, gate, made.flash_sale_id)
         assert (audit.orders, audit.remaining, audit.limit_violations) == (4, 46, 0)
-        assert (await gate.gate.view(made.flash_sale_id)).buyers == {user: 3, other: 1}
+        assert (await gate.gate.view(made.flash_sale_id)).buyers == {str(user): 3, str(other): 1}
         assert gate.counters["database_refusals"] == 0, dict(gate.counters)
 
 
@@ -348,3 +349,50 @@ class TestCommands:
         assert json.loads(flashsale(*ordered).stdout)["order"]["status"] == "CONFIRMED"
         audited = json.loads(flashsale("audit", "--sale", sale["flash_sale_id"], "--gate", "--json").stdout)
         assert (audited["ok"], audited["remaining"], audited["gate_stock"]) == (True, 2, 2)
+
+
+HAS_REDIS_BENCHMARK = redis_benchmark.program_path() is not None
+NEEDS_REDIS_BENCHMARK = pytest.mark.skipif(not HAS_REDIS_BENCHMARK, reason="redis-benchmark (redis-tools) not here")
+
+
+class TestReference:
+    """The gate's reference line is redis-benchmark sending its decide script, as pgbench is the SQL designs'."""
+
+    @NEEDS_REDIS_BENCHMARK
+    def test_redis_benchmark_decides_and_the_gate_is_rebuilt_after(self, database_url, redis_url):
+        load = LoadConfig(database_url=database_url, strategy="redis_gate", vus=4, users=50, inventory=100)
+        reference = run_reference(load, requests=2000)
+        assert (reference.kind, reference.clients, reference.redis_benchmark.requests) == ("redis-benchmark", 4, 2000)
+        assert reference.requests_per_s > 0
+        assert reference.admitted == 50  # 50 users drawn, one unit each: the limit binds before the stock
+        # Its admissions were never written: the gate is the database's again.
+        assert reference.audit.ok, reference.audit.problems()
+        assert (reference.audit.orders, reference.audit.gate_stock) == (0, 100)
+
+    def test_where_redis_benchmark_is_missing_the_reference_says_so(
+        self, database_url, redis_url, monkeypatch, tmp_path
+    ):
+        monkeypatch.setenv("PATH", str(tmp_path))
+        load = LoadConfig(database_url=database_url, strategy="redis_gate", vus=2, users=5, inventory=5)
+        reference = run_reference(load, requests=10)
+        assert "apt install redis-tools" in reference.missing
+        assert (reference.requests_per_s, reference.orders_per_s, reference.admitted) == (None, None, None)
+        assert reference.audit.ok, reference.audit.problems()
+
+    @NEEDS_REDIS_BENCHMARK
+    def test_the_bench_command(self, database_url, redis_url):
+        ran = flashsale(
+            "bench", "redis", "--vus", "2", "--requests", "500", "--users", "20", "--inventory", "5", "--json"
+        )
+        result = json.loads(ran.stdout)
+        assert (result["strategy"], result["clients"], result["admitted"], result["missing"]) == (
+            "redis_gate",
+            2,
+            5,
+            None,
+        )
+        assert result["rps"] > 0
+        assert result["audit"]["ok"]
+        refused = flashsale("bench", "pgbench", "--strategy", "redis_gate", check=False)
+        assert refused.returncode == 2
+        assert "reference line is redis-benchmark (`flashsale bench redis`)" in refused.stderr

@@ -201,6 +201,17 @@ class TestCatalogue:
                 with pytest.raises(strategies.NoPgbenchScript, match="its reference line is redis-benchmark"):
                     strategy.pgbench_script()
 
+    def test_every_strategy_names_its_reference_line(self):
+        """pgbench replaying its SQL, or (redis_gate) redis-benchmark sending its Lua script, with the same clients."""
+        for name in ALL:
+            strategy = strategies.get_strategy(name)
+            plan = strategy.reference_plan(8)
+            assert plan.kind == strategy.reference_kind, name
+            if plan.kind == "pgbench":
+                assert plan == strategy.pgbench_plan(8)
+            else:
+                assert (plan.clients, "redis.call" in plan.script) == (8, True)
+
     def test_only_unsafe_is_unsafe(self):
         assert strategies.names(safe=False) == ["unsafe"]
         assert "unsafe" not in strategies.names(safe=True)
