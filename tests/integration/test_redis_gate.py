@@ -5,6 +5,7 @@ fence, and failed writes. Every test ends with the audit comparing the gate with
 import asyncio
 import json
 from collections import Counter
+from datetime import timedelta
 from types import SimpleNamespace
 
 import psycopg
@@ -17,7 +18,7 @@ from flashsale.domain import PerUserLimitExceeded, PlaceOrder, SaleNotActive, So
 from flashsale.kv import connection as kv_connection
 from flashsale.load import LoadConfig, redis_benchmark, run_load_async
 from flashsale.load.reference import run_reference
-from flashsale.repositories import locks, orders, users
+from flashsale.repositories import flash_sales, locks, orders, users
 from flashsale.stock_gate import GateKeys
 from tests.integration.test_cli import flashsale
 from tests.waiting import HANG_S, lock_waiters, until, until_lock_waiters
@@ -251,6 +252,21 @@ class TestRebuild:
         counters = gate.counters
         assert (counters["admitted"], counters["database_refusals"], counters["written"]) == (3, 1, 2), dict(counters)
 
+    async def test_a_window_moved_in_the_database_wins_over_the_gates(self, gate, conn, pool, make_scenario):
+        """The sale is moved to open tomorrow after its gate was built (as `load --sale-opens-at` moves it): the
+        gate still admits, the database refuses the write, and the gate, rebuilt, refuses as the database does."""
+        made = await make_scenario(users=1, inventory=5)
+        (user,) = await users.list_ids(conn, limit=1)
+        await gate.start(pool)
+        tomorrow = made.starts_at + timedelta(days=1)
+        await flash_sales.set_window(conn, made.flash_sale_id, tomorrow, tomorrow + timedelta(hours=1))
+        with pytest.raises(SaleNotActive):
+            await gate.place_order(pool, PlaceOrder(user, made.flash_sale_id))
+        counters = gate.counters
+        assert (counters["database_refusals"], counters["invalidated"], counters["rebuilds"]) == (1, 1, 2)
+        audit = await audited(conn, gate, made.flash_sale_id)
+        assert (audit.orders, audit.gate_stock) == (0, 5)
+
 
 class TestFailedWrites:
     async def test_a_write_the_database_fails_gives_its_unit_back(self, gate, conn, holder, pool, make_scenario):
@@ -307,10 +323,13 @@ class TestFailedWrites:
 
 
 class TestLoadRunner:
-    async def test_a_run_audits_the_gate_against_the_database(self, database_url, redis_url):
+    @pytest.mark.parametrize("target", ["db", "http"])
+    async def test_a_run_audits_the_gate_against_the_database(self, database_url, redis_url, target):
+        """In-process, and through `flashsale serve --strategy redis_gate` (which finds the Redis the tests export)."""
         result = await run_load_async(
             LoadConfig(
                 database_url=database_url,
+                target=target,
                 strategy="redis_gate",
                 vus=8,
                 think_ms=0,
@@ -323,11 +342,12 @@ class TestLoadRunner:
         audit = result.summary["audit"]
         assert result.ok, result.summary["meta"]["audit_problems"]
         assert (audit["orders"], audit["remaining"], audit["gate_stock"], audit["gate_disagreements"]) == (20, 0, 0, 0)
-        counters = result.summary["meta"]["strategy_counters"]
-        assert counters["written"] == 20
-        assert counters["refused"] == result.summary["outcomes"]["sold_out"] + result.summary["outcomes"].get(
-            "per_user_limit_exceeded", 0
-        )
+        outcomes = result.summary["outcomes"]
+        assert outcomes["created"] == 20
+        if target == "db":  # the service's counters are its own
+            counters = result.summary["meta"]["strategy_counters"]
+            assert counters["written"] == 20
+            assert counters["refused"] == outcomes["sold_out"] + outcomes.get("per_user_limit_exceeded", 0)
 
 
 class TestCommands:
