@@ -25,14 +25,16 @@ test: $(STAMP) ## run the whole test suite (starts and stops its own PostgreSQL 
 	$(BIN)/python -m pytest
 
 .PHONY: report
-report: $(STAMP) ## run the default sweep (sweeps/default.yaml), render reports/index.html, stop the server
+report: $(STAMP) ## run the default sweep (sweeps/default.yaml), render reports/index.html, stop the servers
 	$(BIN)/flashsale db up
-	$(BIN)/flashsale sweep; status=$$?; $(BIN)/flashsale db down; exit $$status
+	$(BIN)/flashsale redis up
+	$(BIN)/flashsale sweep; status=$$?; $(BIN)/flashsale redis down; $(BIN)/flashsale db down; exit $$status
 
 .PHONY: bench
 bench: $(STAMP) ## issue 17's benchmark targets (~15 min on 2 cores, quiet machine): which hold and how far each is
 	$(BIN)/flashsale db up
-	$(BIN)/python benchmarks/targets.py; status=$$?; $(BIN)/flashsale db down; exit $$status
+	$(BIN)/flashsale redis up
+	$(BIN)/python benchmarks/targets.py; status=$$?; $(BIN)/flashsale redis down; $(BIN)/flashsale db down; exit $$status
 
 .PHONY: lab
 lab: $(STAMP) ## open the notebooks in JupyterLab (they run top to bottom on the embedded database)

@@ -23,7 +23,8 @@ BAR = 0.9
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--strategies", nargs="+", default=strategies.names(), choices=strategies.names())
+    pgbench_kind = strategies.names(reference="pgbench")  # redis_gate's line is redis-benchmark's
+    parser.add_argument("--strategies", nargs="+", default=pgbench_kind, choices=pgbench_kind)
     parser.add_argument("--clients", nargs="+", type=int, default=[8, 32])
     parser.add_argument("--duration", type=seconds, default=10.0, help="each measurement (default 10s)")
     parser.add_argument("--warmup", type=seconds, default=1.0, help="load runner warmup (default 1s)")

@@ -5,7 +5,8 @@ order is a full order: lock, check, decrement, insert), then the load runner's i
 `--vus` virtual users placing orders back to back (no think time, one pooled connection each) for `--duration`
 after `--warmup`, and audits the sale. Then pgbench replays each strategy's own script as its `pgbench_plan` says
 (as many clients; one client with a batch per transaction for `batched`) on a fresh scenario: the database's own
-ceiling for the same statements, without the Python client.
+ceiling for the same statements, without the Python client (`ref o/s`). For `redis_gate` the line is
+redis-benchmark sending its Lua script (its decisions, each an order here: the stock never runs out).
 
 Prints a table with each strategy's ratio to `pessimistic` and writes the rows to data/benchmarks/strategies.json.
 The issue's bar: the best safe strategy reaches 10x `pessimistic`.
@@ -66,7 +67,8 @@ def measure(url: str, name: str, *, vus: int, users_n: int, duration: float, war
 
 
 def pgbench(url: str, name: str, *, vus: int, users_n: int, duration: int) -> dict:
-    """`flashsale bench pgbench` for this strategy, its orders/s taken from what the audit found sold."""
+    """The strategy's reference line (`flashsale bench pgbench`, or `bench redis` for `redis_gate`), its orders/s
+    taken from what the audit found sold (or, for redis-benchmark, what its decisions admitted)."""
     reference = run_reference(
         LoadConfig(
             target="db",
@@ -81,12 +83,14 @@ def pgbench(url: str, name: str, *, vus: int, users_n: int, duration: int) -> di
     )
     return {
         "strategy": name,
-        "clients": reference.pgbench.clients,
-        "tps": reference.pgbench.tps,
-        "orders_per_transaction": reference.plan.orders_per_transaction,
+        "tool": reference.kind,
+        "clients": reference.clients,
+        "tps": reference.requests_per_s,
+        "orders_per_transaction": getattr(reference.plan, "orders_per_transaction", 1),
         # What was sold, whatever the transactions did (a conflict or a busy row sells nothing in a script).
         "orders_per_s": reference.orders_per_s,
-        "failed": reference.pgbench.failed,
+        "failed": reference.pgbench.failed if reference.pgbench is not None else None,
+        "missing": reference.missing,
         "audit_ok": reference.audit.ok,
     }
 
@@ -153,7 +157,7 @@ def report(rows: list[dict], bench: dict, args: argparse.Namespace) -> None:
     )
     header = (
         f"{'strategy':<20} {'orders/s':>9} {'x pess':>7} {'p50 ms':>7} {'p99 ms':>8} {'cpu %':>6}  "
-        f"{'pgbench/s':>9} {'x pess':>7}  {'audit':<6} other outcomes; counters per request"
+        f"{'ref o/s':>9} {'x pess':>7}  {'audit':<6} other outcomes; counters per request"
     )
     print(header)
     print("-" * len(header))
@@ -164,8 +168,9 @@ def report(rows: list[dict], bench: dict, args: argparse.Namespace) -> None:
             filter(None, [", ".join(f"{k} {v}" for k, v in other.items()), _fmt(r["counters_per_request"])])
         )
         label = r["strategy"] + ("" if r["safe"] else " (UNSAFE)")
-        bench_rate = f"{b['orders_per_s']:.0f}" if b else "-"
-        bench_ratio = _ratio(b["orders_per_s"], bench_base) if b else "-"
+        measured = b is not None and b["orders_per_s"] is not None  # None: the tool is missing here
+        bench_rate = f"{b['orders_per_s']:.0f}" if measured else "-"
+        bench_ratio = _ratio(b["orders_per_s"], bench_base) if measured else "-"
         audit = "ok" if r["audit_ok"] else "FAILED"
         print(
             f"{label:<20} {r['orders_per_s']:>9.0f} {_ratio(r['orders_per_s'], base):>7} "

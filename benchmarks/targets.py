@@ -89,8 +89,8 @@ def measure_pair(pair: Pair, *, duration_s: float, warmup_s: float, url: str, lo
     )  # fmt: skip
     loads.append(os.getloadavg()[0])
     reference = run_reference(load_config)
-    pair.reference.append(reference.orders_per_s)
-    pair.reference_cpu_us.append(_cpu_us(reference.pgbench.client_cpu_percent, reference.orders_per_s))
+    pair.reference.append(reference.orders_per_s or float("nan"))  # None: redis-benchmark not installed
+    pair.reference_cpu_us.append(_cpu_us(reference.client_cpu_percent, reference.orders_per_s or 0.0))
     loads.append(os.getloadavg()[0])
     summary = run_load(load_config).summary
     pair.driver.append(summary["orders_per_s"])

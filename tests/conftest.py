@@ -33,6 +33,15 @@ async def conn(database_url):
 
 
 @pytest.fixture
+async def holder(database_url):
+    """A second connection of the test's own, to hold the locks (the sale's row, a buyer's) that others must wait
+    for while the test watches them queue."""
+    c = await connection.connect_async(database_url)
+    async with c:
+        yield c
+
+
+@pytest.fixture
 async def make_scenario(database_url):
     """Call it to empty the database and create a fresh scenario; returns the `Scenario`."""
 
@@ -71,14 +80,17 @@ RETRYING = ("pessimistic_nowait", "optimistic", "serializable")
 
 
 @pytest.fixture
-async def make_strategy():
+async def make_strategy(request):
     """Call it with a strategy name (and parameters) for an instance that is stopped at the end of the test;
-    `patient=True` gives the retrying strategies enough retries never to answer `busy`."""
+    `patient=True` gives the retrying strategies enough retries never to answer `busy`. A strategy that needs
+    Redis gets the session's (`redis_url`, started then if no test asked for it before)."""
     made = []
 
     def make(name, *, patient=False, **params):
         if patient and name in RETRYING:
             params = {**PATIENT, **params}
+        if getattr(strategies.STRATEGIES.get(name), "needs_redis", False):
+            params = {"redis_url": request.getfixturevalue("redis_url"), **params}
         strategy = strategies.get_strategy(name, **params)
         made.append(strategy)
         return strategy

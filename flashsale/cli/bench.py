@@ -1,11 +1,13 @@
 """`flashsale bench pgbench`: the physical reference line, pgbench running the strategy's SQL on the same
-scenario, to set against `flashsale load --target db`."""
+scenario, to set against `flashsale load --target db`; `flashsale bench redis` (`bench_redis.py`) is the line of
+the strategies that decide in Redis."""
 
 from __future__ import annotations
 
 import argparse
 
 from flashsale import strategies
+from flashsale.cli import bench_redis
 from flashsale.cli.load import add_scenario_arguments, fail, positive_int
 from flashsale.cli.output import add_json_flag, emit
 from flashsale.cli.placement_options import add_placement_options, placement_from
@@ -13,12 +15,12 @@ from flashsale.load.config import LoadConfig
 from flashsale.load.pgbench import PROTOCOLS, PgbenchFailed
 from flashsale.load.reference import run_reference
 from flashsale.load.shapes import Closed
-from flashsale.strategies import PGBENCH_VARIANTS
+from flashsale.strategies import PGBENCH_VARIANTS, PgbenchPlan
 from flashsale.units import seconds
 
 
 def register(subparsers) -> None:
-    bench = subparsers.add_parser("bench", help="reference measurements (pgbench)")
+    bench = subparsers.add_parser("bench", help="reference measurements (pgbench, redis-benchmark)")
     commands = bench.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")
     pgbench = commands.add_parser(
         "pgbench",
@@ -43,10 +45,13 @@ def register(subparsers) -> None:
     add_placement_options(pgbench, "db", "client")
     add_json_flag(pgbench)
     pgbench.set_defaults(func=cmd_pgbench)
+    bench_redis.register(commands)
 
 
 def cmd_pgbench(args: argparse.Namespace) -> int:
     strategy = strategies.get_strategy(args.strategy)
+    if strategy.reference_kind != "pgbench":
+        raise ValueError(f"{strategy.name}'s reference line is {strategy.reference_kind} (`flashsale bench redis`)")
     placement = placement_from(args)
     config = LoadConfig(
         target="db",
@@ -68,6 +73,8 @@ def cmd_pgbench(args: argparse.Namespace) -> int:
     except PgbenchFailed as exc:
         return fail(args, "pgbench_failed", str(exc))
     result, plan, checked, sale = reference.pgbench, reference.plan, reference.audit, reference.sale
+    assert result is not None, "a pgbench reference has pgbench's figures"
+    assert isinstance(plan, PgbenchPlan)
     data = {
         "tps": result.tps,
         "orders_per_transaction": plan.orders_per_transaction,

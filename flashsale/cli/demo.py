@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from flashsale import aio, strategies
+from flashsale import aio, stock_gate, strategies
 from flashsale.cli.output import add_json_flag, emit
 from flashsale.db import connection
 from flashsale.db.migrate import ready_url
@@ -51,9 +51,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 )
             finally:
                 await strategy.stop()
+        gate = await stock_gate.read_view(made.flash_sale_id) if strategy.needs_redis else None
         conn = await connection.connect_async(url)
         async with conn:
-            audit = await audit_sale(conn, made.flash_sale_id)
+            audit = await audit_sale(conn, made.flash_sale_id, gate=gate)
         return made, result, audit
 
     made, result, audit = aio.run(go())

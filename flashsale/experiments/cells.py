@@ -147,20 +147,24 @@ def _measure(dataset: Dataset, cell: Cell, context: dict[str, Any]) -> dict:
 
 
 def _measure_pgbench(dataset: Dataset, cell: Cell, context: dict[str, Any]) -> None:
+    """The cell's reference line, of either kind (pgbench, or redis-benchmark for the stock gate): `tps` holds its
+    transactions or decisions per second; `error` why it has no figures (a failure, or the tool missing here)."""
     from flashsale.load.pgbench import PgbenchFailed
+    from flashsale.load.redis_benchmark import RedisBenchmarkFailed
     from flashsale.load.reference import run_reference
 
     try:
         reference = run_reference(cell.load)
         row: dict[str, Any] = {
-            "tps": reference.pgbench.tps,
+            "tps": reference.requests_per_s,
             "orders_per_s": reference.orders_per_s,
-            "latency_avg_ms": reference.pgbench.latency_avg_ms,
-            "clients_used": reference.pgbench.clients,
-            "error": None,
+            "latency_avg_ms": reference.latency_avg_ms,
+            "clients_used": reference.clients,
+            "error": reference.missing,
         }
-    except PgbenchFailed as exc:
+    except (PgbenchFailed, RedisBenchmarkFailed) as exc:
         row = {"tps": None, "orders_per_s": None, "latency_avg_ms": None, "clients_used": None, "error": str(exc)}
+    row["tool"] = strategies.STRATEGIES[cell.load.strategy].reference_kind
     dataset.upsert(
         dataset.pgbench_path,
         pd.DataFrame(

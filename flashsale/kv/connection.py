@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.connection import parse_url
 from redis.exceptions import RedisError
 
@@ -49,6 +49,18 @@ def connect(url: str | None = None, **kwargs: Any) -> Redis:
     """An asyncio client on `url` (default: `redis_url()`); it connects on its first command. Close it with
     `await client.aclose()`, or use it as `async with connect() as client:`."""
     return Redis.from_url(url or redis_url(), **{"socket_connect_timeout": CONNECT_TIMEOUT_S, **kwargs})
+
+
+def connect_pooled(url: str | None = None, *, max_connections: int, timeout_s: float, **kwargs: Any) -> Redis:
+    """As `connect`, on at most `max_connections` connections: a command waits up to `timeout_s` for one to come
+    free (then redis-py's `ConnectionError`), where `connect`'s pool opens one more for every concurrent command."""
+    pool = BlockingConnectionPool.from_url(
+        url or redis_url(),
+        max_connections=max_connections,
+        timeout=timeout_s,
+        **{"socket_connect_timeout": CONNECT_TIMEOUT_S, **kwargs},
+    )
+    return Redis.from_pool(pool)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-from flashsale import aio, contract, placement
+from flashsale import aio, contract, placement, stock_gate, strategies
 from flashsale.db import connection
 from flashsale.db.migrate import ready_url
 from flashsale.load import placing
@@ -268,7 +268,11 @@ def _probe(config: LoadConfig, base_url: str | None, stack: contextlib.AsyncExit
 
 
 async def _audit(config: LoadConfig, url: str, sale: Sale, merged: Merged) -> Audit:
-    """The sale audited against every answer the workers were given (acknowledged orders, keys, accepted ids)."""
+    """The sale audited against every answer the workers were given (acknowledged orders, keys, accepted ids), and
+    against its stock gate when the strategy keeps one (`redis_gate`)."""
+    gate = None
+    if strategies.STRATEGIES[config.strategy].needs_redis:
+        gate = await stock_gate.read_view(sale.flash_sale_id)
     conn = await connection.connect_async(url)
     async with conn:
         return await audit_sale(
@@ -278,6 +282,7 @@ async def _audit(config: LoadConfig, url: str, sale: Sale, merged: Merged) -> Au
             keys=merged.acknowledged_keys if config.keyed else None,
             key_disagreements=merged.disagreements,
             accepted=merged.accepted_ids or None,
+            gate=gate,
         )
 
 

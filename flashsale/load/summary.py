@@ -55,6 +55,8 @@ AUDIT_KEYS = (
     "failed",
     "accepted",
     "accepted_unsettled",
+    "gate_stock",
+    "gate_disagreements",
 )
 CPU_WARNING_PERCENT = 90.0
 
@@ -289,6 +291,8 @@ def _audit_text(audit: dict[str, Any] | None) -> str:
         text += f", {audit['accepted']} accepted ({audit['accepted_unsettled']} unsettled, {audit['pending']} pending)"
     if audit.get("keys") is not None:
         text += f", {audit['keys']} idempotency keys ({audit['key_violations']} without exactly one order)"
+    if audit.get("gate_stock") is not None:
+        text += f", stock gate {audit['gate_stock']} remaining ({audit['gate_disagreements']} disagreements)"
     return text
 
 

@@ -47,6 +47,31 @@ async def send_take_stock(conn: Conn, command: PlaceOrder, *, now: datetime | No
     return Pending(cur, OrderRecord.to_domain)
 
 
+_TAKE_ADMITTED = f"""
+WITH sale AS (
+    UPDATE flash_sales SET remaining_inventory = remaining_inventory - %(quantity)s
+     WHERE id = %(sale)s AND gate_epoch = %(epoch)s
+       AND remaining_inventory >= %(quantity)s AND starts_at <= %(now)s AND %(now)s < ends_at
+       AND {_BOUGHT} + %(quantity)s <= per_user_limit
+    RETURNING id
+)
+INSERT INTO orders (id, user_id, flash_sale_id, quantity, status, idempotency_key)
+SELECT %(id)s, %(user)s, id, %(quantity)s, 'CONFIRMED', %(key)s FROM sale
+{_RETURNING}
+"""
+
+
+async def send_take_admitted(
+    conn: Conn, command: PlaceOrder, *, order_id: UUID, epoch: int, now: datetime
+) -> Pending[Order]:
+    """Write an order a stock gate admitted at `epoch` (the instant `now`), as order `order_id`: the statement of
+    `send_take_stock` (the database checks every rule again), and only while the sale is still at that gate epoch
+    (see migration 0006). Same precondition (`locks.lock_buyer`)."""
+    cur = conn.cursor(row_factory=class_row(OrderRecord))
+    await cur.execute(_TAKE_ADMITTED, {**_params(command), "now": now, "epoch": epoch, "id": order_id})
+    return Pending(cur, OrderRecord.to_domain)
+
+
 # The shard order is a hash of (shard + a random spin sent with the statement), not random(): when the UPDATE has
 # waited for a shard, PostgreSQL re-checks the row by re-running the subquery (EvalPlanQual), and random() would
 # then name another shard, so that the statement took nothing although its shard had the units.

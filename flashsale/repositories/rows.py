@@ -100,6 +100,18 @@ class SaleSnapshotRecord(FlashSaleRecord):
 
 
 @dataclass(frozen=True, slots=True)
+class GateSaleRecord:
+    """Not a table: what a stock gate is rebuilt from, read as its rebuild takes the sale's next epoch (see
+    `gates.send_next_epoch`)."""
+
+    epoch: int
+    remaining: int
+    per_user_limit: int
+    starts_at: datetime
+    ends_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ShardRecord:
     flash_sale_id: UUID
     shard: int

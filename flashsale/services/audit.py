@@ -2,7 +2,9 @@
 confirmed orders, did any user get more than the per-user limit, is every order a client was told was created
 (acknowledged: a 201, or an order returned in-process) in the database, and (with idempotency keys) does each key
 have one order, the one its clients were answered with? For asynchronous orders (`serve --accept async`): has every
-accepted order been settled, CONFIRMED or FAILED, with none left pending?"""
+accepted order been settled, CONFIRMED or FAILED, with none left pending? For a sale sold through the stock gate
+(`redis_gate`), once everything has settled: does the gate hold what the database holds (the units left, each
+buyer's units)?"""
 
 from __future__ import annotations
 
@@ -13,7 +15,17 @@ from uuid import UUID
 from psycopg import AsyncConnection
 
 from flashsale.domain import SaleNotFound
-from flashsale.repositories import audits
+from flashsale.repositories import audits, gates
+
+
+@dataclass(frozen=True)
+class GateView:
+    """What a sale's stock gate holds (read from Redis by `flashsale.stock_gate`): its epoch, the units it has left
+    to admit, and the units it admitted to each buyer."""
+
+    epoch: int
+    stock: int
+    buyers: dict[str, int]  # by the user's id as text (a gate may hold anything: what is not a user disagrees)
 
 
 @dataclass(frozen=True)
@@ -39,6 +51,9 @@ class Audit:
     settlement_leftovers: int = 0  # orders a settlement placed but never moved onto their pending order
     accepted: int | None = None  # with the ids of the orders accepted (202): how many distinct
     accepted_unsettled: int = 0  # of those, not CONFIRMED or FAILED orders of the sale: lost or still pending
+    # With the sale's stock gate (else None / 0):
+    gate_stock: int | None = None  # the units the gate has left to admit
+    gate_disagreements: int = 0  # the stock, and each buyer, on which the gate and the database disagree
 
     @property
     def ok(self) -> bool:
@@ -52,6 +67,7 @@ class Audit:
             and self.pending == 0
             and self.settlement_leftovers == 0
             and self.accepted_unsettled == 0
+            and self.gate_disagreements == 0
         )
 
     def problems(self) -> list[str]:
@@ -79,6 +95,11 @@ class Audit:
             found.append(f"{self.settlement_leftovers} settlement orders were not moved onto their pending order")
         if self.accepted_unsettled:
             found.append(f"{self.accepted_unsettled} of {self.accepted} accepted orders are not settled")
+        if self.gate_disagreements:
+            found.append(
+                f"the stock gate disagrees with the database on {self.gate_disagreements} counts (units left: "
+                f"{self.gate_stock} in the gate, {self.remaining} in the database; or buyers' units)"
+            )
         return found
 
     def as_json(self) -> dict:
@@ -93,12 +114,14 @@ async def audit_sale(
     keys: tuple[list[str], list[UUID]] | None = None,
     key_disagreements: int = 0,
     accepted: Iterable[UUID] | None = None,
+    gate: GateView | None = None,
 ) -> Audit:
     """The audit of one sale; with `acknowledged` (order ids, or their 16-byte forms end to end), also check that
     every order a client was acknowledged is there; with `keys` (idempotency keys, and the order each was answered
     with), that each key has that order and no other (`key_disagreements`: keys the clients saw answered with two
-    different orders, counted as they ran); with `accepted` (ids of orders answered 202), that each was settled.
-    Orders still pending always fail the audit: run it once the settlement is done."""
+    different orders, counted as they ran); with `accepted` (ids of orders answered 202), that each was settled;
+    with `gate` (the sale's stock gate as `flashsale.stock_gate.read_view` reads it), that the gate and the
+    database agree. Orders still pending always fail the audit: run it once the settlement is done."""
     record = await audits.read(conn, flash_sale_id)
     if record is None:
         raise SaleNotFound(flash_sale_id)
@@ -124,6 +147,11 @@ async def audit_sale(
         accepted_ids = list(dict.fromkeys(accepted))
         unsettled = await audits.count_unsettled(conn, flash_sale_id, accepted_ids) if accepted_ids else 0
         acks |= {"accepted": len(accepted_ids), "accepted_unsettled": unsettled}
+    if gate is not None:
+        held = {str(user): units for user, units in await (await gates.send_held_by_buyers(conn, flash_sale_id)).all()}
+        buyers = held.keys() | gate.buyers.keys()
+        disagreeing = sum(held.get(user, 0) != gate.buyers.get(user, 0) for user in buyers)
+        acks |= {"gate_stock": gate.stock, "gate_disagreements": (gate.stock != record.remaining) + disagreeing}
     return Audit(
         total=record.total,
         remaining=record.remaining,

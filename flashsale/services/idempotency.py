@@ -16,6 +16,9 @@ the README, the HTTP service and the CLI refer to it), and the notes below say h
   nothing, so sending it again with the same key runs it again against the sale as it is then; since it created
   nothing, that can never create a second order. (Stripe also saves error answers; here there is nothing to save:
   a refusal leaves no trace.)
+- A strategy that `replays_keys` (the stock gate) answers a key that has an order itself, before any rule, by
+  raising `IdempotencyKeyTaken`: the key is then not looked up in the database first, nor after a refusal (which
+  the strategy gave knowing that no request with the key had won), so that refusals never reach the database.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ async def place_order(strategy: OrderStrategy, pool: AsyncConnectionPool, comman
         async with pool.connection() as conn:
             return await orders.get_by_idempotency_key(conn, key)
 
-    return await at_most_once(command, find, lambda: strategy.place_order(pool, command))
+    return await at_most_once(command, find, lambda: strategy.place_order(pool, command), replays=_replays(strategy))
 
 
 async def create_order(strategy: OrderStrategy, conn: AsyncConnection, command: PlaceOrder) -> Placement:
@@ -66,16 +69,22 @@ async def create_order(strategy: OrderStrategy, conn: AsyncConnection, command: 
         command,
         lambda: orders.get_by_idempotency_key(conn, key),
         lambda: strategy.create_order(conn, command),
+        replays=_replays(strategy),
     )
 
 
 async def at_most_once(
-    command: PlaceOrder, find: Callable[[], Awaitable[Order | None]], place: Callable[[], Awaitable[Order]]
+    command: PlaceOrder,
+    find: Callable[[], Awaitable[Order | None]],
+    place: Callable[[], Awaitable[Order]],
+    *,
+    replays: bool = False,
 ) -> Placement:
     """The order `find` reads for the command's key (replayed), else the one `place` makes, else, when placing
     failed because a racing request with the same key won, that request's order: the policy above, for any way of
-    placing an order under the key (a strategy's transaction, or `flashsale.services.settlement`'s PENDING insert)."""
-    if (earlier := await find()) is not None:
+    placing an order under the key (a strategy's transaction, or `flashsale.services.settlement`'s PENDING insert).
+    `replays`: `place` answers a key that has an order itself (see `OrderStrategy.replays_keys`)."""
+    if not replays and (earlier := await find()) is not None:
         return Placement(_answering(command, earlier), replayed=True)
     try:
         return Placement(await place(), replayed=False)
@@ -84,12 +93,18 @@ async def at_most_once(
         # key that won: then this one is answered with its order.
         if isinstance(exc, errors.UniqueViolation) and exc.diag.constraint_name != orders.IDEMPOTENCY_KEY_CONSTRAINT:
             raise
+        if replays and isinstance(exc, DomainError | StrategyUnavailable):
+            raise
         earlier = await find()
         if earlier is None:
             if isinstance(exc, IdempotencyKeyTaken | errors.UniqueViolation):  # pragma: no cover - keys are never freed
                 raise RuntimeError(f"idempotency key {command.idempotency_key!r} is taken but has no order") from exc
             raise
         return Placement(_answering(command, earlier), replayed=True)
+
+
+def _replays(strategy: OrderStrategy) -> bool:
+    return bool(getattr(strategy, "replays_keys", False))  # wrappers (tests, admission) need not say
 
 
 def _answering(command: PlaceOrder, earlier: Order) -> Order:

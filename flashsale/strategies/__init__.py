@@ -5,18 +5,30 @@ from __future__ import annotations
 from typing import Any
 
 from flashsale.strategies.atomic import Atomic
-from flashsale.strategies.base import PGBENCH_VARIANTS, Busy, OrderStrategy, PgbenchPlan, Rejected, StrategyUnavailable
+from flashsale.strategies.base import (
+    PGBENCH_VARIANTS,
+    REFERENCE_KINDS,
+    Busy,
+    NoPgbenchScript,
+    OrderStrategy,
+    PgbenchPlan,
+    RedisBenchmarkPlan,
+    ReferencePlan,
+    Rejected,
+    StrategyUnavailable,
+)
 from flashsale.strategies.batched import Batched
 from flashsale.strategies.optimistic import Optimistic
 from flashsale.strategies.pessimistic import Pessimistic
 from flashsale.strategies.pessimistic_nowait import PessimisticNowait
 from flashsale.strategies.procedure import Procedure
+from flashsale.strategies.redis_gate import RedisGate
 from flashsale.strategies.serializable import Serializable
 from flashsale.strategies.sharded import Sharded
 from flashsale.strategies.unsafe import Unsafe
 
 # In the order listings show them: the baseline, its variants, the designs that spread or amortise the lock, the
-# counter-example last.
+# gate that keeps refusals out of the database, the counter-example last.
 STRATEGIES: dict[str, type[OrderStrategy]] = {
     cls.name: cls
     for cls in (
@@ -28,6 +40,7 @@ STRATEGIES: dict[str, type[OrderStrategy]] = {
         Atomic,
         Sharded,
         Batched,
+        RedisGate,
         Unsafe,
     )
 }
@@ -39,9 +52,14 @@ class UnknownStrategy(ValueError):
         super().__init__(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
 
 
-def names(*, safe: bool | None = None) -> list[str]:
-    """Every strategy's name, or only the safe (or unsafe) ones."""
-    return [name for name, cls in STRATEGIES.items() if safe is None or cls.safe == safe]
+def names(*, safe: bool | None = None, reference: str | None = None) -> list[str]:
+    """Every strategy's name, or only the safe (or unsafe) ones, or only those whose reference line runs
+    `reference` (one of `REFERENCE_KINDS`)."""
+    return [
+        name
+        for name, cls in STRATEGIES.items()
+        if (safe is None or cls.safe == safe) and (reference is None or cls.reference_kind == reference)
+    ]
 
 
 def get_strategy(name: str, **params: Any) -> OrderStrategy:
@@ -56,10 +74,14 @@ def get_strategy(name: str, **params: Any) -> OrderStrategy:
 __all__ = [
     "DEFAULT_STRATEGY",
     "PGBENCH_VARIANTS",
+    "REFERENCE_KINDS",
     "STRATEGIES",
     "Busy",
+    "NoPgbenchScript",
     "OrderStrategy",
     "PgbenchPlan",
+    "RedisBenchmarkPlan",
+    "ReferencePlan",
     "Rejected",
     "StrategyUnavailable",
     "UnknownStrategy",

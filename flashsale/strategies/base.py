@@ -52,6 +52,14 @@ PGBENCH_VARIANTS = ("driver", "lookup")
 
 _LOOKUP_NOTE = "one statement a round trip, and a lookup of the user by number in every order (the driver has none)"
 
+# What a strategy's reference line replays: its SQL with pgbench, or (strategies that decide in Redis) its Lua
+# script with redis-benchmark.
+REFERENCE_KINDS = ("pgbench", "redis-benchmark")
+
+
+class NoPgbenchScript(ValueError):
+    """The strategy decides outside the database: its reference line is not pgbench's."""
+
 
 @dataclass(frozen=True)
 class PgbenchPlan:
@@ -62,6 +70,7 @@ class PgbenchPlan:
     `variant` names the script (one of `PGBENCH_VARIANTS`); `matched` says whether it sends the driver's statements
     in the driver's round trips, and `note` in one line where it differs (the script's header says it in full)."""
 
+    kind: ClassVar[str] = REFERENCE_KINDS[0]
     script: str
     clients: int
     variables: dict[str, str] = field(default_factory=dict)
@@ -70,6 +79,26 @@ class PgbenchPlan:
     variant: str = PGBENCH_VARIANTS[0]
     matched: bool = False
     note: str = ""
+
+
+@dataclass(frozen=True)
+class RedisBenchmarkPlan:
+    """How to replay a strategy's Lua script with redis-benchmark for a run at `vus` virtual users: the script (sent
+    as EVALSHA), the clients, the script's `keys` and `args` (where `$sale`, `$now_us` and `$quantity` stand for
+    the sale, the instant and the quantity, and `__rand_int__` for a user drawn by redis-benchmark among the sale's),
+    and how many requests to send (redis-benchmark runs a count, not a duration). One request is one decision;
+    `note` says in one line how it stands to what the strategy does for an order."""
+
+    kind: ClassVar[str] = REFERENCE_KINDS[1]
+    script: str
+    clients: int
+    keys: tuple[str, ...]
+    args: tuple[str, ...]
+    requests: int = 100_000
+    note: str = ""
+
+
+ReferencePlan = PgbenchPlan | RedisBenchmarkPlan
 
 
 class OrderStrategy(ABC):
@@ -88,6 +117,14 @@ class OrderStrategy(ABC):
     # The "driver" pgbench script: whether it sends exactly the strategy's round trips, and where it differs.
     pgbench_matched: ClassVar[bool] = False
     pgbench_note: ClassVar[str] = ""
+    # The tool its reference line runs (one of `REFERENCE_KINDS`).
+    reference_kind: ClassVar[str] = REFERENCE_KINDS[0]
+    # Decides in Redis as well (`redis_gate`): it needs a Redis server (`flashsale.kv`), which the tests give it.
+    needs_redis: ClassVar[bool] = False
+    # Answers an idempotency key that already has an order itself, before any rule and without the database, by
+    # raising `IdempotencyKeyTaken`: `flashsale.services.idempotency` then looks the key up neither before placing nor
+    # after a refusal (a refusal is then final: no request with the same key had won).
+    replays_keys: ClassVar[bool] = False
 
     def __init__(self, *, clock: Clock = utc_now) -> None:
         self.clock = clock
@@ -143,10 +180,17 @@ class OrderStrategy(ABC):
         :users, :quantity)."""
         if variant not in PGBENCH_VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(PGBENCH_VARIANTS)}, got {variant!r}")
+        if self.reference_kind != "pgbench":
+            raise NoPgbenchScript(f"{self.name} has no pgbench script: its reference line is {self.reference_kind}")
         folder = resources.files("flashsale.strategies") / "pgbench"
         if variant != "driver":
             folder = folder / variant
         return (folder / f"{self.name}.sql").read_text()
+
+    def reference_plan(self, vus: int, *, variant: str = PGBENCH_VARIANTS[0]) -> ReferencePlan:
+        """The reference line's run for `vus` virtual users: pgbench with the script of `variant` (see
+        `pgbench_plan`), or, for a strategy that decides in Redis, redis-benchmark with its Lua script."""
+        return self.pgbench_plan(vus, variant=variant)
 
     def pgbench_plan(self, vus: int, *, variant: str = PGBENCH_VARIANTS[0]) -> PgbenchPlan:
         """The pgbench run that corresponds to `vus` virtual users placing orders through this strategy, with the

@@ -16,7 +16,6 @@ import pytest
 from psycopg import errors
 
 from flashsale import strategies
-from flashsale.db import connection
 from flashsale.repositories import orders, users
 from flashsale.services.audit import audit_sale
 from flashsale.services.crowd import CrowdResult, buy_concurrently, crowd_commands
@@ -37,14 +36,6 @@ HOLD_SHARDS = "SELECT 1 FROM flash_sale_shards WHERE flash_sale_id = %s FOR UPDA
 @pytest.fixture(params=SAFE)
 def strategy(request, make_strategy):
     return make_strategy(request.param, patient=True, **SETTINGS.get(request.param, {}))
-
-
-@pytest.fixture
-async def holder(database_url):
-    """The connection that holds the sale while the buyers queue."""
-    c = await connection.connect_async(database_url)
-    async with c:
-        yield c
 
 
 async def contended(holder, watcher, pool, strategy, commands, sale_id) -> tuple[CrowdResult, int]:
@@ -75,6 +66,7 @@ async def contended(holder, watcher, pool, strategy, commands, sale_id) -> tuple
         finally:
             finished += 1
 
+    await strategy.start(pool)  # as the service does before its first order (redis_gate builds its gate then)
     seen = 0
     async with holder.transaction():
         await holder.execute(HOLD_SALE, [sale_id])
@@ -117,6 +109,12 @@ def check_contention(strategy, buyers: int, seen: int, *, everyone_queued: bool 
     elif strategy.name == "batched":
         assert seen >= strategy.workers
         assert counters["batches"] >= math.ceil(buyers / strategy.batch_size), dict(counters)
+    elif strategy.name == "redis_gate":
+        # Only the orders its script admitted reached the database, every one of them queued on the held sale, and
+        # the database refused none of them.
+        assert seen == counters["admitted"] == counters["written"] > 0, dict(counters)
+        assert counters["refused"] == buyers - seen, dict(counters)
+        assert counters["database_refusals"] == 0, dict(counters)
     else:
         assert seen == buyers if everyone_queued else seen > 0
         # Every write queued behind the holder found the row changed by it, and tried again.

@@ -151,6 +151,7 @@ MECHANISM = {
     "atomic": "single conditional statement",
     "sharded": "flash_sale_shards",
     "batched": "queue",
+    "redis_gate": "One Lua script",
     "unsafe": "UNSAFE",
 }
 
@@ -194,7 +195,22 @@ class TestCatalogue:
             strategy = strategies.get_strategy(name)
             assert strategy.name == name
             assert MECHANISM[name] in strategy.summary, name
-            assert "SELECT" in strategy.pgbench_script() or "place_order" in strategy.pgbench_script()
+            if strategy.reference_kind == "pgbench":
+                assert "SELECT" in strategy.pgbench_script() or "place_order" in strategy.pgbench_script()
+            else:
+                with pytest.raises(strategies.NoPgbenchScript, match="its reference line is redis-benchmark"):
+                    strategy.pgbench_script()
+
+    def test_every_strategy_names_its_reference_line(self):
+        """pgbench replaying its SQL, or (redis_gate) redis-benchmark sending its Lua script, with the same clients."""
+        for name in ALL:
+            strategy = strategies.get_strategy(name)
+            plan = strategy.reference_plan(8)
+            assert plan.kind == strategy.reference_kind, name
+            if plan.kind == "pgbench":
+                assert plan == strategy.pgbench_plan(8)
+            else:
+                assert (plan.clients, "redis.call" in plan.script) == (8, True)
 
     def test_only_unsafe_is_unsafe(self):
         assert strategies.names(safe=False) == ["unsafe"]
@@ -214,6 +230,8 @@ class TestCatalogue:
             ("batched", {"batch_size": 0}),
             ("batched", {"queue_size": 0}),
             ("unsafe", {"race_delay_s": -1}),
+            ("redis_gate", {"redis_connections": 0}),
+            ("redis_gate", {"wait_s": 0}),
         ],
     )
     def test_bad_parameters_are_refused(self, name, params):

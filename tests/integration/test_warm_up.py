@@ -24,8 +24,9 @@ async def test_every_connection_is_warmed_and_nothing_is_written(
     try:
         await strategy.start(pool)
         strategy.counters["before"] = 7
+        before = dict(strategy.counters)  # with what `start` counted (redis_gate: its rebuilds)
         await strategy.warm_up(pool)
-        assert dict(strategy.counters) == {"before": 7}
+        assert dict(strategy.counters) == before
 
         held, everyone = [], asyncio.Barrier(SIZE + 1)
 
