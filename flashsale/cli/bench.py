@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from flashsale import strategies
-from flashsale.cli.load import add_scenario_arguments, fail, positive_int
+from flashsale.cli.load import add_scenario_arguments, fail, positive_int, scenario_from
 from flashsale.cli.output import add_json_flag, emit
 from flashsale.cli.placement_options import add_placement_options, placement_from
 from flashsale.load.config import LoadConfig
@@ -50,16 +50,9 @@ def cmd_pgbench(args: argparse.Namespace) -> int:
     placement = placement_from(args)
     config = LoadConfig(
         target="db",
-        strategy=args.strategy,
+        **scenario_from(args),
         shape=Closed(vus=args.vus),
         duration_s=args.duration,
-        users=args.users,
-        inventory=args.inventory,
-        per_user_limit=args.per_user_limit,
-        quantity=args.quantity,
-        shards=args.shards,
-        reset=args.reset,
-        sale_id=args.sale,
         db_cpus=placement.db,
         client_cpus=placement.client,
     )
