@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from flashsale import strategies
-from flashsale.cli.load import add_scenario_arguments, fail, positive_int, scenario_from
+from flashsale.cli.load import add_scenario_arguments, fail, scenario_from
 from flashsale.cli.output import add_json_flag, emit
 from flashsale.cli.placement_options import add_placement_options, placement_from
 from flashsale.load.config import LoadConfig
@@ -14,7 +14,7 @@ from flashsale.load.pgbench import PROTOCOLS, PgbenchFailed
 from flashsale.load.reference import run_reference
 from flashsale.load.shapes import Closed
 from flashsale.strategies import PGBENCH_VARIANTS
-from flashsale.units import seconds
+from flashsale.units import positive_int, seconds
 
 
 def register(subparsers) -> None:

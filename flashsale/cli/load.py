@@ -13,7 +13,7 @@ from flashsale import strategies
 from flashsale.cli.output import add_json_flag, emit
 from flashsale.cli.placement_options import add_placement_options, placement_from
 from flashsale.http.settings import ServiceSettings
-from flashsale.units import seconds
+from flashsale.units import positive_int, seconds
 
 if TYPE_CHECKING:
     from flashsale.load.shapes import Shape
@@ -25,16 +25,6 @@ def fail(args: argparse.Namespace, code: str, message: str, status: int = 1) -> 
         print(json.dumps({"error": code, "message": message}))
     print(f"flashsale: error: {message}", file=sys.stderr)
     return status
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
-positive_int.__name__ = "positive integer"
 
 
 def uuid_arg(text: str) -> uuid.UUID:
