@@ -32,3 +32,14 @@ def duration(text: str) -> timedelta:
 def seconds(text: str) -> float:
     """argparse type: a duration in seconds."""
     return parse_seconds(text)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number, 1 or more ("invalid positive integer value")."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+positive_int.__name__ = "positive integer"

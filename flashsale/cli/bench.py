@@ -8,7 +8,7 @@ import argparse
 
 from flashsale import strategies
 from flashsale.cli import bench_redis
-from flashsale.cli.load import add_scenario_arguments, fail, positive_int
+from flashsale.cli.load import add_scenario_arguments, fail, scenario_from
 from flashsale.cli.output import add_json_flag, emit
 from flashsale.cli.placement_options import add_placement_options, placement_from
 from flashsale.load.config import LoadConfig
@@ -16,7 +16,7 @@ from flashsale.load.pgbench import PROTOCOLS, PgbenchFailed
 from flashsale.load.reference import run_reference
 from flashsale.load.shapes import Closed
 from flashsale.strategies import PGBENCH_VARIANTS, PgbenchPlan
-from flashsale.units import seconds
+from flashsale.units import positive_int, seconds
 
 
 def register(subparsers) -> None:
@@ -55,16 +55,9 @@ def cmd_pgbench(args: argparse.Namespace) -> int:
     placement = placement_from(args)
     config = LoadConfig(
         target="db",
-        strategy=args.strategy,
+        **scenario_from(args),
         shape=Closed(vus=args.vus),
         duration_s=args.duration,
-        users=args.users,
-        inventory=args.inventory,
-        per_user_limit=args.per_user_limit,
-        quantity=args.quantity,
-        shards=args.shards,
-        reset=args.reset,
-        sale_id=args.sale,
         db_cpus=placement.db,
         client_cpus=placement.client,
     )

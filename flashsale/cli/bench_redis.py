@@ -7,13 +7,14 @@ import argparse
 import dataclasses
 
 from flashsale import strategies
-from flashsale.cli.load import add_scenario_arguments, fail, positive_int
+from flashsale.cli.load import add_scenario_arguments, fail
 from flashsale.cli.output import add_json_flag, emit
 from flashsale.cli.placement_options import add_placement_options, placement_from
 from flashsale.load.config import LoadConfig
 from flashsale.load.redis_benchmark import RedisBenchmarkFailed
 from flashsale.load.reference import run_reference
 from flashsale.load.shapes import Closed
+from flashsale.units import positive_int
 
 IN_REDIS = strategies.names(reference="redis-benchmark")
 

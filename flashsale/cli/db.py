@@ -116,27 +116,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_reset(args: argparse.Namespace) -> int:
     from flashsale.services import scenario
 
-    scenario.validate(
-        users=args.users,
-        inventory=args.inventory,
-        per_user_limit=args.per_user_limit,
-        window=args.sale_window,
-        shards=args.shards,
-    )
+    sale = dict(users=args.users, inventory=args.inventory, per_user_limit=args.per_user_limit, shards=args.shards)
+    scenario.validate(**sale, window=args.sale_window)  # before the database is started for nothing
     url = migrate.ready_url()
 
     async def go():
         conn = await connection.connect_async(url)
         async with conn:
-            return await scenario.reset(
-                conn,
-                users=args.users,
-                inventory=args.inventory,
-                per_user_limit=args.per_user_limit,
-                window=args.sale_window,
-                starts_in=args.starts_in,
-                shards=args.shards,
-            )
+            return await scenario.reset(conn, **sale, window=args.sale_window, starts_in=args.starts_in)
 
     made = aio.run(go())
     emit(

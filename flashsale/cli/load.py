@@ -7,13 +7,13 @@ import argparse
 import json
 import sys
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flashsale import strategies
 from flashsale.cli.output import add_json_flag, emit
 from flashsale.cli.placement_options import add_placement_options, placement_from
 from flashsale.http.settings import ServiceSettings
-from flashsale.units import seconds
+from flashsale.units import positive_int, seconds
 
 if TYPE_CHECKING:
     from flashsale.load.shapes import Shape
@@ -25,16 +25,6 @@ def fail(args: argparse.Namespace, code: str, message: str, status: int = 1) -> 
         print(json.dumps({"error": code, "message": message}))
     print(f"flashsale: error: {message}", file=sys.stderr)
     return status
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
-positive_int.__name__ = "positive integer"
 
 
 def uuid_arg(text: str) -> uuid.UUID:
@@ -104,6 +94,15 @@ def add_scenario_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-reset", dest="reset", action="store_false", help="keep the database as it is: load the newest sale"
     )
     parser.add_argument("--sale", type=uuid_arg, help="with --no-reset: the flash sale to load (default the newest)")
+
+
+# The `LoadConfig` fields the options of `add_scenario_arguments` set, under the same names (and `--sale`: sale_id).
+_SCENARIO_FIELDS = ("strategy", "users", "inventory", "per_user_limit", "shards", "quantity", "reset")
+
+
+def scenario_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The `LoadConfig` fields the options of `add_scenario_arguments` give."""
+    return {**{name: getattr(args, name) for name in _SCENARIO_FIELDS}, "sale_id": args.sale}
 
 
 def register(subparsers) -> None:
@@ -223,18 +222,11 @@ def cmd_load(args: argparse.Namespace) -> int:
     config = LoadConfig(
         target=args.target,
         base_url=args.base_url,
-        strategy=args.strategy,
+        **scenario_from(args),
         shape=shape,
         sale_opens_s=args.sale_opens_at,
         duration_s=args.duration if args.duration is not None else _default_duration(shape, args.warmup),
         warmup_s=args.warmup,
-        users=args.users,
-        inventory=args.inventory,
-        per_user_limit=args.per_user_limit,
-        shards=args.shards,
-        quantity=args.quantity,
-        reset=args.reset,
-        sale_id=args.sale,
         seed=args.seed,
         pool_size=args.pool_size,
         faults=tuple(args.fault),

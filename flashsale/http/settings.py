@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flashsale import strategies
-from flashsale.units import seconds
+from flashsale.units import positive_int, seconds
 
 DEFAULT_POOL_SIZE = 8  # the issue measured 5-10 connections as best for one hot row
 DEFAULT_POOL_TIMEOUT_S = 5.0
@@ -76,16 +76,6 @@ def _port(text: str) -> int:
     return value
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
-_positive_int.__name__ = "positive integer"
-
-
 @dataclass(frozen=True)
 class ServiceSettings:
     """Everything one `flashsale serve` runs with, but the database (its URL comes from the environment)."""
@@ -112,7 +102,7 @@ class ServiceSettings:
         "--workers",
         "server processes on the port, each with its own pool of --pool-size connections and its own strategy "
         "instance (default 1: this process serves)",
-        parse=_positive_int,
+        parse=positive_int,
         load="--service-workers",
     )
     drain_timeout_s: float = setting(
@@ -145,7 +135,7 @@ class ServiceSettings:
         load=True,
     )
     queue_workers: int = setting(
-        1, "--queue-workers", "workers taking orders from the queue (default 1)", parse=_positive_int, load=True
+        1, "--queue-workers", "workers taking orders from the queue (default 1)", parse=positive_int, load=True
     )
     user_rate: float = setting(
         0.0,

@@ -13,13 +13,28 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 from uuid import UUID
 
 import numpy as np
 
 from flashsale.load.outcomes import Outcomes
 from flashsale.load.records import RecordBuffer
+from flashsale.load.retries import KeyedRetries
 from flashsale.load.workloads import WorkloadStats
+
+
+class Answers(Protocol):
+    """What a worker keeps of its answers beside the records (a native target, or a Locust worker's orders): the
+    outcome names, the orders it was told were created, its idempotency keys, and the orders answered 202 with
+    their follow-ups and the status requests those sent."""
+
+    outcomes: Outcomes
+    acknowledged: bytearray
+    retries: KeyedRetries | None
+    accepted: bytearray
+    settlements: RecordBuffer
+    polls: int
 
 
 @dataclass
@@ -62,6 +77,25 @@ class WorkerResult:
             status=records.status.tobytes(),
             sent_ns=records.sent_ns.tobytes(),
             outcome_names=list(outcomes.names),
+            **fields,
+        )
+
+    @classmethod
+    def measured(cls, worker: int, records: RecordBuffer, answers: Answers, **fields: Any) -> WorkerResult:
+        """Worker `worker`'s result from its `records` and `answers`; `fields` add the rest (stats, CPU, wall time)."""
+        keys = answers.retries.worker_fields() if answers.retries is not None else {}
+        settled = answers.settlements
+        return cls.from_buffer(
+            worker,
+            records,
+            answers.outcomes,
+            acknowledged=bytes(answers.acknowledged),
+            accepted=bytes(answers.accepted),
+            settle_start_ns=settled.start_ns.tobytes(),
+            settle_latency_ns=settled.latency_ns.tobytes(),
+            settle_outcome=settled.outcome.tobytes(),
+            polls=answers.polls,
+            **keys,
             **fields,
         )
 

@@ -25,47 +25,22 @@ class Sale:
     per_user_limit: int
 
 
-async def prepare_sale(
-    conn: AsyncConnection,
-    *,
-    reset: bool = True,
-    users: int = 100,
-    inventory: int = 50,
-    per_user_limit: int = 1,
-    shards: int | None = None,
-    sale_id: UUID | None = None,
-) -> Sale:
-    """With `reset`, empty the database and create the scenario (with `shards` when the scenario takes them);
-    otherwise the sale `sale_id`, or the newest one, as it is."""
-    if reset:
+async def configured_sale(conn: AsyncConnection, config: LoadConfig) -> Sale:
+    """The sale a load configuration describes: with `reset`, an empty database and a fresh scenario (with `shards`
+    when the scenario takes them); otherwise the sale `sale_id`, or the newest one, as it is."""
+    if config.reset:
+        shards = scenario.DEFAULT_SHARDS if config.shards is None else config.shards
         made = await scenario.reset(
-            conn,
-            users=users,
-            inventory=inventory,
-            per_user_limit=per_user_limit,
-            shards=scenario.DEFAULT_SHARDS if shards is None else shards,
+            conn, users=config.users, inventory=config.inventory, per_user_limit=config.per_user_limit, shards=shards
         )
         return Sale(made.flash_sale_id, made.users, made.inventory, made.per_user_limit)
-    if sale_id is not None:
-        found = await flash_sales.get(conn, sale_id)
+    if config.sale_id is not None:
+        found = await flash_sales.get(conn, config.sale_id)
         if found is None:
-            raise SaleNotFound(sale_id)
+            raise SaleNotFound(config.sale_id)
     else:
         every = await flash_sales.list_all(conn)
         if not every:
             raise LookupError("there is no flash sale to load (leave out --no-reset, or run `flashsale db reset`)")
         found = every[-1]
     return Sale(found.id, await users_repo.count(conn), found.total_inventory, found.per_user_limit)
-
-
-async def configured_sale(conn: AsyncConnection, config: LoadConfig) -> Sale:
-    """The sale a load configuration describes: a fresh scenario, or (`reset=False`) the one already there."""
-    return await prepare_sale(
-        conn,
-        reset=config.reset,
-        users=config.users,
-        inventory=config.inventory,
-        per_user_limit=config.per_user_limit,
-        shards=config.shards,
-        sale_id=config.sale_id,
-    )

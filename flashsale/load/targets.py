@@ -26,6 +26,7 @@ from flashsale.contract import ACCEPTED, CREATED, GAVE_UP, OUTCOME_BY_CODE, REPL
 from flashsale.db.guard import DatabaseDown, DatabaseGuard
 from flashsale.domain import DomainError, PlaceOrder
 from flashsale.load.http_client import HttpClient
+from flashsale.load.merge import Answers
 from flashsale.load.outcomes import Outcomes
 from flashsale.load.records import RecordBuffer
 from flashsale.load.retries import KeyedRetries
@@ -34,13 +35,12 @@ from flashsale.services import idempotency
 from flashsale.strategies import OrderStrategy, StrategyUnavailable
 
 
-class Target(Protocol):
+class Target(Answers, Protocol):
     """What a load worker drives: the users it orders for, one order for a user (its outcome id and HTTP status),
-    a session per virtual user, and the ids of the orders it was told were created."""
+    a session per virtual user, and what it keeps of the answers (`merge.Answers`: the ids of the orders it was told
+    were created, its idempotency keys, the follow-ups of orders answered 202)."""
 
     name: ClassVar[str]
-    outcomes: Outcomes
-    acknowledged: bytearray
 
     @property
     def users(self) -> int: ...
@@ -57,6 +57,11 @@ class _Target:
         self.outcomes = outcomes
         self.retries = retries
         self.acknowledged = bytearray()  # ids of the orders this target saw created (or replayed), 16 bytes each
+        # Asynchronous orders (the http target): the ids answered 202, 16 bytes each, one record an accepted order
+        # followed to its end, and the status requests sent.
+        self.accepted = bytearray()
+        self.settlements = RecordBuffer()
+        self.polls = 0
         self._error_ids: dict[type, tuple[int, int]] = {}
 
     def _failed(self, exc: BaseException, status: int = 0) -> tuple[int, int]:
@@ -248,9 +253,6 @@ class HttpTarget(_Target):
         self.poll_interval_s = poll_interval_s
         self.poll_max_ns = round(poll_max_s * 1e9)
         self.origin_ns = 0  # the run's origin, for the settlements' start offsets (set before the run)
-        self.accepted = bytearray()  # ids of the orders answered 202, 16 bytes each
-        self.settlements = RecordBuffer()
-        self.polls = 0  # status requests sent
         self._following: set[asyncio.Task] = set()
         self.flash_sale_id = flash_sale_id
         self.quantity = quantity

@@ -179,17 +179,7 @@ class Worker:
         wall_s = (time.perf_counter_ns() - origin_ns) / 1e9
         if progress is not None:
             progress(len(self.records))
-        return WorkerResult.from_buffer(
-            plan.index,
-            self.records,
-            self.outcomes,
-            acknowledged=bytes(target.acknowledged),
-            stats=stats,
-            cpu_s=cpu_s,
-            wall_s=wall_s,
-            **(self.retries.worker_fields() if self.retries is not None else {}),
-            **(_settlements(target) if isinstance(target, HttpTarget) else {}),
-        )
+        return WorkerResult.measured(plan.index, self.records, target, stats=stats, cpu_s=cpu_s, wall_s=wall_s)
 
     def finish(self, result: WorkerResult) -> WorkerResult:
         """`result` with the strategy's counters, read after the strategy stopped (a batch flushed at stop counts)."""
@@ -249,18 +239,6 @@ class Worker:
         stack.push_async_callback(target.close)
         await target.open()
         return target
-
-
-def _settlements(target: HttpTarget) -> dict:
-    """The follow-ups of the orders answered 202, as WorkerResult fields."""
-    settled = target.settlements
-    return {
-        "accepted": bytes(target.accepted),
-        "settle_start_ns": settled.start_ns.tobytes(),
-        "settle_latency_ns": settled.latency_ns.tobytes(),
-        "settle_outcome": settled.outcome.tobytes(),
-        "polls": target.polls,
-    }
 
 
 async def _report(records: RecordBuffer, progress: Callable[[int], None]) -> None:

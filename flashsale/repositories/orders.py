@@ -30,37 +30,24 @@ async def insert(
     status: OrderStatus,
     idempotency_key: str | None = None,
 ) -> Order:
-    cur = conn.cursor(row_factory=class_row(OrderRecord))
-    await cur.execute(_INSERT, [user_id, flash_sale_id, quantity, status.value, idempotency_key])
-    return (await fetch_one(cur)).to_domain()
-
-
-async def send_insert(
-    conn: Conn,
-    *,
-    user_id: UUID,
-    flash_sale_id: UUID,
-    quantity: int,
-    status: OrderStatus,
-    idempotency_key: str | None = None,
-) -> Pending[Order]:
-    """As `insert`, for pipelined flows that commit before they read the row (see `Pending`)."""
-    cur = conn.cursor(row_factory=class_row(OrderRecord))
-    await cur.execute(_INSERT, [user_id, flash_sale_id, quantity, status.value, idempotency_key])
-    return Pending(cur, OrderRecord.to_domain)
+    inserted = await _send_insert(conn, [user_id, flash_sale_id, quantity, status.value, idempotency_key])
+    return await inserted.only()
 
 
 async def send_insert_confirmed(conn: Conn, command: PlaceOrder) -> Pending[Order]:
     """Insert the confirmed order `command` asks for (with its idempotency key), for pipelined flows (see `Pending`):
     the INSERT every strategy that decides in Python sends once it has taken the stock."""
-    return await send_insert(
-        conn,
-        user_id=command.user_id,
-        flash_sale_id=command.flash_sale_id,
-        quantity=command.quantity,
-        status=OrderStatus.CONFIRMED,
-        idempotency_key=command.idempotency_key,
+    confirmed = OrderStatus.CONFIRMED.value
+    return await _send_insert(
+        conn, [command.user_id, command.flash_sale_id, command.quantity, confirmed, command.idempotency_key]
     )
+
+
+async def _send_insert(conn: Conn, values: list[object]) -> Pending[Order]:
+    """`_INSERT` with its values (user, sale, quantity, status, idempotency key), the row read later (`Pending`)."""
+    cur = conn.cursor(row_factory=class_row(OrderRecord))
+    await cur.execute(_INSERT, values)
+    return Pending(cur, OrderRecord.to_domain)
 
 
 async def send_insert_many(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from flashsale.domain import FlashSale, Order, OrderStatus, Product, User
+from flashsale.domain import FlashSale, Order, OrderStatus, PlaceOrder, Product, User
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,3 +129,16 @@ class PlacementRecord:
     remaining: int | None
     bought: int | None
     per_user_limit: int | None
+
+    def to_domain(self, command: PlaceOrder) -> Order:
+        """The order created for `command` (outcome "created"; the function returns only its id and time)."""
+        assert self.order_id is not None
+        assert self.created_at is not None
+        return Order(
+            id=self.order_id,
+            user_id=command.user_id,
+            flash_sale_id=command.flash_sale_id,
+            quantity=command.quantity,
+            status=OrderStatus.CONFIRMED,
+            created_at=self.created_at,
+        )

@@ -20,6 +20,7 @@ class Optimistic(RetryStrategy):
 
     name = "optimistic"
     conflict = "version_conflicts"
+    gave_up = "flash sale {sale} changed under every one of"
     safe = True
     summary = (
         "Optimistic locking with a version column. The order reads the sale, its version and the user's "
@@ -32,12 +33,6 @@ class Optimistic(RetryStrategy):
         "version, the writes still serialise on one row."
     )
     pgbench_note = "one attempt's round trips; a version conflict sells nothing instead of backing off and retrying"
-
-    async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
-        return await self.with_retries(
-            lambda: self.attempt(conn, command),
-            busy=f"flash sale {command.flash_sale_id} changed under every one of",
-        )
 
     async def attempt(self, conn: AsyncConnection, command: PlaceOrder) -> Order | None:
         """Read, check, and write only if the version is still the one read; None if it moved on."""

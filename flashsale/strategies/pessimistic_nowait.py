@@ -21,6 +21,8 @@ class PessimisticNowait(RetryStrategy):
 
     name = "pessimistic_nowait"
     conflict = "lock_not_available"
+    lost = (errors.LockNotAvailable,)
+    gave_up = "flash sale {sale} stayed locked through"
     default_retries = 8
     safe = True
     summary = (
@@ -33,11 +35,7 @@ class PessimisticNowait(RetryStrategy):
     )
     pgbench_note = "as pessimistic, with SKIP LOCKED for NOWAIT; a failed attempt sells nothing, no backoff or retry"
 
-    async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
-        return await self.with_retries(
-            lambda: pessimistic.create_order(
-                conn, command, clock=self.clock, lock=flash_sales.send_get_for_update_nowait, counters=self.counters
-            ),
-            lost=(errors.LockNotAvailable,),
-            busy=f"flash sale {command.flash_sale_id} stayed locked through",
-        )
+    async def attempt(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
+        """The seed's flow, taking the row lock with NOWAIT (`LockNotAvailable`: lost)."""
+        lock = flash_sales.send_get_for_update_nowait
+        return await pessimistic.create_order(conn, command, clock=self.clock, lock=lock, counters=self.counters)

@@ -7,7 +7,6 @@ from psycopg import AsyncConnection, errors
 from flashsale.db.pipeline import statements
 from flashsale.domain import (
     Order,
-    OrderStatus,
     PerUserLimitExceeded,
     PlaceOrder,
     SaleNotActive,
@@ -45,16 +44,7 @@ class Procedure(OrderStrategy):
             raise UserNotFound(command.user_id) from exc
         if placed.outcome != "created":
             raise refusal(placed, command)
-        assert placed.order_id is not None
-        assert placed.created_at is not None
-        return Order(
-            id=placed.order_id,
-            user_id=command.user_id,
-            flash_sale_id=command.flash_sale_id,
-            quantity=command.quantity,
-            status=OrderStatus.CONFIRMED,
-            created_at=placed.created_at,
-        )
+        return placed.to_domain(command)
 
 
 def refusal(placed: PlacementRecord, command: PlaceOrder) -> Exception:

@@ -1,5 +1,6 @@
 """Bounded retries with jittered exponential backoff, shared by the strategies that retry an attempt which lost a
-race (`pessimistic_nowait`, `optimistic`, `serializable`): `RetryStrategy.with_retries` is their one retry loop."""
+race (`pessimistic_nowait`, `optimistic`, `serializable`): `RetryStrategy.with_retries` is their one retry loop,
+and `RetryStrategy.create_order` runs each one's `attempt` in it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from flashsale.domain import Clock, Order, utc_now
+from psycopg import AsyncConnection
+
+from flashsale.domain import Clock, Order, PlaceOrder, utc_now
 from flashsale.strategies.base import Busy, OrderStrategy
 
 
@@ -42,11 +45,14 @@ class RetryStrategy(OrderStrategy):
     """A strategy whose attempts can lose a race and are then tried again: `retries` after the first attempt (default
     `default_retries`), a jittered backoff from `backoff_s` doubling up to `max_backoff_s` between them, and `clock`.
 
+    A subclass gives its `attempt`, the errors by which one is `lost` and the `gave_up` message of `Busy`.
     Counters: `retries`, `busy` (orders given up), and the subclass's `conflict` counter (attempts that lost).
     """
 
     default_retries: ClassVar[int] = 16
     conflict: ClassVar[str]
+    lost: ClassVar[tuple[type[Exception], ...]] = ()  # errors by which an attempt lost its race (or it returns None)
+    gave_up: ClassVar[str]  # how `Busy` begins, `{sale}` the flash sale (the number of attempts follows)
 
     def __init__(
         self,
@@ -59,6 +65,15 @@ class RetryStrategy(OrderStrategy):
         super().__init__(clock=clock)
         self.retries = check_retries(self.default_retries if retries is None else retries)
         self.backoff = Backoff(backoff_s, max_backoff_s)
+
+    async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
+        return await self.with_retries(
+            lambda: self.attempt(conn, command), lost=self.lost, busy=self.gave_up.format(sale=command.flash_sale_id)
+        )
+
+    async def attempt(self, conn: AsyncConnection, command: PlaceOrder) -> Order | None:
+        """One try at the order: the order, or None (or one of `lost`) when it lost a race."""
+        raise NotImplementedError
 
     async def with_retries(
         self,

@@ -23,6 +23,8 @@ class Serializable(RetryStrategy):
 
     name = "serializable"
     conflict = "serialization_failures"
+    lost = (errors.SerializationFailure,)
+    gave_up = "order on flash sale {sale} failed to serialise in"
     safe = True
     summary = (
         "The seed's flow without FOR UPDATE, in a SERIALIZABLE transaction: read the sale and the user's "
@@ -44,11 +46,7 @@ class Serializable(RetryStrategy):
 
     async def create_order(self, conn: AsyncConnection, command: PlaceOrder) -> Order:
         try:
-            return await self.with_retries(
-                lambda: self.attempt(conn, command),
-                lost=(errors.SerializationFailure,),
-                busy=f"order on flash sale {command.flash_sale_id} failed to serialise in",
-            )
+            return await super().create_order(conn, command)
         except errors.ForeignKeyViolation as exc:
             raise UserNotFound(command.user_id) from exc
 

@@ -157,21 +157,7 @@ class WorkerOrders:
             interrupted=self.started - len(self.records),
             elapsed_s=max(0, self.last_end_ns - self.origin_ns) / 1e9,
         )
-        return WorkerResult.from_buffer(
-            worker,
-            self.records,
-            self.outcomes,
-            acknowledged=bytes(self.acknowledged),
-            stats=stats,
-            cpu_s=cpu_s,
-            wall_s=wall_s,
-            accepted=bytes(self.accepted),
-            settle_start_ns=self.settlements.start_ns.tobytes(),
-            settle_latency_ns=self.settlements.latency_ns.tobytes(),
-            settle_outcome=self.settlements.outcome.tobytes(),
-            polls=self.polls,
-            **(self.retries.worker_fields() if self.retries is not None else {}),
-        )
+        return WorkerResult.measured(worker, self.records, self, stats=stats, cpu_s=cpu_s, wall_s=wall_s)
 
 
 def _cpu_s() -> float:
