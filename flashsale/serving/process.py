@@ -72,8 +72,15 @@ def serve_in_this_process(settings: ServeSettings) -> int:
     # uvicorn handles SIGTERM itself while it serves (graceful shutdown), then restores the handler found here and
     # raises the signal again: this one turns that into a normal exit, so that a drained service exits with 0.
     signal.signal(signal.SIGTERM, exit_after_shutdown)
+    # Ctrl-C: the same, but the re-raised SIGINT must end in KeyboardInterrupt (exit 130). Left to asyncio's runner,
+    # whose handler only cancels the main task, it was lost whenever uvloop ran the handler after that task had
+    # ended (a busy machine): the service then exited 0. This one notes it, and the interruption is raised here.
+    interrupted: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
     with sock:
         server.run(sockets=[sock])  # when the lifespan fails, uvicorn exits with STARTUP_FAILURE (EXIT_NOT_STARTED)
+    if interrupted:
+        raise KeyboardInterrupt
     return 0 if server.started else EXIT_NOT_STARTED
 
 
