@@ -31,6 +31,14 @@ SHAPE_PARAMS: dict[str, Any] = {
 }
 
 
+# Parameters added after cells were measured, with the value every earlier cell ran with: a cell at that value
+# leaves the parameter out of its key, so that it keeps the key it was measured under.
+ADDED_LATER: dict[str, Any] = {
+    "admission": "local",
+    "user_burst": 0.0,
+}
+
+
 class MissingData(LookupError):
     """Rendering from data alone, and a cell has never been measured."""
 
@@ -63,7 +71,8 @@ class Cell:
     @property
     def key(self) -> str:
         """Same parameters, same key: a changed duration or inventory is measured anew."""
-        blob = json.dumps({**self.params, "repeat": self.repeat, "pgbench": self.pgbench}, sort_keys=True)
+        params = {k: v for k, v in self.params.items() if k not in ADDED_LATER or v != ADDED_LATER[k]}
+        blob = json.dumps({**params, "repeat": self.repeat, "pgbench": self.pgbench}, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
     @property

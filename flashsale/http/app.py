@@ -79,8 +79,8 @@ def create_app(
     if shared_metrics and not os.environ.get(MULTIPROC_DIR_ENV):
         raise ValueError(f"shared metrics need {MULTIPROC_DIR_ENV} (a directory for every worker's metric files)")
     context = HandlerContext(strategy=strategy, shared_metrics=shared_metrics)
-    if s.user_rate > 0:
-        context.rate_limiter = UserRateLimiter(s.user_rate)
+    if s.user_rate > 0 and s.admission == "local":
+        context.rate_limiter = UserRateLimiter(s.user_rate, burst=s.user_burst or None)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -103,19 +103,30 @@ def create_app(
             await strategy.start(pool)
             await strategy.warm_up(pool)
             context.pool, context.guard = pool, guard
+            stream_shared = s.admission == "redis" and s.accept == "async" and s.queue_size > 0
             if s.queue_size:
                 context.order_queue = OrderQueue(
-                    s.queue_size,
+                    # with the queue in Redis, this process's share of it serves while Redis is away
+                    max(1, s.queue_size // s.workers) if stream_shared else s.queue_size,
                     s.queue_workers,
                     on_depth=context.metrics.queue_depth.set,
                     on_overflow=context.metrics.queue_overflow.inc,
                 )
                 await context.order_queue.start()
-                if s.accept == "async":
-                    context.settler = Settler(strategy, pool, context.order_queue)
-                    await context.settler.start()
-                    context.sale_windows = SaleWindows(url)
-                    await context.sale_windows.start()
+            if s.admission == "redis":
+                from flashsale.http import shared_admission  # redis-py: for the services that share admission
+
+                context.shared = await shared_admission.open_shared(url, s, context)
+            if s.queue_size and s.accept == "async":
+                assert context.order_queue is not None
+                # with the stream, the sweep leaves each order to the stream's settlers for as long as they have
+                min_age_s = s.claim_after_s if stream_shared else 0.0
+                context.settler = Settler(strategy, pool, context.order_queue, min_age_s=min_age_s)
+                await context.settler.start()
+                if stream_shared:
+                    context.stream_settlers = await shared_admission.start_settlers(url, strategy, pool, s, context)
+                context.sale_windows = SaleWindows(url)
+                await context.sale_windows.start()
             fields = {
                 "strategy": strategy.name,
                 "pool_size": s.pool_size,
@@ -125,6 +136,7 @@ def create_app(
                 "queue_workers": s.queue_workers if s.queue_size else 0,
                 "user_rate": s.user_rate,
                 "accept": s.accept,
+                "admission": s.admission,
             }
             log.info("ready", extra={"fields": fields})
             try:
@@ -133,12 +145,16 @@ def create_app(
             finally:
                 if context.sale_windows is not None:
                     await context.sale_windows.stop()
+                if context.stream_settlers is not None:
+                    await context.stream_settlers.stop(grace_s=s.stop_margin_s / 2)
                 if context.settler is not None:
                     await context.settler.stop()
                 if context.order_queue is not None:
                     # orders begun get half the stop margin, so that a worker under `--workers N` is done before
                     # its parent's kill; their answers then reach their clients
                     await context.order_queue.stop(grace_s=s.stop_margin_s / 2)
+                if context.shared is not None:
+                    await context.shared.aclose()
                 context.pool = None
                 await strategy.stop()
         finally:

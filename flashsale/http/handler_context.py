@@ -1,6 +1,6 @@
 """What the handlers share (`HandlerContext`, found with `context_of(request)`): the strategy, the pool (open between
 startup and shutdown), the database guard, the metrics, and the admission control in front of the strategy (a per-user
-rate limiter and an order queue, both optional)."""
+rate limiter and an order queue, both optional, per process or shared through Redis)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
@@ -19,6 +20,10 @@ from flashsale.http.metrics import Metrics
 from flashsale.services import idempotency, settlement
 from flashsale.services.sale_windows import SaleWindows
 from flashsale.strategies import OrderStrategy
+
+if TYPE_CHECKING:  # redis-py is imported by the services that share admission, not by every `flashsale` start
+    from flashsale.admission.shared import SharedAdmission
+    from flashsale.services.stream_settlement import StreamSettlers
 
 
 def utc_now() -> datetime:
@@ -37,6 +42,8 @@ class HandlerContext:
     order_queue: OrderQueue | None = None  # made and started by the lifespan when the service has one
     settler: settlement.Settler | None = None  # serve --accept async: orders are accepted, then settled
     sale_windows: SaleWindows | None = None  # serve --accept async: orders for a sale not open are refused at once
+    shared: SharedAdmission | None = None  # serve --admission redis: the rate limit (and async queue) in Redis
+    stream_settlers: StreamSettlers | None = None  # --admission redis --accept async: the stream's consumers
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(self.strategy, lambda: self.pool, lambda: self.guard, shared=self.shared_metrics)
@@ -50,12 +57,13 @@ class HandlerContext:
             self.guard.check()
         return self.pool
 
-    def admit(self, command: PlaceOrder) -> None:
+    async def admit(self, command: PlaceOrder) -> None:
         """Refuse the order (`RateLimited`) if its user is over the per-user rate; nothing else is touched."""
-        if self.rate_limiter is None:
-            return
         try:
-            self.rate_limiter.admit(command.user_id)
+            if self.shared is not None:
+                await self.shared.admit(command.user_id)
+            elif self.rate_limiter is not None:
+                self.rate_limiter.admit(command.user_id)
         except RateLimited:
             self.metrics.rate_limited.inc()
             raise
@@ -87,15 +95,19 @@ class HandlerContext:
 
     async def accept_order(self, command: PlaceOrder) -> idempotency.Placement:
         """`--accept async`: a place in the queue (else `QueueFull` at once), the order stored as PENDING (or the
-        one its key already has), its settlement scheduled."""
+        one its key already has), its settlement scheduled: on the shared stream (`--admission redis`), else (or
+        while Redis is away) in this process's queue."""
         if self.order_queue is None or self.settler is None:  # pragma: no cover - create_app requires both
             raise RuntimeError("asynchronous orders need the order queue")
-        self.order_queue.check_room()
+        if self.shared is not None:
+            await self.shared.check_room()
+        else:
+            self.order_queue.check_room()
         pool = self.open_pool
         if self.sale_windows is not None and await self.sale_windows.is_open(pool, command.flash_sale_id) is False:
             return await settlement.refuse(pool, command, SaleNotActive(command.flash_sale_id))  # or a key's replay
         placed = await settlement.accept(pool, command)
-        if not placed.replayed:
+        if not placed.replayed and (self.shared is None or not await self.shared.enqueue(placed.order.id)):
             self.settler.schedule(placed.order.id)  # if the queue filled meanwhile, the sweep settles it
         return placed
 

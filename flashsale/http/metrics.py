@@ -96,6 +96,13 @@ class Metrics:
             "orders refused because their user was over the per-user rate (429 rate_limited)",
             registry=self.registry,
         )
+        self.admission_shared = Gauge(
+            "flashsale_admission_shared",
+            "1 while this process's admission goes through Redis (serve --admission redis), 0 while Redis is away "
+            "and it falls back to its local share of the limits",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
         # Set to 1 while this process serves: summed over the live processes in multiprocess mode.
         self.workers = Gauge(*SERVICE_WORKERS, registry=self.registry, multiprocess_mode="livesum")
         self._strategy_name = strategy.name

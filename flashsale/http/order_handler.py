@@ -49,7 +49,7 @@ async def place_order(request: Request) -> Response:
             if key.startswith(SETTLEMENT_KEY_PREFIX):  # the settlers' own keys (see flashsale.services.settlement)
                 raise InvalidIdempotencyKey(key)
         command = (await read_model(request, PlaceOrderRequest)).to_command(idempotency_key=key)
-        context.admit(command)
+        await context.admit(command)
         if context.settler is not None:
             return _accepted(context, await context.accept_order(command))
         placed = await context.place_order(command)

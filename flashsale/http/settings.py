@@ -30,6 +30,8 @@ DEFAULT_OPEN_TIMEOUT_S = 30.0  # startup's wait for the pool's connections
 GRACEFUL_SHUTDOWN_S = 10.0  # SIGTERM: how long requests in flight may take to finish
 STOP_MARGIN_S = 10.0  # beyond the drain: orders a worker had begun may finish; then a stopping worker is killed
 ACCEPT_MODES = ("sync", "async")
+ADMISSION_MODES = ("local", "redis")
+CLAIM_AFTER_S = 10.0  # shared admission: a settler's unacknowledged entry is taken over after this long
 
 
 class InvalidSetting(ValueError):
@@ -145,6 +147,14 @@ class ServiceSettings:
         parse=float,
         load=True,
     )
+    user_burst: float = setting(
+        0.0,
+        "--user-burst",
+        "orders a user may send at once before --user-rate paces them (the token bucket's size; default 0: as many "
+        "as --user-rate, at least 1)",
+        parse=float,
+        load=True,
+    )
     accept: str = setting(
         "sync",
         "--accept",
@@ -152,6 +162,23 @@ class ServiceSettings:
         "once, the queue's workers settle it (needs --queue-size; default sync)",
         choices=ACCEPT_MODES,
         load=True,
+    )
+    admission: str = setting(
+        "local",
+        "--admission",
+        "local: --user-rate and --queue-size hold per server process; redis: they hold for the whole service, every "
+        "process and host sharing one Redis (FLASHSALE_REDIS_URL, else the embedded Valkey): the rate limit is one "
+        "Lua script, and with --accept async the queue is a Redis Stream read by every process's settlers; while "
+        "Redis does not answer, each process falls back to its share of both (default local)",
+        choices=ADMISSION_MODES,
+        load=True,
+    )
+    claim_after_s: float = setting(
+        CLAIM_AFTER_S,
+        "--claim-after",
+        "--admission redis --accept async: an order a settler took from the stream and has not settled for this "
+        f"long (its process died) is taken over by another (default {CLAIM_AFTER_S:g}s)",
+        parse=seconds,
     )
     access_log: bool = setting(True, None, "a log line per request (`serve --no-access-log`: none, for load runs)")
     check_connections: bool = setting(
@@ -181,6 +208,10 @@ class ServiceSettings:
             yield f"{{queue_workers}} must be at least 1, got {self.queue_workers}"
         if not (self.user_rate >= 0 and math.isfinite(self.user_rate)):
             yield f"{{user_rate}} must be 0 (no limit) or more, got {self.user_rate}"
+        if not (self.user_burst >= 0 and math.isfinite(self.user_burst)):
+            yield f"{{user_burst}} must be 0 (as many as the rate) or more, got {self.user_burst}"
+        if self.user_burst and not self.user_rate:
+            yield "{user_burst} needs {user_rate}: the burst is the rate limit's"
         if self.accept not in ACCEPT_MODES:
             yield f"{{accept}} must be sync or async, got {self.accept!r}"
         if self.accept == "async" and not self.queue_size:
@@ -190,6 +221,12 @@ class ServiceSettings:
                 "{accept} async needs more connections than queue workers (each settlement holds one while the "
                 f"strategy uses another): {{pool_size}} {self.pool_size}, {{queue_workers}} {self.queue_workers}"
             )
+        if self.admission not in ADMISSION_MODES:
+            yield f"{{admission}} must be local or redis, got {self.admission!r}"
+        if self.admission == "redis" and not (self.user_rate or (self.accept == "async" and self.queue_size)):
+            yield "{admission} redis shares {user_rate} and, with {accept} async, {queue_size}: give one of them"
+        if not self.claim_after_s > 0:
+            yield f"{{claim_after_s}} must be positive, got {self.claim_after_s:g}s"
         if self.strategy not in strategies.names():
             yield f"{{strategy}} must be one of {', '.join(strategies.names())}, got {self.strategy!r}"
 

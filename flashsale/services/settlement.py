@@ -131,9 +131,12 @@ class Settler:
         queue: OrderQueue,
         *,
         sweep_interval_s: float = SWEEP_INTERVAL_S,
+        min_age_s: float = 0.0,
     ) -> None:
+        """`min_age_s`: the sweep leaves orders younger than this to others (the shared stream's settlers)."""
         self.strategy, self.pool, self.queue = strategy, pool, queue
         self.sweep_interval_s = sweep_interval_s
+        self.min_age_s = min_age_s
         self._held: set[UUID] = set()  # scheduled or being settled by this process
         self._sweeper: asyncio.Task | None = None
 
@@ -165,7 +168,7 @@ class Settler:
             return 0
         async with self.pool.connection() as conn:
             ids = await settlements.pending_ids(
-                conn, limit=self.queue.room + len(self._held), older_than_s=older_than_s
+                conn, limit=self.queue.room + len(self._held), older_than_s=max(older_than_s, self.min_age_s)
             )
         fresh = [order_id for order_id in ids if order_id not in self._held]
         return sum(1 for order_id in fresh if self.schedule(order_id))

@@ -204,6 +204,14 @@ class TestServiceSettings:
             ({"user_rate": float("nan")}, "user rate must be 0", "--user-rate must be 0"),
             ({"accept": "async", "queue_size": 5, "pool_size": 1}, "pool size 1, queue workers 1", "--pool-size 1"),
             ({"drain_timeout_s": -1.0}, "drain timeout s must be 0 or more", "--drain-timeout must be 0 or more"),
+            ({"admission": "redis"}, "admission redis shares user rate", "--admission redis shares --user-rate"),
+            (
+                {"admission": "redis", "queue_size": 5},  # a synchronous queue stays in its process
+                "with accept async, queue size: give one",
+                "with --accept async, --queue-size: give one",
+            ),
+            ({"user_burst": 5.0}, "user burst needs user rate", "--user-burst needs --user-rate"),
+            ({"claim_after_s": 0.0}, "claim after s must be positive", "--claim-after must be positive"),
         ],
     )
     def test_refused_with_the_setting_named_as_the_caller_says_it(self, changes, field_message, option_message):
@@ -221,7 +229,8 @@ class TestServiceSettings:
         with pytest.raises(ValueError, match="--accept async needs the order queue: give --queue-size"):
             parse_service(["--service-workers", "2", "--accept", "async"], for_load=True)
         assert parse_service(["--service-workers", "3", "--queue-size", "7"], for_load=True).load_params() == {
-            "service_workers": 3, "queue_size": 7, "queue_workers": 1, "user_rate": 0.0, "accept": "sync",
+            "service_workers": 3, "queue_size": 7, "queue_workers": 1, "user_rate": 0.0, "user_burst": 0.0,
+            "accept": "sync", "admission": "local",
         }  # fmt: skip
 
     def test_settings_survive_the_trip_through_serve_options(self):
