@@ -22,6 +22,7 @@ from flashsale.kv import connection as kv_connection
 from flashsale.serving.server_process import ServerProcess
 from tests.e2e.api import Api
 from tests.e2e.conftest import make_sale
+from tests.e2e.test_observability import scrape, value
 from tests.e2e.test_serve_workers import audit, served_by
 from tests.waiting import HANG_S, blocked_on_lock, wait_for
 
@@ -123,6 +124,10 @@ def test_a_settler_killed_with_its_entry_unacknowledged_is_relieved_by_another(d
             return {c["name"]: c["pending"] for c in await client.xinfo_consumers(stream.key, stream.group)}
 
         assert aio.run(in_redis(consumers))[dead_consumer] == 0  # taken over (XAUTOCLAIM), not left behind
+        samples = scrape(api)
+        assert value(samples, "flashsale_order_stream_claimed_total") == 1
+        assert value(samples, "flashsale_order_stream_settled_total") == 1
+        assert value(samples, "flashsale_admission_shared") == 1
     result = audit(database_url, sale.id)
     assert result.ok, result.problems()
     assert (result.orders, result.remaining, result.pending) == (1, 4, 0)
