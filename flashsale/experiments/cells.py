@@ -31,6 +31,11 @@ SHAPE_PARAMS: dict[str, Any] = {
 }
 
 
+# LoadConfig's fields added after cells were measured: a cell names each only when it differs from this default, so
+# that every cell measured before keeps its key.
+ADDED_PARAMS: dict[str, Any] = {"honour_retry_after": False, "retry_after_max_s": None}
+
+
 class MissingData(LookupError):
     """Rendering from data alone, and a cell has never been measured."""
 
@@ -53,7 +58,7 @@ class Cell:
                 fields.update({**SHAPE_PARAMS, **value.params()})
             elif field.name == "service":
                 fields.update(value.load_params())
-            elif field.name != "progress":
+            elif field.name != "progress" and not _at_added_default(field.name, value):
                 fields[field.name] = value
         return {
             k: (str(v) if v is not None and not isinstance(v, int | float | str | bool) else v)
@@ -71,6 +76,10 @@ class Cell:
         params = self.params
         users = f"vus{params['vus']}" if params["rate"] is None else f"rate{params['rate']:g}"
         return f"{self.load.target}-{self.load.strategy}-{users}-r{self.repeat}-{self.key}"
+
+
+def _at_added_default(name: str, value: Any) -> bool:
+    return name in ADDED_PARAMS and value == ADDED_PARAMS[name]
 
 
 def run_cells(

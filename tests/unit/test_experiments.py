@@ -136,6 +136,18 @@ class TestKeysOfMeasuredCells:
         assert "shape" not in shapes["defaults"]
 
 
+class TestOptionsAddedLater:
+    def test_honouring_retry_after_is_a_cell_parameter_only_when_on(self):
+        off = Cell("phase 3", LoadConfig(target="http", shape=Closed(vus=150, think_ms=0)))
+        on = Cell("phase 3, honouring", off.load.replace(honour_retry_after=True))
+        capped = Cell("phase 3, honouring up to 5 s", on.load.replace(retry_after_max_s=5.0))
+        assert {"honour_retry_after", "retry_after_max_s"} & set(off.params) == set()
+        assert on.params["honour_retry_after"] is True
+        assert "retry_after_max_s" not in on.params
+        assert capped.params["retry_after_max_s"] == 5.0
+        assert len({off.cell_id, on.cell_id, capped.cell_id}) == 3
+
+
 BASELINE = dict(target="http", strategy="pessimistic", vus=10, think_ms=100.0, duration_s=1.0, users=100)
 
 
