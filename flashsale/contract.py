@@ -22,9 +22,11 @@ An outcome is what one request came to, as a client names it. Every outcome is i
 
 from __future__ import annotations
 
+import email.utils
 import json
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -44,7 +46,7 @@ OPENAPI_PATH = "/openapi.json"
 # --- headers ------------------------------------------------------------------------------------------------------
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"  # request: place the order at most once for this key
 REPLAYED_HEADER = "Idempotent-Replayed"  # answer: "true" on a 201 (or 202) that returns the key's earlier order
-RETRY_AFTER_HEADER = "Retry-After"  # answer: whole seconds before trying again (429, 503)
+RETRY_AFTER_HEADER = "Retry-After"  # answer: whole seconds before trying again (429, 503): `retry_after_s`
 REQUEST_ID_HEADER = "X-Request-ID"  # both ways: the request's id, in the service's log lines
 JSON_CONTENT_TYPE = "application/json"  # of every body, both ways
 
@@ -166,6 +168,28 @@ def settled(document: dict) -> str | None:
     if progress == "failed":
         return refusal(document.get("reason") or "failed")
     return None
+
+
+def retry_after_s(value: str | bytes | None, *, now: datetime | None = None) -> float | None:
+    """The wait a `Retry-After` value asks for, in seconds, as RFC 9110 (section 10.2.3) writes it: delay-seconds
+    (`120`: digits only, so `1.5`, `-1` or `1e3` are malformed), or an HTTP-date (in any of its three forms) less
+    `now` (default: this machine's clock), 0 once it has passed. None for no value or a malformed one, which a
+    client ignores. Digits too many for a float give `inf`: the caller caps the wait.
+
+    This service sends delay-seconds only: whole seconds rounded up, at least 1 (`flashsale.http.errors`), so a
+    hint of 0.3 s reaches its clients as 1."""
+    if value is None:
+        return None
+    text = (value.decode("latin-1") if isinstance(value, bytes) else value).strip()
+    if text.isascii() and text.isdigit():
+        return float(text)
+    try:
+        date = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if date.tzinfo is None:  # asctime's form names no zone: every HTTP-date is in GMT
+        date = date.replace(tzinfo=UTC)
+    return max(0.0, (date - (now or datetime.now(UTC))).total_seconds())
 
 
 # --- bodies -------------------------------------------------------------------------------------------------------

@@ -207,6 +207,19 @@ def register(subparsers) -> None:
     load.add_argument(
         "--poll-max", type=seconds, default=30.0, help="... until settled, or gave_up after this long (default 30s)"
     )
+    load.add_argument(
+        "--honour-retry-after",
+        "--honor-retry-after",
+        action="store_true",
+        help="http target, closed model: a virtual user answered with a Retry-After hint (429 rate_limited, 503 "
+        "queue_full, overloaded, unavailable, ...) waits that long before its next order, instead of --think-ms when "
+        "longer (default: it goes on as after any answer)",
+    )
+    load.add_argument(
+        "--retry-after-max",
+        type=seconds,
+        help="with --honour-retry-after: wait at most this long (default: as long as asked, up to the run's end)",
+    )
     load.add_argument("--out", help="save the per-request records as Parquet (and the lock timeline beside them)")
     load.add_argument("--quiet", action="store_true", help="no progress bar")
     add_placement_options(load, "db", "service", "client")
@@ -241,6 +254,8 @@ def cmd_load(args: argparse.Namespace) -> int:
         service=ServiceSettings.from_args(args, for_load=True),
         poll_interval_s=args.poll_interval,
         poll_max_s=args.poll_max,
+        honour_retry_after=args.honour_retry_after,
+        retry_after_max_s=args.retry_after_max,
         progress=not args.quiet and sys.stderr.isatty(),
         db_cpus=placement.db,
         service_cpus=placement.service,

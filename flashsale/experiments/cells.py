@@ -32,10 +32,12 @@ SHAPE_PARAMS: dict[str, Any] = {
 
 
 # Parameters added after cells were measured, with the value every earlier cell ran with: a cell at that value
-# leaves the parameter out of its key, so that it keeps the key it was measured under.
+# leaves the parameter out of its key (not out of its columns), so that it keeps the key it was measured under.
 ADDED_LATER: dict[str, Any] = {
     "admission": "local",
     "user_burst": 0.0,
+    "honour_retry_after": False,
+    "retry_after_max_s": None,
 }
 
 

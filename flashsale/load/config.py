@@ -67,6 +67,10 @@ class LoadConfig:
     service: ServiceSettings = field(default_factory=ServiceSettings)
     poll_interval_s: float = 1.0  # an answered 202 is followed at its status URL this often
     poll_max_s: float = 30.0  # ... until it is settled or this long has passed since the order (then `gave_up`)
+    # http target, closed model: a virtual user answered with a `Retry-After` hint (429, 503) pauses that long, at
+    # most `retry_after_max_s` (None: up to the run's end), before its next order, if that is longer than its think
+    honour_retry_after: bool = False
+    retry_after_max_s: float | None = None
     # Where each part runs (CPU lists as `taskset -c` takes them; None: anywhere; see flashsale.placement): the
     # embedded database, the started service (default: with the database) and the client (the runner, its load
     # processes, Locust, pgbench).
@@ -97,6 +101,7 @@ class LoadConfig:
             raise ValueError(f"the shape must be one of {kinds}, got {self.shape!r}")
         if not self.poll_interval_s > 0 or not self.poll_max_s > 0:
             raise ValueError("the poll interval and the poll limit must be positive")
+        self._check_retry_after()
         if self.strategy not in strategies.names():
             raise strategies.UnknownStrategy(self.strategy)
         if self.base_url is not None and self.target != "http":
@@ -121,6 +126,22 @@ class LoadConfig:
             raise ValueError(f"the sale opens at 0 s or later, got {self.sale_opens_s}")
         if self.starts_service:
             self.started_service  # noqa: B018 - the service's own refusals (ServiceSettings), with the run's pool
+
+    def _check_retry_after(self) -> None:
+        if self.retry_after_max_s is not None:
+            if not self.honour_retry_after:
+                raise ValueError("--retry-after-max caps the waits of --honour-retry-after: give both")
+            if not self.retry_after_max_s > 0:
+                raise ValueError(f"--retry-after-max must be positive, got {self.retry_after_max_s:g}")
+        if not self.honour_retry_after:
+            return
+        if self.target != "http":
+            raise ValueError("--honour-retry-after reads an HTTP header: it needs --target http")
+        if self.model != "closed":
+            raise ValueError(
+                "--honour-retry-after is for the closed model's virtual users (--vus): the open model's orders "
+                "start on their schedule whatever the answers"
+            )
 
     @property
     def model(self) -> str:

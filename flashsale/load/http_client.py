@@ -4,7 +4,7 @@ A general client (aiohttp) spends about 150 µs of Python per request building t
 jar, connector bookkeeping) and parsing the answer, and all of it lies between the runner taking a request's
 start time and the request leaving. Here every request is prepared once, before the run, as the bytes to write
 (`prepare`); sending is `transport.write`, and the answer is parsed by httptools (the C parser uvicorn uses),
-keeping only what the runner reads: the status, the body and the `Idempotent-Replayed` header.
+keeping only what the runner reads: the status, the body, and the `Idempotent-Replayed` and `Retry-After` headers.
 
 Connections are kept alive and reused; a request opens a new one when none is idle (the callers bound how many
 requests are in flight: one a virtual user, or `max_inflight`). Every request has a deadline, after which it
@@ -21,9 +21,10 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from flashsale.contract import JSON_CONTENT_TYPE, REPLAYED_HEADER
+from flashsale.contract import JSON_CONTENT_TYPE, REPLAYED_HEADER, RETRY_AFTER_HEADER
 
 _REPLAYED = REPLAYED_HEADER.lower().encode()
+_RETRY_AFTER = RETRY_AFTER_HEADER.lower().encode()
 
 
 class ServerDisconnected(ConnectionError):
@@ -34,6 +35,7 @@ class Answer(NamedTuple):
     status: int
     body: bytes
     replayed: bool  # the `Idempotent-Replayed: true` header
+    retry_after: bytes | None = None  # the `Retry-After` header as sent (`contract.retry_after_s` reads it)
 
 
 def prepare(method: str, host: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> bytes:
@@ -46,7 +48,7 @@ def prepare(method: str, host: str, path: str, body: bytes = b"", headers: dict[
 
 
 class _Connection(asyncio.Protocol):
-    __slots__ = ("_body", "_parser", "_replayed", "_waiter", "closed", "transport")
+    __slots__ = ("_body", "_parser", "_replayed", "_retry_after", "_waiter", "closed", "transport")
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -54,6 +56,7 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[Answer] | None = None
         self._body: list[bytes] = []
         self._replayed = False
+        self._retry_after: bytes | None = None
         self.closed = False
 
     # asyncio.Protocol
@@ -72,8 +75,11 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() == _REPLAYED:
+        name = name.lower()
+        if name == _REPLAYED:
             self._replayed = value == b"true"
+        elif name == _RETRY_AFTER:
+            self._retry_after = value
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
@@ -82,9 +88,10 @@ class _Connection(asyncio.Protocol):
         waiter = self._waiter
         self._waiter = None
         body = b"".join(self._body) if len(self._body) != 1 else self._body[0]
-        answer = Answer(self._parser.get_status_code(), body, self._replayed)
+        answer = Answer(self._parser.get_status_code(), body, self._replayed, self._retry_after)
         self._body = []
         self._replayed = False
+        self._retry_after = None
         if not self._parser.should_keep_alive():
             self.close()
         if waiter is not None and not waiter.done():

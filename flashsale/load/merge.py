@@ -164,6 +164,8 @@ def merge(results: Iterable[WorkerResult], outcomes: Outcomes) -> Merged:
         stats.late_starts += result.stats.late_starts
         stats.dropped_starts += result.stats.dropped_starts
         stats.interrupted += result.stats.interrupted
+        stats.retry_after_waits += result.stats.retry_after_waits
+        stats.retry_after_wait_s += result.stats.retry_after_wait_s
         stats.elapsed_s = max(stats.elapsed_s, result.stats.elapsed_s)
         keys += result.acknowledged_keys
         key_orders += [UUID(bytes=order) for order in result.acknowledged_key_orders]

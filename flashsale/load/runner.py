@@ -478,6 +478,8 @@ def _run_meta(
         "python": platform.python_version(),
         "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
     }
+    if config.target == "http":
+        meta["retry_after"] = _retry_after_meta(config, stats, frame)
     if config.model == "open":
         # the open shape's parameters but the rate (the summary's own): stages, spike, max_inflight, ...
         meta.update({"stages": None, "spike": None, **{k: _listed(v) for k, v in shape.items() if k != "rate"}})
@@ -489,6 +491,22 @@ def _run_meta(
             late_after_ms=LATE_AFTER_S * 1000,
         )
     return meta
+
+
+def _retry_after_meta(config: LoadConfig, stats: WorkloadStats, frame: pd.DataFrame) -> dict[str, Any]:
+    """The refusals for now (the 429s and 503s, which carry `Retry-After`) in the measured window, a second; and,
+    when the virtual users honour the hint, how many pauses it made longer than the think time and their total
+    (over the whole run, warmup included)."""
+    measured = frame.loc[~frame["warmup"], "outcome"].astype(str)
+    refusals = int(measured.isin(contract.SERVICE_REFUSALS).sum())
+    return {
+        "honoured": config.honour_retry_after,
+        "max_s": config.retry_after_max_s,
+        "service_refusals": refusals,
+        "service_refusals_per_s": refusals / config.duration_s,
+        "waits": stats.retry_after_waits,
+        "waited_s": stats.retry_after_wait_s,
+    }
 
 
 def _listed(value: Any) -> Any:

@@ -194,6 +194,8 @@ def render_text(summary: dict[str, Any]) -> str:
     lines.append(_row("errors", ", ".join(f"{n}={c}" for n, c in errors.items()) if errors else "0"))
     for fault in meta.get("faults", []):
         lines.append(_row(f"fault {fault['fault']}", _fault_text(fault)))
+    if (hinted := meta.get("retry_after")) and (hinted["honoured"] or hinted["service_refusals"]):
+        lines.append(_row("refusals for now (429, 503)", _retry_after_text(hinted)))
     if s["model"] == "open":
         lines.append(
             _row(
@@ -235,6 +237,14 @@ def render_text(summary: dict[str, Any]) -> str:
     for warning in meta.get("warnings", []):
         lines.append(f"  WARNING: {warning}")
     return "\n".join(lines)
+
+
+def _retry_after_text(hinted: dict[str, Any]) -> str:
+    text = f"{hinted['service_refusals']:<8} {_rate(hinted['service_refusals_per_s'])}"
+    if not hinted["honoured"]:
+        return text + "  (Retry-After not honoured)"
+    most = f", at most {hinted['max_s']:g} s each" if hinted.get("max_s") is not None else ""
+    return text + f"  (Retry-After honoured: {hinted['waits']} waits, {hinted['waited_s']:.1f} s in all{most})"
 
 
 def _cpu_text(s: dict[str, Any]) -> str:

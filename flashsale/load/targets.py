@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import ClassVar, Protocol
@@ -232,6 +233,9 @@ class HttpTarget(_Target):
     seeing its terminal status, and `created`, the refusal's code, `gave_up` or an error class). In the closed
     model a virtual user waits for its order's settlement before its next order (as the FlashDeal k6 script
     polls); in the open model the follow-ups run beside the schedule.
+
+    With `honour_retry_after` (closed model), a virtual user whose answer carries a `Retry-After` hint (the
+    service's 429 and 503 refusals) pauses that long, at most `retry_after_max_s`, before its next order.
     """
 
     name = "http"
@@ -247,9 +251,13 @@ class HttpTarget(_Target):
         retries: KeyedRetries | None = None,
         poll_interval_s: float = 1.0,
         poll_max_s: float = 30.0,
+        honour_retry_after: bool = False,
+        retry_after_max_s: float | None = None,
     ) -> None:
         super().__init__(outcomes, retries)
         self.base_url = base_url.rstrip("/")
+        self.honour_retry_after = honour_retry_after
+        self.retry_after_max_s = math.inf if retry_after_max_s is None else retry_after_max_s
         self.poll_interval_s = poll_interval_s
         self.poll_max_ns = round(poll_max_s * 1e9)
         self.origin_ns = 0  # the run's origin, for the settlements' start offsets (set before the run)
@@ -291,11 +299,12 @@ class HttpTarget(_Target):
             await asyncio.gather(*self._following, return_exceptions=True)
 
     async def order(self, user: int) -> tuple[int, int]:
-        answer, _ = await self._place(user)
+        answer, _, _ = await self._place(user)
         return answer
 
-    async def _place(self, user: int) -> tuple[tuple[int, int], asyncio.Task | None]:
-        """Post one order; a 202 starts its follow-up, returned beside the answer."""
+    async def _place(self, user: int) -> tuple[tuple[int, int], asyncio.Task | None, bytes | None]:
+        """Post one order; a 202 starts its follow-up, returned beside the answer with the answer's `Retry-After`
+        (None without one)."""
         sent = time.perf_counter_ns()
         client, retries = self._client, self.retries
         assert client is not None, "open() the target first"
@@ -309,12 +318,12 @@ class HttpTarget(_Target):
         try:
             answer = await client.send(request)
         except Exception as exc:
-            return self._failed(exc), None
+            return self._failed(exc), None, None
         if answer.status in (201, 202):
             try:
                 ordered = contract.order_id(answer.status, answer.body)
             except (ValueError, KeyError, TypeError) as exc:  # a body outside the contract: an error, not an order
-                return (self._failed(exc)[0], answer.status), None
+                return (self._failed(exc)[0], answer.status), None, None
         if answer.status == 202:
             accepted = ordered
             self.accepted += accepted
@@ -323,14 +332,14 @@ class HttpTarget(_Target):
             following = asyncio.create_task(self._follow(accepted, sent))
             self._following.add(following)
             following.add_done_callback(self._following.discard)
-            return self._accepted, following
+            return self._accepted, following, None
         if answer.status != 201:
-            return self._answer(answer.status, answer.body), None
+            return self._answer(answer.status, answer.body), None, answer.retry_after
         placed = ordered
         self.acknowledged += placed
         if retries is not None and number is not None:
             retries.answered(number, placed)
-        return (self._replayed if answer.replayed else self._created), None
+        return (self._replayed if answer.replayed else self._created), None, None
 
     async def _follow(self, accepted: bytes, sent_ns: int) -> None:
         """Poll the order's status until it is settled, or `poll_max_s` after it was sent."""
@@ -363,6 +372,12 @@ class HttpTarget(_Target):
     def session(self) -> contextlib.AbstractAsyncContextManager[OrderFn]:
         return _settling_session(self)
 
+    def wait_asked(self, retry_after: bytes | None) -> float:
+        """The pause a `Retry-After` value asks for, in seconds, at most `retry_after_max_s`; 0.0 without a
+        (readable) one."""
+        asked = contract.retry_after_s(retry_after)
+        return 0.0 if asked is None else min(asked, self.retry_after_max_s)
+
     def _answer(self, status: int, body: bytes) -> tuple[int, int]:
         code = contract.error_code(body)
         key = (status, code)
@@ -379,9 +394,10 @@ class _SettlingOrders:
     def __init__(self, target: HttpTarget) -> None:
         self._place = target._place
         self._following: asyncio.Task | None = None
+        self._retry_after: bytes | None = None
 
     async def __call__(self, user: int) -> tuple[int, int]:
-        answer, self._following = await self._place(user)
+        answer, self._following, self._retry_after = await self._place(user)
         return answer
 
     async def settle(self) -> None:
@@ -392,6 +408,17 @@ class _SettlingOrders:
             await asyncio.shield(following)
 
 
+class _HonouringOrders(_SettlingOrders):
+    """`_SettlingOrders` that also tell the workload how long the last answer's `Retry-After` asked it to wait."""
+
+    def __init__(self, target: HttpTarget) -> None:
+        super().__init__(target)
+        self._wait_asked = target.wait_asked
+
+    def retry_after_s(self) -> float:
+        return self._wait_asked(self._retry_after)
+
+
 @contextlib.asynccontextmanager
 async def _settling_session(target: HttpTarget) -> AsyncIterator[OrderFn]:
-    yield _SettlingOrders(target)
+    yield _HonouringOrders(target) if target.honour_retry_after else _SettlingOrders(target)

@@ -235,6 +235,8 @@ class Worker:
             retries=self.retries,
             poll_interval_s=config.poll_interval_s,
             poll_max_s=config.poll_max_s,
+            honour_retry_after=config.honour_retry_after,
+            retry_after_max_s=config.retry_after_max_s,
         )
         stack.push_async_callback(target.close)
         await target.open()

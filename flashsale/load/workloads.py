@@ -40,6 +40,10 @@ class WorkloadStats:
     dropped_starts: int = 0
     interrupted: int = 0  # requests still running after the grace period, cancelled and not recorded
     elapsed_s: float = 0.0  # from the first start to the last completion
+    # closed model, honouring Retry-After: the pauses a refusal's hint made longer than the think time, and their
+    # total (as asked for, cut at the run's end), over the whole run, warmup included
+    retry_after_waits: int = 0
+    retry_after_wait_s: float = 0.0
 
 
 async def run_closed(
@@ -66,7 +70,7 @@ async def run_closed(
     stats = WorkloadStats()
     before = len(records)
     vus = [
-        asyncio.create_task(_virtual_user(v, workload, session, records, users, seed, origin, stop_at))
+        asyncio.create_task(_virtual_user(v, workload, session, records, users, seed, origin, stop_at, stats))
         for v in (range(workload.vus) if vu_ids is None else vu_ids)
     ]
     stats.interrupted = await _finish(vus, stop_at, grace_s)
@@ -84,6 +88,7 @@ async def _virtual_user(
     seed: int,
     origin: int,
     stop_at: int,
+    stats: WorkloadStats,
 ) -> None:
     pick = random.Random(f"{seed}/{vu}").random
     think_s, jitter = workload.think_s, workload.think_jitter
@@ -94,6 +99,9 @@ async def _virtual_user(
     sleep = asyncio.sleep
     async with session() as order:
         settle = getattr(order, "settle", None)  # an order function that follows accepted orders to the end
+        # An order function that honours `Retry-After`: the wait its last answer asked for (0.0: none). The pause
+        # before the next order is the longer of that wait and the think time.
+        retry_after = getattr(order, "retry_after_s", None)
         while True:
             started = clock()
             if started >= stop_at:
@@ -103,9 +111,16 @@ async def _virtual_user(
             add(started - origin, ended - started, outcome, status)
             if settle is not None:
                 await settle()
-            if think_s:
-                think = pause(think_s * (1 - jitter), think_s * (1 + jitter)) if pause is not None else think_s
-                await sleep(min(think, max(0.0, (stop_at - ended) / 1e9)))
+            think = think_s
+            if think_s and pause is not None:
+                think = pause(think_s * (1 - jitter), think_s * (1 + jitter))
+            left_s = max(0.0, (stop_at - ended) / 1e9)
+            if retry_after is not None and (asked := retry_after()) > think:
+                think = min(asked, left_s)
+                stats.retry_after_waits += 1
+                stats.retry_after_wait_s += think
+            if think:
+                await sleep(min(think, left_s))
 
 
 async def run_open(

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 def config(database_url, *, vus, **changes):
     return LoadConfig(
-        target="http", database_url=database_url, shape=Closed(vus=vus, think_ms=0), duration_s=1.5, **changes
+        target="http", database_url=database_url, shape=Closed(vus=vus, think_ms=0), **{"duration_s": 1.5, **changes}
     )
 
 
@@ -53,6 +53,48 @@ class TestAdmissionOutcomes:
         assert summary["outcomes"]["queue_full"] > 0
         assert set(result.records.loc[result.records["outcome"] == "queue_full", "status"]) == {503}
         assert summary["outcomes"]["created"] == summary["audit"]["orders"]
+
+
+class TestHonouringRetryAfter:
+    """One user, a bucket of one order every 2 s (`--user-rate 0.5`): the service's 429s ask for `Retry-After: 1`
+    or `2` (whole seconds, rounded up). Virtual users without a pause that honour it wait a second or more after each
+    refusal, so each meets at most one a second; those that do not come straight back. Counted, never timed."""
+
+    RATE, VUS, DURATION_S = 0.5, 3, 3.0
+    SHORTEST_HINT_S, LONGEST_HINT_S = 1, 2  # ceil(1 / RATE): what the service can ask for
+
+    async def run(self, database_url, *, honour):
+        return await run_load_async(
+            config(database_url, vus=self.VUS, users=1, inventory=1000, per_user_limit=1000, duration_s=self.DURATION_S,
+                   service=ServiceSettings(user_rate=self.RATE), honour_retry_after=honour)
+        )  # fmt: skip
+
+    @property
+    def most_refusals(self) -> int:
+        """Each VU's refusals start at least the shortest hint apart, within the run."""
+        return self.VUS * (math.floor(self.DURATION_S / self.SHORTEST_HINT_S) + 1)
+
+    async def test_each_refusal_is_waited_out_so_refusals_are_bounded_by_the_hint(self, database_url):
+        result = await self.run(database_url, honour=True)
+        summary, hinted = result.summary, result.summary["meta"]["retry_after"]
+        assert result.ok, summary["meta"]["audit_problems"]
+        refused = summary["outcomes"].get("rate_limited", 0)
+        assert set(summary["outcomes"]) <= {"created", "rate_limited"}
+        assert 1 <= refused <= self.most_refusals
+        assert hinted["honoured"] is True
+        assert (hinted["service_refusals"], hinted["service_refusals_per_s"]) == (refused, refused / self.DURATION_S)
+        # every refusal asked for a wait longer than no think time; each VU's last wait may be cut by the end
+        assert hinted["waits"] == refused
+        assert (refused - self.VUS) * self.SHORTEST_HINT_S <= hinted["waited_s"] <= refused * self.LONGEST_HINT_S
+        assert "Retry-After honoured" in result.text()
+
+    async def test_without_it_refused_users_come_straight_back(self, database_url):
+        result = await self.run(database_url, honour=False)
+        summary, hinted = result.summary, result.summary["meta"]["retry_after"]
+        assert result.ok, summary["meta"]["audit_problems"]
+        assert summary["outcomes"]["rate_limited"] > self.most_refusals
+        assert (hinted["honoured"], hinted["waits"], hinted["waited_s"]) == (False, 0, 0.0)
+        assert hinted["service_refusals"] == summary["outcomes"]["rate_limited"]
 
 
 class TestAsynchronousOrders:

@@ -185,3 +185,25 @@ class TestAsynchronousOrders:
         assert settled["time_to_terminal_ms"]["min"] >= 50.0  # nothing is seen settled before the first poll
         # Locust counted the orders and the status requests it sent
         assert summary["meta"]["locust_stats"]["requests"] == summary["requests"] + settled["polls"]
+
+
+@pytest.mark.slow
+class TestHonouringRetryAfter:
+    async def test_locust_users_wait_out_each_429_so_refusals_are_bounded_by_the_hint(self, database_url):
+        """`--engine locust --honour-retry-after` against `--user-rate 0.5` on one user (429s ask for 1 or 2 s):
+        each user's refusals start at least a second apart, and every wait reaches the summary (but a user's last
+        refusal, when Locust stops the user before its pause)."""
+        vus, duration_s = 2, 2.0
+        config = LoadConfig(
+            target="http", engine="locust", workers=1, database_url=database_url, shape=Closed(vus=vus, think_ms=0),
+            duration_s=duration_s, users=1, inventory=1000, per_user_limit=1000,
+            service=ServiceSettings(user_rate=0.5), honour_retry_after=True,
+        )  # fmt: skip
+        result = await run_load_async(config)
+        summary, hinted = result.summary, result.summary["meta"]["retry_after"]
+        assert result.ok, summary["meta"]["audit_problems"]
+        assert set(summary["outcomes"]) <= {"created", "rate_limited"}
+        refused = summary["outcomes"].get("rate_limited", 0)
+        assert 1 <= refused <= vus * (duration_s // 1 + 1)
+        assert refused - vus <= hinted["waits"] <= refused
+        assert hinted["waits"] - vus <= hinted["waited_s"] <= 2 * hinted["waits"]

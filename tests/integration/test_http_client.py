@@ -271,8 +271,8 @@ def service(orders: Callable[[int], bytes]) -> Callable[[Peer], Handler]:
 
 
 @contextlib.asynccontextmanager
-async def http_target(peer: Peer):
-    target = HttpTarget(peer.url, UUID(int=9), outcomes=Outcomes(), timeout_s=10.0, poll_max_s=0.001)
+async def http_target(peer: Peer, **options):
+    target = HttpTarget(peer.url, UUID(int=9), outcomes=Outcomes(), timeout_s=10.0, poll_max_s=0.001, **options)
     await target.open()
     try:
         yield target
@@ -317,3 +317,38 @@ class TestHttpTarget:
             outcome, status = await target.order(0)
             name = target.outcomes.name(outcome)
         assert (name, status) == ("ServerDisconnected", 0)
+
+
+class TestRetryAfter:
+    async def test_an_answer_keeps_its_retry_after_as_sent(self):
+        refused = answer("429 Too Many Requests", b'{"error":"rate_limited"}', "retry-after: 2")
+        async with await peer_with(answering(refused, created())) as peer:
+            client = HttpClient(peer.url, timeout_s=10.0)
+            request = client.prepare("POST", "/api/orders", b"{}")
+            answers = [await client.send(request) for _ in range(2)]
+            await client.close()
+        assert [(a.status, a.retry_after) for a in answers] == [(429, b"2"), (201, None)]
+
+    async def test_an_honouring_virtual_user_is_told_the_wait_its_last_answer_asked_for_at_most_the_cap(self):
+        good = answer("201 Created", json.dumps({"id": str(ORDER)}).encode())
+        answers = [
+            answer("429 Too Many Requests", b'{"error":"rate_limited"}', "Retry-After: 2"),
+            answer("503 Service Unavailable", b'{"error":"queue_full"}', "Retry-After: 120"),
+            good,
+            answer("503 Service Unavailable", b'{"error":"queue_full"}', "Retry-After: soon"),
+        ]
+        peer = await peer_with(service(lambda n: answers[n]))
+        honouring = http_target(peer, honour_retry_after=True, retry_after_max_s=5.0)
+        async with peer, honouring as target, target.session() as order:
+            asked = []
+            for _ in answers:
+                await order(0)
+                asked.append(order.retry_after_s())
+        assert asked == [2.0, 5.0, 0.0, 0.0]
+
+    async def test_a_virtual_user_that_does_not_honour_it_is_asked_for_no_wait(self):
+        refused = answer("429 Too Many Requests", b'{"error":"rate_limited"}', "Retry-After: 2")
+        peer = await peer_with(service(lambda n: refused))
+        async with peer, http_target(peer) as target, target.session() as order:
+            await order(0)
+            assert not hasattr(order, "retry_after_s")

@@ -75,6 +75,10 @@ class TestLoadCommand:
             ["--rate", "0"],
             ["--rate", "10", "--spike", "5:1s"],  # two shapes
             ["--stages", "0s:0,1s:10", "--think-jitter", "0.5"],  # a closed model's option with an open shape
+            ["--honour-retry-after"],  # an HTTP header: for the http target only
+            ["--target", "http", "--honour-retry-after", "--rate", "10"],  # arrivals on a schedule wait for nothing
+            ["--target", "http", "--retry-after-max", "5s"],  # a cap of nothing
+            ["--target", "http", "--honour-retry-after", "--retry-after-max", "0s"],
         ],
     )
     def test_bad_input_is_one_line(self, args, database_url):

@@ -227,6 +227,42 @@ class TestBodies:
         assert contract.order_status_path(order_id) == f"/orders/{order_id}/status"
 
 
+NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
+
+
+class TestRetryAfter:
+    """`Retry-After` as RFC 9110 writes it: delay-seconds or an HTTP-date; anything else is ignored (None)."""
+
+    @pytest.mark.parametrize(("value", "seconds"), [("1", 1.0), ("120", 120.0), (b"3", 3.0), (" 2 ", 2.0), ("0", 0.0)])
+    def test_delay_seconds(self, value, seconds):
+        assert contract.retry_after_s(value) == seconds
+
+    @pytest.mark.parametrize("value", [None, "", "1.5", "-1", "+5", "1e3", "0x10", "soon", "\uff11", "1 2", b"\xff"])
+    def test_a_missing_or_malformed_value_is_none(self, value):
+        assert contract.retry_after_s(value) is None
+
+    def test_a_huge_value_is_read_whole_for_the_caller_to_cap(self):
+        assert contract.retry_after_s("9" * 30) == 1e30
+        assert contract.retry_after_s("9" * 5000) == float("inf")  # past a float, and past int()'s digit limit
+
+    @pytest.mark.parametrize(
+        "date",
+        ["Fri, 01 May 2026 12:00:30 GMT", "Friday, 01-May-26 12:00:30 GMT", "Fri May  1 12:00:30 2026"],
+        ids=["IMF-fixdate", "rfc850", "asctime"],
+    )
+    def test_an_http_date_in_any_of_its_forms_is_the_time_left_until_it(self, date):
+        assert contract.retry_after_s(date, now=NOW) == 30.0
+
+    def test_a_date_past_is_no_wait(self):
+        assert contract.retry_after_s("Fri, 01 May 2026 11:59:00 GMT", now=NOW) == 0.0
+
+    @pytest.mark.parametrize("hint_s", [0.001, 0.5, 1.0, 2.5, 10.0])
+    def test_the_services_header_reads_back_as_whole_seconds_never_below_its_hint_nor_below_one(self, hint_s):
+        sent = contract.retry_after_s(errors.retry_after(hint_s))
+        assert sent is not None
+        assert sent == int(sent) >= max(1.0, hint_s)
+
+
 class _Users(BaseHTTPRequestHandler):
     ids: ClassVar[list[str]] = [str(uuid.UUID(int=i)) for i in range(5)]
 

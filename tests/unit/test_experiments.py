@@ -136,6 +136,22 @@ class TestKeysOfMeasuredCells:
         assert "shape" not in shapes["defaults"]
 
 
+class TestOptionsAddedLater:
+    def test_an_option_added_later_changes_the_key_only_when_it_is_set(self):
+        """Columns for every cell, so that a table can be grouped by them; the key only when set."""
+        off = Cell("phase 3", LoadConfig(target="http", shape=Closed(vus=150, think_ms=0)))
+        on = Cell("phase 3, honouring", off.load.replace(honour_retry_after=True))
+        capped = Cell("phase 3, honouring up to 5 s", on.load.replace(retry_after_max_s=5.0))
+        shared = Cell("phase 3, shared", off.load.replace(service=ServiceSettings(admission="redis", user_rate=10)))
+        assert (off.params["honour_retry_after"], off.params["retry_after_max_s"]) == (False, None)
+        assert (off.params["admission"], shared.params["admission"]) == ("local", "redis")
+        assert on.params["honour_retry_after"] is True
+        assert capped.params["retry_after_max_s"] == 5.0
+        assert len({off.cell_id, on.cell_id, capped.cell_id, shared.cell_id}) == 4
+        unset = off.load.replace(service=ServiceSettings(user_rate=10))
+        assert Cell("x", unset).key != shared.key  # admission differs, so does the key
+
+
 BASELINE = dict(target="http", strategy="pessimistic", vus=10, think_ms=100.0, duration_s=1.0, users=100)
 
 

@@ -157,3 +157,27 @@ class TestPresentation:
         assert row.loc[0, "latency_ms.p95"] == pytest.approx(1.95)
         assert row.loc[0, "by_outcome.created.count"] == 1
         assert row.loc[0, "audit.ok"]
+
+    @pytest.mark.parametrize(
+        ("hinted", "line"),
+        [
+            (
+                {"honoured": False, "max_s": None, "service_refusals": 13000, "service_refusals_per_s": 6500.0,
+                 "waits": 0, "waited_s": 0.0},
+                "13000    6500.0/s  (Retry-After not honoured)",
+            ),
+            (
+                {"honoured": True, "max_s": 5.0, "service_refusals": 300, "service_refusals_per_s": 150.0,
+                 "waits": 290, "waited_s": 281.5},
+                "300      150.0/s  (Retry-After honoured: 290 waits, 281.5 s in all, at most 5 s each)",
+            ),
+        ],
+    )  # fmt: skip
+    def test_refusals_for_now_and_the_retry_after_waits_have_a_line(self, hinted, line):
+        text = render_text(summary_of(frame([1.0], ["created"]), meta={"retry_after": hinted}))
+        assert f"refusals for now (429, 503) ...: {line}" in text
+
+    def test_no_refusals_for_now_and_no_honouring_no_line(self):
+        hinted = {"honoured": False, "service_refusals": 0, "service_refusals_per_s": 0.0, "waits": 0, "waited_s": 0}
+        text = render_text(summary_of(frame([1.0], ["created"]), meta={"retry_after": hinted}))
+        assert "refusals for now" not in text

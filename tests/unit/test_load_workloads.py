@@ -172,6 +172,65 @@ class TestClosedModel:
         assert len(opened) == 3
 
 
+class HintedOrders:
+    """A virtual user's order function that honours `Retry-After`: every order answered after `latency_s` and
+    refused with a hint of `hint_s` (the wait it asks for, as `retry_after_s()` tells the workload)."""
+
+    def __init__(self, latency_s, hint_s):
+        self.latency_s, self.hint_s = latency_s, hint_s
+
+    async def __call__(self, user):
+        await workloads.asyncio.sleep(self.latency_s)
+        return REFUSED
+
+    def retry_after_s(self):
+        return self.hint_s
+
+
+REFUSED = (Outcomes().id("rate_limited"), 429)
+
+
+class TestRetryAfter:
+    """A virtual user whose order function reads `Retry-After` pauses the longer of the hint and its think time."""
+
+    def run(self, loop, *, hint_s, think_ms, vus=2, duration_s=1.0):
+        records = RecordBuffer()
+
+        @contextlib.asynccontextmanager
+        async def session():
+            yield HintedOrders(0.01, hint_s)
+
+        stats = loop.run_until_complete(
+            run_closed(Closed(vus=vus, think_ms=think_ms), session, records, users=5, duration_s=duration_s)
+        )
+        return stats, columns(records)[0]
+
+    def test_a_hint_longer_than_the_think_time_is_the_pause(self, loop):
+        """10 ms an order, 100 ms asked: a start every 110 ms, 10 a VU in a second; every refusal a wait, the last
+        one cut to nothing by the end of the run."""
+        stats, start = self.run(loop, hint_s=0.1, think_ms=0)
+        assert sorted(start.tolist()) == sorted(list(range(0, 1000 * MS, 110 * MS)) * 2)
+        assert stats.retry_after_waits == len(start) == 20
+        assert stats.retry_after_wait_s == pytest.approx(2 * 9 * 0.1)
+
+    def test_a_think_time_longer_than_the_hint_stays_and_counts_no_wait(self, loop):
+        stats, start = self.run(loop, hint_s=0.02, think_ms=40)
+        assert sorted(start.tolist()) == sorted(list(range(0, 1000 * MS, 50 * MS)) * 2)
+        assert (stats.retry_after_waits, stats.retry_after_wait_s) == (0, 0.0)
+
+    def test_no_wait_is_asked_without_a_hint(self, loop):
+        stats, start = self.run(loop, hint_s=0.0, think_ms=0, vus=1, duration_s=0.1)
+        assert len(start) == 10
+        assert stats.retry_after_waits == 0
+
+    def test_a_huge_hint_waits_until_the_end_of_the_run_and_no_longer(self, loop):
+        stats, start = self.run(loop, hint_s=float("inf"), think_ms=0, duration_s=1.0)
+        assert start.tolist() == [0, 0]
+        assert stats.retry_after_waits == 2
+        assert stats.retry_after_wait_s == pytest.approx(2 * 0.99)
+        assert stats.elapsed_s == pytest.approx(1.0)
+
+
 class TestOpenModel:
     def test_starts_follow_the_schedule_and_latency_is_the_service_time(self, loop):
         target, records = SleepTarget(loop, latency_s=0.003), RecordBuffer()

@@ -128,6 +128,31 @@ class TestAnswers:
         assert names == ["ConnectionRefusedError", "TimeoutError", "TimeoutError", "sold_out"]
 
 
+class TestRetryAfter:
+    def test_a_hint_is_read_and_capped_and_every_wait_reaches_the_merged_stats(self):
+        first, second = WorkerOrders(USERS, SALE, retry_after_max_s=5.0), WorkerOrders(USERS, SALE)
+        assert first.wait_asked("2") == 2.0
+        assert first.wait_asked("120") == 5.0
+        assert second.wait_asked("120") == 120.0  # no cap
+        assert first.wait_asked(None) == first.wait_asked("soon") == 0.0
+        first.waited(2.0)
+        first.waited(0.5)
+        second.waited(1.0)
+        merged = merge([first.result(0), second.result(1)], Outcomes())
+        assert (merged.stats.retry_after_waits, merged.stats.retry_after_wait_s) == (3, 3.5)
+
+    def test_the_engine_passes_the_option_and_its_cap_to_the_users(self):
+        def scenario_args(**changes):
+            config = LoadConfig(target="http", engine="locust", **changes)
+            return LocustEngine(config, base_url="http://x", flash_sale_id=SALE, workers=1)._scenario_args()
+
+        capped = scenario_args(honour_retry_after=True, retry_after_max_s=5.0)
+        assert "--honour-retry-after" in capped
+        assert capped[capped.index("--retry-after-max") + 1] == "5.0"
+        assert "--retry-after-max" not in scenario_args(honour_retry_after=True)
+        assert "--honour-retry-after" not in scenario_args()
+
+
 class TestEngineSettings:
     def test_the_open_model_is_refused(self):
         config = LoadConfig(target="http", engine="locust", shape=Open(rate=100.0))

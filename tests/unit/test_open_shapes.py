@@ -153,3 +153,31 @@ class TestShapeOptions:
     def test_two_shapes_are_refused(self, options, message):
         with pytest.raises(ValueError, match=message):
             shape_from(load_options(*options))
+
+
+class TestRetryAfterOptions:
+    """`--honour-retry-after`, for the closed model's virtual users of the http target, and its cap."""
+
+    def test_the_options_reach_the_config(self):
+        args = load_options("--target", "http", "--honour-retry-after", "--retry-after-max", "500ms")
+        assert (args.honour_retry_after, args.retry_after_max) == (True, 0.5)
+        assert load_options("--target", "http", "--honor-retry-after").honour_retry_after  # either spelling
+        assert (load_options().honour_retry_after, load_options().retry_after_max) == (False, None)
+
+    @pytest.mark.parametrize(
+        ("changes", "message"),
+        [
+            ({}, "needs --target http"),
+            ({"target": "http", "shape": Open(rate=10.0)}, "closed model"),
+            ({"target": "http", "shape": Spike(10, 1.0), "duration_s": 1.0, "users": 10}, "closed model"),
+            ({"target": "http", "retry_after_max_s": 0.0}, "--retry-after-max must be positive, got 0"),
+            ({"target": "http", "honour_retry_after": False, "retry_after_max_s": 5.0}, "give both"),
+        ],
+    )
+    def test_what_it_cannot_mean_is_refused_naming_the_option(self, changes, message):
+        with pytest.raises(ValueError, match=message):
+            LoadConfig(**{"honour_retry_after": True, **changes})
+
+    def test_a_closed_http_run_takes_it(self):
+        config = LoadConfig(target="http", honour_retry_after=True, retry_after_max_s=5.0)
+        assert (config.honour_retry_after, config.retry_after_max_s) == (True, 5.0)

@@ -173,6 +173,10 @@ class LocustEngine:
             "--poll-interval", repr(config.poll_interval_s),
             "--poll-max", repr(config.poll_max_s),
         ]  # fmt: skip
+        if config.honour_retry_after:
+            args.append("--honour-retry-after")
+            if config.retry_after_max_s is not None:
+                args += ["--retry-after-max", repr(config.retry_after_max_s)]
         if config.keyed:
             args += [
                 "--idempotency-keys",

@@ -10,9 +10,11 @@ once per process), posts `POST /api/orders` with `{"user_id", "flash_sale_id", "
 `--think-ms` (an order answered 202, under `serve --accept async`, is first followed at its status URL every
 `--poll-interval` seconds until it is settled or `--poll-max` seconds have passed since it was sent); with
 `--idempotency-keys` or `--retry-rate` every order carries an `Idempotency-Key` and some resend an earlier one
-(`flashsale.load.retries`). The parameters are Locust custom arguments, each also read from an
-environment variable (`FLASH_SALE_ID`, `FLASHSALE_THINK_MS`, ...: see `locust -f ... --help`); a master forwards
-its values to its workers when a run starts, so a worker on another machine needs only `--master-host`.
+(`flashsale.load.retries`); with `--honour-retry-after` a user answered with a `Retry-After` hint pauses that long
+(at most `--retry-after-max` seconds) instead of its think time, when longer. The parameters are Locust custom
+arguments, each also read from an environment variable (`FLASH_SALE_ID`, `FLASHSALE_THINK_MS`, ...: see
+`locust -f ... --help`); a master forwards its values to its workers when a run starts, so a worker on another
+machine needs only `--master-host`.
 
 Measurement. Locust's statistics keep response times in buckets (rounded to two significant digits above 100 ms)
 and percentiles from those, so each user also times every request itself with `time.perf_counter_ns()` and hands
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import pickle
 import random
@@ -70,6 +73,7 @@ class _Process:
     seed: int = 0
     poll_interval_s: float = 1.0
     poll_max_ns: int = 30_000_000_000
+    honour_retry_after: bool = False
     worker: int = 0
     begun: bool = False
     numbers: itertools.count = field(default_factory=itertools.count)  # of this process's users, for their seeds
@@ -122,6 +126,14 @@ def add_arguments(parser) -> None:
         help="seconds after an order answered 202 to give up following it (gave_up)",
     )  # fmt: skip
     group.add_argument(
+        "--honour-retry-after", action="store_true", env_var="FLASHSALE_HONOUR_RETRY_AFTER",
+        help="a user answered with a Retry-After hint pauses that long before its next order (if longer than think)",
+    )  # fmt: skip
+    group.add_argument(
+        "--retry-after-max", type=float, env_var="FLASHSALE_RETRY_AFTER_MAX", default=0.0,
+        help="seconds a Retry-After pause lasts at most (0: as long as asked)",
+    )  # fmt: skip
+    group.add_argument(
         "--origin-ns",
         type=int,
         default=0,
@@ -163,6 +175,7 @@ def prepare(environment, **_) -> None:
         options.flash_sale_id,
         quantity=options.quantity,
         retries=KeyedRetries(rate=options.retry_rate, pool=options.retry_pool, seed=options.seed) if keyed else None,
+        retry_after_max_s=options.retry_after_max or math.inf,
     )
     orders.origin_ns = options.origin_ns or time.perf_counter_ns()
     _process.orders = orders
@@ -173,6 +186,7 @@ def prepare(environment, **_) -> None:
     _process.seed = options.seed
     _process.poll_interval_s = options.poll_interval
     _process.poll_max_ns = round(options.poll_max * 1e9)
+    _process.honour_retry_after = options.honour_retry_after
     _process.worker = getattr(environment.runner, "worker_index", 0)
     OrderingUser.network_timeout = OrderingUser.connection_timeout = options.request_timeout
 
@@ -203,15 +217,20 @@ def ship_records(environment, **_) -> None:
 class OrderingUser(FastHttpUser):
     """One buyer: order, pause, order, ... from the origin until the end of the run."""
 
+    retry_after_s = 0.0  # the pause the last answer's Retry-After asked for (honoured: --honour-retry-after)
+
     def wait_time(self) -> float:
-        """The think time (drawn within its jitter), cut short at the end of the run (as the native runner's users
-        do)."""
+        """The think time (drawn within its jitter), or the wait a `Retry-After` asked for when longer, cut short at
+        the end of the run (as the native runner's users do)."""
         think, jitter = _process.think_s, _process.think_jitter
         if jitter:
             think = self.pause(think * (1 - jitter), think * (1 + jitter))
-        if _process.stop_ns:
-            return min(think, max(0.0, (_process.stop_ns - time.perf_counter_ns()) / 1e9))
-        return think
+        left = max(0.0, (_process.stop_ns - time.perf_counter_ns()) / 1e9) if _process.stop_ns else math.inf
+        asked, self.retry_after_s = self.retry_after_s, 0.0
+        if asked > think and _process.orders is not None:
+            think = min(asked, left)
+            _process.orders.waited(think)
+        return min(think, left)
 
     def on_start(self) -> None:
         orders = _process.orders
@@ -247,6 +266,8 @@ class OrderingUser(FastHttpUser):
                 response.failure(outcome)
             else:
                 response.success()
+            if _process.honour_retry_after and response.headers is not None:
+                self.retry_after_s = orders.wait_asked(response.headers.get(contract.RETRY_AFTER_HEADER))
         if outcome == ACCEPTED:
             self.follow(orders, contract.order_id(202, response.content), started)
 

@@ -13,10 +13,15 @@ body it was first sent with, and a 201 with `Idempotent-Replayed: true` is the o
 Asynchronous orders (`serve --accept async`), as the native http target has them: a 202 is the outcome `accepted`
 and its order id is kept for the audit; the user then follows the order at its status URL and hands its end to
 `settled`, one settlement record an accepted order (a confirmed one is acknowledged then).
+
+Honouring `Retry-After` (`flashsale load --honour-retry-after`): the users pause as long as a refusal's hint asks
+(`wait_asked`, at most `retry_after_max_s`) and report each such pause (`waited`), as the native workload counts
+them.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from uuid import UUID
@@ -53,6 +58,7 @@ class WorkerOrders:
         *,
         quantity: int = 1,
         retries: KeyedRetries | None = None,
+        retry_after_max_s: float = math.inf,
     ) -> None:
         if not user_ids:
             raise LookupError("the service listed no users")
@@ -65,6 +71,9 @@ class WorkerOrders:
         self.accepted = bytearray()  # ids of the orders answered 202, 16 bytes each
         self.settlements = RecordBuffer()  # one record an accepted order followed to its end
         self.polls = 0  # status requests sent
+        self.retry_after_max_s = retry_after_max_s
+        self.retry_after_waits = 0  # pauses a Retry-After made longer than the think time
+        self.retry_after_wait_s = 0.0  # ... and their total
         self.started = 0  # requests sent (some may never be answered: cut off at the end of the grace period)
         self.origin_ns = 0
         self.last_end_ns = 0
@@ -142,6 +151,17 @@ class WorkerOrders:
         self.settlements.add(sent_ns - self.origin_ns, end_ns - sent_ns, self.outcomes.id(name), 0)
         return name
 
+    def wait_asked(self, retry_after: str | None) -> float:
+        """The pause a `Retry-After` value asks for, in seconds, at most `retry_after_max_s`; 0.0 without a
+        (readable) one."""
+        asked = contract.retry_after_s(retry_after)
+        return 0.0 if asked is None else min(asked, self.retry_after_max_s)
+
+    def waited(self, seconds: float) -> None:
+        """A user paused `seconds` for a `Retry-After`, longer than its think time."""
+        self.retry_after_waits += 1
+        self.retry_after_wait_s += seconds
+
     def _add(self, start_ns: int, end_ns: int, outcome: int, status: int) -> None:
         self.records.add(start_ns - self.origin_ns, end_ns - start_ns, outcome, status)
         if end_ns > self.last_end_ns:
@@ -156,6 +176,8 @@ class WorkerOrders:
             started=self.started,
             interrupted=self.started - len(self.records),
             elapsed_s=max(0, self.last_end_ns - self.origin_ns) / 1e9,
+            retry_after_waits=self.retry_after_waits,
+            retry_after_wait_s=self.retry_after_wait_s,
         )
         return WorkerResult.measured(worker, self.records, self, stats=stats, cpu_s=cpu_s, wall_s=wall_s)
 
