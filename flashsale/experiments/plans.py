@@ -176,7 +176,9 @@ def admission_cells(
     workers: int = 0,
 ) -> list[Cell]:
     """FlashDeal phase 3 over HTTP, `repeats` times: `vus` VUs without pause on a sale of `inventory` units (one per
-    user), without admission control, behind the bounded queue, and behind the queue and the per-user rate limit."""
+    user), without admission control, behind the bounded queue, behind the queue and the per-user rate limit, and
+    the last again with clients that wait out each refusal's `Retry-After` before their next order (as browsers and
+    well-behaved clients do; without it the VUs retry at once)."""
     cells = []
     for repeat in range(repeats):
         common: dict[str, Any] = dict(
@@ -190,6 +192,11 @@ def admission_cells(
             Cell(
                 f"queue + {user_rate:g} orders/s per user",
                 _load(**common, service=queue.replace(user_rate=user_rate)),
+                repeat,
+            ),
+            Cell(
+                "the same, clients honour Retry-After",
+                _load(**common, service=queue.replace(user_rate=user_rate), honour_retry_after=True),
                 repeat,
             ),
         ]

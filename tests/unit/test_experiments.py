@@ -169,7 +169,7 @@ class TestRepeatedPlans:
 
     @pytest.mark.parametrize(
         ("notebook", "per_repeat"),
-        [("1.0-devlog-baseline", 2), ("5.0-admission-control", 3), ("6.0-async-orders", 4)],
+        [("1.0-devlog-baseline", 2), ("5.0-admission-control", 4), ("6.0-async-orders", 4)],
     )
     def test_the_headline_notebooks_take_repeats(self, notebook, per_repeat):
         parameters = {**declared_parameters(notebook), "repeats": 3}
