@@ -19,4 +19,8 @@ class HealthResponse(BaseModel):
     status: Literal["ok"]
     database: Literal["ok"]
     strategy: str
+    admission: Literal["local", "shared", "fallback"] = Field(
+        description="local: admission control (if any) per process; shared: in Redis for the whole service "
+        "(`serve --admission redis`); fallback: Redis does not answer, this process applies its share of the limits"
+    )
     pool: PoolSnapshot

@@ -83,6 +83,7 @@ class TestHealth:
         assert reply.status == 200
         body = reply.json
         assert (body["status"], body["database"], body["strategy"]) == ("ok", "ok", "pessimistic")
+        assert body["admission"] == "local"
         assert body["pool"]["size"] == POOL_SIZE
         assert body["pool"]["waiting"] == 0
 
