@@ -47,6 +47,7 @@ from flashsale.load.measured_server import MeasuredServer
 from flashsale.load.merge import Merged, WorkerResult, merge
 from flashsale.load.outcomes import Outcomes
 from flashsale.load.sale import Sale, configured_sale
+from flashsale.load.transactions import TransactionCounter, per_request
 from flashsale.load.workers import LoadGenerators, LocalWorkers, ProcessWorkers
 from flashsale.load.workers import plans as worker_plans
 from flashsale.load.workloads import LATE_AFTER_S, WorkloadStats
@@ -109,7 +110,10 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
     pgdata = (owned or embedded_pgdata(url)) if config.faults else None  # refuse before anything starts
     with placing.database_placed(url, config.db_cpus, owned):  # so is placing another server
         prepared = await _prepare(config, url)
-        measured = await _measure(config, url, prepared.sale, pgdata, owned)
+        counter = TransactionCounter(url)
+        await counter.begin()
+        measured = await _measure(config, url, prepared.sale, pgdata, owned, counter)
+        transactions = await counter.count()
     # Workers, strategies and the service are stopped now (queued orders flushed): the database holds the final state.
     outcomes = Outcomes()
     merged = merge(measured.results, outcomes)
@@ -126,6 +130,7 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
         **prepared.meta(),
         **measured.meta(),
         **_merged_meta(config, merged, outcomes),
+        "pg_transactions": per_request(transactions, len(frame)),
         **({"faults": faults} if faults is not None else {}),
         **_run_meta(config, prepared.sale, merged.stats, audit, len(measured_timeline), frame),
         **_strategy_meta(config, merged.strategy_counters),
@@ -212,11 +217,13 @@ class _Measured:
         return meta
 
 
-async def _measure(config: LoadConfig, url: str, sale: Sale, pgdata: Path | None, owned: Path | None) -> _Measured:
+async def _measure(
+    config: LoadConfig, url: str, sale: Sale, pgdata: Path | None, owned: Path | None, counter: TransactionCounter
+) -> _Measured:
     """Start the service (for the http target without a base URL) on its CPUs, then, on the client's CPUs, the load
     workers and the lock sampler; run the workload from one origin with the faults injected on time (on `pgdata`,
     None without faults), and stop them all. `owned` is the embedded server's data directory (None for another
-    server): where the database ran is read from its postmaster."""
+    server): where the database ran is read from its postmaster. `counter` is marked as the workload starts."""
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(_quiet_reconnection_logs())
         service, base_url = await _service(config, url, stack) if config.target == "http" else (None, None)
@@ -234,6 +241,7 @@ async def _measure(config: LoadConfig, url: str, sale: Sale, pgdata: Path | None
         stack.push_async_callback(sampler.stop)
         if service is not None:
             service.mark_cpu()
+        await counter.mark()
         injector = FaultInjector(config.fault_list, pgdata, origin) if pgdata is not None else None
         faulting = asyncio.create_task(injector.run()) if injector is not None else None
         try:
