@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from flashsale import strategies
+from flashsale import config, strategies
 from flashsale.db import connection
 from flashsale.services import scenario as scenario_module
-from flashsale.testing import ScratchServer, TestDatabase, TestRedis
+from flashsale.testing import TEST_REDIS_URL_ENV, ScratchServer, TestDatabase, TestRedis
 from tests.waiting import HANG_S
 
 
@@ -60,6 +62,20 @@ def scratch_server():
     and deleted at the end of the session; each test makes its own sale on it."""
     with ScratchServer() as server:
         yield server
+
+
+@pytest.fixture
+def scratch_redis(monkeypatch):
+    """An embedded Valkey of the test's own (a fresh temporary directory under the project's state directory), for
+    the tests that kill and restart their Redis (faults): the session's (`redis_url`) is never stopped. It is the
+    configured Redis while the test runs (`FLASHSALE_REDIS_URL`, for the runner, the service and the CLI), and
+    stopped by its pid afterwards. Skipped when the tests run on a Redis given by URL (`FLASHSALE_TEST_REDIS_URL`):
+    only the project's own server can be faulted."""
+    if os.environ.get(TEST_REDIS_URL_ENV):
+        pytest.skip(f"Redis faults need an embedded Valkey, not {TEST_REDIS_URL_ENV}")
+    with TestRedis(export_url=False) as url:
+        monkeypatch.setenv(config.REDIS_URL_ENV, url)
+        yield url
 
 
 @pytest.fixture

@@ -157,8 +157,9 @@ def register(subparsers) -> None:
         action="append",
         default=[],
         metavar="FAULT",
-        help="stop the embedded PostgreSQL during the run: db-restart@10s (start again at once) or db-stop@10s:3s "
-        "(down for 3 s); repeatable",
+        help="stop an embedded server during the run: PostgreSQL with db-restart@10s (start again at once) or "
+        "db-stop@10s:3s (down for 3 s); Valkey with redis-kill@10s:3s (SIGKILL, back empty after 3 s; at once "
+        "without :3s) or redis-restart@10s (SIGTERM, back empty at once); repeatable",
     )
     load.add_argument(
         "--request-timeout", type=seconds, default=10.0, help="http target: give a request up after (default 10s)"

@@ -22,7 +22,7 @@ from flashsale.admission import QueueFull, RateLimited
 from flashsale.contract import OVERLOADED, RETRY_AFTER_HEADER, UNAVAILABLE
 from flashsale.db.guard import DatabaseDown
 from flashsale.domain import DomainError
-from flashsale.strategies import StrategyUnavailable
+from flashsale.strategies import RedisDown, StrategyUnavailable
 
 log = logging.getLogger("flashsale.http")
 
@@ -136,7 +136,7 @@ async def handle(request: Request, exc: Exception) -> Response:
         raise exc
     # Fast refusals (circuit open, queue full) come by the thousand in an outage or an overload: the guard logs
     # the outage once and /metrics counts them, so they get no line each.
-    if error.status >= 500 and not isinstance(exc, DatabaseDown | TooManyRequests | QueueFull):
+    if error.status >= 500 and not isinstance(exc, DatabaseDown | RedisDown | TooManyRequests | QueueFull):
         cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         log.warning("answered 503", extra={"fields": {"error": error.code, "cause": f"{type(exc).__name__}: {cause}"}})
     return error_response(error)

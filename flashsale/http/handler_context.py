@@ -46,7 +46,22 @@ class HandlerContext:
     stream_settlers: StreamSettlers | None = None  # --admission redis --accept async: the stream's consumers
 
     def __post_init__(self) -> None:
-        self.metrics = Metrics(self.strategy, lambda: self.pool, lambda: self.guard, shared=self.shared_metrics)
+        self.metrics = Metrics(
+            self.strategy,
+            lambda: self.pool,
+            lambda: self.guard,
+            shared=self.shared_metrics,
+            admission=self.admission_stats,
+        )
+
+    def admission_stats(self) -> dict[str, float]:
+        """Shared admission's figures (`--admission redis`): its breaker, its stream and this process's settlers."""
+        stats: dict[str, float] = {}
+        if self.shared is not None:
+            stats.update(self.shared.stats())
+        if self.stream_settlers is not None:
+            stats.update(self.stream_settlers.stats())
+        return stats
 
     @property
     def open_pool(self) -> AsyncConnectionPool:

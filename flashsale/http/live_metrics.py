@@ -1,5 +1,5 @@
 """What the service reads from live objects when it is scraped: the connection pool's `get_stats()`, the order
-strategy's own counters and the database guard.
+strategy's own counters, the database guard, and shared admission's breaker and stream (`--admission redis`).
 
 `LiveObjects.read` is the one reader of those figures. A single process turns what it reads into metric families
 at scrape time (`flashsale.http.metrics`); one of several workers mirrors it into multiprocess metrics of the same
@@ -76,12 +76,27 @@ GUARD_COUNTERS = {
         ("open_s", "flashsale_database_circuit_open_seconds", "time spent refusing requests"),
     ]
 }
+# serve --admission redis: the Redis breaker and the order stream (SharedAdmission.stats, StreamSettlers.stats).
+ADMISSION_COUNTERS = {
+    key: Family(name, doc, "counter")
+    for key, name, doc in [
+        ("trips", "flashsale_redis_circuit_trips", "times Redis was found lost and admission fell back to local"),
+        ("open_s", "flashsale_redis_circuit_open_seconds", "time spent on the local share of the limits"),
+        ("fallbacks", "flashsale_admission_fallbacks", "admission calls answered by the local share, not Redis"),
+        ("enqueued", "flashsale_order_stream_added", "accepted orders put on the shared order stream"),
+        ("kept_local", "flashsale_order_stream_kept_local", "accepted orders settled by their own process instead"),
+        ("settled", "flashsale_order_stream_settled", "stream entries settled and acknowledged by this process"),
+        ("claimed", "flashsale_order_stream_claimed", "stream entries taken over from a consumer that left them"),
+        ("postponed", "flashsale_order_stream_postponed", "stream settlements that failed, left to be claimed again"),
+    ]
+}
 FAMILIES = [
     *POOL_GAUGES.values(),
     *(family for family, _ in POOL_COUNTERS.values()),
     STRATEGY_EVENTS,
     GUARD_OPEN,
     *GUARD_COUNTERS.values(),
+    *ADMISSION_COUNTERS.values(),
 ]
 
 
@@ -93,6 +108,7 @@ class LiveObjects:
     strategy: OrderStrategy
     pool: Callable[[], AsyncConnectionPool | None]
     guard: Callable[[], DatabaseGuard | None]
+    admission: Callable[[], dict[str, float]] = dict  # shared admission's figures ({} without it)
 
     def read(self) -> list[tuple[Family, list[Sample]]]:
         """Every family with its samples now: the pool's and the guard's only while they exist, the strategy's
@@ -110,4 +126,10 @@ class LiveObjects:
             guard_stats = guard.stats()
             read_now.append((GUARD_OPEN, [((), guard_stats["open"])]))
             read_now += [(family, [((), guard_stats[key])]) for key, family in GUARD_COUNTERS.items()]
+        if admission_stats := self.admission():
+            read_now += [
+                (family, [((), admission_stats[key])])
+                for key, family in ADMISSION_COUNTERS.items()
+                if key in admission_stats
+            ]
         return read_now

@@ -64,6 +64,7 @@ class Metrics:
         guard: Callable[[], DatabaseGuard | None] = lambda: None,
         *,
         shared: bool = False,
+        admission: Callable[[], dict[str, float]] = dict,
     ) -> None:
         self.registry = CollectorRegistry()
         self.request_duration = Histogram(
@@ -107,7 +108,7 @@ class Metrics:
         self.workers = Gauge(*SERVICE_WORKERS, registry=self.registry, multiprocess_mode="livesum")
         self._strategy_name = strategy.name
         self.shared: SharedMetrics | None = None
-        live = LiveObjects(strategy, pool, guard)
+        live = LiveObjects(strategy, pool, guard, admission)
         if shared:
             self.shared = SharedMetrics(live)
         else:

@@ -1,15 +1,26 @@
-"""Database faults in the middle of a load run, and what the clients saw of them.
+"""Database and Redis faults in the middle of a load run, and what the clients saw of them.
 
     flashsale load --target http --duration 20s --fault db-restart@10s     # fast shutdown, start again at once
     flashsale load --target http --duration 20s --fault db-stop@10s:3s     # down for 3 s, then start again
+    flashsale load --strategy redis_gate --fault redis-kill@10s:3s         # Valkey SIGKILLed, down 3 s, back empty
+    flashsale load --strategy redis_gate --fault redis-restart@10s         # a clean restart, back empty at once
 
-A fault stops the project's embedded PostgreSQL by its postmaster pid (fast shutdown: sessions are terminated,
-transactions in progress roll back) and starts it again on the same socket, from a worker thread while the workload
-goes on. Only the embedded servers under `.flashsale/` can be faulted: the runner will not stop a server it does
-not own.
+A database fault stops the project's embedded PostgreSQL by its postmaster pid (fast shutdown: sessions are
+terminated, transactions in progress roll back) and starts it again on the same socket. A Redis fault stops the
+project's embedded Valkey by its pid: `redis-kill` with SIGKILL (a crash: nothing is flushed, clients see their
+connections reset), then starts it again after the pause (none without `:DURATION`); `redis-restart` with SIGTERM
+(Valkey closes its clients and removes its socket; it saves nothing, being configured without persistence) and
+starts it again at once. Either way it comes back on the same socket, empty, as a Redis that lost its memory: the
+stock gate is rebuilt from the database by the first order that finds it missing (`flashsale.stock_gate`), and the
+clients' pools reconnect by themselves. While it is away `redis_gate` refuses every order with `unavailable` (503),
+at once: it never decides without its gate.
+
+Faults run from a worker thread while the workload goes on, and a restarted server is started on the CPUs the
+stopped one ran on. Only the embedded servers under `.flashsale/` can be faulted: the runner will not stop a server
+it does not own (`embedded_pgdata`, `embedded_valkey_dir`).
 
 `fault_report` then reads the per-request records around each fault: when the clients started to fail, with which
-errors and how fast those answers came, and when the first request succeeded again after the database was back
+errors and how fast those answers came, and when the first request succeeded again after the server was back
 (the recovery).
 """
 
@@ -18,31 +29,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-from flashsale import config
+from flashsale import config, placement, processes
 from flashsale.contract import DECIDED
 from flashsale.db import connection, embedded
+from flashsale.kv import connection as kv_connection
+from flashsale.kv import embedded as kv_embedded
 from flashsale.units import parse_seconds
 
 if TYPE_CHECKING:  # numpy and pandas are imported where the records are read, not by every `flashsale` start
     import numpy as np
     import pandas as pd
 
-KINDS = ("db-restart", "db-stop")
+DB_KINDS = ("db-restart", "db-stop")
+REDIS_KINDS = ("redis-kill", "redis-restart")
+KINDS = (*DB_KINDS, *REDIS_KINDS)
+_PAUSED = ("db-stop", "redis-kill")  # the kinds that take a pause (`@T:DURATION`): required for db-stop
+_KILL_WAIT_S = 30.0  # for a SIGKILLed server to be gone
 _SPEC = re.compile(r"^(?P<kind>[a-z-]+)@(?P<at>[^:]+)(?::(?P<down>.+))?$")
 
 
 class FaultUnsupported(ValueError):
-    """The fault cannot be injected here (for instance: the database is not the project's embedded server)."""
+    """The fault cannot be injected here (for instance: the database, or Redis, is not the project's embedded
+    server)."""
 
 
 @dataclass(frozen=True)
 class Fault:
-    """`kind` at `at_s` seconds into the run (warmup included); `db-stop` keeps the server down for `down_s`."""
+    """`kind` at `at_s` seconds into the run (warmup included); `db-stop` and `redis-kill` keep the server down for
+    `down_s`."""
 
     kind: str
     at_s: float
@@ -53,24 +74,32 @@ class Fault:
             raise ValueError(f"unknown fault {self.kind!r}; choose one of: {', '.join(KINDS)}")
         if self.at_s < 0 or self.down_s < 0:
             raise ValueError(f"a fault's time and duration must be 0 or more, got {self}")
-        if self.kind == "db-restart" and self.down_s:
-            raise ValueError("db-restart starts the server again at once; use db-stop@T:DURATION for a pause")
+        if self.kind not in _PAUSED and self.down_s:
+            paused = "db-stop" if self.kind == "db-restart" else "redis-kill"
+            raise ValueError(f"{self.kind} starts the server again at once; use {paused}@T:DURATION for a pause")
+
+    @property
+    def server(self) -> str:
+        """What the fault stops: `database` or `Redis`."""
+        return "database" if self.kind in DB_KINDS else "Redis"
 
     @classmethod
     def parse(cls, text: str | Fault) -> Fault:
-        """`db-restart@10s`, `db-stop@10s:3s` (durations as everywhere: 500ms, 10s, 1m)."""
+        """`db-restart@10s`, `db-stop@10s:3s`, `redis-kill@10s`, `redis-kill@10s:3s`, `redis-restart@10s`
+        (durations as everywhere: 500ms, 10s, 1m)."""
         if isinstance(text, Fault):
             return text
         match = _SPEC.match(text.strip())
         if match is None:
-            raise ValueError(f"not a fault: {text!r} (write e.g. db-restart@10s or db-stop@10s:3s)")
+            raise ValueError(f"not a fault: {text!r} (write e.g. db-restart@10s, db-stop@10s:3s or redis-kill@10s:3s)")
         down = match["down"]
         if match["kind"] == "db-stop" and down is None:
             raise ValueError(f"say how long the database stays down: {text}:3s")
         return cls(match["kind"], parse_seconds(match["at"]), parse_seconds(down) if down else 0.0)
 
     def __str__(self) -> str:
-        return f"{self.kind}@{self.at_s:g}s" + (f":{self.down_s:g}s" if self.kind == "db-stop" else "")
+        paused = self.kind == "db-stop" or (self.kind in _PAUSED and self.down_s)
+        return f"{self.kind}@{self.at_s:g}s" + (f":{self.down_s:g}s" if paused else "")
 
 
 @dataclass
@@ -79,6 +108,7 @@ class FaultEvent:
 
     fault: str
     planned_s: float
+    server: str = "database"  # what it stopped: `database` or `Redis`
     injected_s: float | None = None  # the stop was sent
     down_s: float | None = None  # the server had exited
     up_s: float | None = None  # the server was ready again
@@ -109,14 +139,50 @@ def embedded_pgdata(url: str, *, needed_for: str = "database faults") -> Path:
     return data_directory
 
 
-class FaultInjector:
-    """Runs `faults` at their times (from `origin_ns`, a `time.perf_counter_ns()`) against the server on `pgdata`."""
+async def embedded_valkey_dir(url: str) -> Path:
+    """The directory of the embedded Valkey at `url`, or `FaultUnsupported` if it is any other server (asked for its
+    working directory, as PostgreSQL is for its data directory: the project's server must run there, on the socket
+    that `url` names)."""
+    try:
+        async with kv_connection.connect(
+            url, socket_timeout=kv_connection.CONNECT_TIMEOUT_S, decode_responses=True
+        ) as client:
+            directory = str((await client.config_get("dir"))["dir"])
+    except Exception as exc:
+        raise FaultUnsupported(f"cannot ask {kv_connection.describe(url)} for its directory: {exc}") from exc
+    return _owned_valkey(url, directory)
 
-    def __init__(self, faults: list[Fault], pgdata: Path, origin_ns: int) -> None:
+
+def _owned_valkey(url: str, directory: str) -> Path:
+    home = config.state_dir()
+    path = Path(directory).resolve()
+    info = kv_embedded.running(path) if path.is_relative_to(home) else None
+    parts = urlsplit(url)
+    if info is None or parts.scheme != "unix" or Path(parts.path).resolve() != info.socket:
+        raise FaultUnsupported(
+            f"Redis faults need the project's embedded Valkey (under {home}); {kv_connection.describe(url)} is "
+            f"another server (unset {config.REDIS_URL_ENV} to use the embedded one)"
+        )
+    return path
+
+
+@dataclass(frozen=True)
+class FaultedServers:
+    """Where the faults strike: the embedded PostgreSQL's data directory (for `db-*`), the embedded Valkey's
+    directory (for `redis-*`); None where no fault needs it."""
+
+    pgdata: Path | None = None
+    valkey_dir: Path | None = None
+
+
+class FaultInjector:
+    """Runs `faults` at their times (from `origin_ns`, a `time.perf_counter_ns()`) against `servers`."""
+
+    def __init__(self, faults: list[Fault], servers: FaultedServers, origin_ns: int) -> None:
         self.faults = sorted(faults, key=lambda f: f.at_s)
-        self.pgdata = pgdata
+        self.servers = servers
         self.origin_ns = origin_ns
-        self.events = [FaultEvent(str(f), f.at_s) for f in self.faults]
+        self.events = [FaultEvent(str(f), f.at_s, server=f.server) for f in self.faults]
         self._worker: asyncio.Future | None = None
 
     def _now(self) -> float:
@@ -127,24 +193,56 @@ class FaultInjector:
         this task is cancelled (see `finish`), so the server is never left down."""
         for fault, event in zip(self.faults, self.events, strict=True):
             await asyncio.sleep(max(0.0, fault.at_s - self._now()))
-            self._worker = asyncio.ensure_future(asyncio.to_thread(self._stop_and_start, fault.down_s, event))
+            inject = self._stop_and_start if fault.server == "database" else self._stop_and_start_valkey
+            self._worker = asyncio.ensure_future(asyncio.to_thread(inject, fault, event))
             await asyncio.shield(self._worker)
 
-    def _stop_and_start(self, pause_s: float, event: FaultEvent) -> None:
-        info = embedded.running(self.pgdata)
+    def _stop_and_start(self, fault: Fault, event: FaultEvent) -> None:
+        pgdata = self.servers.pgdata
+        assert pgdata is not None, "database faults need the embedded PostgreSQL's data directory"
+        info = embedded.running(pgdata)
         if info is None:
-            event.error = f"the embedded PostgreSQL on {self.pgdata} was not running"
+            event.error = f"the embedded PostgreSQL on {pgdata} was not running"
             return
         try:
             event.injected_s = self._now()
-            embedded.stop(self.pgdata)
+            embedded.stop(pgdata)
             event.down_s = self._now()
-            time.sleep(pause_s)
+            time.sleep(fault.down_s)
         except Exception as exc:
             event.error = f"{type(exc).__name__}: {exc}"
         finally:
-            embedded.resume(self.pgdata, info.socket_dir)
+            embedded.resume(pgdata, info.socket_dir)
             event.up_s = self._now()
+
+    def _stop_and_start_valkey(self, fault: Fault, event: FaultEvent) -> None:
+        """SIGKILL (`redis-kill`) or SIGTERM (`redis-restart`), wait for the server to be gone, pause, and start it
+        again on its directory (so on its socket), on the CPUs it ran on, empty. The start's lock in
+        `kv_embedded.start` keeps a client that starts the embedded server on first use from racing it."""
+        directory = self.servers.valkey_dir
+        assert directory is not None, "Redis faults need the embedded Valkey's directory"
+        info = kv_embedded.running(directory)
+        if info is None:
+            event.error = f"the embedded Valkey on {directory} was not running"
+            return
+        cpus = placement.affinity_of(info.pid) if placement.supported() else None
+        try:
+            event.injected_s = self._now()
+            if fault.kind == "redis-kill":
+                processes.stop(info.pid, signal.SIGKILL, _KILL_WAIT_S)  # sends it, and waits for the pid to be gone
+            else:
+                kv_embedded.stop(directory)
+            event.down_s = self._now()
+            time.sleep(fault.down_s)
+        except Exception as exc:
+            event.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            try:
+                with placement.pinned_thread(cpus):
+                    kv_embedded.start(directory)
+                event.up_s = self._now()
+            except Exception as exc:
+                event.error = f"not started again: {type(exc).__name__}: {exc}"
 
     async def finish(self, task: asyncio.Task) -> None:
         """End the injector's `task` after the workload: faults not yet begun are dropped, and a stop-and-start in
@@ -158,11 +256,12 @@ class FaultInjector:
 
 
 def fault_report(records: pd.DataFrame, events: list[FaultEvent]) -> list[dict]:
-    """For each fault: the failures the clients saw from the injection until the first success after the database
-    was back (count by outcome and by status, their latency), and the timings:
+    """For each fault: the failures the clients saw from the injection until the first success after the server
+    (the database, or Redis) was back (count by outcome and by status, their latency), and the timings:
 
     - `recovered_s`: when the first request that succeeded (an order taken, or a refusal by the sale's rules: an
-      answer that needed the database, `flashsale.contract.DECIDED`) ended after the server was up again;
+      answer that needed the database, or the stock gate rebuilt from it, `flashsale.contract.DECIDED`) ended
+      after the server was up again;
     - `recovery_s`: from the injection to `recovered_s` (fault -> first success after it);
     - `lag_s`: from the server being up to `recovered_s` (how long the clients kept failing after it was back);
     - `unavailable_s`: how long the server was down (`up_s - down_s`).

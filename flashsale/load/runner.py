@@ -13,6 +13,9 @@ progress bar alongside, then the audit and the summary.
     # a database restart 5 s in: errors by class, the outage, the recovery, and every acknowledged order audited
     result = run_load(LoadConfig(target="http", duration_s=10, faults=("db-restart@5s",)))
     result.summary["meta"]["faults"][0]["recovery_s"], result.summary["audit"]["acknowledged_missing"]
+
+    # Redis killed 5 s in and back empty 2 s later: the stock gate rebuilt, and audited against the database
+    result = run_load(LoadConfig(strategy="redis_gate", duration_s=10, faults=("redis-kill@5s:2s",)))
 """
 
 from __future__ import annotations
@@ -36,12 +39,21 @@ import pandas as pd
 from flashsale import aio, contract, placement, stock_gate, strategies
 from flashsale.db import connection
 from flashsale.db.migrate import ready_url
+from flashsale.kv import connection as kv_connection
 from flashsale.load import placing
 from flashsale.load import records as records_io
 from flashsale.load import summary as summaries
 from flashsale.load.config import LoadConfig
 from flashsale.load.contention import LockSampler, mean_row_lock_waiters
-from flashsale.load.faults import FaultEvent, FaultInjector, embedded_pgdata, fault_report, outage_mask
+from flashsale.load.faults import (
+    FaultedServers,
+    FaultEvent,
+    FaultInjector,
+    embedded_pgdata,
+    embedded_valkey_dir,
+    fault_report,
+    outage_mask,
+)
 from flashsale.load.http_client import HttpClient
 from flashsale.load.measured_server import MeasuredServer
 from flashsale.load.merge import Merged, WorkerResult, merge
@@ -107,12 +119,12 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
     """`run_load` for callers already in an event loop: the run's phases, each returning what the next needs."""
     url = ready_url(config.database_url)
     owned = placing.embedded_or_none(url)  # the embedded server's data directory, None for another server
-    pgdata = (owned or embedded_pgdata(url)) if config.faults else None  # refuse before anything starts
+    faulted = await _faulted_servers(config, url, owned)  # refuse before anything starts
     with placing.database_placed(url, config.db_cpus, owned):  # so is placing another server
         prepared = await _prepare(config, url)
         counter = TransactionCounter(url)
         await counter.begin()
-        measured = await _measure(config, url, prepared.sale, pgdata, owned, counter)
+        measured = await _measure(config, url, prepared.sale, faulted, owned, counter)
         transactions = await counter.count()
     # Workers, strategies and the service are stopped now (queued orders flushed): the database holds the final state.
     outcomes = Outcomes()
@@ -217,11 +229,28 @@ class _Measured:
         return meta
 
 
+async def _faulted_servers(config: LoadConfig, url: str, owned: Path | None) -> FaultedServers | None:
+    """The embedded servers the run's faults stop (None without faults); `FaultUnsupported` for a server the
+    project does not own. `owned` is the database's data directory if it is the embedded one."""
+    if not config.faults:
+        return None
+    servers = {fault.server for fault in config.fault_list}
+    return FaultedServers(
+        pgdata=(owned or embedded_pgdata(url)) if "database" in servers else None,
+        valkey_dir=await embedded_valkey_dir(kv_connection.redis_url()) if "Redis" in servers else None,
+    )
+
+
 async def _measure(
-    config: LoadConfig, url: str, sale: Sale, pgdata: Path | None, owned: Path | None, counter: TransactionCounter
+    config: LoadConfig,
+    url: str,
+    sale: Sale,
+    faulted: FaultedServers | None,
+    owned: Path | None,
+    counter: TransactionCounter,
 ) -> _Measured:
     """Start the service (for the http target without a base URL) on its CPUs, then, on the client's CPUs, the load
-    workers and the lock sampler; run the workload from one origin with the faults injected on time (on `pgdata`,
+    workers and the lock sampler; run the workload from one origin with the faults injected on time (on `faulted`,
     None without faults), and stop them all. `owned` is the embedded server's data directory (None for another
     server): where the database ran is read from its postmaster. `counter` is marked as the workload starts."""
     async with contextlib.AsyncExitStack() as stack:
@@ -242,7 +271,7 @@ async def _measure(
         if service is not None:
             service.mark_cpu()
         await counter.mark()
-        injector = FaultInjector(config.fault_list, pgdata, origin) if pgdata is not None else None
+        injector = FaultInjector(config.fault_list, faulted, origin) if faulted is not None else None
         faulting = asyncio.create_task(injector.run()) if injector is not None else None
         try:
             progress = _progress(workers.requests, config, origin) if config.progress else contextlib.nullcontext()
@@ -414,9 +443,11 @@ def _lock_hold_ms(counters: dict[str, int] | None) -> float | None:
 
 @contextlib.contextmanager
 def _quiet_reconnection_logs():
-    """The pool and the guard log every failed reconnection as a warning; the run's summary reports the outage,
-    so keep those lines off the terminal (and out of notebook outputs) while it goes."""
-    loggers = [logging.getLogger(name) for name in ("psycopg", "psycopg.pool", "flashsale.db")]
+    """The pool and the guard log every failed reconnection as a warning, the stock gate a Redis lost and back; the
+    run's summary reports the outage, so keep those lines off the terminal (and out of notebook outputs) while it
+    goes."""
+    names = ("psycopg", "psycopg.pool", "flashsale.db", "flashsale.strategies.redis_gate")
+    loggers = [logging.getLogger(name) for name in names]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)

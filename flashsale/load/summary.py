@@ -302,7 +302,9 @@ def _audit_text(audit: dict[str, Any] | None) -> str:
 def _fault_text(fault: dict[str, Any]) -> str:
     if fault.get("injected_s") is None:
         return f"not injected ({fault.get('error') or 'the run ended first'})"
-    parts = [f"at {fault['injected_s']:.2f} s, database down {_seconds(fault['unavailable_s'])}"]
+    server = fault.get("server", "database")  # or Redis
+    subject = "the database" if server == "database" else server
+    parts = [f"at {fault['injected_s']:.2f} s, {server} down {_seconds(fault['unavailable_s'])}"]
     if fault.get("failures"):
         errors = ", ".join(f"{n}={c}" for n, c in fault["errors"].items())
         latency = fault["failure_latency_ms"]
@@ -312,7 +314,7 @@ def _fault_text(fault: dict[str, Any]) -> str:
     if fault.get("recovery_s") is None:
         parts.append("NOT RECOVERED before the end")
     else:
-        parts.append(f"recovered in {fault['recovery_s']:.2f} s ({fault['lag_s']:.2f} s after the database was up)")
+        parts.append(f"recovered in {fault['recovery_s']:.2f} s ({fault['lag_s']:.2f} s after {subject} was up)")
     if fault.get("error"):
         parts.append(f"error: {fault['error']}")
     return "; ".join(parts)

@@ -43,6 +43,12 @@ class Rejected(StrategyUnavailable):
     code = "rejected"
 
 
+class RedisDown(StrategyUnavailable):
+    """The strategy's Redis did not answer (refused, reset, or silent too long): a refusal for now, `unavailable`,
+    as `DatabaseDown` is for the database. The strategy logs the outage once, so the service gives each refusal
+    no log line of its own."""
+
+
 # The pgbench scripts of every strategy, in two variants:
 # - "driver" (the default): the statements the strategy sends, in its round trips as far as pgbench allows (BEGIN
 #   and COMMIT in one pipeline with the statements where the strategy decides in SQL); the user's id is looked up

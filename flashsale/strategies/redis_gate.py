@@ -33,7 +33,7 @@ from flashsale.kv import RedisUnavailable
 from flashsale.kv import connection as kv_connection
 from flashsale.repositories import flash_sales, locks, orders, placements
 from flashsale.stock_gate import Admitted, GateKeys, Replayed, StockGate, scripts, take_snapshot
-from flashsale.strategies.base import PGBENCH_VARIANTS, Busy, OrderStrategy, RedisBenchmarkPlan, StrategyUnavailable
+from flashsale.strategies.base import PGBENCH_VARIANTS, Busy, OrderStrategy, RedisBenchmarkPlan, RedisDown
 from flashsale.strategies.pipelined import pipelined_transaction
 
 Connect = Callable[[], AbstractAsyncContextManager[AsyncConnection[Any]]]
@@ -47,13 +47,18 @@ log = logging.getLogger("flashsale.strategies.redis_gate")
 class RedisGate(OrderStrategy):
     """Parameters: `redis_url` (default: `FLASHSALE_REDIS_URL`, else the embedded Valkey; resolved at first use);
     `redis_connections` (default 64), the most connections open to Redis; `wait_s` (default 5.0), how long an
-    order waits for a gate being rebuilt, for the write of the order its key replays, or for a Redis connection;
+    order waits for a gate being rebuilt, for the write of the order its key replays, for a Redis connection, or for
+    a reply of Redis;
     `clock` (the instant the script checks the window against, and the write's).
+
+    Redis away: the order is refused with `RedisDown` (503 `unavailable`) as soon as Redis refuses or resets the
+    connection, or after `wait_s` without a reply; it is never decided without the gate. The outage is logged once
+    as it begins and once as it ends.
 
     Counters: `admitted`, `refused` (by the gate, without the database), `replayed`, `written`, `given_back`
     (writes that failed), `database_refusals` (admitted orders the database refused: the gate was rebuilt since,
     or wrong), `invalidated` (gates dropped for a rebuild), `rebuilds`, `rebuild_waits`, `redis_errors_after_write`
-    (give-backs and drops Redis did not take).
+    (give-backs and drops Redis did not take), `redis_unavailable` (orders refused because Redis did not answer).
     """
 
     name = "redis_gate"
@@ -91,6 +96,7 @@ class RedisGate(OrderStrategy):
         self.redis_connections = redis_connections
         self.wait_s = float(wait_s)
         self._gate: StockGate | None = None
+        self._redis_lost = False  # an outage is under way: logged when it began, to be logged when it ends
 
     def reference_plan(self, vus: int, *, variant: str = PGBENCH_VARIANTS[0]) -> RedisBenchmarkPlan:
         """redis-benchmark sending the decide script (EVALSHA) with `vus` clients, each request an order of a user
@@ -108,13 +114,35 @@ class RedisGate(OrderStrategy):
 
     @property
     def gate(self) -> StockGate:
-        """The gates on the strategy's Redis, connected on first use."""
+        """The gates on the strategy's Redis, connected on first use. A command waits at most `wait_s` for a reply:
+        a Redis that stops answering (frozen, or a network that drops packets) must not hold orders forever."""
         if self._gate is None:
             client = kv_connection.connect_pooled(
-                self.redis_url, max_connections=self.redis_connections, timeout_s=self.wait_s, decode_responses=True
+                self.redis_url,
+                max_connections=self.redis_connections,
+                timeout_s=self.wait_s,
+                socket_timeout=self.wait_s,
+                decode_responses=True,
             )
             self._gate = StockGate(client)
         return self._gate
+
+    @contextlib.contextmanager
+    def _redis(self) -> Iterator[None]:
+        """A Redis that does not answer, as `RedisDown`: without its gate the strategy decides nothing. Counted, and
+        logged once when the outage begins and once when Redis answers again (not once an order)."""
+        try:
+            yield
+        except (RedisError, OSError, RedisUnavailable) as exc:
+            self.counters["redis_unavailable"] += 1
+            if not self._redis_lost:
+                self._redis_lost = True
+                cause = f"{type(exc).__name__}: {exc}"
+                log.warning("Redis lost: refusing orders until it answers", extra={"fields": {"cause": cause}})
+            raise RedisDown(f"the stock gate's Redis did not answer: {exc}") from exc
+        if self._redis_lost:
+            self._redis_lost = False
+            log.warning("Redis back: deciding orders")
 
     async def start(self, pool: AsyncConnectionPool) -> None:
         """Rebuild every sale's gate from the database before the first order (whatever Redis held)."""
@@ -123,7 +151,7 @@ class RedisGate(OrderStrategy):
         for sale in sales:
             deadline = time.monotonic() + self.wait_s
             while not await self._rebuild(sale.id, pool.connection, even_if_built=True):
-                with _redis_answers():
+                with self._redis():
                     if await self.gate.is_built(sale.id):
                         break  # another process rebuilt it meanwhile
                 _before(deadline, f"the stock gate of sale {sale.id} was not rebuilt in {self.wait_s:g} s")
@@ -159,7 +187,7 @@ class RedisGate(OrderStrategy):
         deadline = time.monotonic() + self.wait_s
         order_id = uuid.uuid4()
         while True:
-            with _redis_answers():
+            with self._redis():
                 decision = await self.gate.decide(command, order_id=order_id, at=self.clock())
             if isinstance(decision, Admitted):
                 self.counters["admitted"] += 1
@@ -184,7 +212,7 @@ class RedisGate(OrderStrategy):
         """Rebuild the sale's gate from the database if it is missing (or `even_if_built`) and no other rebuild is
         under way (True; also if the gate is there); else wait a moment for that rebuild (False). SaleNotFound if the
         sale does not exist."""
-        with _redis_answers():
+        with self._redis():
             turn = await self.gate.lock_rebuild(flash_sale_id, even_if_built=even_if_built)
         if turn.built:
             return True
@@ -199,7 +227,7 @@ class RedisGate(OrderStrategy):
                 snapshot = await take_snapshot(conn, flash_sale_id)
             if snapshot is None:
                 raise SaleNotFound(flash_sale_id)
-            with _redis_answers():
+            with self._redis():
                 installed = await self.gate.install(flash_sale_id, snapshot, token)  # releases the lock
             self.counters["rebuilds"] += installed
         finally:
@@ -260,15 +288,6 @@ def _always(conn: AsyncConnection) -> Connect:
         yield conn
 
     return connect
-
-
-@contextlib.contextmanager
-def _redis_answers() -> Iterator[None]:
-    """A Redis that does not answer, as `StrategyUnavailable`: without its gate the strategy decides nothing."""
-    try:
-        yield
-    except (RedisError, OSError, RedisUnavailable) as exc:
-        raise StrategyUnavailable(f"the stock gate's Redis did not answer: {exc}") from exc
 
 
 def _before(deadline: float, message: str) -> None:

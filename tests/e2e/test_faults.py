@@ -1,6 +1,6 @@
-"""The order service through database faults, overload and shutdown: the real `flashsale serve` process, and a
-real embedded server of its own (`scratch_server`) stopped under it and started again on the same socket; the
-server the other tests use is never stopped.
+"""The order service through database and Redis faults, overload and shutdown: the real `flashsale serve` process,
+and a real embedded server of its own (`scratch_server`, `scratch_redis`) stopped under it and started again on the
+same socket; the servers the other tests use are never stopped.
 
 The promise: every request gets a clear answer in bounded time (503 with `Retry-After` while the database is away
 or the queue is full, never a hang), the service recovers by itself, and no acknowledged order is lost. "At once"
@@ -21,9 +21,12 @@ import psutil
 import psycopg
 import pytest
 
+from flashsale import aio, processes
 from flashsale.config import DATABASE_URL_ENV
 from flashsale.db import embedded
+from flashsale.kv import embedded as kv_embedded
 from flashsale.load import Closed, LoadConfig, run_load_async
+from flashsale.load.faults import embedded_valkey_dir
 from flashsale.serving.server_process import ServerProcess
 from tests.e2e.api import Api
 from tests.e2e.conftest import make_sale
@@ -44,6 +47,19 @@ def database_down(pgdata):
         yield
     finally:
         embedded.resume(pgdata, info.socket_dir)
+
+
+@contextlib.contextmanager
+def redis_killed(url: str):
+    """The scratch Valkey at `url` killed (SIGKILL, by its pid) for the block, then started again, empty, on its
+    socket."""
+    directory = aio.run(embedded_valkey_dir(url))
+    info = kv_embedded.running(directory)
+    processes.stop(info.pid, signal.SIGKILL, HANG_S)
+    try:
+        yield
+    finally:
+        kv_embedded.start(directory)
 
 
 def timed(call):
@@ -124,6 +140,65 @@ class TestLoadThroughARestart:
         assert audit["acknowledged"] == (records["status"] == 201).sum() > 0
         assert audit["acknowledged_missing"] == 0
         assert audit["orders"] - audit["acknowledged"] == audit["unacknowledged"] >= 0
+
+
+class TestRedisDown:
+    def test_the_gate_answers_503_while_redis_is_away_then_rebuilds_without_a_restart(
+        self, database_url, scratch_redis, tmp_path
+    ):
+        """Redis killed under `serve --strategy redis_gate`: every order is answered 503 `unavailable` while it is
+        still away (none waits for it to come back), the outage is logged once, not once an order; once it is back,
+        empty, the next order rebuilds the gate from the database and the sale's rules hold across the outage."""
+        sale = make_sale(database_url, users=10, inventory=5, per_user_limit=2)
+        with ServerProcess(strategy="redis_gate", pool_size=2, log_path=tmp_path / "serve.log") as server:
+            api = Api(server.url, timeout=HANG_S)
+            buyer = sale.user_ids[1]
+            assert api.order(buyer, sale.id).status == 201
+
+            with redis_killed(scratch_redis):
+                replies = [api.order(buyer, sale.id) for _ in range(20)]
+            assert {(r.status, r.json["error"], r.header("retry-after")) for r in replies} == {
+                (503, "unavailable", "1")
+            }
+
+            assert api.order(buyer, sale.id).status == 201  # the gate rebuilt, with the buyer's first unit
+            refused = api.order(buyer, sale.id)
+            assert (refused.status, refused.json["error"]) == (409, "per_user_limit_exceeded")
+            assert server.process.poll() is None  # the same process all along
+            events = [line for line in api.get("/metrics").body.decode().splitlines() if 'event="' in line]
+            assert 'flashsale_strategy_events_total{event="redis_unavailable",strategy="redis_gate"} 20.0' in events
+            assert 'flashsale_strategy_events_total{event="rebuilds",strategy="redis_gate"} 2.0' in events
+            lines = server.log_lines()
+            messages = [line["message"] for line in lines if line["logger"] == "flashsale.strategies.redis_gate"]
+            assert messages == ["Redis lost: refusing orders until it answers", "Redis back: deciding orders"]
+            assert "answered 503" not in [line["message"] for line in lines]
+
+
+class TestLoadThroughARedisRestart:
+    async def test_503s_while_redis_restarts_and_the_gate_agrees_with_the_database(self, database_url, scratch_redis):
+        result = await run_load_async(
+            LoadConfig(
+                target="http", database_url=database_url, strategy="redis_gate", shape=Closed(vus=6, think_ms=5),
+                duration_s=4.0, users=60, inventory=100_000, per_user_limit=100_000, faults=("redis-restart@1s",),
+                request_timeout_s=HANG_S,
+            )
+        )  # fmt: skip
+        summary, records = result.summary, result.records
+        (fault,) = summary["meta"]["faults"]
+        assert (fault["server"], fault["error"]) == ("Redis", None)
+        # While Redis was away the service answered 503 `unavailable`, and nothing else; every request was answered.
+        assert fault["failures"] > 0
+        assert fault["statuses"] == {"503": fault["failures"]}
+        assert fault["errors"] == {"unavailable": fault["failures"]}
+        assert set(records["status"]) == {201, 503}
+        # It recovered by itself once Redis was back, empty: the gate was rebuilt from the database.
+        assert 1.0 <= fault["injected_s"] < fault["down_s"] < fault["up_s"] <= fault["recovered_s"]
+        assert (records[records["start_s"] > fault["recovered_s"]]["status"] == 201).sum() > 0
+        # The audit: nothing oversold, every 201 an order, and the rebuilt gate holds what the database holds.
+        audit = summary["audit"]
+        assert result.ok, summary["meta"]["audit_problems"]
+        assert audit["acknowledged"] == (records["status"] == 201).sum() == audit["orders"]
+        assert (audit["gate_stock"], audit["gate_disagreements"]) == (audit["remaining"], 0)
 
 
 class TestOverload:

@@ -22,6 +22,8 @@ from flashsale.kv import connection as kv_connection
 from flashsale.serving.server_process import ServerProcess
 from tests.e2e.api import Api
 from tests.e2e.conftest import make_sale
+from tests.e2e.test_faults import redis_killed
+from tests.e2e.test_observability import scrape, value
 from tests.e2e.test_serve_workers import audit, served_by
 from tests.waiting import HANG_S, blocked_on_lock, wait_for
 
@@ -123,6 +125,46 @@ def test_a_settler_killed_with_its_entry_unacknowledged_is_relieved_by_another(d
             return {c["name"]: c["pending"] for c in await client.xinfo_consumers(stream.key, stream.group)}
 
         assert aio.run(in_redis(consumers))[dead_consumer] == 0  # taken over (XAUTOCLAIM), not left behind
+        samples = scrape(api)
+        assert value(samples, "flashsale_order_stream_claimed_total") == 1
+        assert value(samples, "flashsale_order_stream_settled_total") == 1
+        assert value(samples, "flashsale_admission_shared") == 1
     result = audit(database_url, sale.id)
     assert result.ok, result.problems()
     assert (result.orders, result.remaining, result.pending) == (1, 4, 0)
+
+
+def test_redis_killed_each_process_falls_back_to_its_share_and_shares_again(database_url, scratch_redis, tmp_path):
+    """Redis SIGKILLed under `serve --workers 2 --admission redis --accept async`: every order is still answered at
+    once (202 or 429), within the processes' shares of the burst (2 each of 4); once Redis is back, empty, the
+    processes share again and the stream settles; every accepted order is settled, none lost."""
+    sale = make_sale(database_url, users=1, inventory=100, per_user_limit=100)
+    user = sale.user_ids[0]
+    settings = ServiceSettings(
+        strategy="pessimistic", pool_size=3, admission="redis", accept="async", queue_size=10,
+        user_rate=SLOW_RATE, user_burst=4,
+    )  # fmt: skip
+    with ServerProcess(settings=settings, workers=WORKERS, log_path=tmp_path / "serve.log") as server:
+        api = Api(server.url, timeout=HANG_S)
+        before = [api.order(user, sale.id) for _ in range(6)]
+        assert [r.status for r in before] == [202] * 4 + [429] * 2  # the shared burst, whichever process answered
+        with redis_killed(scratch_redis):
+            during = [api.order(user, sale.id) for _ in range(3 * BATCH)]
+        assert {r.status for r in during} <= {202, 429}
+        admitted_during = sum(r.status == 202 for r in during)
+        assert 2 <= admitted_during <= 4  # each process that got orders admitted its share of 2, no more
+        wait_for(lambda: value(scrape(api), "flashsale_admission_shared") == WORKERS, "both processes to share again")
+        after = api.order(user, sale.id)
+        assert after.status == 202  # Redis came back empty: a full burst again
+        accepted = [r.json["order_id"] for r in [*before, *during, after] if r.status == 202]
+
+        def all_settled() -> bool:
+            return all(api.get(f"/orders/{o}/status").json["status"] != "pending" for o in accepted)
+
+        wait_for(all_settled, "every accepted order to be settled")
+        samples = scrape(api)
+        assert value(samples, "flashsale_redis_circuit_trips_total") >= 1
+        assert value(samples, "flashsale_order_stream_kept_local_total") == admitted_during
+    result = audit(database_url, sale.id)
+    assert result.ok, result.problems()
+    assert (result.orders, result.pending) == (len(accepted), 0)

@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,9 @@ import pytest
 import redis
 
 from flashsale import aio, processes
+from flashsale.admission import RateLimited
+from flashsale.admission.order_stream import OrderStream
+from flashsale.admission.shared_rate_limit import SharedRateLimiter
 from flashsale.kv import connection, embedded
 from flashsale.serving.server_process import free_port
 from flashsale.testing import TEST_REDIS_URL_ENV, TestRedis
@@ -60,6 +64,28 @@ async def exercise(url: str) -> None:
             "quantity": "1",
         }
         await client.delete("flashsale:test:stock", "flashsale:test:orders")
+    await exercise_shared_admission(url)
+
+
+async def exercise_shared_admission(url: str) -> None:
+    """Shared admission's scripts and stream commands (`--admission redis`): TIME in a script, XAUTOCLAIM's reply."""
+    async with connection.connect(url) as client:
+        where = f"test-{uuid.uuid4().hex[:8]}"
+        limiter = SharedRateLimiter(client, 0.01, burst=2, namespace=where)
+        await limiter.admit("u1")
+        await limiter.admit("u1")
+        with pytest.raises(RateLimited):
+            await limiter.admit("u1")
+        stream = OrderStream(client, namespace=where, size=1)
+        await stream.ensure_group()
+        order_id = uuid.uuid4()
+        assert await stream.add(order_id) is not None
+        assert await stream.add(uuid.uuid4()) is None  # full
+        assert [e.order_id for e in await stream.read("a", block_ms=100)] == [order_id]
+        (claimed,) = await stream.claim_idle("b", min_idle_ms=0)
+        assert await stream.done(claimed.entry_id)
+        assert (await stream.length(), await stream.pending()) == (0, 0)
+        await client.delete(stream.key, limiter.key("u1"))
 
 
 class TestEmbeddedValkey:

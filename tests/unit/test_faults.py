@@ -17,11 +17,28 @@ class TestFaultSpec:
             ("db-restart@1500ms", Fault("db-restart", 1.5)),
             ("db-stop@10s:3s", Fault("db-stop", 10.0, 3.0)),
             (" db-stop@2:250ms ", Fault("db-stop", 2.0, 0.25)),
+            ("redis-kill@10s", Fault("redis-kill", 10.0)),
+            ("redis-kill@10s:3s", Fault("redis-kill", 10.0, 3.0)),
+            ("redis-restart@500ms", Fault("redis-restart", 0.5)),
         ],
     )
     def test_parses(self, text, fault):
         assert Fault.parse(text) == fault
         assert Fault.parse(str(fault)) == fault
+
+    @pytest.mark.parametrize(
+        ("text", "canonical", "server"),
+        [
+            ("db-stop@1000ms:1s", "db-stop@1s:1s", "database"),
+            ("redis-kill@1s", "redis-kill@1s", "Redis"),
+            ("redis-kill@1s:0s", "redis-kill@1s", "Redis"),
+            ("redis-kill@1s:1500ms", "redis-kill@1s:1.5s", "Redis"),
+            ("redis-restart@2s", "redis-restart@2s", "Redis"),
+        ],
+    )
+    def test_is_written_back_canonically_and_knows_its_server(self, text, canonical, server):
+        fault = Fault.parse(text)
+        assert (str(fault), fault.server) == (canonical, server)
 
     @pytest.mark.parametrize(
         ("text", "message"),
@@ -30,6 +47,9 @@ class TestFaultSpec:
             ("db-nap@1s", "unknown fault"),
             ("db-stop@1s", "how long the database stays down"),
             ("db-restart@1s:2s", "use db-stop"),
+            ("redis-restart@1s:2s", "use redis-kill@T:DURATION"),
+            ("redis-crash@1s", "unknown fault"),
+            ("redis-kill@-1s", "0 or more"),
             ("db-restart@soon", "not a duration"),
             ("db-stop@-1s:1s", "0 or more"),
         ],
@@ -148,3 +168,15 @@ class TestSummary:
             assert "4 failed (unavailable=3, http_500=1" in text
             assert expected in text
             assert bool(summary["meta"]["warnings"]) == (fault is unrecovered)
+
+    def test_a_redis_fault_says_redis(self):
+        redis = FaultEvent("redis-kill@2s:0.9s", 2.0, server="Redis", injected_s=2.0, down_s=2.1, up_s=3.0)
+        (report,) = fault_report(RUN, [redis])
+        summary = summarize(
+            RUN, target="db", strategy="redis_gate", model="closed", vus=2, rate=None, think_ms=0.0,
+            duration_s=5.0, audit=None, lock_waiters_mean=None, client_cpu_percent=None, meta={"faults": [report]},
+        )  # fmt: skip
+        text = render_text(summary)
+        assert "fault redis-kill@2s:0.9s" in text
+        assert "Redis down 0.90 s" in text
+        assert "(0.10 s after Redis was up)" in text
