@@ -696,7 +696,7 @@ def admission_per_user_table(cells: pd.DataFrame) -> pd.DataFrame:
                 "set-up": label,
                 "admission": first["admission"],
                 "processes": int(first["processes"]),
-                "limit (orders/s per user)": first["limit"],
+                "limit (orders/s per user)": f"{first['limit']:g}",
                 "sent per user (orders/s)": median_range(group["offered"], "{:,.1f}"),
                 "admitted per user (orders/s)": median_range(group["admitted"], "{:,.2f}"),
                 "admitted / limit": median_range(group["times"], "{:.2f}"),

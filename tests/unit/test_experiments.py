@@ -321,8 +321,22 @@ class TestRedisFrontPlan:
         assert not any(c.pgbench for c in unreferenced)
         assert len([c for c in unreferenced if c.load.target == "db"]) == 4  # the gate once, not twice
 
-    def test_the_notebooks_defaults_make_a_plan_and_no_fault_without_one_asked(self):
+    def test_a_fault_runs_once_through_the_whole_front_on_a_sale_that_never_sells_out(self):
+        from flashsale.experiments.plans import redis_front_cells
+
+        (cell,) = [c for c in redis_front_cells(**FRONT, faults=["redis-kill@0.5s:0.2s"]) if c.load.faults]
+        assert (cell.label, cell.repeat, cell.load.faults) == ("redis-kill@0.5s:0.2s", 0, ("redis-kill@0.5s:0.2s",))
+        assert (cell.load.target, cell.load.strategy, cell.load.inventory, cell.load.users) == (
+            "http", "redis_gate", UNLIMITED, 50
+        )  # fmt: skip
+        assert (cell.load.service.admission, cell.load.service.workers, cell.load.service.user_rate) == (
+            "redis",
+            2,
+            5.0,
+        )
+        assert not [c for c in redis_front_cells(**FRONT) if c.load.faults]  # none asked, none run
+
+    def test_the_notebooks_defaults_make_a_plan(self):
         dataset, cells = plan("7.0-redis-front", declared_parameters("7.0-redis-front"))
         assert dataset.name == "redis-front"
-        assert not any(c.load.faults for c in cells)
         assert len({c.cell_id for c in cells}) == len(cells)
