@@ -709,7 +709,7 @@ def admission_per_user_table(cells: pd.DataFrame) -> pd.DataFrame:
 def gate_comparison(cells: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataFrame:
     """The stock gate against the database's designs, one row a strategy and sale (the median (min–max) of its
     repeats): requests/s, orders/s, p50 and p95 latency, PostgreSQL transactions per request, the reference line's
-    requests/s (pgbench's transactions, redis-benchmark's decisions) with its tool, and the audit."""
+    requests/s (pgbench's transactions, redis-benchmark's decisions) with its tool in brackets, and the audit."""
     rows = []
     refs = reference if reference is not None and not reference.empty else pd.DataFrame(columns=["cell_id"])
     for label, group in cells.groupby("label", sort=False):
@@ -724,8 +724,9 @@ def gate_comparison(cells: pd.DataFrame, reference: pd.DataFrame | None = None) 
                 "p50 (ms)": median_range(group["latency_ms.p50"]),
                 "p95 (ms)": median_range(group["latency_ms.p95"]),
                 "PG transactions / request": median_range(group["meta.pg_transactions.per_request"], "{:.3f}"),
-                "reference (requests/s)": median_range(ref["tps"], "{:,.0f}") if len(ref) else "–",
-                "reference": ref["tool"].iloc[0] if len(ref) else "–",
+                "reference line (requests/s)": (
+                    f"{median_range(ref['tps'], '{:,.0f}')} ({ref['tool'].iloc[0]})" if len(ref) else "–"
+                ),
                 "audit": "ok" if group["audit.ok"].astype(bool).all() else "FAILED",
                 "runs": len(group),
             }

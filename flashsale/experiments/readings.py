@@ -243,7 +243,10 @@ def _gate_said(cells: pd.DataFrame) -> str:
             cost = f", {pg:.3f} PostgreSQL transactions a request" if _present(pg) else ""
             versus = ""
             if gate and label != gate[0] and row["rps"]:
-                versus = f" (the gate answered {on.loc[gate[0], 'rps'] / row['rps']:.1f}x as many)"
+                ratio = on.loc[gate[0], "rps"] / row["rps"]
+                versus = (
+                    f" (the gate answered {ratio:.1f}x as many)" if ratio >= 1 else f" ({1 / ratio:.1f}x the gate's)"
+                )
             said.append(
                 f"**{strategy[label]}** {row['rps']:,.0f} requests/s{versus}, p95 {row['latency_ms.p95']:,.2f} ms{cost}"
             )
