@@ -504,7 +504,8 @@ def fault_timings(cells: pd.DataFrame, *, label: str = "label") -> pd.DataFrame:
 
 
 def fault_reading(cells: pd.DataFrame, *, label: str = "label") -> str:
-    """One sentence per fault run: the outage, the failures and how fast they came, the recovery."""
+    """One sentence per fault run: the outage (of the database, or of Redis), the failures and how fast they came,
+    the recovery."""
     lines = []
     for _, cell in cells.iterrows():
         r = fault_of(cell)
@@ -519,9 +520,10 @@ def fault_reading(cells: pd.DataFrame, *, label: str = "label") -> str:
             if failures
             else "no request failed"
         )
+        server = "the database" if r.get("server") in (None, "database") else r["server"]  # a Redis fault says so
         lines.append(
-            f"- **{cell[label]}**: the database was down {r['unavailable_s']:.2f} s; {failed}; the first order "
-            f"after it succeeded {r['recovery_s']:.2f} s after the fault, {r['lag_s']:.2f} s after the database "
+            f"- **{cell[label]}**: {server} was down {r['unavailable_s']:.2f} s; {failed}; the first order "
+            f"after it succeeded {r['recovery_s']:.2f} s after the fault, {r['lag_s']:.2f} s after {server} "
             "was up, with no restart of the service."
         )
     return "\n".join(lines)
@@ -640,3 +642,97 @@ def flashdeal_async(cells: pd.DataFrame, published: dict[str, Any] | None = None
         **over_repeats(cells, measured, ASYNC_METRICS, counts=ASYNC_COUNTS, shares=ASYNC_SHARES),
     }  # fmt: skip
     return pd.DataFrame(columns, index=pd.Index([*ASYNC_METRICS, "runs"], name="metric")).reset_index()
+
+
+# --- FlashDeal's phase 7: Redis in front (admission shared by every process, the stock gate, Redis lost) -----------
+
+
+@dataclass(frozen=True)
+class RedisFront:
+    """The three parts of the 7.0 notebook's cells (`plans.redis_front_cells`): the admission runs over HTTP, the
+    stock gate against the database's designs (in-process), and the runs with a fault."""
+
+    admission: pd.DataFrame
+    gate: pd.DataFrame
+    faulted: pd.DataFrame
+
+
+def redis_front_parts(cells: pd.DataFrame) -> RedisFront:
+    faulted = cells["fault.fault"].notna() if "fault.fault" in cells else pd.Series(False, index=cells.index)
+    gate = cells["target"] == "db"
+    return RedisFront(admission=cells[~gate & ~faulted], gate=cells[gate], faulted=cells[faulted])
+
+
+def admitted_per_user(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per admission run: how many orders a second each user sent (`offered`) and had admitted by the rate limit
+    (`admitted`: every answer but 429 `rate_limited`, whatever came after it), on average over the run's users, and
+    `admitted` as a multiple of the limit (`times`). With every user sending more than the limit, the limit holds
+    for the whole service when `times` is 1, and per process when it is the number of processes."""
+    limited = cells.get("outcome.rate_limited", pd.Series(0, index=cells.index)).fillna(0)
+    per_user_s = cells["duration_s"] * cells["param.users"]
+    out = pd.DataFrame(
+        {
+            "label": cells["label"],
+            "repeat": cells["repeat"],
+            "admission": cells["param.admission"],
+            "processes": cells["param.service_workers"].astype(int),
+            "limit": cells["param.user_rate"],
+            "offered": cells["requests"] / per_user_s,
+            "admitted": (cells["requests"] - limited) / per_user_s,
+        }
+    )
+    out["times"] = out["admitted"] / out["limit"]
+    return out.reset_index(drop=True)
+
+
+def admission_per_user_table(cells: pd.DataFrame) -> pd.DataFrame:
+    """`admitted_per_user` over the repeats, one row a set-up: each figure as "median (min–max)"."""
+    runs = admitted_per_user(cells)
+    rows = []
+    for label, group in runs.groupby("label", sort=False):
+        first = group.iloc[0]
+        rows.append(
+            {
+                "set-up": label,
+                "admission": first["admission"],
+                "processes": int(first["processes"]),
+                "limit (orders/s per user)": f"{first['limit']:g}",
+                "sent per user (orders/s)": median_range(group["offered"], "{:,.1f}"),
+                "admitted per user (orders/s)": median_range(group["admitted"], "{:,.2f}"),
+                "admitted / limit": median_range(group["times"], "{:.2f}"),
+                "runs": len(group),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def gate_comparison(cells: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The stock gate against the database's designs, one row a strategy and sale (the median (min–max) of its
+    repeats): requests/s, orders/s, p50 and p95 latency, PostgreSQL transactions per request, the reference line's
+    requests/s (pgbench's transactions, redis-benchmark's decisions) with its tool in brackets, and the audit."""
+    rows = []
+    refs = reference if reference is not None and not reference.empty else pd.DataFrame(columns=["cell_id"])
+    for label, group in cells.groupby("label", sort=False):
+        ref = refs[refs["cell_id"].isin(group["cell_id"])]
+        ref = ref[ref["tps"].notna()] if "tps" in ref else ref
+        rows.append(
+            {
+                "strategy": group["strategy"].iloc[0],
+                "sale": label.split(", ", 1)[1],
+                "requests/s": median_range(group["rps"], "{:,.0f}"),
+                "orders/s": median_range(group["orders_per_s"], "{:,.0f}"),
+                "p50 (ms)": median_range(group["latency_ms.p50"]),
+                "p95 (ms)": median_range(group["latency_ms.p95"]),
+                "PG transactions / request": median_range(group["meta.pg_transactions.per_request"], "{:.3f}"),
+                "reference line (requests/s)": (
+                    f"{median_range(ref['tps'], '{:,.0f}')} ({ref['tool'].iloc[0]})" if len(ref) else "–"
+                ),
+                "audit": "ok" if group["audit.ok"].astype(bool).all() else "FAILED",
+                "runs": len(group),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+REDIS_AUDIT_COLUMNS = ("ok", "orders", "oversold", "acknowledged_missing", "remaining", "gate_stock",
+                       "gate_disagreements")  # fmt: skip

@@ -249,6 +249,81 @@ def async_cells(
     return cells
 
 
+GATE = "redis_gate"  # the stock gate the 7.0 notebook sets against the database's designs
+
+
+def redis_front_cells(
+    *,
+    strategy: str,
+    vus: int,
+    duration_s: float,
+    warmup_s: float,
+    users: int,
+    front_users: int,
+    inventory: int,
+    pool_size: int,
+    queue_size: int,
+    queue_workers: int,
+    user_rate: float,
+    service_workers: int,
+    compared: Sequence[str],
+    gate_duration_s: float,
+    reference: bool,
+    faults: Sequence[str] = (),
+    repeats: int = 1,
+    seed: int = 0,
+    workers: int = 0,
+) -> list[Cell]:
+    """Redis in front of the order flow (FlashDeal's phase 7), three parts:
+
+    - admission: phase 3 over HTTP (`vus` VUs without pause, the queue and the per-user rate limit) on
+      `service_workers` processes, with local and with Redis admission, `repeats` times; `front_users` users, few
+      enough that each one sends far more than the limit, and a warmup that spends each user's burst;
+    - the gate: `redis_gate` and each strategy of `compared` in-process at `vus` VUs for `gate_duration_s`, on a sale
+      of `inventory` units (one per user) and on one that never sells out, `repeats` times; the first repeat with its
+      reference line (`reference`: pgbench, or redis-benchmark for the gate);
+    - faults: one run per fault of `faults` (`redis-kill@2s:1s`) through the whole front (`redis_gate` behind Redis
+      admission on `service_workers` processes) on a sale that never sells out.
+    """
+    cells = []
+    for repeat in range(repeats):
+        common: dict[str, Any] = dict(
+            target="http", strategy=strategy, shape=Closed(vus=vus, think_ms=0.0), duration_s=duration_s,
+            warmup_s=warmup_s, users=front_users, inventory=inventory, per_user_limit=1, pool_size=pool_size,
+            seed=seed + repeat, workers=workers,
+        )  # fmt: skip
+        local = ServiceSettings(
+            workers=service_workers, queue_size=queue_size, queue_workers=queue_workers, user_rate=user_rate
+        )
+        cells += [
+            Cell(f"local admission, {service_workers} processes", _load(**common, service=local), repeat),
+            Cell(
+                f"Redis admission, {service_workers} processes",
+                _load(**common, service=local.replace(admission="redis")),
+                repeat,
+            ),
+        ]
+    for repeat in range(repeats):
+        for name in dict.fromkeys([GATE, *compared]):
+            gate: dict[str, Any] = dict(
+                target="db", strategy=name, shape=Closed(vus=vus, think_ms=0.0), duration_s=gate_duration_s,
+                warmup_s=warmup_s, users=users, seed=seed + repeat, workers=workers,
+            )  # fmt: skip
+            measured = reference and repeat == 0
+            cells += [
+                Cell(f"{name}, sale of {inventory}", _load(**gate, inventory=inventory, per_user_limit=1), repeat,
+                     pgbench=measured),
+                Cell(f"{name}, {NEVER_SELLS_OUT}", _load(**gate, inventory=UNLIMITED, per_user_limit=UNLIMITED),
+                     repeat, pgbench=measured),
+            ]  # fmt: skip
+    front = ServiceSettings(workers=service_workers, user_rate=user_rate, admission="redis")
+    faulted: dict[str, Any] = dict(
+        target="http", strategy=GATE, shape=Closed(vus=vus, think_ms=0.0), duration_s=duration_s, users=users,
+        inventory=UNLIMITED, per_user_limit=UNLIMITED, pool_size=pool_size, seed=seed, workers=workers, service=front,
+    )  # fmt: skip
+    return cells + [Cell(fault, _load(**faulted, faults=(fault,))) for fault in faults]
+
+
 NOTEBOOK_PLANS: dict[str, Callable[..., list[Cell]]] = {
     "1.0-devlog-baseline": baseline_cells,
     "2.0-concurrency": concurrency_cells,
@@ -256,6 +331,7 @@ NOTEBOOK_PLANS: dict[str, Callable[..., list[Cell]]] = {
     "4.0-faults": fault_cells,
     "5.0-admission-control": admission_cells,
     "6.0-async-orders": async_cells,
+    "7.0-redis-front": redis_front_cells,
 }
 
 

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import pandas as pd
 
-from flashsale.experiments.analysis import audit_reading, concurrency_peaks, driver_vs_pgbench, medians, spread
+from flashsale.experiments.analysis import (
+    admitted_per_user,
+    audit_reading,
+    concurrency_peaks,
+    driver_vs_pgbench,
+    fault_reading,
+    medians,
+    redis_front_parts,
+    spread,
+)
+from flashsale.experiments.plans import GATE
 
 # Past its peak, a strategy whose orders/s stay within this share of the peak is flat: extra users only queue.
 FLAT_SHARE = 0.9
@@ -178,3 +188,67 @@ def async_reading(cells: pd.DataFrame) -> str:
         else f"**{duplicated:,.0f} idempotency key(s) had other than one order**"
     )
     return "\n".join([*lines, "", f"{ended}, and {keys} (all runs). {audit_reading(cells, by='label')}"])
+
+
+# --- 7.0: Redis in front -----------------------------------------------------------------------------------------
+
+
+def redis_front_reading(cells: pd.DataFrame) -> str:
+    """The three parts of the notebook, a paragraph each: the orders a second each user had admitted against the
+    limit, local and shared; the stock gate against the database's designs on each sale (requests/s, p95,
+    PostgreSQL transactions per request); each fault; then the audit."""
+    parts = redis_front_parts(cells)
+    paragraphs = [
+        text
+        for text in (_admission_said(parts.admission), _gate_said(parts.gate), fault_reading(parts.faulted))
+        if text
+    ]
+    return "\n\n".join([*paragraphs, audit_reading(cells, by="label")])
+
+
+def _admission_said(cells: pd.DataFrame) -> str:
+    if cells.empty:
+        return ""
+    runs = admitted_per_user(cells)
+    lines = []
+    for label, group in runs.groupby("label", sort=False):
+        first = group.iloc[0]
+        admitted, sent = group["admitted"].median(), group["offered"].median()
+        lines.append(
+            f"- **{label}**: each user had {admitted:,.2f} orders/s admitted, **{admitted / first['limit']:.2f}x** "
+            f"the limit of {first['limit']:g} (sending {sent:,.0f} a second)."
+        )
+    short = runs[runs["offered"] < runs["limit"] * runs["processes"]]
+    said = "\n".join(lines)
+    if short.empty:
+        return f"Admission, with every user sending more orders than the limit times the processes:\n\n{said}"
+    return (
+        f"Admission:\n\n{said}\n\nIn {len(short)} run(s) the users sent fewer orders than the limit times the "
+        "processes: there a per-process limit could not show its multiple, which reads low."
+    )
+
+
+def _gate_said(cells: pd.DataFrame) -> str:
+    if cells.empty:
+        return ""
+    typical = medians(cells)
+    strategy = cells.groupby("label", sort=False)["strategy"].first()
+    lines = []
+    for sale in dict.fromkeys(label.split(", ", 1)[1] for label in typical.index):
+        on = typical[[label.endswith(f", {sale}") for label in typical.index]]
+        gate = [label for label in on.index if strategy[label] == GATE]
+        said = []
+        for label, row in on.iterrows():
+            pg = row.get("meta.pg_transactions.per_request")
+            cost = f", {pg:.3f} PostgreSQL transactions a request" if _present(pg) else ""
+            versus = ""
+            if gate and label != gate[0] and row["rps"]:
+                ratio = on.loc[gate[0], "rps"] / row["rps"]
+                versus = (
+                    f" (the gate answered {ratio:.1f}x as many)" if ratio >= 1 else f" ({1 / ratio:.1f}x the gate's)"
+                )
+            said.append(
+                f"**{strategy[label]}** {row['rps']:,.0f} requests/s{versus}, p95 {row['latency_ms.p95']:,.2f} ms{cost}"
+            )
+        lines.append(f"- *{sale}*: " + "; ".join(said) + ".")
+    return "The stock gate against the database's designs, in-process (medians of the repeats):\n\n" + "\n".join(lines)

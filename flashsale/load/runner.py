@@ -59,6 +59,7 @@ from flashsale.load.measured_server import MeasuredServer
 from flashsale.load.merge import Merged, WorkerResult, merge
 from flashsale.load.outcomes import Outcomes
 from flashsale.load.sale import Sale, configured_sale
+from flashsale.load.transactions import TransactionCounter, per_request
 from flashsale.load.workers import LoadGenerators, LocalWorkers, ProcessWorkers
 from flashsale.load.workers import plans as worker_plans
 from flashsale.load.workloads import LATE_AFTER_S, WorkloadStats
@@ -121,7 +122,10 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
     faulted = await _faulted_servers(config, url, owned)  # refuse before anything starts
     with placing.database_placed(url, config.db_cpus, owned):  # so is placing another server
         prepared = await _prepare(config, url)
-        measured = await _measure(config, url, prepared.sale, faulted, owned)
+        counter = TransactionCounter(url)
+        await counter.begin()
+        measured = await _measure(config, url, prepared.sale, faulted, owned, counter)
+        transactions = await counter.count()
     # Workers, strategies and the service are stopped now (queued orders flushed): the database holds the final state.
     outcomes = Outcomes()
     merged = merge(measured.results, outcomes)
@@ -138,6 +142,7 @@ async def run_load_async(config: LoadConfig) -> LoadResult:
         **prepared.meta(),
         **measured.meta(),
         **_merged_meta(config, merged, outcomes),
+        "pg_transactions": per_request(transactions, len(frame)),
         **({"faults": faults} if faults is not None else {}),
         **_run_meta(config, prepared.sale, merged.stats, audit, len(measured_timeline), frame),
         **_strategy_meta(config, merged.strategy_counters),
@@ -237,12 +242,17 @@ async def _faulted_servers(config: LoadConfig, url: str, owned: Path | None) -> 
 
 
 async def _measure(
-    config: LoadConfig, url: str, sale: Sale, faulted: FaultedServers | None, owned: Path | None
+    config: LoadConfig,
+    url: str,
+    sale: Sale,
+    faulted: FaultedServers | None,
+    owned: Path | None,
+    counter: TransactionCounter,
 ) -> _Measured:
     """Start the service (for the http target without a base URL) on its CPUs, then, on the client's CPUs, the load
     workers and the lock sampler; run the workload from one origin with the faults injected on time (on `faulted`,
     None without faults), and stop them all. `owned` is the embedded server's data directory (None for another
-    server): where the database ran is read from its postmaster."""
+    server): where the database ran is read from its postmaster. `counter` is marked as the workload starts."""
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(_quiet_reconnection_logs())
         service, base_url = await _service(config, url, stack) if config.target == "http" else (None, None)
@@ -260,6 +270,7 @@ async def _measure(
         stack.push_async_callback(sampler.stop)
         if service is not None:
             service.mark_cpu()
+        await counter.mark()
         injector = FaultInjector(config.fault_list, faulted, origin) if faulted is not None else None
         faulting = asyncio.create_task(injector.run()) if injector is not None else None
         try:

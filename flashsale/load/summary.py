@@ -215,6 +215,9 @@ def render_text(summary: dict[str, Any]) -> str:
             else f"{waiters:.2f} mean (Lock:tuple + Lock:transactionid), {meta.get('lock_samples', 0)} samples",
         )
     )
+    if (pg := meta.get("pg_transactions")) and pg.get("total") is not None:
+        ratio = "-" if pg["per_request"] is None else f"{pg['per_request']:.2f}"
+        lines.append(_row("postgresql transactions", f"{pg['total']} ({ratio} per request, warmup included)"))
     if settled := meta.get("async"):
         ends = ", ".join(f"{n}={c}" for n, c in settled["settled"].items()) or "none"
         took = settled["time_to_terminal_ms"]

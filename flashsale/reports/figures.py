@@ -300,11 +300,13 @@ FAILURE_COLOR = "#d62728"
 
 
 def mark_fault(ax, fault: dict) -> None:
-    """Shade the time the database was down, and mark the injection and the first success after it."""
+    """Shade the time the server (the database, or Redis) was down, and mark the injection and the first success
+    after it."""
     if fault.get("injected_s") is None:
         return
     if fault.get("down_s") is not None and fault.get("up_s") is not None:
-        ax.axvspan(fault["down_s"], fault["up_s"], color="grey", alpha=0.25, label="database down")
+        server = fault.get("server") or "database"  # a Redis fault says so
+        ax.axvspan(fault["down_s"], fault["up_s"], color="grey", alpha=0.25, label=f"{server} down")
     ax.axvline(fault["injected_s"], color=FAILURE_COLOR, linestyle="--", linewidth=1, label="fault injected")
     if fault.get("recovered_s") is not None:
         ax.axvline(fault["recovered_s"], color="#2ca02c", linestyle=":", linewidth=1.5, label="first success after")
@@ -433,3 +435,77 @@ def answer_and_settlement(cells: pd.DataFrame, *, title: str, ax=None):
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     return ax
+
+
+def admitted_per_user(runs: pd.DataFrame, *, title: str, ax=None):
+    """Orders a second each user had admitted by the rate limit (`analysis.admitted_per_user`), one bar a set-up (the
+    median of its repeats, their range as error bars), against the limit (dashed) and the limit times the set-up's
+    processes (dotted): where a limit held per process, its users got that many times the limit."""
+    ax = ax or plt.subplots(figsize=(9, 3.8))[1]
+    rows = analysis.spread(runs, "label", "admitted").merge(
+        runs.groupby("label", sort=False)[["limit", "processes"]].first().reset_index(), on="label"
+    )
+    x = np.arange(len(rows))
+    yerr = [(rows["median"] - rows["min"]).to_numpy(), (rows["max"] - rows["median"]).to_numpy()]
+    colors = ["#ff7f0e" if "local" in label.lower() else "#1f77b4" for label in rows["label"]]
+    ax.bar(x, rows["median"], 0.55, yerr=yerr, capsize=3, color=colors, alpha=0.85)
+    for i, row in rows.iterrows():
+        ax.annotate(f"{row['median'] / row['limit']:.2f}x the limit", (i, row["median"]), textcoords="offset points",
+                    xytext=(0, -16), ha="center", fontsize=9, color="white", fontweight="bold")  # fmt: skip
+    limit = float(rows["limit"].iloc[0]) if len(rows) else 0.0
+    ax.axhline(limit, color="black", linestyle="--", linewidth=1, label=f"the limit ({limit:g} orders/s per user)")
+    for processes in sorted(set(rows["processes"]) - {1}):
+        ax.axhline(limit * processes, color="grey", linestyle=":", linewidth=1.5,
+                   label=f"{processes} processes x the limit")  # fmt: skip
+    ax.set_xticks(x, rows["label"])
+    ax.set_ylim(0, max([limit * max(rows["processes"], default=1), *rows["max"]], default=1) * 1.25)
+    ax.set_ylabel("admitted orders/s per user")
+    ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    return ax
+
+
+SALE_COLORS = ("#6baed6", "#08519c", "#bdbdbd")  # one a sale: neither green nor red, which say order and OVERSOLD
+# The stock gate's panels: (title, column of the cells, y label, log scale)
+GATE_PANELS = (
+    ("requests/s", "rps", "requests answered per second (log)", True),
+    ("p95 latency", "latency_ms.p95", "ms (log)", True),
+    ("PostgreSQL transactions per request", "meta.pg_transactions.per_request", "transactions per request", False),
+)
+
+
+def gate_against(cells: pd.DataFrame, reference: pd.DataFrame | None = None, *, title: str):
+    """The stock gate against the database's designs, one panel a figure (requests/s, p95, PostgreSQL transactions
+    per request), one group of bars a strategy, one bar a sale: the median of the repeats, their range as error bars;
+    on requests/s, each strategy's reference line (pgbench's transactions/s, redis-benchmark's decisions/s) as a
+    black tick above its bar."""
+    sales = list(dict.fromkeys(label.split(", ", 1)[1] for label in cells["label"]))
+    shown = list(dict.fromkeys(cells["strategy"]))
+    fig, axes = plt.subplots(1, len(GATE_PANELS), figsize=(14, 4.2), layout="constrained")
+    width = 0.8 / max(1, len(sales))
+    refs = reference if reference is not None and not reference.empty and "tps" in reference else None
+    for ax, (name, column, ylabel, log) in zip(axes, GATE_PANELS, strict=True):
+        for i, sale in enumerate(sales):
+            mine = cells[cells["label"].str.endswith(f", {sale}")]
+            rows = analysis.spread(mine, "strategy", column).set_index("strategy").reindex(shown)
+            x = np.arange(len(shown)) + (i - (len(sales) - 1) / 2) * width
+            yerr = [(rows["median"] - rows["min"]).to_numpy(), (rows["max"] - rows["median"]).to_numpy()]
+            ax.bar(x, rows["median"].to_numpy(dtype=float), width, yerr=yerr, capsize=2, label=sale,
+                   color=SALE_COLORS[i % len(SALE_COLORS)], alpha=0.9)  # fmt: skip
+            if refs is not None and column == "rps":
+                line = refs[refs["cell_id"].isin(mine["cell_id"])].groupby("strategy")["tps"].median()
+                ticks = line.reindex(shown).to_numpy(dtype=float)
+                ax.scatter(x, ticks, marker="_", s=400, color="black", linewidths=2, zorder=5,
+                           label="reference line" if i == 0 else None)  # fmt: skip
+        ax.set_xticks(np.arange(len(shown)), [_strategy_label(s) for s in shown])
+        if log:
+            ax.set_yscale("log")
+            _plain_log(ax.yaxis)
+        ax.set_title(name, fontsize=10)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, axis="y", which="major", alpha=0.3)
+    key = sorted(zip(*axes[0].get_legend_handles_labels(), strict=True), key=lambda hl: hl[1] not in sales)
+    fig.legend(*zip(*key, strict=True), loc="outside lower center", ncol=len(key), fontsize=8, frameon=False)
+    fig.suptitle(title, fontweight="bold")
+    return fig

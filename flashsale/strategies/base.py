@@ -15,6 +15,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from flashsale.domain import Clock, DomainError, Order, PlaceOrder, utc_now
+from flashsale.repositories import database
 
 
 class StrategyUnavailable(Exception):
@@ -156,7 +157,9 @@ class OrderStrategy(ABC):
         counters are set back. A new backend loads its catalog caches and plans on its first statements, which
         takes milliseconds that the first orders would otherwise pay, some under the sale's lock. Only what a
         refused order sends is warmed: the reads (and the statements that decide in SQL), not a flow's writes. Any
-        other failure ends that connection's warm-up quietly: the first real order meets it as it would have."""
+        other failure ends that connection's warm-up quietly: the first real order meets it as it would have.
+        Each connection then publishes its statistics at once (PostgreSQL holds a busy session's back up to a
+        second), so that a count of the database's transactions begun after the warm-up leaves it out."""
         counters = self.counters.copy()
         size = pool.max_size
         everyone = asyncio.Barrier(size)  # each task keeps its connection until all have one: each one is warmed
@@ -173,6 +176,7 @@ class OrderStrategy(ABC):
                             continue  # the refusal it is sent for
                         except Exception:
                             break
+                    await database.publish_statistics(conn)
             except BaseException:
                 await everyone.abort()  # the others stop waiting for a connection that will not come
                 raise

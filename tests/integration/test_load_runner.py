@@ -9,6 +9,7 @@ from flashsale.db import connection
 from flashsale.load import Closed, LoadConfig, LoadResult, Open, run_load, run_load_async, schedule
 from flashsale.load.contention import LockSampler
 from flashsale.load.summary import SUMMARY_KEYS
+from flashsale.load.transactions import TransactionCounter
 from tests.waiting import until_async
 
 
@@ -68,6 +69,44 @@ class TestDbTargetClosedModel:
         assert summary["latency_ms"]["avg"] == pytest.approx(measured["latency_ms"].mean())
         assert summary["latency_ms"]["max"] == pytest.approx(measured["latency_ms"].max())
         assert summary["meta"]["warmup_s"] == 0.4
+
+
+class TestPostgresTransactions:
+    """The database's own count of transactions (pg_stat_database), read once every session of the run has exited."""
+
+    async def test_each_order_of_the_naive_flow_is_a_transaction_at_least(self, database_url):
+        result = await run_load_async(
+            config(database_url, shape=Closed(vus=4, think_ms=0), duration_s=1.0, warmup_s=0.2, users=10, inventory=20)
+        )
+        pg = result.summary["meta"]["pg_transactions"]
+        assert pg["requests"] == len(result.records)  # warmup included, as the count is
+        assert pg["total"] >= pg["requests"]  # every request, placed or refused, ran its transaction
+        assert pg["per_request"] == pytest.approx(pg["total"] / pg["requests"])
+
+    async def test_refusals_of_the_stock_gate_never_reach_the_database(self, database_url, redis_url):
+        result = await run_load_async(
+            config(
+                database_url, strategy="redis_gate", shape=Closed(vus=4, think_ms=0), duration_s=1.5, users=10,
+                inventory=5, sample_interval_s=0.5,
+            )
+        )  # fmt: skip
+        outcomes, pg = result.summary["outcomes"], result.summary["meta"]["pg_transactions"]
+        assert outcomes["sold_out"] + outcomes.get("per_user_limit_exceeded", 0) > pg["total"]
+        assert pg["per_request"] < 1
+
+    async def test_waits_for_what_a_session_reports_only_as_it_exits(self, database_url):
+        """A session publishes its counts at most once a second while it works, and all of them when it exits: the
+        count waits for the sessions the run opened to exit, so it has them all."""
+        counter = TransactionCounter(database_url)
+        await counter.begin()
+        await counter.mark()
+        session = await connection.connect_async(database_url)
+        for _ in range(20):
+            await session.execute("SELECT 1")
+        counting = asyncio.create_task(counter.count())
+        await asyncio.sleep(0.3)  # the count is waiting when the session leaves (it waits however long it takes)
+        await session.close()
+        assert await counting >= 20
 
 
 class TestDbTargetOpenModel:

@@ -8,6 +8,7 @@ import pytest
 
 from flashsale import strategies
 from flashsale.db import connection
+from flashsale.load.transactions import TransactionCounter
 from flashsale.strategies.base import OrderStrategy
 
 SIZE = 4
@@ -45,3 +46,23 @@ async def test_every_connection_is_warmed_and_nothing_is_written(
     orders = (await (await conn.execute("SELECT count(*) FROM orders")).fetchone())[0]
     remaining = (await (await conn.execute("SELECT remaining_inventory FROM flash_sales")).fetchone())[0]
     assert (orders, remaining) == (0, made.inventory)
+
+
+async def test_the_warm_up_is_published_before_a_count_of_transactions_begins(
+    database_url, make_scenario, make_strategy
+):
+    """PostgreSQL holds a busy session's statistics back up to a second, then reports them with its next work: a
+    count of the database's transactions begun after the warm-up (a load run's) must not see the warm-up's."""
+    await make_scenario(users=5, inventory=10)
+    strategy = make_strategy("pessimistic")
+    counter = TransactionCounter(database_url)
+    await counter.begin()  # before the pool: the count waits for its sessions to exit, and so has all they did
+    pool = connection.make_pool(database_url, size=8)
+    await pool.open(wait=True)
+    try:
+        await strategy.start(pool)
+        await strategy.warm_up(pool)  # six refused orders a connection: 48 transactions
+        await counter.mark()
+    finally:
+        await pool.close()
+    assert await counter.count() < 8

@@ -13,6 +13,7 @@ import pytest
 
 from flashsale.experiments import analysis
 from flashsale.load.records import read_run
+from flashsale.testing import TEST_REDIS_URL_ENV, TestRedis
 
 TINY = """
 name: tiny
@@ -35,7 +36,13 @@ notebooks:
   - notebook: 6.0-async-orders
     parameters: {dataset: async, vus: 8, duration_s: 1.5, users: 100, inventory: 20, pool_size: 4, queue_size: 20,
                  poll_interval_s: 0.1, spike_buyers: 100, spike_window_s: 1.0, sale_opens_s: 0.3, repeats: 1}
+  - notebook: 7.0-redis-front
+    # no reference lines: redis-benchmark's 100,000 calls would take longer than every run of it together
+    parameters: {dataset: redis-front, vus: 8, duration_s: 1.5, warmup_s: 0.3, users: 50, front_users: 2,
+                 inventory: 5, pool_size: 4, queue_size: 20, user_rate: 5.0, compared: [pessimistic],
+                 gate_duration_s: 0.5, reference: false, faults: FAULTS, repeats: 1}
 """
+REDIS_FAULT = "redis-kill@0.5s:0.3s"
 NOTEBOOKS = (
     "1.0-devlog-baseline",
     "2.0-concurrency",
@@ -43,6 +50,7 @@ NOTEBOOKS = (
     "4.0-faults",
     "5.0-admission-control",
     "6.0-async-orders",
+    "7.0-redis-front",
 )
 
 
@@ -54,18 +62,22 @@ def flashsale(*args, env):
 
 @pytest.fixture(scope="module")
 def swept(scratch_server, tmp_path_factory):
-    """The tiny sweep, on the scratch server: notebook 4.0 restarts its database."""
+    """The tiny sweep, on the scratch server (notebook 4.0 restarts its database) and a Valkey of its own (notebook
+    7.0 kills its Redis; on a Redis given by URL, which cannot be faulted, it runs without the fault)."""
     root = tmp_path_factory.mktemp("sweep")
-    (root / "tiny.yaml").write_text(TINY)
-    env = {
-        **os.environ,
-        "FLASHSALE_DATABASE_URL": scratch_server.url,
-        "FLASHSALE_DATA_DIR": str(root / "data"),
-        "FLASHSALE_REPORTS_DIR": str(root / "reports"),
-    }
-    proc = flashsale("sweep", "--config", str(root / "tiny.yaml"), "--quiet", "--json", env=env)
-    assert proc.returncode == 0, proc.stderr
-    return root, env, json.loads(proc.stdout)
+    external = bool(os.environ.get(TEST_REDIS_URL_ENV))
+    (root / "tiny.yaml").write_text(TINY.replace("FAULTS", "[]" if external else f"['{REDIS_FAULT}']"))
+    with TestRedis(export_url=False) as redis_url:
+        env = {
+            **os.environ,
+            "FLASHSALE_DATABASE_URL": scratch_server.url,
+            "FLASHSALE_REDIS_URL": redis_url,
+            "FLASHSALE_DATA_DIR": str(root / "data"),
+            "FLASHSALE_REPORTS_DIR": str(root / "reports"),
+        }
+        proc = flashsale("sweep", "--config", str(root / "tiny.yaml"), "--quiet", "--json", env=env)
+        assert proc.returncode == 0, proc.stderr
+        yield root, env, json.loads(proc.stdout)
 
 
 def html(root: Path, notebook: str) -> str:
@@ -233,3 +245,34 @@ class TestFlashDealPhases:
         assert cells.loc["spike, sync", "requests"] == 100  # one order a buyer
         page = html(root, "6.0-async-orders")
         assert "FlashDeal phase 5" in page
+
+    def test_redis_front_shares_the_limit_spares_the_database_and_survives_redis_killed(self, swept):
+        root = swept[0]
+        cells = pd.read_parquet(root / "data" / "redis-front" / "cells.parquet")
+        parts = analysis.redis_front_parts(cells)
+        assert list(parts.admission["param.admission"]) == ["local", "redis"]
+        assert (parts.admission["outcome.rate_limited"] > 0).all()  # two users without pause: both over the limit
+        # The shared limit bounds what every process together admitted, whatever the machine's speed: the burst,
+        # then the rate over the measured window and the slowest answer (an order sent in the window reaches Redis
+        # within it).
+        shared = parts.admission.iloc[1]
+        window_s = shared["duration_s"] + shared["latency_ms.max"] / 1000
+        admitted = analysis.admitted_per_user(parts.admission)["admitted"].iloc[1]
+        assert admitted <= shared["param.user_rate"] * (1 + window_s) / shared["duration_s"]
+        cost = parts.gate.set_index("label")["meta.pg_transactions.per_request"]
+        assert cost["redis_gate, sale of 5"] < 1  # the gate's refusals never reach PostgreSQL
+        assert cost["pessimistic, sale of 5"] >= 1  # each of the naive flow's requests is a transaction at least
+        assert (parts.gate["audit.gate_disagreements"].fillna(0) == 0).all()
+        assert cells["audit.ok"].all()
+        page = html(root, "7.0-redis-front")
+        for text in ("FlashDeal phase 7", "admitted / limit", "PG transactions / request", "gate disagreements"):
+            assert text in page, text
+        if os.environ.get(TEST_REDIS_URL_ENV):
+            assert parts.faulted.empty
+            return
+        (fault,) = [analysis.fault_of(row) for _, row in parts.faulted.iterrows()]
+        assert (fault["fault"], fault["server"], fault["error"]) == (REDIS_FAULT, "Redis", None)
+        assert fault["failures"] > 0  # the clients saw Redis go...
+        assert parts.faulted["audit.ok"].all()  # ...and nothing was oversold or lost, the gate rebuilt to agree
+        assert REDIS_FAULT in page
+        assert len(re.findall(r"<img[^>]+src=\"data:image/png;base64", page)) == 3  # admitted, the gate, the kill

@@ -368,3 +368,85 @@ class TestHeadlineTables:
         assert answers["answer p99"] == "4.00 (3.00–5.00)"
         assert answers["answer max"] == "4.00"
         assert answers["accepted or placed"] == "50.0%"
+
+
+def front(label, *, target="http", repeat=0, **columns):
+    """A cell of the 7.0 notebook (Redis in front): an admission run by default."""
+    return {"label": label, "target": target, "repeat": repeat, "cell_id": f"{label}-{repeat}", "duration_s": 5.0,
+            "param.users": 2, "param.admission": "local", "param.service_workers": 2, "param.user_rate": 10.0,
+            "requests": 1000, "outcome.rate_limited": 800, "audit.ok": True, **columns}  # fmt: skip
+
+
+def gate(strategy, sale, *, repeat=0, rps=1000.0, **columns):
+    return front(f"{strategy}, {sale}", target="db", repeat=repeat, strategy=strategy, rps=rps, orders_per_s=rps,
+                 **{"latency_ms.p50": 1.0, "latency_ms.p95": 2.0, "meta.pg_transactions.per_request": 1.0,
+                    **columns})  # fmt: skip
+
+
+class TestRedisFront:
+    def test_the_parts_are_told_by_target_and_fault(self):
+        cells = pd.DataFrame(
+            [front("local"), gate("redis_gate", "sale of 50"), front("redis-kill@2s:1s", **{"fault.fault": "x"})]
+        )
+        parts = analysis.redis_front_parts(cells)
+        assert (list(parts.admission["label"]), list(parts.gate["label"]), list(parts.faulted["label"])) == (
+            ["local"], ["redis_gate, sale of 50"], ["redis-kill@2s:1s"]
+        )  # fmt: skip
+        assert analysis.redis_front_parts(cells.drop(columns="fault.fault")).faulted.empty  # no fault ran
+
+    def test_admitted_orders_per_user_are_every_answer_but_rate_limited(self):
+        cells = pd.DataFrame(
+            [front("local"), front("redis", **{"param.admission": "redis", "outcome.rate_limited": 900})]
+        )
+        runs = analysis.admitted_per_user(cells).set_index("label")
+        # 1000 requests in 5 s from 2 users: each sent 100 a second; 200 and 100 of them were not rate limited
+        assert runs["offered"].tolist() == [100.0, 100.0]
+        assert runs["admitted"].tolist() == [20.0, 10.0]
+        assert runs["times"].tolist() == [2.0, 1.0]  # twice the limit on two processes, once when shared
+        assert runs.loc["redis", "processes"] == 2
+
+    def test_the_admission_table_gives_the_median_and_range_of_the_repeats(self):
+        cells = pd.DataFrame(
+            [front("local", repeat=r, **{"outcome.rate_limited": n}) for r, n in enumerate([800, 780, 850])]
+        )
+        (row,) = analysis.admission_per_user_table(cells).to_dict("records")
+        assert row["admitted per user (orders/s)"] == "20.00 (15.00–22.00)"
+        assert row["admitted / limit"] == "2.00 (1.50–2.20)"
+        assert row["runs"] == 3
+
+    def test_the_gate_table_sets_each_strategy_beside_its_reference_line(self):
+        cells = pd.DataFrame(
+            [
+                gate("redis_gate", "sale of 50", rps=9000.0, **{"meta.pg_transactions.per_request": 0.004}),
+                gate("redis_gate", "sale of 50", repeat=1, rps=11000.0, **{"meta.pg_transactions.per_request": 0.006}),
+                gate("pessimistic", "never sells out", **{"audit.ok": False}),
+            ]
+        )
+        reference = pd.DataFrame(
+            [
+                {
+                    "cell_id": "redis_gate, sale of 50-0",
+                    "strategy": "redis_gate",
+                    "tps": 40000.0,
+                    "tool": "redis-benchmark",
+                }
+            ]
+        )
+        rows = analysis.gate_comparison(cells, reference).set_index("strategy")
+        assert rows.loc["redis_gate", "sale"] == "sale of 50"
+        assert rows.loc["redis_gate", "requests/s"] == "10,000 (9,000–11,000)"
+        assert rows.loc["redis_gate", "PG transactions / request"] == "0.005 (0.004–0.006)"
+        assert rows.loc["redis_gate", "reference line (requests/s)"] == "40,000 (redis-benchmark)"
+        assert (rows.loc["pessimistic", "reference line (requests/s)"], rows.loc["pessimistic", "audit"]) == (
+            "–",
+            "FAILED",
+        )
+
+    def test_a_redis_fault_reads_as_redis_down(self):
+        frame = pd.DataFrame(
+            [{"label": "redis-kill@1s:1s", **_flat({"meta": {"faults": [{**FAULT, "server": "Redis"}]}})}]
+        )
+        text = analysis.fault_reading(frame)
+        assert "Redis was down 0.40 s" in text
+        assert "0.20 s after Redis was up" in text
+        assert "the database was down" in analysis.fault_reading(TestFaults().frame())

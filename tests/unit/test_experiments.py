@@ -297,3 +297,62 @@ class TestAggregate:
         (segments,) = bars.lines[2]
         assert segments.get_segments()[0][:, 1].tolist() == [10.0, 90.0]  # the range
         plt.close(fig)
+
+
+FRONT = dict(
+    strategy="pessimistic", vus=8, duration_s=1.0, warmup_s=0.3, users=50, front_users=2, inventory=5, pool_size=4,
+    queue_size=20, queue_workers=1, user_rate=5.0, service_workers=2, compared=["pessimistic"], gate_duration_s=0.5,
+    reference=True, repeats=2,
+)  # fmt: skip
+
+
+class TestRedisFrontPlan:
+    def test_admission_on_several_processes_local_then_shared_each_repeat(self):
+        from flashsale.experiments.plans import redis_front_cells
+
+        cells = [c for c in redis_front_cells(**FRONT) if c.load.target == "http"]
+        assert [(c.label, c.repeat) for c in cells] == [
+            ("local admission, 2 processes", 0), ("Redis admission, 2 processes", 0),
+            ("local admission, 2 processes", 1), ("Redis admission, 2 processes", 1),
+        ]  # fmt: skip
+        local, shared = cells[0].load, cells[1].load
+        assert (local.service.admission, shared.service.admission) == ("local", "redis")
+        assert local.service.replace(admission="redis") == shared.service  # the one difference
+        assert (local.service.workers, local.service.user_rate, local.service.queue_size) == (2, 5.0, 20)
+        assert (local.users, local.warmup_s, local.per_user_limit, local.shape) == (2, 0.3, 1, Closed(8, 0.0))
+
+    def test_the_gate_against_each_compared_strategy_on_both_sales_with_its_reference_once(self):
+        from flashsale.experiments.plans import redis_front_cells
+
+        cells = [c for c in redis_front_cells(**FRONT) if c.load.target == "db"]
+        assert [(c.label, c.repeat, c.pgbench) for c in cells] == [
+            ("redis_gate, sale of 5", 0, True), ("redis_gate, never sells out", 0, True),
+            ("pessimistic, sale of 5", 0, True), ("pessimistic, never sells out", 0, True),
+            ("redis_gate, sale of 5", 1, False), ("redis_gate, never sells out", 1, False),
+            ("pessimistic, sale of 5", 1, False), ("pessimistic, never sells out", 1, False),
+        ]  # fmt: skip
+        assert {(c.load.users, c.load.duration_s) for c in cells} == {(50, 0.5)}
+        assert (cells[0].load.inventory, cells[1].load.inventory) == (5, UNLIMITED)
+        unreferenced = redis_front_cells(**{**FRONT, "reference": False, "compared": ["redis_gate"]})
+        assert not any(c.pgbench for c in unreferenced)
+        assert len([c for c in unreferenced if c.load.target == "db"]) == 4  # the gate once, not twice
+
+    def test_a_fault_runs_once_through_the_whole_front_on_a_sale_that_never_sells_out(self):
+        from flashsale.experiments.plans import redis_front_cells
+
+        (cell,) = [c for c in redis_front_cells(**FRONT, faults=["redis-kill@0.5s:0.2s"]) if c.load.faults]
+        assert (cell.label, cell.repeat, cell.load.faults) == ("redis-kill@0.5s:0.2s", 0, ("redis-kill@0.5s:0.2s",))
+        assert (cell.load.target, cell.load.strategy, cell.load.inventory, cell.load.users) == (
+            "http", "redis_gate", UNLIMITED, 50
+        )  # fmt: skip
+        assert (cell.load.service.admission, cell.load.service.workers, cell.load.service.user_rate) == (
+            "redis",
+            2,
+            5.0,
+        )
+        assert not [c for c in redis_front_cells(**FRONT) if c.load.faults]  # none asked, none run
+
+    def test_the_notebooks_defaults_make_a_plan(self):
+        dataset, cells = plan("7.0-redis-front", declared_parameters("7.0-redis-front"))
+        assert dataset.name == "redis-front"
+        assert len({c.cell_id for c in cells}) == len(cells)

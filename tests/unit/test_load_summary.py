@@ -14,6 +14,7 @@ from flashsale.load.summary import (
     summarize,
     summary_frame,
 )
+from flashsale.load.transactions import per_request
 
 AUDIT_OK = {
     "ok": True,
@@ -150,6 +151,17 @@ class TestPresentation:
         assert "p(95)=" in text
         assert "{ created }" in text
         assert "audit" in text
+
+    def test_postgresql_transactions_per_request(self):
+        records = frame([1.0, 2.0, 3.0, 4.0], ["created", "created", "sold_out", "sold_out"])
+        pg = per_request(3, 4)
+        assert pg == {"total": 3, "requests": 4, "per_request": 0.75}
+        text = render_text(summary_of(records, meta={"pg_transactions": pg}))
+        assert "postgresql transactions .......: 3 (0.75 per request, warmup included)" in text
+        assert "postgresql transactions" not in render_text(
+            summary_of(records, meta={"pg_transactions": per_request(None, 4)})
+        )
+        assert per_request(5, 0)["per_request"] is None  # no request: no ratio
 
     def test_one_row_frame(self):
         row = summary_frame(summary_of(frame([1.0, 2.0], ["created", "sold_out"])))

@@ -185,3 +185,59 @@ def test_the_audit_sentence_names_the_runs_that_failed():
     cells = pd.DataFrame([run(), run("unsafe", **{"audit.ok": False}), run("unsafe", vus=4, **{"audit.ok": False})])
     assert analysis.audit_reading(cells) == "**2 run(s) failed the audit** (unsafe)."
     assert analysis.audit_reading(cells, by="label") == "**2 run(s) failed the audit** (unsafe, 1 VUs, unsafe, 4 VUs)."
+
+
+def front(label, *, target="http", repeat=0, **columns):
+    """A cell of the 7.0 notebook (Redis in front): an admission run by default (1000 requests in 5 s from 2 users:
+    each sent 100 a second, with a limit of 10 on 2 processes)."""
+    return {"label": label, "target": target, "repeat": repeat, "duration_s": 5.0, "param.users": 2,
+            "param.admission": "local", "param.service_workers": 2, "param.user_rate": 10.0, "requests": 1000,
+            "outcome.rate_limited": 800, "audit.ok": True, **columns}  # fmt: skip
+
+
+def gate(strategy, sale, rps, transactions):
+    return front(f"{strategy}, {sale}", target="db", strategy=strategy, rps=rps,
+                 **{"latency_ms.p95": 2.0, "meta.pg_transactions.per_request": transactions})  # fmt: skip
+
+
+class TestRedisFrontReading:
+    def test_says_each_admissions_multiple_of_the_limit(self):
+        cells = pd.DataFrame(
+            [front("local, 2 processes"), front("Redis, 2 processes", **{"outcome.rate_limited": 900})]
+        )
+        text = readings.redis_front_reading(cells)
+        assert "every user sending more orders than the limit times the processes" in text
+        assert "- **local, 2 processes**: each user had 20.00 orders/s admitted, **2.00x** the limit of 10" in text
+        assert "- **Redis, 2 processes**: each user had 10.00 orders/s admitted, **1.00x** the limit" in text
+        assert "Every run passed the audit" in text
+
+    def test_warns_where_the_users_sent_too_little_for_the_limit_to_bind(self):
+        cells = pd.DataFrame([front("local", requests=150, **{"outcome.rate_limited": 0})])  # 15 a second, 2 x 10
+        text = readings.redis_front_reading(cells)
+        assert "In 1 run(s) the users sent fewer orders than the limit times the processes" in text
+        assert "every user sending more" not in text
+
+    def test_sets_the_gate_against_each_design_on_each_sale(self):
+        cells = pd.DataFrame(
+            [
+                gate("redis_gate", "sale of 50", 9000.0, 0.004),
+                gate("pessimistic", "sale of 50", 1000.0, 1.01),
+                gate("redis_gate", "never sells out", 1200.0, 1.02),
+                gate("batched", "never sells out", 2400.0, 0.03),
+            ]
+        )
+        text = readings.redis_front_reading(cells)
+        assert (
+            "- *sale of 50*: **redis_gate** 9,000 requests/s, p95 2.00 ms, 0.004 PostgreSQL transactions a request; "
+            "**pessimistic** 1,000 requests/s (the gate answered 9.0x as many), p95 2.00 ms, 1.010 PostgreSQL "
+            "transactions a request." in text
+        )
+        assert "**batched** 2,400 requests/s (2.0x the gate's)" in text
+        assert "Admission" not in text  # no admission run: no paragraph of it
+
+    def test_reads_a_fault_and_a_failed_audit(self):
+        fault = {"label": "redis-kill@2s:1s", "target": "http", "audit.ok": False, "fault.fault": "redis-kill@2s:1s",
+                 "fault.server": "Redis", "fault.recovery_s": None}  # fmt: skip
+        text = readings.redis_front_reading(pd.DataFrame([fault]))
+        assert "- **redis-kill@2s:1s**: no request succeeded after the fault before the run ended." in text
+        assert "**1 run(s) failed the audit** (redis-kill@2s:1s)." in text

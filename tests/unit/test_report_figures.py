@@ -2,8 +2,10 @@
 and tables themselves (changes made after looking at the HTML reports in a browser)."""
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.collections import PathCollection
 
 from flashsale.experiments import notebook
 from flashsale.reports import figures
@@ -111,3 +113,51 @@ def test_metric_table_formats_each_row_as_what_it_holds():
     for text in ("2,661", "2,840", "26.96", "10.07", "97.0%", "3.0%", "n/a", "–"):
         assert f">{text}<" in html, text
     assert "2,661.00" not in html
+
+
+class TestRedisFront:
+    def test_admitted_orders_are_set_against_the_limit_and_the_limit_times_the_processes(self):
+        runs = pd.DataFrame(
+            [
+                {"label": "local admission, 2 processes", "admitted": 19.8, "limit": 10.0, "processes": 2},
+                {"label": "local admission, 2 processes", "admitted": 20.2, "limit": 10.0, "processes": 2},
+                {"label": "Redis admission, 2 processes", "admitted": 10.0, "limit": 10.0, "processes": 2},
+            ]
+        )
+        ax = figures.admitted_per_user(runs, title="t")
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert legend == ["the limit (10 orders/s per user)", "2 processes x the limit"]
+        assert [t.get_text() for t in ax.texts] == ["2.00x the limit", "1.00x the limit"]
+        assert [t.get_text() for t in ax.get_xticklabels()] == list(dict.fromkeys(runs["label"]))
+        assert ax.get_ylim()[1] > 20.2  # the range of the repeats and the dotted line both fit
+
+    def test_the_gate_panels_draw_each_sale_per_strategy_and_the_reference_on_requests_only(self):
+        rows = []
+        for strategy, sale in [(s, sale) for s in ("redis_gate", "pessimistic") for sale in ("sale of 50", "never")]:
+            rows.append({"label": f"{strategy}, {sale}", "cell_id": f"{strategy}-{sale}", "strategy": strategy,
+                         "rps": 100.0, "latency_ms.p95": 2.0, "meta.pg_transactions.per_request": 1.0})  # fmt: skip
+        cells = pd.DataFrame(rows)
+        reference = pd.DataFrame([{"cell_id": "pessimistic-never", "strategy": "pessimistic", "tps": 300.0}])
+        fig = figures.gate_against(cells, reference, title="t")
+        requests, _, transactions = fig.axes
+        assert [ax.get_title() for ax in fig.axes] == [
+            "requests/s",
+            "p95 latency",
+            "PostgreSQL transactions per request",
+        ]
+        assert [t.get_text() for t in requests.get_xticklabels()] == ["redis_gate", "pessimistic"]
+        assert len(requests.patches) == len(transactions.patches) == 4  # two sales a strategy
+        ticks = [c for ax in fig.axes for c in ax.collections if isinstance(c, PathCollection)]
+        assert all(c.axes is requests for c in ticks)  # the reference line is a number of requests/s
+        drawn = [list(point) for c in ticks for point in np.ma.getdata(c.get_offsets()) if np.isfinite(point[1])]
+        assert drawn == [[pytest.approx(1.2), 300.0]]  # pessimistic's, on its second sale
+        assert (requests.get_yscale(), transactions.get_yscale()) == ("log", "linear")
+        legend = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert legend == ["sale of 50", "never", "reference line"]
+
+    def test_a_redis_fault_is_shaded_as_redis_down(self):
+        ax = plt.subplots()[1]
+        figures.mark_fault(ax, {"injected_s": 1.0, "down_s": 1.0, "up_s": 2.0, "server": "Redis"})
+        assert "Redis down" in [artist.get_label() for artist in ax.patches]
+        figures.mark_fault(ax, {"injected_s": 1.0, "down_s": 1.0, "up_s": 2.0})
+        assert "database down" in [artist.get_label() for artist in ax.patches]
