@@ -8,6 +8,7 @@ from flashsale import config, strategies
 from flashsale.db import connection
 from flashsale.services import scenario as scenario_module
 from flashsale.testing import TEST_REDIS_URL_ENV, ScratchServer, TestDatabase, TestRedis
+from tests.notebooks.tiny import TinySweep
 from tests.waiting import HANG_S
 
 
@@ -53,6 +54,18 @@ async def make_scenario(database_url):
             return await scenario_module.reset(c, **kwargs)
 
     return make
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tiny_sweep(request, tmp_path_factory):
+    """The tiny sweep of every notebook (`tests.notebooks.tiny`), started in the background as the session begins
+    when the session holds a test that looks at it (through `swept`), so that the other tests run beside its two
+    minutes of mostly waiting; None otherwise."""
+    if not any("swept" in item.fixturenames for item in request.session.items):
+        yield None
+        return
+    with TinySweep(tmp_path_factory.mktemp("sweep")) as sweep:
+        yield sweep
 
 
 @pytest.fixture(scope="session")

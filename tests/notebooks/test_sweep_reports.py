@@ -1,7 +1,6 @@
 """The notebooks executed for real by papermill through `flashsale sweep`, with tiny parameters (runs of about a
 second), then `flashsale report` re-rendering them from data alone."""
 
-import json
 import os
 import re
 import subprocess
@@ -13,45 +12,8 @@ import pytest
 
 from flashsale.experiments import analysis
 from flashsale.load.records import read_run
-from flashsale.testing import TEST_REDIS_URL_ENV, TestRedis
-
-TINY = """
-name: tiny
-parameters: {placement: free}  # the suite may run beside other work: no part on one core of its own
-notebooks:
-  - notebook: 1.0-devlog-baseline
-    parameters: {dataset: baseline, duration_s: 1.5, repeats: 2}
-  - notebook: 2.0-concurrency
-    parameters: {dataset: concurrency, strategies: [pessimistic, unsafe], vus: [1, 4], duration_s: 1.0, warmup_s: 0.2,
-                 repeats: 2, users: 50}
-  - notebook: 3.0-lock-contention
-    parameters: {dataset: contention, strategies: [pessimistic], contention_vus: 4, duration_s: 1.0, warmup_s: 0.2}
-  - notebook: 4.0-faults
-    # 5 s after the restart to recover: a restart and the first success after it took more than 1.5 s with both
-    # cores busy (two busy loops beside the suite)
-    parameters: {dataset: faults, faults: [db-restart@1s], vus: 4, duration_s: 6.0, users: 50}
-  - notebook: 5.0-admission-control
-    parameters: {dataset: admission, vus: 24, duration_s: 1.5, users: 200, inventory: 20, pool_size: 4,
-                 queue_size: 4, user_rate: 2.0, repeats: 1}
-  - notebook: 6.0-async-orders
-    parameters: {dataset: async, vus: 8, duration_s: 1.5, users: 100, inventory: 20, pool_size: 4, queue_size: 20,
-                 poll_interval_s: 0.1, spike_buyers: 100, spike_window_s: 1.0, sale_opens_s: 0.3, repeats: 1}
-  - notebook: 7.0-redis-front
-    # no reference lines: redis-benchmark's 100,000 calls would take longer than every run of it together
-    parameters: {dataset: redis-front, vus: 8, duration_s: 1.5, warmup_s: 0.3, users: 50, front_users: 2,
-                 inventory: 5, pool_size: 4, queue_size: 20, user_rate: 5.0, compared: [pessimistic],
-                 gate_duration_s: 0.5, reference: false, faults: FAULTS, repeats: 1}
-"""
-REDIS_FAULT = "redis-kill@0.5s:0.3s"
-NOTEBOOKS = (
-    "1.0-devlog-baseline",
-    "2.0-concurrency",
-    "3.0-lock-contention",
-    "4.0-faults",
-    "5.0-admission-control",
-    "6.0-async-orders",
-    "7.0-redis-front",
-)
+from flashsale.testing import TEST_REDIS_URL_ENV
+from tests.notebooks.tiny import NOTEBOOKS, REDIS_FAULT
 
 
 def flashsale(*args, env):
@@ -61,23 +23,10 @@ def flashsale(*args, env):
 
 
 @pytest.fixture(scope="module")
-def swept(scratch_server, tmp_path_factory):
-    """The tiny sweep, on the scratch server (notebook 4.0 restarts its database) and a Valkey of its own (notebook
-    7.0 kills its Redis; on a Redis given by URL, which cannot be faulted, it runs without the fault)."""
-    root = tmp_path_factory.mktemp("sweep")
-    external = bool(os.environ.get(TEST_REDIS_URL_ENV))
-    (root / "tiny.yaml").write_text(TINY.replace("FAULTS", "[]" if external else f"['{REDIS_FAULT}']"))
-    with TestRedis(export_url=False) as redis_url:
-        env = {
-            **os.environ,
-            "FLASHSALE_DATABASE_URL": scratch_server.url,
-            "FLASHSALE_REDIS_URL": redis_url,
-            "FLASHSALE_DATA_DIR": str(root / "data"),
-            "FLASHSALE_REPORTS_DIR": str(root / "reports"),
-        }
-        proc = flashsale("sweep", "--config", str(root / "tiny.yaml"), "--quiet", "--json", env=env)
-        assert proc.returncode == 0, proc.stderr
-        yield root, env, json.loads(proc.stdout)
+def swept(tiny_sweep):
+    """The tiny sweep, started in the background when the session began (`tests.notebooks.tiny`): its root, its
+    environment and what it printed."""
+    return tiny_sweep.result()
 
 
 def html(root: Path, notebook: str) -> str:
