@@ -68,6 +68,8 @@ class SharedAdmission:
         self.enqueued = 0  # orders put on the stream
         self.kept_local = 0  # accepted orders settled by this process instead (Redis away, or the stream full)
         self.client: Redis | None = None  # the client `connect` opened, closed by `aclose`
+        self.redis_url: str | None = None  # where `connect` found Redis, and the database's namespace there
+        self.namespace: str | None = None
 
     @classmethod
     def connect(
@@ -110,7 +112,7 @@ class SharedAdmission:
             fallback_queue=fallback_queue if stream is not None else None,
             on_overflow=on_overflow,
         )
-        admission.client = client
+        admission.client, admission.redis_url, admission.namespace = client, redis_url, namespace
         return admission
 
     async def aclose(self) -> None:

@@ -32,6 +32,8 @@ import psycopg
 from psycopg import AsyncConnection, errors
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 
+from flashsale.circuit import Circuit
+
 log = logging.getLogger("flashsale.db")
 
 # A pooled connection returned this recently (and no failure seen since) is handed out without a test query.
@@ -67,8 +69,12 @@ def is_connection_failure(exc: BaseException) -> bool:
     return state is None or state.startswith("08") or state in _SHUTDOWN_STATES
 
 
-class DatabaseGuard:
+class DatabaseGuard(Circuit):
     """The circuit breaker of one pool (see the module's docstring). Use it from one event loop."""
+
+    LOST = "database lost: refusing requests until it answers"
+    BACK = "database back: accepting requests"
+    log = log
 
     def __init__(
         self,
@@ -79,29 +85,18 @@ class DatabaseGuard:
         connect_timeout_s: int = 2,
         retry_after_s: float = 1.0,
     ) -> None:
+        super().__init__(probe_interval_s=probe_interval_s)
         self.url = url
         self.pool = pool
-        self.probe_interval_s = probe_interval_s
         self.connect_timeout_s = connect_timeout_s
         self.retry_after_s = retry_after_s
-        self.opened_at: float | None = None  # time.monotonic() when the circuit opened, None while closed
-        self.trips = 0  # times the circuit opened
-        self.false_alarms = 0  # connection failures after which the database answered at once
         self.refused = 0  # calls refused while it was open
         self.interrupted = 0  # callers stopped while they waited for a connection
-        self.open_s = 0.0  # total time open, closed periods only
-        self.last_cause: str | None = None
         self._waiting: set[asyncio.Task] = set()  # tasks inside GuardedPool.getconn
         self._stopping: set[asyncio.Task] = set()  # of those, the ones cancelled by the guard
-        self._watch: asyncio.Task | None = None
         self._purging: asyncio.Future | None = None
-        self._stopped = False
         self._failed_at = 0.0  # time.monotonic() of the last connection failure seen
         self._returned_at: weakref.WeakKeyDictionary[AsyncConnection, float] = weakref.WeakKeyDictionary()
-
-    @property
-    def is_open(self) -> bool:
-        return self.opened_at is not None
 
     def down(self) -> DatabaseDown:
         return DatabaseDown(retry_after_s=self.retry_after_s)
@@ -121,45 +116,16 @@ class DatabaseGuard:
         self.suspect(exc)
         return True
 
-    def suspect(self, cause: BaseException | str) -> None:
-        """Probe the database now, and open the circuit unless it answers (nothing to do if already watching)."""
-        if self._watch is not None or self._stopped:
-            return
-        self._watch = asyncio.get_running_loop().create_task(self._watch_over(cause), name="flashsale-db-guard")
-
-    async def _watch_over(self, cause: BaseException | str) -> None:
-        try:
-            if await self.probe():
-                self.false_alarms += 1
-                return
-            self._open(cause)
-            while True:
-                await asyncio.sleep(self.probe_interval_s)
-                if await self.probe():
-                    break
-            if self.pool is not None:
-                # Drop the broken idle connections and start opening new ones before letting requests in.
-                with contextlib.suppress(psycopg.Error):
-                    await self.pool.check()
-            self._close()
-        finally:
-            self._watch = None
-
-    def _open(self, cause: BaseException | str) -> None:
-        self.opened_at = time.monotonic()
-        self.trips += 1
-        self.last_cause = _describe(cause)
-        log.warning("database lost: refusing requests until it answers", extra={"fields": {"cause": self.last_cause}})
+    def _opened(self) -> None:
         for task in self._waiting:
             self._stopping.add(task)
             task.cancel()
 
-    def _close(self) -> None:
-        assert self.opened_at is not None
-        down_s = time.monotonic() - self.opened_at
-        self.open_s += down_s
-        self.opened_at = None
-        log.warning("database back: accepting requests", extra={"fields": {"open_s": round(down_s, 3)}})
+    async def _before_close(self) -> None:
+        if self.pool is not None:
+            # Drop the broken idle connections and start opening new ones before letting requests in.
+            with contextlib.suppress(psycopg.Error):
+                await self.pool.check()
 
     async def probe(self) -> bool:
         """Does the database answer a fresh connection now?"""
@@ -215,25 +181,8 @@ class DatabaseGuard:
             self.interrupted += 1
             raise self.down() from None
 
-    async def stop(self) -> None:
-        """Stop watching (at shutdown)."""
-        self._stopped = True
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
-            self._watch = None
-
     def stats(self) -> dict[str, float | int | bool]:
-        open_now = time.monotonic() - self.opened_at if self.opened_at is not None else 0.0
-        return {
-            "open": self.is_open,
-            "trips": self.trips,
-            "false_alarms": self.false_alarms,
-            "refused": self.refused,
-            "interrupted": self.interrupted,
-            "open_s": self.open_s + open_now,
-        }
+        return {**super().stats(), "refused": self.refused, "interrupted": self.interrupted}
 
 
 class GuardedPool(AsyncConnectionPool):
@@ -265,10 +214,3 @@ class GuardedPool(AsyncConnectionPool):
     async def putconn(self, conn: AsyncConnection) -> None:
         self.guard.returned(conn)
         await super().putconn(conn)
-
-
-def _describe(cause: BaseException | str) -> str:
-    if isinstance(cause, str):
-        return cause
-    first = (str(cause).strip().splitlines() or [""])[0]
-    return f"{type(cause).__name__}: {first}" if first else type(cause).__name__

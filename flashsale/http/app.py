@@ -124,7 +124,7 @@ def create_app(
                 context.settler = Settler(strategy, pool, context.order_queue, min_age_s=min_age_s)
                 await context.settler.start()
                 if stream_shared:
-                    context.stream_settlers = await shared_admission.start_settlers(url, strategy, pool, s, context)
+                    context.stream_settlers = await shared_admission.start_settlers(strategy, pool, s, context)
                 context.sale_windows = SaleWindows(url)
                 await context.sale_windows.start()
             fields = {

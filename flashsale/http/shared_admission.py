@@ -40,13 +40,16 @@ async def open_shared(database_url: str, s: ServiceSettings, context: HandlerCon
 
 
 async def start_settlers(
-    database_url: str, strategy: OrderStrategy, pool: AsyncConnectionPool, s: ServiceSettings, context: HandlerContext
+    strategy: OrderStrategy, pool: AsyncConnectionPool, s: ServiceSettings, context: HandlerContext
 ) -> StreamSettlers:
     """The stream's consumers in this process (`queue_workers` of them), on a client of their own: each holds a
-    connection while its read blocks."""
-    redis_url = await asyncio.to_thread(kv_connection.redis_url)
-    client = kv_connection.connect(redis_url, socket_timeout=BLOCK_MS / 1000 + 5, retry=Retry(NoBackoff(), 0))
-    stream = OrderStream(client, namespace=database_namespace(database_url), size=s.queue_size)
+    connection while its read blocks; on the Redis and under the namespace shared admission found."""
+    shared = context.shared
+    assert shared is not None  # made by open_shared, which sets where Redis is
+    assert shared.redis_url is not None
+    assert shared.namespace is not None
+    client = kv_connection.connect(shared.redis_url, socket_timeout=BLOCK_MS / 1000 + 5, retry=Retry(NoBackoff(), 0))
+    stream = OrderStream(client, namespace=shared.namespace, size=s.queue_size)
     settlers = StreamSettlers(
         stream,
         strategy,
